@@ -1,0 +1,1 @@
+//! Principal × topic × bucket counters fed by the Kafka decoder.

@@ -1,0 +1,152 @@
+//! The records every reader produces and the allocator consumes.
+//!
+//! Readers in [`crate::formats`] turn files into these; [`crate::allocate`] turns
+//! cost lines plus usage into allocation rows; [`crate::report`] rolls rows up;
+//! writers turn rows back into files. Money is always [`Decimal`], never a float.
+
+use crate::time::Timestamp;
+use rust_decimal::Decimal;
+
+/// Where a record came from, for error messages and audit trails.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default, serde::Serialize)]
+pub struct Source {
+    /// The file name as the user gave it.
+    pub file: String,
+    /// 1-based line (CSV) or item index (JSON) in that file.
+    pub line: u64,
+}
+
+/// One line of a bill: a cost for one product metric on one resource over a period.
+///
+/// Read from Confluent's Billing API costs (JSON or CSV), WarpStream invoices,
+/// FOCUS charges, or reconstructed from a Confluent cost-allocation export.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CostLine {
+    /// Where the line was read.
+    pub source: Source,
+    /// Organization the bill belongs to (added at ingest when combining orgs; may be empty).
+    pub org_id: String,
+    /// The provider's line id, if any.
+    pub id: String,
+    /// Product category, lowercase: `kafka`, `connect`, `flink`, `schema_registry`,
+    /// `cluster_linking`, `ksqldb`, `audit_log`, `support`, `tableflow`, `credit`, ...
+    pub product: String,
+    /// Billable metric / line type, CamelCase as Confluent writes it
+    /// (`KafkaNetworkRead`, `KafkaNumCKUs`, `ConnectNumTasks`, `Support`, ...), or the
+    /// provider's own name (WarpStream `Cluster minutes`, FOCUS `ChargeDescription`).
+    pub line_type: String,
+    /// The logical resource (cluster `lkc-…`, connector cluster `lcc-…`, pool `lfcp-…`).
+    pub resource_id: String,
+    /// The environment (`env-…`); empty for organization-level lines such as Support.
+    pub environment_id: String,
+    /// Inclusive start of the period the line covers (UTC).
+    pub start: Timestamp,
+    /// Exclusive end of the period (UTC).
+    pub end: Timestamp,
+    /// The amount billed for this line (what must be allocated), in `currency`.
+    /// Negative for credits and refunds.
+    pub amount: Decimal,
+    /// The amount before discounts, as the provider reports it (informational).
+    pub original_amount: Decimal,
+    /// Quantity of `unit` consumed.
+    pub quantity: Decimal,
+    /// Unit of measure (`GB`, `CKU-hour`, `Partition-hour`, `USD`, ...).
+    pub unit: String,
+    /// Unit price.
+    pub price: Decimal,
+    /// ISO 4217 currency code; `USD` unless the input says otherwise.
+    pub currency: String,
+    /// When set, the resource existed only for this fraction (0..=1) of the line's
+    /// period and usage-based splits are prorated by it.
+    pub active_fraction: Option<Decimal>,
+    /// The owner of record named by the bill itself (e.g. the Kafka cluster a
+    /// Connect cluster belongs to, a Flink pool's environment), if the input has it.
+    pub owner_of_record: String,
+}
+
+/// How much of a usage metric one principal (and optionally topic) used.
+///
+/// Read from tally's usage CSV, a Prometheus `query_range` export of tally's
+/// counters, WarpStream's per-entity rollups, or the usage side of a Confluent export.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UsageSample {
+    /// Where the sample was read.
+    pub source: Source,
+    /// Organization (may be empty).
+    pub org_id: String,
+    /// Inclusive start of the interval the usage was measured in (UTC).
+    pub start: Timestamp,
+    /// Exclusive end (UTC).
+    pub end: Timestamp,
+    /// The resource the usage happened on (Kafka cluster id).
+    pub resource_id: String,
+    /// Who used it: principal id (service account, user, pool, client.id, ...).
+    pub principal: String,
+    /// How the principal was identified (see [`crate::usage::UsageRow::principal_source`]).
+    pub principal_source: String,
+    /// The topic (or subject, table); empty for per-principal metrics.
+    pub topic: String,
+    /// Metric name: a [`crate::usage::Metric`] name, or a provider metric such as
+    /// `uncompressed_bytes_written`, `retention_seconds`, `lifetime_seconds`.
+    pub metric: String,
+    /// Non-negative quantity.
+    pub value: Decimal,
+}
+
+/// The level at which costs are attributed.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum EntityLevel {
+    /// Service account, user, identity pool, or a resource id standing in for one.
+    Principal,
+    /// Kafka topic (WarpStream-style; also derived from tally's per-topic usage).
+    Topic,
+}
+
+/// One allocated amount: the cost of one line, in one bucket, attributed to one owner.
+///
+/// The first columns are those of Confluent's cost-allocation export, so that what
+/// tally writes reads like the native export; the rest explain *why*.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AllocationRow {
+    /// Bucket start (UTC).
+    pub bucket_start: Timestamp,
+    /// Bucket end (UTC, exclusive).
+    pub bucket_end: Timestamp,
+    /// Whether the bucket is cut by a custom range boundary.
+    pub partial_bucket: bool,
+    /// Organization (may be empty).
+    pub org_id: String,
+    /// Who is charged: principal, topic, resource id, or `unallocated`.
+    pub owner_id: String,
+    /// Whether `owner_id` is a principal or a topic.
+    pub level: EntityLevel,
+    /// Environment of the charged resource.
+    pub environment_id: String,
+    /// The resource whose cost this is.
+    pub resource_id: String,
+    /// Product category (lowercase).
+    pub product: String,
+    /// Billable metric (CamelCase).
+    pub line_type: String,
+    /// Unit of the line.
+    pub unit: String,
+    /// The part of the line charged to `owner_id` (exact, at the output precision).
+    pub chargeback_cost: Decimal,
+    /// The line's whole amount in this bucket, before the split.
+    pub original_amount: Decimal,
+    /// This owner's share of the usage that drove the split (0 for unallocated).
+    pub usage_share: Decimal,
+    /// Currency of the amounts.
+    pub currency: String,
+    /// The allocation method that produced the row (`usage_ratio`, `even_split`, ...).
+    pub method: String,
+    /// 0-based index of the step in the rule's fallback chain that produced it.
+    pub chain_step: u32,
+    /// Why that step applied (`usage_found`, `no_usage_found`, `no_active_principals`, ...).
+    pub reason: String,
+    /// The cost line(s) this row came from.
+    pub source: Source,
+}

@@ -1,0 +1,1 @@
+//! Exact apportionment of money.

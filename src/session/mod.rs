@@ -1,0 +1,1 @@
+//! The shared entry point of the command line and the browser.
