@@ -1,0 +1,486 @@
+//! A small, strict JSON reader that keeps numbers exact.
+//!
+//! `serde_json` without its `arbitrary_precision` feature turns every non-integer
+//! number into an `f64`, so `0.23148` or `110.25601800903678` would reach a
+//! `Decimal` through a binary float. Enabling that feature is a workspace-wide
+//! switch (Cargo unifies features) that changes `serde_json::Number` for every
+//! crate and adapter, so the money-carrying JSON readers (WarpStream chargebacks,
+//! Prometheus `query_range`) use this reader instead: numbers are kept as their
+//! source text and converted with [`rust_decimal::Decimal::from_str_exact`] (or
+//! `from_scientific` for exponents), so no digit is lost. It is pure Rust with no
+//! host calls, identical natively and in WebAssembly.
+//!
+//! Design: one pass over the bytes, recursive descent with a depth limit (no stack
+//! exhaustion on `[[[[…`), each value tagged with the 1-based line it starts on, so
+//! an error can name the file, the line and the field path. Strings are decoded per
+//! RFC 8259 (escapes, surrogate pairs); duplicate object keys keep the first value
+//! and are otherwise ignored. The whole document is held in memory: callers bound
+//! its size before parsing.
+
+use crate::error::Error;
+use rust_decimal::Decimal;
+
+/// Deepest nesting accepted. WarpStream's hierarchy is 8 levels deep.
+pub const MAX_DEPTH: usize = 64;
+
+/// A JSON value with the line it starts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Value {
+    /// 1-based line of the value's first byte.
+    pub line: u64,
+    /// The value itself.
+    pub kind: Kind,
+}
+
+/// The kinds of JSON values; numbers keep their exact text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// `null`
+    Null,
+    /// `true` / `false`
+    Bool(bool),
+    /// A number, as written (validated against the JSON grammar).
+    Number(String),
+    /// A string, unescaped.
+    String(String),
+    /// An array.
+    Array(Vec<Value>),
+    /// An object's members in document order.
+    Object(Vec<(String, Value)>),
+}
+
+impl Kind {
+    /// A short name of the kind, for error messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Kind::Null => "null",
+            Kind::Bool(_) => "a boolean",
+            Kind::Number(_) => "a number",
+            Kind::String(_) => "a string",
+            Kind::Array(_) => "an array",
+            Kind::Object(_) => "an object",
+        }
+    }
+}
+
+impl Value {
+    /// The member `key` of an object (`None` if absent or not an object).
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        match &self.kind {
+            Kind::Object(members) => members.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// Whether this is `null`.
+    pub fn is_null(&self) -> bool {
+        matches!(self.kind, Kind::Null)
+    }
+}
+
+/// Converts a JSON number's text to an exact [`Decimal`]; `None` when it does not
+/// fit in a `Decimal` (more than 28 significant digits, or out of range).
+pub fn decimal_from_number(text: &str) -> Option<Decimal> {
+    if text.contains(['e', 'E']) {
+        Decimal::from_scientific(text).ok()
+    } else {
+        Decimal::from_str_exact(text).ok()
+    }
+}
+
+/// Parses one JSON document (surrounding whitespace allowed, a UTF-8 BOM skipped).
+/// `file` names the input in errors.
+pub fn parse(text: &str, file: &str) -> Result<Value, Error> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut p = Parser {
+        bytes: text.as_bytes(),
+        pos: 0,
+        line: 1,
+        file,
+    };
+    p.skip_ws();
+    let value = p.value(0)?;
+    p.skip_ws();
+    if p.pos < p.bytes.len() {
+        return Err(p.err("unexpected text after the JSON document"));
+    }
+    Ok(value)
+}
+
+struct Parser<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    line: u64,
+    file: &'a str,
+}
+
+impl Parser<'_> {
+    fn err(&self, reason: impl Into<String>) -> Error {
+        Error::input(self.file, self.line, "", reason)
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(b) = self.peek() {
+            match b {
+                b'\n' => self.line = self.line.saturating_add(1),
+                b' ' | b'\t' | b'\r' => {}
+                _ => return,
+            }
+            self.pos += 1;
+        }
+    }
+
+    fn expect_literal(&mut self, word: &str) -> Result<(), Error> {
+        let end = self.pos.saturating_add(word.len());
+        if self.bytes.get(self.pos..end) == Some(word.as_bytes()) {
+            self.pos = end;
+            Ok(())
+        } else {
+            Err(self.err(format!("invalid JSON: expected `{word}`")))
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Value, Error> {
+        if depth > MAX_DEPTH {
+            return Err(self.err(format!("JSON nested deeper than {MAX_DEPTH} levels")));
+        }
+        let line = self.line;
+        let kind = match self.peek() {
+            None => return Err(self.err("unexpected end of the JSON document")),
+            Some(b'n') => {
+                self.expect_literal("null")?;
+                Kind::Null
+            }
+            Some(b't') => {
+                self.expect_literal("true")?;
+                Kind::Bool(true)
+            }
+            Some(b'f') => {
+                self.expect_literal("false")?;
+                Kind::Bool(false)
+            }
+            Some(b'"') => Kind::String(self.string()?),
+            Some(b'-' | b'0'..=b'9') => Kind::Number(self.number()?),
+            Some(b'[') => {
+                self.pos += 1;
+                let mut items = Vec::new();
+                self.skip_ws();
+                if self.peek() == Some(b']') {
+                    self.pos += 1;
+                } else {
+                    loop {
+                        self.skip_ws();
+                        items.push(self.value(depth + 1)?);
+                        self.skip_ws();
+                        match self.peek() {
+                            Some(b',') => self.pos += 1,
+                            Some(b']') => {
+                                self.pos += 1;
+                                break;
+                            }
+                            _ => return Err(self.err("invalid JSON: expected `,` or `]`")),
+                        }
+                    }
+                }
+                Kind::Array(items)
+            }
+            Some(b'{') => {
+                self.pos += 1;
+                let mut members: Vec<(String, Value)> = Vec::new();
+                self.skip_ws();
+                if self.peek() == Some(b'}') {
+                    self.pos += 1;
+                } else {
+                    loop {
+                        self.skip_ws();
+                        if self.peek() != Some(b'"') {
+                            return Err(self.err("invalid JSON: expected a member name"));
+                        }
+                        let key = self.string()?;
+                        self.skip_ws();
+                        if self.peek() != Some(b':') {
+                            return Err(self.err("invalid JSON: expected `:`"));
+                        }
+                        self.pos += 1;
+                        self.skip_ws();
+                        let v = self.value(depth + 1)?;
+                        if !members.iter().any(|(k, _)| *k == key) {
+                            members.push((key, v));
+                        }
+                        self.skip_ws();
+                        match self.peek() {
+                            Some(b',') => self.pos += 1,
+                            Some(b'}') => {
+                                self.pos += 1;
+                                break;
+                            }
+                            _ => return Err(self.err("invalid JSON: expected `,` or `}`")),
+                        }
+                    }
+                }
+                Kind::Object(members)
+            }
+            Some(other) => {
+                return Err(self.err(format!(
+                    "invalid JSON: unexpected character `{}`",
+                    char::from(other).escape_default()
+                )))
+            }
+        };
+        Ok(Value { line, kind })
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.pos;
+        while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            self.pos += 1;
+        }
+        self.pos - start
+    }
+
+    fn number(&mut self) -> Result<String, Error> {
+        let start = self.pos;
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.pos += 1,
+            Some(b'1'..=b'9') => {
+                self.digits();
+            }
+            _ => return Err(self.err("invalid JSON number")),
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            if self.digits() == 0 {
+                return Err(self.err("invalid JSON number: no digit after `.`"));
+            }
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.pos += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.pos += 1;
+            }
+            if self.digits() == 0 {
+                return Err(self.err("invalid JSON number: no digit in the exponent"));
+            }
+        }
+        let text = self.bytes.get(start..self.pos).unwrap_or_default();
+        Ok(String::from_utf8_lossy(text).into_owned())
+    }
+
+    fn hex4(&mut self) -> Result<u32, Error> {
+        let mut v: u32 = 0;
+        for _ in 0..4 {
+            let d = self
+                .peek()
+                .and_then(|b| char::from(b).to_digit(16))
+                .ok_or_else(|| self.err("invalid JSON string: bad `\\u` escape"))?;
+            v = v * 16 + d;
+            self.pos += 1;
+        }
+        Ok(v)
+    }
+
+    fn string(&mut self) -> Result<String, Error> {
+        // Opening quote.
+        self.pos += 1;
+        let mut out: Vec<u8> = Vec::new();
+        loop {
+            let Some(b) = self.peek() else {
+                return Err(self.err("invalid JSON: unterminated string"));
+            };
+            self.pos += 1;
+            match b {
+                b'"' => break,
+                b'\\' => {
+                    let Some(e) = self.peek() else {
+                        return Err(self.err("invalid JSON: unterminated string"));
+                    };
+                    self.pos += 1;
+                    let c = match e {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => {
+                            let hi = self.hex4()?;
+                            let code = if (0xD800..0xDC00).contains(&hi) {
+                                if self.bytes.get(self.pos..self.pos.saturating_add(2))
+                                    != Some(b"\\u".as_slice())
+                                {
+                                    return Err(self.err("invalid JSON string: lone surrogate"));
+                                }
+                                self.pos += 2;
+                                let lo = self.hex4()?;
+                                if !(0xDC00..0xE000).contains(&lo) {
+                                    return Err(self.err("invalid JSON string: lone surrogate"));
+                                }
+                                0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                            } else {
+                                hi
+                            };
+                            char::from_u32(code)
+                                .ok_or_else(|| self.err("invalid JSON string: lone surrogate"))?
+                        }
+                        _ => return Err(self.err("invalid JSON string: unknown escape")),
+                    };
+                    let mut buf = [0u8; 4];
+                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                }
+                0x00..=0x1f => {
+                    return Err(self.err("invalid JSON string: unescaped control character"))
+                }
+                _ => out.push(b),
+            }
+        }
+        // The input is a `&str`, and escapes produce whole characters, so this is UTF-8.
+        String::from_utf8(out).map_err(|_| self.err("invalid UTF-8 in a JSON string"))
+    }
+}
+
+/// Appends `s` to `out` as a JSON string literal (quoted and escaped).
+pub fn push_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => {
+                out.push_str(&format!("\\u{:04x}", u32::from(c)));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Appends `value` as indented JSON (two spaces, like the WarpStream examples).
+/// Numbers are written as their text, so exact decimals stay exact.
+pub fn push_pretty(out: &mut String, value: &Kind, indent: usize) {
+    fn pad(out: &mut String, n: usize) {
+        for _ in 0..n {
+            out.push_str("  ");
+        }
+    }
+    match value {
+        Kind::Null => out.push_str("null"),
+        Kind::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Kind::Number(n) => out.push_str(n),
+        Kind::String(s) => push_string(out, s),
+        Kind::Array(items) if items.is_empty() => out.push_str("[]"),
+        Kind::Array(items) => {
+            out.push_str("[\n");
+            for (i, item) in items.iter().enumerate() {
+                pad(out, indent + 1);
+                push_pretty(out, &item.kind, indent + 1);
+                out.push_str(if i + 1 < items.len() { ",\n" } else { "\n" });
+            }
+            pad(out, indent);
+            out.push(']');
+        }
+        Kind::Object(members) if members.is_empty() => out.push_str("{}"),
+        Kind::Object(members) => {
+            out.push_str("{\n");
+            for (i, (key, v)) in members.iter().enumerate() {
+                pad(out, indent + 1);
+                push_string(out, key);
+                out.push_str(": ");
+                push_pretty(out, &v.kind, indent + 1);
+                out.push_str(if i + 1 < members.len() { ",\n" } else { "\n" });
+            }
+            pad(out, indent);
+            out.push('}');
+        }
+    }
+}
+
+/// A value without a meaningful line (for documents being written).
+pub fn v(kind: Kind) -> Value {
+    Value { line: 0, kind }
+}
+
+/// A JSON number holding `d` exactly, without trailing zeros (`1.10` → `1.1`).
+pub fn number(d: rust_decimal::Decimal) -> Kind {
+    if d.is_zero() {
+        Kind::Number("0".into())
+    } else {
+        Kind::Number(d.normalize().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_numbers_exact_and_lines() {
+        let v = parse(
+            "{\n \"a\": 0.23148,\n \"b\": [110.25601800903678, -1e-3, 0],\n \"c\": \"x\\u00e9\\ud83d\\ude00\"\n}",
+            "f.json",
+        )
+        .unwrap();
+        let a = v.get("a").unwrap();
+        assert_eq!(a.kind, Kind::Number("0.23148".into()));
+        assert_eq!(a.line, 2);
+        let Kind::Array(b) = &v.get("b").unwrap().kind else {
+            panic!()
+        };
+        assert_eq!(
+            decimal_from_number("110.25601800903678")
+                .unwrap()
+                .to_string(),
+            "110.25601800903678"
+        );
+        assert_eq!(b[1].kind, Kind::Number("-1e-3".into()));
+        assert_eq!(decimal_from_number("-1e-3").unwrap().to_string(), "-0.001");
+        assert_eq!(v.get("c").unwrap().kind, Kind::String("xé😀".into()));
+    }
+
+    #[test]
+    fn rejects_malformed_documents_without_panicking() {
+        for (bad, line) in [
+            ("", 1),
+            ("{", 1),
+            ("{\"a\" 1}", 1),
+            ("[1,]", 1),
+            ("[01]", 1),
+            ("[1.]", 1),
+            ("\"\\x\"", 1),
+            ("\"\\ud800\"", 1),
+            ("{}\n{}", 2),
+            ("\n\ntru", 3),
+            ("\"a\nb\"", 1),
+        ] {
+            let e = parse(bad, "bad.json").unwrap_err();
+            match e {
+                Error::Input { at, .. } => assert_eq!(at.line, line, "{bad:?}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        let deep = "[".repeat(10_000);
+        assert!(parse(&deep, "deep.json").is_err());
+    }
+
+    #[test]
+    fn writes_escaped_strings() {
+        let mut s = String::new();
+        push_string(&mut s, "a\"b\\c\nd\u{1}");
+        assert_eq!(s, "\"a\\\"b\\\\c\\nd\\u0001\"");
+        assert_eq!(
+            parse(&s, "x").unwrap().kind,
+            Kind::String("a\"b\\c\nd\u{1}".into())
+        );
+    }
+}

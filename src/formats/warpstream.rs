@@ -1,0 +1,1261 @@
+//! WarpStream chargebacks JSON: reader and writer.
+//!
+//! ## The format
+//!
+//! `POST /api/v1/billing/chargebacks/get_past` and `get_pending` return one JSON
+//! document for a billing month (see `shared/seeds/002_…`):
+//!
+//! ```text
+//! { date_from, date_to, covers_products: [product…],
+//!   tenants: [ { tenant_id, workspaces: [ { workspace_id, workspace_name,
+//!     clusters: [ { virtual_cluster_id, cluster_name, cluster_regions, cluster_type,
+//!                   entity_kind, storage_attribution_method?, excluded_reason?, truncated?,
+//!                   entities: [ { name, total,
+//!                     chargebacks: [ { product, unit_price, quantity, total } ] } ] } ] } ] } ] }
+//! ```
+//!
+//! WarpStream has already apportioned the covered invoice line items (`Cluster
+//! minutes`, `Uncompressed GiB written`, `GiB minutes`, `Network ingress`,
+//! `Network egress`) over the entities of each cluster: topics on Kafka clusters,
+//! subjects on Schema Registry clusters, tables on Tableflow clusters. So this is
+//! an *already allocated* input, like Confluent's cost-allocation export.
+//!
+//! Details read from the seed and its example, and how tally treats them:
+//!
+//! * **Units of `unit_price`.** In the published example `Cluster minutes` has
+//!   `unit_price 0.23148`, `quantity 2340`, `total 5.42`: 2340 × 0.23148 = 541.66,
+//!   which is the total in *cents*. The other lines agree (110.256 GiB × 1 → 1.10;
+//!   1343.7 × 0.00000463 → 0.00). tally therefore reads `unit_price` as US cents per
+//!   unit, `total` as USD, and reports a cost line's [`CostLine::price`] in USD
+//!   (`unit_price / 100`). A line whose total is further than one cent from
+//!   `unit_price × quantity / 100` is reported as a warning, not rejected: the seed
+//!   warns that small rounding differences occur and tiered prices may not be
+//!   linear.
+//! * **Entity totals** must equal the sum of their line-item totals exactly (the
+//!   seed says so); an entity whose total does not is *rejected* with its field
+//!   path, and its rows are not used. Other entities go on.
+//! * **Excluded clusters** (`excluded_reason`: `no_rollup`, `cluster_not_found`, or
+//!   any other text) carry no entities: their invoice charges were not apportioned.
+//!   They are listed in [`Chargebacks::excluded`], never apportioned by tally.
+//! * **`truncated: true`** means more entities matched than were returned; such
+//!   clusters are listed in [`Chargebacks::truncated_clusters`] and a warning says
+//!   that their cost lines cover only the returned entities. `min_total` filtering
+//!   on the request side has the same effect, and is invisible in the response.
+//! * **`covers_products`**: a line item whose product is not listed there is kept
+//!   and reported as a warning.
+//! * Numbers are read exactly ([`super::exact_json`]); strings holding numbers are
+//!   accepted too.
+//!
+//! ## What the reader produces
+//!
+//! * One [`AllocationRow`] per entity × line item, at [`EntityLevel::Topic`]
+//!   (subjects and tables too: the entity is what the bill is split over):
+//!   `owner_id` = entity name, `resource_id` = `virtual_cluster_id`,
+//!   `environment_id` = `workspace_id`, `product` = `kafka` / `schema_registry` /
+//!   `tableflow` (from `entity_kind`), `line_type` = the WarpStream product name,
+//!   `chargeback_cost` = the line's `total`, `original_amount` = that product's
+//!   total over the cluster's returned entities, `usage_share` = the entity's share
+//!   of the quantity, `method` = the seed's allocation method for the product
+//!   (`entity_lifetime`, `write_bytes_share`, or the cluster's
+//!   `storage_attribution_method`), `reason` = `allocated_by_warpstream`. The
+//!   bucket is the billing period `[date_from, date_to)`. `source.line` is the
+//!   JSON line of the line item.
+//! * One [`CostLine`] per cluster × product: the sum of the entity totals (the
+//!   "cluster-level line totals"), with summed quantity and the unit price in USD.
+//! * [`Chargebacks::rejected`]: one [`Error`] per refused item, naming file, line
+//!   and field path (`tenants[0].workspaces[0].clusters[0].entities[3].total`).
+//!
+//! ## The writer
+//!
+//! [`write_chargebacks`] turns tally's topic-level [`AllocationRow`]s back into the
+//! same hierarchy (tenant = `org_id`, workspace = `environment_id`, cluster =
+//! `resource_id`, entity = `owner_id`), summing buckets over the period, with the
+//! apportioned quantity and unit price taken from the rows' [`CostLine`]s, and
+//! honours WarpStream's request filters `entity_kind`, `min_total` and
+//! `max_entities_per_cluster` (setting `truncated`). What it writes, this reader
+//! reads back with the same totals.
+
+use super::exact_json::{self, number, v, Kind, Value};
+use super::{Reader, Sink};
+use crate::error::Error;
+use crate::model::{AllocationRow, CostLine, EntityLevel, Source};
+use crate::time::Timestamp;
+use rust_decimal::Decimal;
+use std::collections::BTreeMap;
+
+/// The name [`sniff`] returns.
+pub const FORMAT_NAME: &str = "warpstream_chargebacks";
+
+/// Largest document accepted (bytes). WarpStream caps a response at 5000
+/// entities per cluster; this leaves room for hundreds of clusters.
+pub const MAX_DOCUMENT_BYTES: usize = 256 << 20;
+
+/// The products WarpStream's chargebacks cover, in the order of its documentation.
+pub const COVERED_PRODUCTS: [&str; 5] = [
+    "Cluster minutes",
+    "Uncompressed GiB written",
+    "GiB minutes",
+    "Network ingress",
+    "Network egress",
+];
+
+/// The default of WarpStream's `max_entities_per_cluster`.
+pub const DEFAULT_MAX_ENTITIES_PER_CLUSTER: u32 = 500;
+/// The largest `max_entities_per_cluster` WarpStream allows.
+pub const MAX_ENTITIES_PER_CLUSTER: u32 = 5000;
+
+/// Whether the first bytes (up to a KiB or so) look like a WarpStream chargebacks
+/// response; returns [`FORMAT_NAME`] if so.
+pub fn sniff(first_bytes: &[u8]) -> Option<&'static str> {
+    let text = String::from_utf8_lossy(first_bytes);
+    let t = text.trim_start_matches('\u{feff}').trim_start();
+    if !t.starts_with('{') {
+        return None;
+    }
+    let has = |k: &str| t.contains(k);
+    let yes = has("\"covers_products\"")
+        || (has("\"tenants\"") && (has("\"workspaces\"") || has("\"date_from\"")))
+        || (has("\"virtual_cluster_id\"") && has("\"chargebacks\""));
+    yes.then_some(FORMAT_NAME)
+}
+
+/// One line-item chargeback of an entity, as in the response.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LineChargeback {
+    /// The invoice line item (`Cluster minutes`, ...).
+    pub product: String,
+    /// Unit price as WarpStream writes it (US cents per unit; see the module docs).
+    pub unit_price: Decimal,
+    /// The apportioned quantity.
+    pub quantity: Decimal,
+    /// The apportioned total, USD.
+    pub total: Decimal,
+    /// JSON line of the item.
+    pub line: u64,
+}
+
+/// One entity (topic, subject or table) of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Entity {
+    /// Topic, subject or table name.
+    pub name: String,
+    /// Its line-item chargebacks.
+    pub chargebacks: Vec<LineChargeback>,
+    /// Its total, USD (equal to the sum of `chargebacks[].total`).
+    pub total: Decimal,
+    /// JSON line of the entity.
+    pub line: u64,
+}
+
+/// One cluster of the response, with its tenant and workspace.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Cluster {
+    /// Tenant (WarpStream account) id.
+    pub tenant_id: String,
+    /// Workspace id.
+    pub workspace_id: String,
+    /// Workspace display name.
+    pub workspace_name: String,
+    /// The virtual cluster id (`vci_…`).
+    pub virtual_cluster_id: String,
+    /// The cluster's name.
+    pub cluster_name: String,
+    /// Its regions.
+    pub cluster_regions: Vec<String>,
+    /// `byoc`, `serverless`, ...
+    pub cluster_type: String,
+    /// `topic`, `subject` or `table`.
+    pub entity_kind: String,
+    /// Present when storage charges were apportioned.
+    pub storage_attribution_method: Option<String>,
+    /// Present when the cluster could not be broken down.
+    pub excluded_reason: Option<String>,
+    /// More entities matched than were returned.
+    pub truncated: bool,
+    /// The entities that were read without error.
+    pub entities: Vec<Entity>,
+    /// JSON line of the cluster.
+    pub line: u64,
+}
+
+/// A cluster whose charges WarpStream did not apportion.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ExcludedCluster {
+    /// Tenant id.
+    pub tenant_id: String,
+    /// Workspace id.
+    pub workspace_id: String,
+    /// Virtual cluster id.
+    pub virtual_cluster_id: String,
+    /// Cluster name.
+    pub cluster_name: String,
+    /// `no_rollup`, `cluster_not_found`, ...
+    pub reason: String,
+    /// Where it was read.
+    pub source: Source,
+}
+
+/// Everything read from one chargebacks response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chargebacks {
+    /// Start of the billing period (inclusive, UTC).
+    pub date_from: Timestamp,
+    /// End of the billing period (exclusive, UTC).
+    pub date_to: Timestamp,
+    /// The invoice line items the chargebacks include.
+    pub covers_products: Vec<String>,
+    /// The clusters as read (excluded ones included, with no entities).
+    pub clusters: Vec<Cluster>,
+    /// Per entity × line item, already allocated, at [`EntityLevel::Topic`].
+    pub rows: Vec<AllocationRow>,
+    /// Per cluster × product: the sum of the returned entities' totals.
+    pub cost_lines: Vec<CostLine>,
+    /// Clusters not apportioned, with the reason.
+    pub excluded: Vec<ExcludedCluster>,
+    /// `virtual_cluster_id`s of clusters with `truncated: true`.
+    pub truncated_clusters: Vec<String>,
+    /// One error per refused item (tenant, workspace, cluster or entity).
+    pub rejected: Vec<Error>,
+    /// The stated totals of rejected entities (where readable), USD.
+    pub rejected_total: Decimal,
+    /// Non-fatal observations (price × quantity off by more than a cent, a product
+    /// not in `covers_products`, truncated clusters).
+    pub warnings: Vec<String>,
+}
+
+impl Chargebacks {
+    /// The sum of every allocated row (equal to the sum of the cost lines).
+    pub fn allocated_total(&self) -> Result<Decimal, Error> {
+        self.rows.iter().try_fold(Decimal::ZERO, |acc, r| {
+            acc.checked_add(r.chargeback_cost)
+                .ok_or_else(|| Error::overflow("WarpStream allocated total"))
+        })
+    }
+}
+
+/// The lowercase product category of an `entity_kind`.
+pub fn product_of_kind(entity_kind: &str) -> String {
+    match entity_kind {
+        "topic" => "kafka".to_string(),
+        "subject" => "schema_registry".to_string(),
+        "table" => "tableflow".to_string(),
+        other => other.to_ascii_lowercase(),
+    }
+}
+
+/// The `entity_kind` of a product category (inverse of [`product_of_kind`]; `topic`
+/// for anything else).
+pub fn kind_of_product(product: &str) -> &'static str {
+    match product {
+        "schema_registry" => "subject",
+        "tableflow" => "table",
+        _ => "topic",
+    }
+}
+
+/// The unit of a WarpStream product, inferred from its name (empty if unknown).
+pub fn unit_of(product: &str) -> &'static str {
+    match product {
+        "Cluster minutes" => "minute",
+        "Uncompressed GiB written" | "Network ingress" | "Network egress" => "GiB",
+        "GiB minutes" => "GiB-minute",
+        _ => "",
+    }
+}
+
+/// The allocation method the seed documents for a product.
+fn method_of(product: &str, storage_method: Option<&str>) -> String {
+    match product {
+        "Cluster minutes" => "entity_lifetime".to_string(),
+        "Uncompressed GiB written" | "Network ingress" | "Network egress" => {
+            "write_bytes_share".to_string()
+        }
+        "GiB minutes" => storage_method.unwrap_or("storage_attribution").to_string(),
+        _ => "allocated_by_warpstream".to_string(),
+    }
+}
+
+const HUNDRED: Decimal = Decimal::ONE_HUNDRED;
+
+// ---------------------------------------------------------------- field access
+
+struct Fields<'a> {
+    file: &'a str,
+}
+
+impl Fields<'_> {
+    fn err(&self, at: &Value, path: &str, reason: impl Into<String>) -> Error {
+        Error::input(self.file, at.line, path, reason)
+    }
+
+    fn req<'v>(&self, obj: &'v Value, key: &str, path: &str) -> Result<&'v Value, Error> {
+        if !matches!(obj.kind, Kind::Object(_)) {
+            return Err(self.err(
+                obj,
+                path,
+                format!("expected an object, found {}", obj.kind.name()),
+            ));
+        }
+        match obj.get(key) {
+            Some(v) if !v.is_null() => Ok(v),
+            _ => Err(self.err(
+                obj,
+                &join(path, key),
+                format!("missing required field `{key}`"),
+            )),
+        }
+    }
+
+    fn string(&self, obj: &Value, key: &str, path: &str) -> Result<String, Error> {
+        let val = self.req(obj, key, path)?;
+        match &val.kind {
+            Kind::String(s) => Ok(s.clone()),
+            other => Err(self.err(
+                val,
+                &join(path, key),
+                format!("expected a string, found {}", other.name()),
+            )),
+        }
+    }
+
+    fn opt_string(&self, obj: &Value, key: &str, path: &str) -> Result<Option<String>, Error> {
+        match obj.get(key) {
+            None => Ok(None),
+            Some(val) => match &val.kind {
+                Kind::Null => Ok(None),
+                Kind::String(s) => Ok(Some(s.clone())),
+                other => Err(self.err(
+                    val,
+                    &join(path, key),
+                    format!("expected a string, found {}", other.name()),
+                )),
+            },
+        }
+    }
+
+    fn decimal(&self, obj: &Value, key: &str, path: &str) -> Result<Decimal, Error> {
+        let val = self.req(obj, key, path)?;
+        let text = match &val.kind {
+            Kind::Number(n) => n.as_str(),
+            Kind::String(s) => s.trim(),
+            other => {
+                return Err(self.err(
+                    val,
+                    &join(path, key),
+                    format!("expected a number, found {}", other.name()),
+                ))
+            }
+        };
+        exact_json::decimal_from_number(text).ok_or_else(|| {
+            self.err(
+                val,
+                &join(path, key),
+                format!("`{text}` is not a number that fits a 28-digit decimal"),
+            )
+        })
+    }
+
+    fn array<'v>(&self, obj: &'v Value, key: &str, path: &str) -> Result<&'v [Value], Error> {
+        let val = self.req(obj, key, path)?;
+        match &val.kind {
+            Kind::Array(items) => Ok(items),
+            other => Err(self.err(
+                val,
+                &join(path, key),
+                format!("expected an array, found {}", other.name()),
+            )),
+        }
+    }
+
+    fn opt_array<'v>(&self, obj: &'v Value, key: &str, path: &str) -> Result<&'v [Value], Error> {
+        match obj.get(key) {
+            None => Ok(&[]),
+            Some(val) if val.is_null() => Ok(&[]),
+            Some(_) => self.array(obj, key, path),
+        }
+    }
+
+    fn strings(&self, obj: &Value, key: &str, path: &str) -> Result<Vec<String>, Error> {
+        let items = self.opt_array(obj, key, path)?;
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            match &item.kind {
+                Kind::String(s) => out.push(s.clone()),
+                other => {
+                    return Err(self.err(
+                        item,
+                        &format!("{}[{i}]", join(path, key)),
+                        format!("expected a string, found {}", other.name()),
+                    ))
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn opt_bool(&self, obj: &Value, key: &str, path: &str) -> Result<bool, Error> {
+        match obj.get(key) {
+            None => Ok(false),
+            Some(val) => match val.kind {
+                Kind::Null => Ok(false),
+                Kind::Bool(b) => Ok(b),
+                ref other => Err(self.err(
+                    val,
+                    &join(path, key),
+                    format!("expected true or false, found {}", other.name()),
+                )),
+            },
+        }
+    }
+
+    fn date(&self, obj: &Value, key: &str, path: &str) -> Result<Timestamp, Error> {
+        let text = self.string(obj, key, path)?;
+        let at = obj.get(key).map_or(obj.line, |x| x.line);
+        Timestamp::parse(&text).ok_or_else(|| {
+            Error::input(
+                self.file,
+                at,
+                &join(path, key),
+                format!("`{text}` is not a date (expected YYYY-MM-DD)"),
+            )
+        })
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn add(a: Decimal, b: Decimal, what: &str) -> Result<Decimal, Error> {
+    a.checked_add(b).ok_or_else(|| Error::overflow(what))
+}
+
+// ---------------------------------------------------------------- reading
+
+/// Reads a whole `get_past` / `get_pending` response. `file` names the input in
+/// errors and sources; `org_id` is stamped on every row and line (empty unless
+/// several organizations are combined).
+///
+/// `Err` only when the document as a whole is unusable (not UTF-8, not JSON, too
+/// large, no `date_from` / `date_to` / `tenants`); bad items are listed in
+/// [`Chargebacks::rejected`] and the rest is read.
+pub fn read_chargebacks(input: &[u8], file: &str, org_id: &str) -> Result<Chargebacks, Error> {
+    if input.len() > MAX_DOCUMENT_BYTES {
+        return Err(Error::TooLarge {
+            at: crate::error::Location {
+                file: file.to_string(),
+                line: 1,
+                column: String::new(),
+            },
+            limit: MAX_DOCUMENT_BYTES as u64,
+        });
+    }
+    let text = std::str::from_utf8(input).map_err(|e| {
+        let line = input
+            .get(..e.valid_up_to())
+            .map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count());
+        Error::input(
+            file,
+            (line as u64).saturating_add(1),
+            "",
+            "not UTF-8 text; a WarpStream chargebacks response is JSON",
+        )
+    })?;
+    let doc = exact_json::parse(text, file)?;
+    let f = Fields { file };
+    let date_from = f.date(&doc, "date_from", "")?;
+    let date_to = f.date(&doc, "date_to", "")?;
+    if date_to <= date_from {
+        return Err(Error::input(
+            file,
+            doc.get("date_to").map_or(1, |x| x.line),
+            "date_to",
+            "date_to is not after date_from",
+        ));
+    }
+    let covers_products = f.strings(&doc, "covers_products", "")?;
+    let tenants = f.array(&doc, "tenants", "")?;
+
+    let mut out = Chargebacks {
+        date_from,
+        date_to,
+        covers_products,
+        clusters: Vec::new(),
+        rows: Vec::new(),
+        cost_lines: Vec::new(),
+        excluded: Vec::new(),
+        truncated_clusters: Vec::new(),
+        rejected: Vec::new(),
+        rejected_total: Decimal::ZERO,
+        warnings: Vec::new(),
+    };
+
+    for (ti, tenant) in tenants.iter().enumerate() {
+        let tpath = format!("tenants[{ti}]");
+        let head = (|| -> Result<(String, &[Value]), Error> {
+            let id = f
+                .opt_string(tenant, "tenant_id", &tpath)?
+                .unwrap_or_default();
+            Ok((id, f.array(tenant, "workspaces", &tpath)?))
+        })();
+        let (tenant_id, workspaces) = match head {
+            Ok(x) => x,
+            Err(e) => {
+                out.rejected.push(e);
+                continue;
+            }
+        };
+        for (wi, ws) in workspaces.iter().enumerate() {
+            let wpath = format!("{tpath}.workspaces[{wi}]");
+            let head = (|| -> Result<(String, String, &[Value]), Error> {
+                Ok((
+                    f.opt_string(ws, "workspace_id", &wpath)?
+                        .unwrap_or_default(),
+                    f.opt_string(ws, "workspace_name", &wpath)?
+                        .unwrap_or_default(),
+                    f.array(ws, "clusters", &wpath)?,
+                ))
+            })();
+            let (workspace_id, workspace_name, clusters) = match head {
+                Ok(x) => x,
+                Err(e) => {
+                    out.rejected.push(e);
+                    continue;
+                }
+            };
+            for (ci, cl) in clusters.iter().enumerate() {
+                let cpath = format!("{wpath}.clusters[{ci}]");
+                match read_cluster(&f, cl, &cpath, &mut out) {
+                    Ok(mut cluster) => {
+                        cluster.tenant_id.clone_from(&tenant_id);
+                        cluster.workspace_id.clone_from(&workspace_id);
+                        cluster.workspace_name.clone_from(&workspace_name);
+                        out.clusters.push(cluster);
+                    }
+                    Err(e) => out.rejected.push(e),
+                }
+            }
+        }
+    }
+
+    derive_rows_and_lines(&mut out, file, org_id)?;
+    Ok(out)
+}
+
+fn read_cluster(
+    f: &Fields,
+    cl: &Value,
+    cpath: &str,
+    out: &mut Chargebacks,
+) -> Result<Cluster, Error> {
+    let mut cluster = Cluster {
+        virtual_cluster_id: f.string(cl, "virtual_cluster_id", cpath)?,
+        cluster_name: f.opt_string(cl, "cluster_name", cpath)?.unwrap_or_default(),
+        cluster_regions: f.strings(cl, "cluster_regions", cpath)?,
+        cluster_type: f.opt_string(cl, "cluster_type", cpath)?.unwrap_or_default(),
+        entity_kind: f
+            .opt_string(cl, "entity_kind", cpath)?
+            .unwrap_or_else(|| "topic".to_string()),
+        storage_attribution_method: f.opt_string(cl, "storage_attribution_method", cpath)?,
+        excluded_reason: f.opt_string(cl, "excluded_reason", cpath)?,
+        truncated: f.opt_bool(cl, "truncated", cpath)?,
+        line: cl.line,
+        ..Cluster::default()
+    };
+    if let Some(reason) = &cluster.excluded_reason {
+        if !f.opt_array(cl, "entities", cpath)?.is_empty() {
+            out.warnings.push(format!(
+                "{}:{}: cluster `{}` is excluded ({reason}) but lists entities; they are ignored",
+                f.file, cl.line, cluster.virtual_cluster_id
+            ));
+        }
+        return Ok(cluster);
+    }
+    let entities = f.array(cl, "entities", cpath).map_err(|_| {
+        f.err(
+            cl,
+            &join(cpath, "entities"),
+            "a cluster needs either `entities` or an `excluded_reason`",
+        )
+    })?;
+    for (ei, ent) in entities.iter().enumerate() {
+        let epath = format!("{cpath}.entities[{ei}]");
+        match read_entity(f, ent, &epath) {
+            Ok(entity) => {
+                if cluster.entities.iter().any(|e| e.name == entity.name) {
+                    out.rejected_total = add(out.rejected_total, entity.total, "rejected total")?;
+                    out.rejected.push(f.err(
+                        ent,
+                        &join(&epath, "name"),
+                        format!(
+                            "entity `{}` appears twice in cluster `{}`; the second is refused",
+                            entity.name, cluster.virtual_cluster_id
+                        ),
+                    ));
+                } else {
+                    cluster.entities.push(entity);
+                }
+            }
+            Err(e) => {
+                if let Ok(total) = f.decimal(ent, "total", &epath) {
+                    out.rejected_total = add(out.rejected_total, total, "rejected total")?;
+                }
+                out.rejected.push(e);
+            }
+        }
+    }
+    Ok(cluster)
+}
+
+fn read_entity(f: &Fields, ent: &Value, epath: &str) -> Result<Entity, Error> {
+    let name = f.string(ent, "name", epath)?;
+    let total = f.decimal(ent, "total", epath)?;
+    let items = f.array(ent, "chargebacks", epath)?;
+    let mut chargebacks = Vec::with_capacity(items.len());
+    let mut sum = Decimal::ZERO;
+    for (i, item) in items.iter().enumerate() {
+        let ipath = format!("{epath}.chargebacks[{i}]");
+        let c = LineChargeback {
+            product: f.string(item, "product", &ipath)?,
+            unit_price: f.decimal(item, "unit_price", &ipath)?,
+            quantity: f.decimal(item, "quantity", &ipath)?,
+            total: f.decimal(item, "total", &ipath)?,
+            line: item.line,
+        };
+        if chargebacks
+            .iter()
+            .any(|x: &LineChargeback| x.product == c.product)
+        {
+            return Err(f.err(
+                item,
+                &join(&ipath, "product"),
+                format!("product `{}` appears twice in entity `{name}`", c.product),
+            ));
+        }
+        sum = add(sum, c.total, "entity total")?;
+        chargebacks.push(c);
+    }
+    if sum != total {
+        return Err(f.err(
+            ent.get("total").unwrap_or(ent),
+            &join(epath, "total"),
+            format!(
+                "entity `{name}` states total {total} but its chargebacks sum to {sum}; refused"
+            ),
+        ));
+    }
+    Ok(Entity {
+        name,
+        chargebacks,
+        total,
+        line: ent.line,
+    })
+}
+
+fn derive_rows_and_lines(out: &mut Chargebacks, file: &str, org_id: &str) -> Result<(), Error> {
+    let cent = Decimal::new(1, 2);
+    for cluster in &out.clusters {
+        if let Some(reason) = &cluster.excluded_reason {
+            out.excluded.push(ExcludedCluster {
+                tenant_id: cluster.tenant_id.clone(),
+                workspace_id: cluster.workspace_id.clone(),
+                virtual_cluster_id: cluster.virtual_cluster_id.clone(),
+                cluster_name: cluster.cluster_name.clone(),
+                reason: reason.clone(),
+                source: Source {
+                    file: file.to_string(),
+                    line: cluster.line,
+                },
+            });
+            continue;
+        }
+        if cluster.truncated {
+            out.truncated_clusters
+                .push(cluster.virtual_cluster_id.clone());
+            out.warnings.push(format!(
+                "{file}:{}: cluster `{}` is truncated: more entities matched than were returned, \
+                 so its totals cover only the {} returned entities (raise max_entities_per_cluster \
+                 or filter by virtual_cluster_id)",
+                cluster.line,
+                cluster.virtual_cluster_id,
+                cluster.entities.len()
+            ));
+        }
+        // Per product: (amount, quantity, unit prices seen, first line).
+        let mut per_product: BTreeMap<&str, (Decimal, Decimal, Vec<Decimal>, u64)> =
+            BTreeMap::new();
+        for entity in &cluster.entities {
+            for c in &entity.chargebacks {
+                let e = per_product.entry(c.product.as_str()).or_insert((
+                    Decimal::ZERO,
+                    Decimal::ZERO,
+                    Vec::new(),
+                    c.line,
+                ));
+                e.0 = add(e.0, c.total, "cluster line total")?;
+                e.1 = add(e.1, c.quantity, "cluster line quantity")?;
+                if !e.2.contains(&c.unit_price) {
+                    e.2.push(c.unit_price);
+                }
+                if let Some(expected) = c
+                    .unit_price
+                    .checked_mul(c.quantity)
+                    .and_then(|x| x.checked_div(HUNDRED))
+                {
+                    let diff = expected.checked_sub(c.total).map(|d| d.abs());
+                    if diff.is_some_and(|d| d > cent) {
+                        out.warnings.push(format!(
+                            "{file}:{}: `{}` of `{}`: unit_price {} × quantity {} = {} cents, \
+                             but total is {} USD",
+                            c.line,
+                            c.product,
+                            entity.name,
+                            c.unit_price,
+                            c.quantity,
+                            expected
+                                .checked_mul(HUNDRED)
+                                .unwrap_or(expected)
+                                .round_dp(4),
+                            c.total
+                        ));
+                    }
+                }
+                if !out.covers_products.is_empty() && !out.covers_products.contains(&c.product) {
+                    out.warnings.push(format!(
+                        "{file}:{}: product `{}` is not in covers_products",
+                        c.line, c.product
+                    ));
+                }
+            }
+        }
+        let product = product_of_kind(&cluster.entity_kind);
+        for entity in &cluster.entities {
+            for c in &entity.chargebacks {
+                let (amount, quantity, _, _) = per_product
+                    .get(c.product.as_str())
+                    .cloned()
+                    .unwrap_or((c.total, c.quantity, Vec::new(), c.line));
+                let usage_share = if quantity.is_zero() {
+                    Decimal::ZERO
+                } else {
+                    c.quantity
+                        .checked_div(quantity)
+                        .map(|s| s.round_dp(12).normalize())
+                        .unwrap_or_default()
+                };
+                out.rows.push(AllocationRow {
+                    bucket_start: out.date_from,
+                    bucket_end: out.date_to,
+                    partial_bucket: false,
+                    org_id: org_id.to_string(),
+                    owner_id: entity.name.clone(),
+                    level: EntityLevel::Topic,
+                    environment_id: cluster.workspace_id.clone(),
+                    resource_id: cluster.virtual_cluster_id.clone(),
+                    product: product.clone(),
+                    line_type: c.product.clone(),
+                    unit: unit_of(&c.product).to_string(),
+                    chargeback_cost: c.total,
+                    original_amount: amount,
+                    usage_share,
+                    currency: "USD".to_string(),
+                    method: method_of(&c.product, cluster.storage_attribution_method.as_deref()),
+                    chain_step: 0,
+                    reason: "allocated_by_warpstream".to_string(),
+                    source: Source {
+                        file: file.to_string(),
+                        line: c.line,
+                    },
+                });
+            }
+        }
+        for (name, (amount, quantity, prices, line)) in per_product {
+            let price = match prices.as_slice() {
+                [one] => one.checked_div(HUNDRED).unwrap_or_default(),
+                _ if !quantity.is_zero() => amount
+                    .checked_div(quantity)
+                    .map(|p| p.round_dp(10).normalize())
+                    .unwrap_or_default(),
+                _ => Decimal::ZERO,
+            };
+            out.cost_lines.push(CostLine {
+                source: Source {
+                    file: file.to_string(),
+                    line,
+                },
+                org_id: org_id.to_string(),
+                id: format!("{}/{name}", cluster.virtual_cluster_id),
+                product: product.clone(),
+                line_type: name.to_string(),
+                resource_id: cluster.virtual_cluster_id.clone(),
+                environment_id: cluster.workspace_id.clone(),
+                start: out.date_from,
+                end: out.date_to,
+                amount,
+                original_amount: amount,
+                quantity,
+                unit: unit_of(name).to_string(),
+                price,
+                currency: "USD".to_string(),
+                active_fraction: None,
+                owner_of_record: String::new(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The streaming [`Reader`] for the session: buffers the document (bounded by
+/// [`MAX_DOCUMENT_BYTES`]) and, at the end, hands the already-allocated rows to
+/// [`Sink::allocated`] and every refused item to [`Sink::reject`]. The cluster
+/// totals ([`Chargebacks::cost_lines`]) are not sent as cost lines, which the
+/// session would allocate a second time; use [`read_chargebacks`] to get them.
+pub struct ChargebacksReader {
+    file: String,
+    org_id: String,
+    buf: Vec<u8>,
+    too_large: bool,
+}
+
+impl ChargebacksReader {
+    /// A reader of `file`, stamping `org_id` on every row.
+    pub fn new(file: &str, org_id: &str) -> Self {
+        ChargebacksReader {
+            file: file.to_string(),
+            org_id: org_id.to_string(),
+            buf: Vec::new(),
+            too_large: false,
+        }
+    }
+}
+
+impl Reader for ChargebacksReader {
+    fn feed(&mut self, chunk: &[u8], _sink: &mut dyn Sink) -> Result<(), Error> {
+        if self.too_large || self.buf.len().saturating_add(chunk.len()) > MAX_DOCUMENT_BYTES {
+            self.too_large = true;
+            self.buf = Vec::new();
+            return Err(Error::TooLarge {
+                at: crate::error::Location {
+                    file: self.file.clone(),
+                    line: 1,
+                    column: String::new(),
+                },
+                limit: MAX_DOCUMENT_BYTES as u64,
+            });
+        }
+        self.buf.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    fn finish(&mut self, sink: &mut dyn Sink) -> Result<(), Error> {
+        let buf = std::mem::take(&mut self.buf);
+        let read = read_chargebacks(&buf, &self.file, &self.org_id)?;
+        for row in &read.rows {
+            sink.allocated(row);
+        }
+        for e in read.rejected {
+            sink.reject(e);
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- writing
+
+/// Display details of a cluster for the writer (tally's rows only know ids).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClusterInfo {
+    /// The cluster's name (default: its id).
+    pub cluster_name: String,
+    /// Its regions.
+    pub cluster_regions: Vec<String>,
+    /// `byoc`, `serverless`, ... (omitted when empty).
+    pub cluster_type: String,
+    /// The workspace's display name (omitted when empty).
+    pub workspace_name: String,
+}
+
+impl From<&Cluster> for ClusterInfo {
+    fn from(c: &Cluster) -> Self {
+        ClusterInfo {
+            cluster_name: c.cluster_name.clone(),
+            cluster_regions: c.cluster_regions.clone(),
+            cluster_type: c.cluster_type.clone(),
+            workspace_name: c.workspace_name.clone(),
+        }
+    }
+}
+
+/// Options of [`write_chargebacks`]: WarpStream's request filters plus metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// Only entities of this kind (`topic`, `subject`, `table`); all if `None`.
+    pub entity_kind: Option<String>,
+    /// Omit entities whose total is below this (USD).
+    pub min_total: Option<Decimal>,
+    /// At most this many entities per cluster (largest totals first); 1..=5000.
+    pub max_entities_per_cluster: u32,
+    /// The billing period; default: the rows' earliest bucket start and latest end.
+    pub period: Option<(Timestamp, Timestamp)>,
+    /// `tenant_id` for rows with an empty `org_id`.
+    pub default_tenant_id: String,
+    /// Names, regions and types by `virtual_cluster_id`.
+    pub clusters: BTreeMap<String, ClusterInfo>,
+    /// Clusters to list with their `excluded_reason`.
+    pub excluded: Vec<ExcludedCluster>,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        WriteOptions {
+            entity_kind: None,
+            min_total: None,
+            max_entities_per_cluster: DEFAULT_MAX_ENTITIES_PER_CLUSTER,
+            period: None,
+            default_tenant_id: String::new(),
+            clusters: BTreeMap::new(),
+            excluded: Vec::new(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Acc {
+    total: Decimal,
+    quantity: Decimal,
+    prices: Vec<Decimal>,
+}
+
+type EntityKey = (String, String, String, String); // tenant, workspace, cluster, entity
+
+/// Writes topic-level allocation rows as a WarpStream-shaped chargebacks response.
+///
+/// Only rows at [`EntityLevel::Topic`] are written (others are skipped). Each
+/// row's apportioned quantity is its cost line's quantity × `chargeback_cost` /
+/// line amount (or × `usage_share` for a zero-amount line); `unit_price` is the
+/// line's price in US cents, as WarpStream writes it. Rows whose cost line is not
+/// among `lines` (matched by [`Source`], then by resource and line type) get
+/// quantity 0 and unit price 0. Entity totals are exact sums of their line totals.
+pub fn write_chargebacks(
+    rows: &[AllocationRow],
+    lines: &[CostLine],
+    options: &WriteOptions,
+) -> Result<String, Error> {
+    if options.max_entities_per_cluster == 0
+        || options.max_entities_per_cluster > MAX_ENTITIES_PER_CLUSTER
+    {
+        return Err(Error::config(format!(
+            "max_entities_per_cluster must be between 1 and {MAX_ENTITIES_PER_CLUSTER}, not {}",
+            options.max_entities_per_cluster
+        )));
+    }
+    if let Some(kind) = &options.entity_kind {
+        if !matches!(kind.as_str(), "topic" | "subject" | "table") {
+            return Err(Error::config(format!(
+                "entity_kind must be topic, subject or table, not `{kind}`"
+            )));
+        }
+    }
+    let by_source: BTreeMap<&Source, &CostLine> = lines.iter().map(|l| (&l.source, l)).collect();
+    let by_key: BTreeMap<(&str, &str), &CostLine> = lines
+        .iter()
+        .map(|l| ((l.resource_id.as_str(), l.line_type.as_str()), l))
+        .collect();
+
+    let mut period: Option<(Timestamp, Timestamp)> = options.period;
+    let mut kinds: BTreeMap<String, &'static str> = BTreeMap::new();
+    let mut storage: BTreeMap<String, String> = BTreeMap::new();
+    let mut products: Vec<String> = Vec::new();
+    let mut acc: BTreeMap<EntityKey, BTreeMap<String, Acc>> = BTreeMap::new();
+
+    for row in rows {
+        if row.level != EntityLevel::Topic {
+            continue;
+        }
+        let kind = kind_of_product(&row.product);
+        if options.entity_kind.as_deref().is_some_and(|k| k != kind) {
+            continue;
+        }
+        if options.period.is_none() {
+            period = Some(match period {
+                None => (row.bucket_start, row.bucket_end),
+                Some((a, b)) => (a.min(row.bucket_start), b.max(row.bucket_end)),
+            });
+        }
+        kinds.insert(row.resource_id.clone(), kind);
+        if row.line_type == "GiB minutes" {
+            let m = match row.method.as_str() {
+                m @ ("write_bytes_times_retention" | "bytes_seconds_stored") => m,
+                _ if kind == "table" => "bytes_seconds_stored",
+                _ => "write_bytes_times_retention",
+            };
+            storage.insert(row.resource_id.clone(), m.to_string());
+        }
+        if !products.contains(&row.line_type) {
+            products.push(row.line_type.clone());
+        }
+        let line = by_source
+            .get(&row.source)
+            .filter(|l| l.resource_id == row.resource_id && l.line_type == row.line_type)
+            .or_else(|| by_key.get(&(row.resource_id.as_str(), row.line_type.as_str())))
+            .copied();
+        let quantity = match line {
+            Some(l) if !l.amount.is_zero() => l
+                .quantity
+                .checked_mul(row.chargeback_cost)
+                .and_then(|x| x.checked_div(l.amount))
+                .ok_or_else(|| Error::overflow("WarpStream apportioned quantity"))?,
+            Some(l) => l
+                .quantity
+                .checked_mul(row.usage_share)
+                .ok_or_else(|| Error::overflow("WarpStream apportioned quantity"))?,
+            None => Decimal::ZERO,
+        };
+        let tenant = if row.org_id.is_empty() {
+            options.default_tenant_id.clone()
+        } else {
+            row.org_id.clone()
+        };
+        let key = (
+            tenant,
+            row.environment_id.clone(),
+            row.resource_id.clone(),
+            row.owner_id.clone(),
+        );
+        let a = acc
+            .entry(key)
+            .or_default()
+            .entry(row.line_type.clone())
+            .or_default();
+        a.total = add(a.total, row.chargeback_cost, "WarpStream entity total")?;
+        a.quantity = add(a.quantity, quantity, "WarpStream entity quantity")?;
+        if let Some(price) = line.and_then(|l| l.price.checked_mul(HUNDRED)) {
+            if !a.prices.contains(&price) {
+                a.prices.push(price);
+            }
+        }
+    }
+    let Some((date_from, date_to)) = period else {
+        return Err(Error::config(
+            "no topic-level rows to write and no period given for the WarpStream chargebacks",
+        ));
+    };
+    // covers_products: WarpStream's order first, then any others by name.
+    let mut covers: Vec<String> = COVERED_PRODUCTS
+        .iter()
+        .filter(|p| products.iter().any(|q| q == *p))
+        .map(|p| p.to_string())
+        .collect();
+    let mut others: Vec<String> = products
+        .iter()
+        .filter(|p| !COVERED_PRODUCTS.contains(&p.as_str()))
+        .cloned()
+        .collect();
+    others.sort();
+    covers.extend(others);
+    let order = |p: &str| covers.iter().position(|c| c == p).unwrap_or(usize::MAX);
+
+    // tenant → workspace → cluster → entities (name, total, chargebacks).
+    type Ent = (String, Decimal, Vec<(String, Acc)>);
+    let mut tree: BTreeMap<String, BTreeMap<String, BTreeMap<String, Vec<Ent>>>> = BTreeMap::new();
+    for ((tenant, ws, cluster, entity), per_product) in acc {
+        let mut items: Vec<(String, Acc)> = per_product.into_iter().collect();
+        items.sort_by_key(|(p, _)| (order(p), p.clone()));
+        let total = items.iter().try_fold(Decimal::ZERO, |s, (_, a)| {
+            add(s, a.total, "WarpStream entity total")
+        })?;
+        tree.entry(tenant)
+            .or_default()
+            .entry(ws)
+            .or_default()
+            .entry(cluster)
+            .or_default()
+            .push((entity, total, items));
+    }
+    for ex in &options.excluded {
+        tree.entry(ex.tenant_id.clone())
+            .or_default()
+            .entry(ex.workspace_id.clone())
+            .or_default()
+            .entry(ex.virtual_cluster_id.clone())
+            .or_default();
+    }
+
+    let mut tenants = Vec::new();
+    for (tenant, workspaces) in tree {
+        let mut ws_values = Vec::new();
+        for (ws, clusters) in workspaces {
+            let mut cl_values = Vec::new();
+            let mut ws_name = String::new();
+            for (cluster, mut entities) in clusters {
+                let info = options.clusters.get(&cluster);
+                if let Some(i) = info {
+                    if ws_name.is_empty() {
+                        ws_name.clone_from(&i.workspace_name);
+                    }
+                }
+                let mut members = vec![
+                    (
+                        "virtual_cluster_id".to_string(),
+                        v(Kind::String(cluster.clone())),
+                    ),
+                    (
+                        "cluster_name".to_string(),
+                        v(Kind::String(
+                            info.map(|i| i.cluster_name.clone())
+                                .filter(|n| !n.is_empty())
+                                .unwrap_or_else(|| cluster.clone()),
+                        )),
+                    ),
+                    (
+                        "cluster_regions".to_string(),
+                        v(Kind::Array(
+                            info.map(|i| i.cluster_regions.clone())
+                                .unwrap_or_default()
+                                .into_iter()
+                                .map(|r| v(Kind::String(r)))
+                                .collect(),
+                        )),
+                    ),
+                ];
+                if let Some(t) = info.map(|i| &i.cluster_type).filter(|t| !t.is_empty()) {
+                    members.push(("cluster_type".to_string(), v(Kind::String(t.clone()))));
+                }
+                let excluded = options.excluded.iter().find(|e| {
+                    e.virtual_cluster_id == cluster && e.tenant_id == tenant && e.workspace_id == ws
+                });
+                if let (Some(ex), true) = (excluded, entities.is_empty()) {
+                    members.push((
+                        "excluded_reason".to_string(),
+                        v(Kind::String(ex.reason.clone())),
+                    ));
+                    cl_values.push(v(Kind::Object(members)));
+                    continue;
+                }
+                let kind = kinds.get(&cluster).copied().unwrap_or("topic");
+                members.push(("entity_kind".to_string(), v(Kind::String(kind.to_string()))));
+                if let Some(m) = storage.get(&cluster) {
+                    members.push((
+                        "storage_attribution_method".to_string(),
+                        v(Kind::String(m.clone())),
+                    ));
+                }
+                if let Some(min) = options.min_total {
+                    entities.retain(|(_, total, _)| *total >= min);
+                }
+                entities.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                let max = options.max_entities_per_cluster as usize;
+                let truncated = entities.len() > max;
+                entities.truncate(max);
+                let mut ent_values = Vec::with_capacity(entities.len());
+                for (name, total, items) in entities {
+                    let mut cbs = Vec::with_capacity(items.len());
+                    for (product, a) in items {
+                        let unit_price = match a.prices.as_slice() {
+                            [one] => *one,
+                            _ if !a.quantity.is_zero() => a
+                                .total
+                                .checked_mul(HUNDRED)
+                                .and_then(|t| t.checked_div(a.quantity))
+                                .map(|p| p.round_dp(10))
+                                .unwrap_or_default(),
+                            _ => Decimal::ZERO,
+                        };
+                        cbs.push(v(Kind::Object(vec![
+                            ("product".to_string(), v(Kind::String(product))),
+                            ("unit_price".to_string(), v(number(unit_price))),
+                            ("quantity".to_string(), v(number(a.quantity.round_dp(12)))),
+                            ("total".to_string(), v(number(a.total))),
+                        ])));
+                    }
+                    ent_values.push(v(Kind::Object(vec![
+                        ("name".to_string(), v(Kind::String(name))),
+                        ("chargebacks".to_string(), v(Kind::Array(cbs))),
+                        ("total".to_string(), v(number(total))),
+                    ])));
+                }
+                members.push(("entities".to_string(), v(Kind::Array(ent_values))));
+                if truncated {
+                    members.push(("truncated".to_string(), v(Kind::Bool(true))));
+                }
+                cl_values.push(v(Kind::Object(members)));
+            }
+            let mut ws_members = vec![("workspace_id".to_string(), v(Kind::String(ws)))];
+            if !ws_name.is_empty() {
+                ws_members.push(("workspace_name".to_string(), v(Kind::String(ws_name))));
+            }
+            ws_members.push(("clusters".to_string(), v(Kind::Array(cl_values))));
+            ws_values.push(v(Kind::Object(ws_members)));
+        }
+        tenants.push(v(Kind::Object(vec![
+            ("tenant_id".to_string(), v(Kind::String(tenant))),
+            ("workspaces".to_string(), v(Kind::Array(ws_values))),
+        ])));
+    }
+    let doc = Kind::Object(vec![
+        (
+            "date_from".to_string(),
+            v(Kind::String(date_from.date_string())),
+        ),
+        (
+            "date_to".to_string(),
+            v(Kind::String(date_to.date_string())),
+        ),
+        (
+            "covers_products".to_string(),
+            v(Kind::Array(
+                covers.into_iter().map(|p| v(Kind::String(p))).collect(),
+            )),
+        ),
+        ("tenants".to_string(), v(Kind::Array(tenants))),
+    ]);
+    let mut out = String::with_capacity(4096);
+    exact_json::push_pretty(&mut out, &doc, 0);
+    out.push('\n');
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffs_responses_only() {
+        for (head, yes) in [
+            (
+                &b"{\n  \"date_from\": \"2026-05-01\", \"covers_products\": []"[..],
+                true,
+            ),
+            (b"\xef\xbb\xbf {\"tenants\": [{\"workspaces\": []}]}", true),
+            (
+                b"{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\"}}",
+                false,
+            ),
+            (b"{\"data\": []}", false),
+            (b"date_from,covers_products", false),
+        ] {
+            assert_eq!(
+                sniff(head).is_some(),
+                yes,
+                "{}",
+                String::from_utf8_lossy(head)
+            );
+        }
+    }
+
+    #[test]
+    fn units_methods_and_kinds() {
+        assert_eq!(unit_of("GiB minutes"), "GiB-minute");
+        assert_eq!(
+            method_of("GiB minutes", Some("bytes_seconds_stored")),
+            "bytes_seconds_stored"
+        );
+        for kind in ["topic", "subject", "table"] {
+            assert_eq!(kind_of_product(&product_of_kind(kind)), kind);
+        }
+    }
+}

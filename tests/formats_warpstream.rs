@@ -1,0 +1,580 @@
+//! WarpStream chargebacks JSON: the seed's example read and rolled up, a mixed
+//! response (excluded, truncated, mismatched entity, subjects), malformed input,
+//! and the writer's round trip and filters.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use rust_decimal::Decimal;
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use tally::error::Error;
+use tally::formats::warpstream::{self, read_chargebacks, write_chargebacks, WriteOptions};
+use tally::model::EntityLevel;
+
+fn d(s: &str) -> Decimal {
+    Decimal::from_str(s).unwrap()
+}
+
+fn testdata(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/testdata/warpstream/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+#[test]
+fn seed_example_is_read_exactly_and_rolls_up() {
+    let r = read_chargebacks(
+        &testdata("example_get_past.json"),
+        "example_get_past.json",
+        "",
+    )
+    .unwrap();
+    assert!(r.rejected.is_empty(), "{:?}", r.rejected);
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    assert_eq!(r.date_from.to_string(), "2026-05-01T00:00:00Z");
+    assert_eq!(r.date_to.to_string(), "2026-06-01T00:00:00Z");
+    assert_eq!(r.covers_products.len(), 5);
+    assert_eq!(r.clusters.len(), 1);
+    let c = &r.clusters[0];
+    assert_eq!(
+        (
+            c.tenant_id.as_str(),
+            c.workspace_id.as_str(),
+            c.workspace_name.as_str()
+        ),
+        ("ti_xxx", "wi_xxx", "Production")
+    );
+    assert_eq!(c.cluster_regions, vec!["us-east-1".to_string()]);
+    assert_eq!(
+        c.entities[0].chargebacks[1].quantity,
+        d("110.25601800903678")
+    );
+    assert_eq!(c.entities[0].chargebacks[2].unit_price, d("0.00000463"));
+
+    // Rows: orders × 3 products, at topic level, exact totals.
+    let got: Vec<(&str, &str, &str, Decimal, &str)> = r
+        .rows
+        .iter()
+        .map(|x| {
+            assert_eq!(x.level, EntityLevel::Topic);
+            assert_eq!(x.resource_id, "vci_xxx");
+            assert_eq!(x.environment_id, "wi_xxx");
+            assert_eq!(x.product, "kafka");
+            assert_eq!(x.usage_share, Decimal::ONE);
+            assert_eq!(x.chargeback_cost, x.original_amount);
+            (
+                x.owner_id.as_str(),
+                x.line_type.as_str(),
+                x.unit.as_str(),
+                x.chargeback_cost,
+                x.method.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                "orders",
+                "Cluster minutes",
+                "minute",
+                d("5.42"),
+                "entity_lifetime"
+            ),
+            (
+                "orders",
+                "Uncompressed GiB written",
+                "GiB",
+                d("1.1"),
+                "write_bytes_share"
+            ),
+            (
+                "orders",
+                "GiB minutes",
+                "GiB-minute",
+                d("0"),
+                "write_bytes_times_retention"
+            ),
+        ]
+    );
+    assert_eq!(r.allocated_total().unwrap(), d("6.52"));
+    // Roll-up by topic equals the entity total.
+    let mut by_topic: BTreeMap<&str, Decimal> = BTreeMap::new();
+    for row in &r.rows {
+        *by_topic.entry(&row.owner_id).or_default() += row.chargeback_cost;
+    }
+    assert_eq!(by_topic, BTreeMap::from([("orders", d("6.52"))]));
+    // Cluster-level lines: unit price read as cents → USD.
+    let lines: Vec<(&str, Decimal, Decimal, Decimal)> = r
+        .cost_lines
+        .iter()
+        .map(|l| (l.line_type.as_str(), l.amount, l.quantity, l.price))
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            ("Cluster minutes", d("5.42"), d("2340"), d("0.0023148")),
+            (
+                "GiB minutes",
+                d("0"),
+                d("1343.727466603741"),
+                d("0.0000000463")
+            ),
+            (
+                "Uncompressed GiB written",
+                d("1.1"),
+                d("110.25601800903678"),
+                d("0.01")
+            ),
+        ]
+    );
+    assert!(r.excluded.is_empty() && r.truncated_clusters.is_empty());
+}
+
+#[test]
+fn mixed_response_excluded_truncated_mismatch_and_subjects() {
+    let r = read_chargebacks(&testdata("mixed_get_pending.json"), "mixed.json", "org-1").unwrap();
+    // The mismatched entity is refused with its path and line; the rest is read.
+    assert_eq!(r.rejected.len(), 1);
+    match &r.rejected[0] {
+        Error::Input { at, reason } => {
+            assert_eq!(at.file, "mixed.json");
+            assert_eq!(
+                at.column,
+                "tenants[0].workspaces[0].clusters[0].entities[2].total"
+            );
+            assert_eq!(at.line, 43); // the `total` field
+            assert!(
+                reason.contains("9.99") && reason.contains("bad-topic"),
+                "{reason}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(r.rejected_total, d("9.99"));
+    assert_eq!(r.rows.len(), 8);
+    assert!(r.rows.iter().all(|x| x.org_id == "org-1"));
+    assert_eq!(r.allocated_total().unwrap(), d("175.68"));
+    let line_sum: Decimal = r.cost_lines.iter().map(|l| l.amount).sum();
+    assert_eq!(line_sum, d("175.68"));
+    assert_eq!(r.cost_lines.len(), 6);
+    let minutes_a = r
+        .cost_lines
+        .iter()
+        .find(|l| l.resource_id == "vci_a" && l.line_type == "Cluster minutes")
+        .unwrap();
+    assert_eq!(minutes_a.amount, d("108.75"));
+    assert_eq!(minutes_a.quantity, d("46980"));
+    // usage_share within the cluster's product.
+    let payments = r
+        .rows
+        .iter()
+        .find(|x| x.owner_id == "payments" && x.line_type == "Cluster minutes")
+        .unwrap();
+    assert_eq!(payments.original_amount, d("108.75"));
+    assert_eq!(
+        payments.usage_share,
+        (d("44640") / d("46980")).round_dp(12).normalize()
+    );
+    // Excluded and truncated clusters are reported, not apportioned.
+    assert_eq!(r.excluded.len(), 1);
+    assert_eq!(r.excluded[0].virtual_cluster_id, "vci_gone");
+    assert_eq!(r.excluded[0].reason, "no_rollup");
+    assert!(r.rows.iter().all(|x| x.resource_id != "vci_gone"));
+    assert_eq!(r.truncated_clusters, vec!["vci_b".to_string()]);
+    assert!(r
+        .warnings
+        .iter()
+        .any(|w| w.contains("vci_b") && w.contains("truncated")));
+    // Subjects map to schema_registry.
+    let subject = r
+        .rows
+        .iter()
+        .find(|x| x.owner_id == "orders-value")
+        .unwrap();
+    assert_eq!(
+        (subject.product.as_str(), subject.environment_id.as_str()),
+        ("schema_registry", "wi_staging")
+    );
+    // Network lines are allocated by write-byte share.
+    assert!(r
+        .rows
+        .iter()
+        .filter(|x| x.line_type.starts_with("Network"))
+        .all(|x| x.method == "write_bytes_share"));
+}
+
+#[test]
+fn malformed_documents_and_items_give_clear_errors() {
+    // (document, fatal?, expected field path, expected line)
+    let cases: &[(&str, bool, &str, u64)] = &[
+        ("", true, "", 1),
+        ("not json", true, "", 1),
+        ("{\"date_to\": \"2026-06-01\", \"tenants\": []}", true, "date_from", 1),
+        ("{\"date_from\": \"2026-13-01\", \"date_to\": \"2026-06-01\", \"tenants\": []}", true, "date_from", 1),
+        ("{\"date_from\": \"2026-06-01\", \"date_to\": \"2026-05-01\", \"tenants\": []}", true, "date_to", 1),
+        ("{\"date_from\": \"2026-05-01\", \"date_to\": \"2026-06-01\"}", true, "tenants", 1),
+        ("{\"date_from\": \"2026-05-01\", \"date_to\": \"2026-06-01\", \"tenants\": {}}", true, "tenants", 1),
+        (
+            "{\"date_from\": \"2026-05-01\", \"date_to\": \"2026-06-01\", \"tenants\": [{\"tenant_id\": 5, \"workspaces\": []}]}",
+            false,
+            "tenants[0].tenant_id",
+            1,
+        ),
+        (
+            "{\"date_from\": \"2026-05-01\", \"date_to\": \"2026-06-01\", \"tenants\": [{\"workspaces\": [{\"clusters\": [\n{\"cluster_name\": \"x\", \"entities\": []}]}]}]}",
+            false,
+            "tenants[0].workspaces[0].clusters[0].virtual_cluster_id",
+            2,
+        ),
+        (
+            "{\"date_from\": \"2026-05-01\", \"date_to\": \"2026-06-01\", \"tenants\": [{\"workspaces\": [{\"clusters\": [\n{\"virtual_cluster_id\": \"v\"}]}]}]}",
+            false,
+            "tenants[0].workspaces[0].clusters[0].entities",
+            2,
+        ),
+        (
+            "{\"date_from\": \"2026-05-01\", \"date_to\": \"2026-06-01\", \"tenants\": [{\"workspaces\": [{\"clusters\": [{\"virtual_cluster_id\": \"v\", \"entities\": [\n{\"name\": \"t\", \"total\": 1, \"chargebacks\": [\n{\"product\": \"Cluster minutes\", \"unit_price\": \"abc\", \"quantity\": 1, \"total\": 1}]}]}]}]}]}",
+            false,
+            "tenants[0].workspaces[0].clusters[0].entities[0].chargebacks[0].unit_price",
+            3,
+        ),
+        (
+            "{\"date_from\": \"2026-05-01\", \"date_to\": \"2026-06-01\", \"tenants\": [{\"workspaces\": [{\"clusters\": [{\"virtual_cluster_id\": \"v\", \"entities\": [\n{\"name\": \"t\", \"total\": 1e400, \"chargebacks\": []}]}]}]}]}",
+            false,
+            "tenants[0].workspaces[0].clusters[0].entities[0].total",
+            2,
+        ),
+        (
+            "{\"date_from\": \"2026-05-01\", \"date_to\": \"2026-06-01\", \"tenants\": [{\"workspaces\": [{\"clusters\": [{\"virtual_cluster_id\": \"v\", \"entities\": [\n{\"name\": \"t\", \"total\": 2, \"chargebacks\": [{\"product\": \"p\", \"unit_price\": 1, \"quantity\": 1, \"total\": 1},\n{\"product\": \"p\", \"unit_price\": 1, \"quantity\": 1, \"total\": 1}]}]}]}]}]}",
+            false,
+            "tenants[0].workspaces[0].clusters[0].entities[0].chargebacks[1].product",
+            3,
+        ),
+    ];
+    for (doc, fatal, path, line) in cases {
+        let (at, _) = match read_chargebacks(doc.as_bytes(), "in.json", "") {
+            Err(Error::Input { at, reason }) => {
+                assert!(*fatal, "unexpectedly fatal: {doc}: {reason}");
+                (at, reason)
+            }
+            Err(other) => panic!("{doc}: {other:?}"),
+            Ok(r) => {
+                assert!(!fatal, "expected a fatal error for {doc}");
+                assert_eq!(r.rejected.len(), 1, "{doc}: {:?}", r.rejected);
+                assert!(r.rows.is_empty());
+                match r.rejected.into_iter().next().unwrap() {
+                    Error::Input { at, reason } => (at, reason),
+                    other => panic!("{other:?}"),
+                }
+            }
+        };
+        assert_eq!(at.file, "in.json");
+        assert_eq!(at.column, *path, "{doc}");
+        assert_eq!(at.line, *line, "{doc}");
+    }
+    // Not UTF-8.
+    assert!(matches!(
+        read_chargebacks(b"{\"date_from\": \"\xff\"}", "bin.json", ""),
+        Err(Error::Input { .. })
+    ));
+}
+
+#[test]
+fn price_times_quantity_mismatch_and_uncovered_product_are_warnings() {
+    let doc = r#"{"date_from": "2026-05-01", "date_to": "2026-06-01", "covers_products": ["Cluster minutes"],
+      "tenants": [{"tenant_id": "t", "workspaces": [{"workspace_id": "w", "clusters": [{"virtual_cluster_id": "v",
+        "entities": [{"name": "a", "total": 7, "chargebacks": [
+          {"product": "Cluster minutes", "unit_price": 1, "quantity": 100, "total": 5},
+          {"product": "Support", "unit_price": 200, "quantity": 1, "total": 2}]}]}]}]}]}"#;
+    let r = read_chargebacks(doc.as_bytes(), "w.json", "").unwrap();
+    assert!(r.rejected.is_empty());
+    assert_eq!(r.rows.len(), 2);
+    assert_eq!(r.warnings.len(), 2, "{:?}", r.warnings);
+    assert!(r.warnings[0].contains("unit_price 1 × quantity 100"));
+    assert!(r.warnings[1].contains("`Support` is not in covers_products"));
+}
+
+#[test]
+fn writer_round_trips_totals_and_structure() {
+    let first = read_chargebacks(&testdata("mixed_get_pending.json"), "mixed.json", "").unwrap();
+    let options = WriteOptions {
+        default_tenant_id: "ti_acme".into(),
+        clusters: first
+            .clusters
+            .iter()
+            .map(|c| (c.virtual_cluster_id.clone(), c.into()))
+            .collect(),
+        excluded: first.excluded.clone(),
+        ..WriteOptions::default()
+    };
+    let json = write_chargebacks(&first.rows, &first.cost_lines, &options).unwrap();
+    assert_eq!(
+        warpstream::sniff(json.as_bytes()),
+        Some("warpstream_chargebacks")
+    );
+    let second = read_chargebacks(json.as_bytes(), "written.json", "").unwrap();
+    assert!(second.rejected.is_empty(), "{:?}\n{json}", second.rejected);
+    assert!(second.warnings.is_empty(), "{:?}\n{json}", second.warnings);
+    assert_eq!(second.date_from, first.date_from);
+    assert_eq!(second.date_to, first.date_to);
+    assert_eq!(
+        second.allocated_total().unwrap(),
+        first.allocated_total().unwrap()
+    );
+    assert_eq!(second.excluded.len(), 1);
+    assert_eq!(second.excluded[0].reason, "no_rollup");
+    let key = |r: &tally::model::AllocationRow| {
+        (
+            r.resource_id.clone(),
+            r.owner_id.clone(),
+            r.line_type.clone(),
+            r.chargeback_cost,
+            r.product.clone(),
+            r.method.clone(),
+        )
+    };
+    let mut a: Vec<_> = first.rows.iter().map(key).collect();
+    let mut b: Vec<_> = second.rows.iter().map(key).collect();
+    a.sort();
+    b.sort();
+    assert_eq!(a, b);
+    // Prices survive; quantities are re-apportioned by cost (WarpStream's rounded
+    // totals are not exactly proportional to its quantities), so each line's
+    // quantity comes back to within the writer's 12 decimal places per entity.
+    let strip = |l: &tally::model::CostLine| {
+        (
+            l.resource_id.clone(),
+            l.line_type.clone(),
+            l.amount,
+            l.quantity.round_dp(9),
+            l.price,
+        )
+    };
+    let mut la: Vec<_> = first.cost_lines.iter().map(strip).collect();
+    let mut lb: Vec<_> = second.cost_lines.iter().map(strip).collect();
+    la.sort();
+    lb.sort();
+    assert_eq!(la, lb);
+    // Cluster metadata went through the options.
+    let sr = second
+        .clusters
+        .iter()
+        .find(|c| c.virtual_cluster_id == "vci_sr")
+        .unwrap();
+    assert_eq!(
+        (
+            sr.cluster_name.as_str(),
+            sr.entity_kind.as_str(),
+            sr.workspace_name.as_str()
+        ),
+        ("schemas", "subject", "Staging")
+    );
+    assert_eq!(
+        second
+            .clusters
+            .iter()
+            .find(|c| c.virtual_cluster_id == "vci_a")
+            .unwrap()
+            .storage_attribution_method
+            .as_deref(),
+        Some("write_bytes_times_retention")
+    );
+}
+
+#[test]
+fn writer_filters_entity_kind_min_total_and_max_entities() {
+    let r = read_chargebacks(&testdata("mixed_get_pending.json"), "mixed.json", "").unwrap();
+    // (entity_kind, min_total, max, expected (cluster, entity) list, truncated clusters)
+    type Case<'a> = (
+        Option<&'a str>,
+        Option<&'a str>,
+        u32,
+        Vec<(&'a str, &'a str)>,
+        Vec<&'a str>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            None,
+            None,
+            500,
+            vec![
+                ("vci_a", "payments"),
+                ("vci_a", "orders"),
+                ("vci_b", "events"),
+                ("vci_sr", "orders-value"),
+            ],
+            vec![],
+        ),
+        (
+            Some("subject"),
+            None,
+            500,
+            vec![("vci_sr", "orders-value")],
+            vec![],
+        ),
+        (
+            Some("topic"),
+            Some("1"),
+            500,
+            vec![("vci_a", "payments"), ("vci_a", "orders")],
+            vec![],
+        ),
+        (
+            None,
+            None,
+            1,
+            vec![
+                ("vci_a", "payments"),
+                ("vci_b", "events"),
+                ("vci_sr", "orders-value"),
+            ],
+            vec!["vci_a"],
+        ),
+        (Some("table"), None, 500, vec![], vec![]),
+    ];
+    for (kind, min, max, expected, truncated) in cases {
+        let options = WriteOptions {
+            entity_kind: kind.map(str::to_string),
+            min_total: min.map(d),
+            max_entities_per_cluster: max,
+            period: Some((r.date_from, r.date_to)),
+            ..WriteOptions::default()
+        };
+        let json = write_chargebacks(&r.rows, &r.cost_lines, &options).unwrap();
+        let back = read_chargebacks(json.as_bytes(), "w.json", "").unwrap();
+        assert!(back.rejected.is_empty(), "{:?}", back.rejected);
+        let got: Vec<(&str, &str)> = back
+            .clusters
+            .iter()
+            .flat_map(|c| {
+                c.entities
+                    .iter()
+                    .map(move |e| (c.virtual_cluster_id.as_str(), e.name.as_str()))
+            })
+            .collect();
+        assert_eq!(got, expected, "{kind:?} {min:?} {max}");
+        assert_eq!(back.truncated_clusters, truncated, "{kind:?} {min:?} {max}");
+    }
+    for bad in [0, 5001] {
+        let options = WriteOptions {
+            max_entities_per_cluster: bad,
+            ..WriteOptions::default()
+        };
+        assert!(matches!(
+            write_chargebacks(&r.rows, &r.cost_lines, &options),
+            Err(Error::Config { .. })
+        ));
+    }
+    let options = WriteOptions {
+        entity_kind: Some("topics".into()),
+        ..WriteOptions::default()
+    };
+    assert!(matches!(
+        write_chargebacks(&r.rows, &r.cost_lines, &options),
+        Err(Error::Config { .. })
+    ));
+    assert!(matches!(
+        write_chargebacks(&[], &[], &WriteOptions::default()),
+        Err(Error::Config { .. })
+    ));
+}
+
+#[test]
+fn writer_apportions_quantity_from_cost_lines_across_buckets() {
+    use tally::model::{AllocationRow, CostLine, Source};
+    use tally::time::Timestamp;
+    let t = |s: &str| Timestamp::parse(s).unwrap();
+    let line = CostLine {
+        source: Source {
+            file: "bill.json".into(),
+            line: 7,
+        },
+        org_id: String::new(),
+        id: "l1".into(),
+        product: "kafka".into(),
+        line_type: "Uncompressed GiB written".into(),
+        resource_id: "vci_x".into(),
+        environment_id: "wi_x".into(),
+        start: t("2026-05-01"),
+        end: t("2026-06-01"),
+        amount: d("30"),
+        original_amount: d("30"),
+        quantity: d("3000"),
+        unit: "GiB".into(),
+        price: d("0.01"),
+        currency: "USD".into(),
+        active_fraction: None,
+        owner_of_record: String::new(),
+    };
+    let row = |owner: &str, start: &str, end: &str, cost: &str| AllocationRow {
+        bucket_start: t(start),
+        bucket_end: t(end),
+        partial_bucket: false,
+        org_id: "ti".into(),
+        owner_id: owner.into(),
+        level: EntityLevel::Topic,
+        environment_id: "wi_x".into(),
+        resource_id: "vci_x".into(),
+        product: "kafka".into(),
+        line_type: "Uncompressed GiB written".into(),
+        unit: "GiB".into(),
+        chargeback_cost: d(cost),
+        original_amount: d("15"),
+        usage_share: Decimal::ZERO,
+        currency: "USD".into(),
+        method: "usage_ratio".into(),
+        chain_step: 0,
+        reason: "usage_found".into(),
+        source: Source {
+            file: "bill.json".into(),
+            line: 7,
+        },
+    };
+    let mut principal_row = row("sa-x", "2026-05-01", "2026-05-16", "99");
+    principal_row.level = EntityLevel::Principal;
+    let rows = vec![
+        row("a", "2026-05-01", "2026-05-16", "10"),
+        row("b", "2026-05-01", "2026-05-16", "5"),
+        row("a", "2026-05-16", "2026-06-01", "15"),
+        principal_row,
+    ];
+    let json = write_chargebacks(&rows, &[line], &WriteOptions::default()).unwrap();
+    let back = read_chargebacks(json.as_bytes(), "w.json", "").unwrap();
+    assert!(
+        back.rejected.is_empty() && back.warnings.is_empty(),
+        "{json}"
+    );
+    assert_eq!(back.date_from, t("2026-05-01"));
+    assert_eq!(back.date_to, t("2026-06-01"));
+    let got: Vec<(String, Decimal, Decimal, Decimal)> = back.clusters[0]
+        .entities
+        .iter()
+        .map(|e| {
+            (
+                e.name.clone(),
+                e.total,
+                e.chargebacks[0].quantity,
+                e.chargebacks[0].unit_price,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("a".into(), d("25"), d("2500"), d("1")),
+            ("b".into(), d("5"), d("500"), d("1"))
+        ]
+    );
+    assert_eq!(back.clusters[0].tenant_id, "ti");
+    assert!(
+        json.contains("\"covers_products\": [\n    \"Uncompressed GiB written\"\n  ]"),
+        "{json}"
+    );
+}
