@@ -366,6 +366,76 @@ pub fn push_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// The start of a document with a BOM and leading whitespace removed, if it is a
+/// JSON object (`{`): what the format sniffers look at.
+pub fn object_head(first_bytes: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(first_bytes);
+    let t = text.trim_start_matches('\u{feff}').trim_start();
+    t.starts_with('{').then(|| t.to_string())
+}
+
+/// The refusal of a document longer than `limit` bytes.
+pub fn too_large(file: &str, limit: usize) -> Error {
+    Error::TooLarge {
+        at: crate::error::Location {
+            file: file.to_string(),
+            line: 1,
+            column: String::new(),
+        },
+        limit: limit as u64,
+    }
+}
+
+/// Checks a whole document's size and encoding: the text, or an error naming the
+/// line of the first invalid byte. `what` names the format in the message.
+pub fn document_text<'a>(
+    input: &'a [u8],
+    file: &str,
+    limit: usize,
+    what: &str,
+) -> Result<&'a str, Error> {
+    if input.len() > limit {
+        return Err(too_large(file, limit));
+    }
+    std::str::from_utf8(input).map_err(|e| {
+        let line = input
+            .get(..e.valid_up_to())
+            .map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count());
+        Error::input(
+            file,
+            (line as u64).saturating_add(1),
+            "",
+            format!("not UTF-8 text; {what} is JSON"),
+        )
+    })
+}
+
+/// Collects the chunks of one JSON document for the streaming readers, refusing
+/// to grow past a limit (the document is parsed whole at the end).
+#[derive(Debug, Default)]
+pub struct DocumentBuffer {
+    buf: Vec<u8>,
+    refused: bool,
+}
+
+impl DocumentBuffer {
+    /// Appends a chunk, or refuses (and frees what was kept) past `limit` bytes.
+    pub fn push(&mut self, chunk: &[u8], file: &str, limit: usize) -> Result<(), Error> {
+        if self.refused || self.buf.len().saturating_add(chunk.len()) > limit {
+            self.refused = true;
+            self.buf = Vec::new();
+            return Err(too_large(file, limit));
+        }
+        self.buf.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    /// The whole document, leaving the buffer empty.
+    pub fn take(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buf)
+    }
+}
+
 /// Appends `value` as indented JSON (two spaces, like the WarpStream examples).
 /// Numbers are written as their text, so exact decimals stay exact.
 pub fn push_pretty(out: &mut String, value: &Kind, indent: usize) {

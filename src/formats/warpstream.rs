@@ -107,11 +107,7 @@ pub const MAX_ENTITIES_PER_CLUSTER: u32 = 5000;
 /// Whether the first bytes (up to a KiB or so) look like a WarpStream chargebacks
 /// response; returns [`FORMAT_NAME`] if so.
 pub fn sniff(first_bytes: &[u8]) -> Option<&'static str> {
-    let text = String::from_utf8_lossy(first_bytes);
-    let t = text.trim_start_matches('\u{feff}').trim_start();
-    if !t.starts_with('{') {
-        return None;
-    }
+    let t = exact_json::object_head(first_bytes)?;
     let has = |k: &str| t.contains(k);
     let yes = has("\"covers_products\"")
         || (has("\"tenants\"") && (has("\"workspaces\"") || has("\"date_from\"")))
@@ -444,27 +440,12 @@ fn add(a: Decimal, b: Decimal, what: &str) -> Result<Decimal, Error> {
 /// large, no `date_from` / `date_to` / `tenants`); bad items are listed in
 /// [`Chargebacks::rejected`] and the rest is read.
 pub fn read_chargebacks(input: &[u8], file: &str, org_id: &str) -> Result<Chargebacks, Error> {
-    if input.len() > MAX_DOCUMENT_BYTES {
-        return Err(Error::TooLarge {
-            at: crate::error::Location {
-                file: file.to_string(),
-                line: 1,
-                column: String::new(),
-            },
-            limit: MAX_DOCUMENT_BYTES as u64,
-        });
-    }
-    let text = std::str::from_utf8(input).map_err(|e| {
-        let line = input
-            .get(..e.valid_up_to())
-            .map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count());
-        Error::input(
-            file,
-            (line as u64).saturating_add(1),
-            "",
-            "not UTF-8 text; a WarpStream chargebacks response is JSON",
-        )
-    })?;
+    let text = exact_json::document_text(
+        input,
+        file,
+        MAX_DOCUMENT_BYTES,
+        "a WarpStream chargebacks response",
+    )?;
     let doc = exact_json::parse(text, file)?;
     let f = Fields { file };
     let date_from = f.date(&doc, "date_from", "")?;
@@ -817,8 +798,7 @@ fn derive_rows_and_lines(out: &mut Chargebacks, file: &str, org_id: &str) -> Res
 pub struct ChargebacksReader {
     file: String,
     org_id: String,
-    buf: Vec<u8>,
-    too_large: bool,
+    doc: exact_json::DocumentBuffer,
 }
 
 impl ChargebacksReader {
@@ -827,33 +807,18 @@ impl ChargebacksReader {
         ChargebacksReader {
             file: file.to_string(),
             org_id: org_id.to_string(),
-            buf: Vec::new(),
-            too_large: false,
+            doc: exact_json::DocumentBuffer::default(),
         }
     }
 }
 
 impl Reader for ChargebacksReader {
     fn feed(&mut self, chunk: &[u8], _sink: &mut dyn Sink) -> Result<(), Error> {
-        if self.too_large || self.buf.len().saturating_add(chunk.len()) > MAX_DOCUMENT_BYTES {
-            self.too_large = true;
-            self.buf = Vec::new();
-            return Err(Error::TooLarge {
-                at: crate::error::Location {
-                    file: self.file.clone(),
-                    line: 1,
-                    column: String::new(),
-                },
-                limit: MAX_DOCUMENT_BYTES as u64,
-            });
-        }
-        self.buf.extend_from_slice(chunk);
-        Ok(())
+        self.doc.push(chunk, &self.file, MAX_DOCUMENT_BYTES)
     }
 
     fn finish(&mut self, sink: &mut dyn Sink) -> Result<(), Error> {
-        let buf = std::mem::take(&mut self.buf);
-        let read = read_chargebacks(&buf, &self.file, &self.org_id)?;
+        let read = read_chargebacks(&self.doc.take(), &self.file, &self.org_id)?;
         for row in &read.rows {
             sink.allocated(row);
         }
