@@ -150,3 +150,90 @@ pub struct AllocationRow {
     /// The cost line(s) this row came from.
     pub source: Source,
 }
+
+/// What a crosswalk pattern row matches on.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum PatternOn {
+    /// The topic name (topic-level entities).
+    Topic,
+    /// The principal (service account, user, ...).
+    Principal,
+    /// Any `owner_id` (principal, topic or resource id).
+    Owner,
+}
+
+impl PatternOn {
+    /// Parses `topic`, `principal` or `owner` (case-insensitive).
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "topic" => Some(PatternOn::Topic),
+            "principal" => Some(PatternOn::Principal),
+            "owner" | "owner_id" => Some(PatternOn::Owner),
+            _ => None,
+        }
+    }
+}
+
+/// One row of the crosswalk CSV: either a direct owner → team mapping, or a
+/// pattern (a regex whose named capture `team`, or the row's `team` value, names
+/// the team) for naming conventions.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CrosswalkEntry {
+    /// Where the row was read.
+    pub source: Source,
+    /// Organization (empty: any organization).
+    pub org_id: String,
+    /// The owner id mapped (empty for pattern rows).
+    pub owner_id: String,
+    /// The team (for a pattern row: used when the regex has no `team` capture).
+    pub team: String,
+    /// The cost center (optional).
+    pub cost_center: String,
+    /// For a pattern row: what the pattern matches on.
+    pub pattern_on: Option<PatternOn>,
+    /// For a pattern row: the regular expression.
+    pub pattern: String,
+}
+
+/// An input row (or document) that was refused, with where and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Rejection {
+    /// The file name as the user gave it.
+    pub file: String,
+    /// 1-based line (0 when not tied to a line).
+    pub line: u64,
+    /// The column (or JSON field) at fault; empty when not one column.
+    pub column: String,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+impl Rejection {
+    /// The rejection an [`crate::Error`] describes.
+    pub fn from_error(file: &str, error: &crate::Error) -> Self {
+        use crate::Error;
+        match error {
+            Error::Input { at, reason } => Rejection {
+                file: at.file.clone(),
+                line: at.line,
+                column: at.column.clone(),
+                reason: reason.clone(),
+            },
+            Error::TooLarge { at, limit } => Rejection {
+                file: at.file.clone(),
+                line: at.line,
+                column: String::new(),
+                reason: format!("record longer than the {limit}-byte limit; refused"),
+            },
+            other => Rejection {
+                file: file.to_string(),
+                line: 0,
+                column: String::new(),
+                reason: other.to_string(),
+            },
+        }
+    }
+}

@@ -1,1 +1,1012 @@
-//! Allocation rules and the engine that applies them (owned by the allocation work).
+//! Allocation rules and the engine that applies them.
+//!
+//! ## Design
+//!
+//! Readers fold records into a [`store::Store`] while the files stream by. At the
+//! end, [`allocate`] turns the store into [`AllocationRow`]s:
+//!
+//! 1. **Time split.** Each cost line is split over the UTC buckets its period
+//!    overlaps, by seconds of overlap (exact apportionment, so the parts sum to the
+//!    line). A custom range cuts boundary buckets, which are flagged `partial`; the
+//!    part of a line outside the range is reported, not allocated. A line with an
+//!    `active_fraction` below 1 is prorated onto the buckets in which its resource
+//!    was active (had usage), when there are any.
+//! 2. **Merge.** Within a bucket, lines with the same identity (org, product, line
+//!    type, resource, environment, unit) are summed: one allocation per metric ×
+//!    resource × bucket, as in Confluent's export.
+//! 3. **Rules.** Each line's rule ([`rules::Rules::find`]) gives a fallback chain;
+//!    the first step that can split the line does, and each row records the
+//!    method, the chain step and a reason code (why that step applied). A chain
+//!    that runs out ends in `unallocated`; credits (negative lines) go there
+//!    directly unless the rules say otherwise.
+//! 4. **Allocated last.** Lines whose chain holds `allocated_last` (Support) are
+//!    split after all others, in proportion to each entity's total in the bucket.
+//! 5. **Unallocated.** Everything unallocated in a bucket becomes one
+//!    `unallocated` row (`chargeback_cost = original_amount`, `usage_share = 0`).
+//!
+//! Every split goes through [`crate::money::apportion`], keyed by names, so the
+//! parts of each line sum exactly to it and nothing depends on input order. Per
+//! bucket the sum of `chargeback_cost` is checked against the bucket's bill total
+//! (an [`Error::Reconciliation`] otherwise). Zero rows are dropped.
+
+pub mod rules;
+pub mod store;
+
+use crate::error::Error;
+use crate::model::{AllocationRow, EntityLevel, Source};
+use crate::money::{apportion, checked_sum, round};
+use crate::time::{Granularity, Timestamp};
+use rules::{Component, Rules, Step};
+use rust_decimal::Decimal;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use store::{bucket_overlaps, Amount, LineKey, Period, Store, Sym};
+
+/// The owner id of the unallocated row.
+pub const UNALLOCATED: &str = "unallocated";
+
+/// What the engine needs besides the store.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings<'a> {
+    /// The rules.
+    pub rules: &'a Rules,
+    /// Entity level for rules that do not pin one.
+    pub level: EntityLevel,
+    /// Decimal places of the output amounts.
+    pub precision: u32,
+}
+
+/// Totals of one bucket of one organization.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BucketTotal {
+    /// Organization.
+    pub org_id: String,
+    /// Bucket start.
+    pub bucket_start: Timestamp,
+    /// Bucket end (exclusive).
+    pub bucket_end: Timestamp,
+    /// Cut by the custom range.
+    pub partial: bool,
+    /// What the bill says for this bucket (for an export: the sum of its rows).
+    pub bill_total: Decimal,
+    /// Allocated to entities.
+    pub allocated: Decimal,
+    /// On the unallocated row.
+    pub unallocated: Decimal,
+}
+
+/// The engine's result.
+#[derive(Debug, Clone, Default)]
+pub struct Allocation {
+    /// The rows, sorted by org, bucket, product, line type, resource, owner.
+    pub rows: Vec<AllocationRow>,
+    /// Per bucket totals.
+    pub buckets: Vec<BucketTotal>,
+    /// Bill amounts outside the custom range (not allocated).
+    pub outside_range: Decimal,
+    /// Bill amounts lost to rounding at the output precision (input minus output).
+    pub rounding: Decimal,
+}
+
+/// Entity → metric → value.
+type EntityMetrics = BTreeMap<Sym, BTreeMap<Sym, Decimal>>;
+
+/// (org, bucket) → line identity → (amount, first source).
+type BucketLines = HashMap<(Sym, Timestamp), HashMap<LineKey, (Decimal, Source)>>;
+
+/// Usage of one level, indexed for the methods.
+#[derive(Debug, Default)]
+struct UsageIndex {
+    /// (org, bucket, resource) → entity → metric → value.
+    by_bucket: HashMap<(Sym, Timestamp, Sym), EntityMetrics>,
+    /// (org, resource) → entities seen in the period.
+    period: HashMap<(Sym, Sym), BTreeSet<Sym>>,
+    /// (org, resource) → buckets with any usage.
+    active: HashMap<(Sym, Sym), BTreeSet<Timestamp>>,
+}
+
+impl UsageIndex {
+    fn build(store: &Store, level: EntityLevel) -> Result<UsageIndex, Error> {
+        let empty = store.strings.find("").unwrap_or(0);
+        let mut index = UsageIndex::default();
+        for (key, value) in &store.usage {
+            let entity = match level {
+                EntityLevel::Principal => key.principal,
+                EntityLevel::Topic => key.topic,
+            };
+            if entity == empty || value.is_zero() {
+                continue;
+            }
+            let metrics = index
+                .by_bucket
+                .entry((key.org, key.bucket, key.resource))
+                .or_default()
+                .entry(entity)
+                .or_default();
+            let slot = metrics.entry(key.metric).or_insert(Decimal::ZERO);
+            *slot = slot
+                .checked_add(*value)
+                .ok_or_else(|| Error::overflow("indexing usage"))?;
+            index
+                .period
+                .entry((key.org, key.resource))
+                .or_default()
+                .insert(entity);
+            index
+                .active
+                .entry((key.org, key.resource))
+                .or_default()
+                .insert(key.bucket);
+        }
+        Ok(index)
+    }
+}
+
+/// One line of one bucket, ready to allocate.
+#[derive(Debug, Clone)]
+struct BucketLine {
+    key: LineKey,
+    amount: Decimal,
+    source: Source,
+}
+
+/// What a step produced.
+enum Outcome {
+    /// Parts: owner, amount, usage share.
+    Split(Vec<(String, Decimal, Decimal)>, &'static str),
+    /// The step does not apply; why.
+    Fail(&'static str),
+}
+
+/// Per (org, bucket) context of the methods.
+struct Ctx<'a> {
+    store: &'a Store,
+    settings: Settings<'a>,
+    principal: &'a UsageIndex,
+    topic: &'a UsageIndex,
+    org: Sym,
+    bucket: Timestamp,
+    totals: BTreeMap<String, Decimal>,
+}
+
+/// Allocates everything in `store` (see the module docs).
+pub fn allocate(store: &Store, settings: Settings<'_>) -> Result<Allocation, Error> {
+    let principal = UsageIndex::build(store, EntityLevel::Principal)?;
+    let topic = UsageIndex::build(store, EntityLevel::Topic)?;
+    let mut result = Allocation::default();
+    let by_bucket = split_lines(store, settings, &principal, &mut result)?;
+    for ((org, bucket), lines) in sorted_buckets(store, by_bucket) {
+        let mut ctx = Ctx {
+            store,
+            settings,
+            principal: &principal,
+            topic: &topic,
+            org,
+            bucket,
+            totals: BTreeMap::new(),
+        };
+        let total = checked_sum(lines.iter().map(|l| l.amount), "a bucket's bill total")?;
+        let (rows, unallocated) = allocate_bucket(&mut ctx, &lines)?;
+        push_bucket(&mut result, &ctx, total, rows, unallocated)?;
+    }
+    add_allocated_rows(store, &mut result)?;
+    sort_rows(&mut result.rows);
+    result
+        .buckets
+        .sort_by(|a, b| (&a.org_id, a.bucket_start).cmp(&(&b.org_id, b.bucket_start)));
+    Ok(result)
+}
+
+/// Splits every line over its buckets and merges lines of the same identity per bucket.
+fn split_lines(
+    store: &Store,
+    settings: Settings<'_>,
+    usage: &UsageIndex,
+    result: &mut Allocation,
+) -> Result<BucketLines, Error> {
+    let mut by_bucket: BucketLines = HashMap::new();
+    for ((key, period), amount) in &store.lines {
+        let rounded = round(amount.amount, settings.precision);
+        result.rounding = result
+            .rounding
+            .checked_add(amount.amount - rounded)
+            .ok_or_else(|| Error::overflow("rounding total"))?;
+        for (bucket, part) in time_split(store, usage, key, period, rounded, settings.precision)? {
+            let Some(bucket) = bucket else {
+                result.outside_range = result
+                    .outside_range
+                    .checked_add(part)
+                    .ok_or_else(|| Error::overflow("outside range"))?;
+                continue;
+            };
+            let slot = by_bucket
+                .entry((key.org, bucket))
+                .or_default()
+                .entry(*key)
+                .or_insert_with(|| (Decimal::ZERO, amount.source.clone()));
+            slot.0 = slot
+                .0
+                .checked_add(part)
+                .ok_or_else(|| Error::overflow("merging lines"))?;
+            if amount.source < slot.1 {
+                slot.1 = amount.source.clone();
+            }
+        }
+    }
+    Ok(by_bucket)
+}
+
+/// The parts of a line per bucket (`None`: outside the custom range).
+fn time_split(
+    store: &Store,
+    usage: &UsageIndex,
+    key: &LineKey,
+    period: &Period,
+    amount: Decimal,
+    precision: u32,
+) -> Result<Vec<(Option<Timestamp>, Decimal)>, Error> {
+    let granularity = store.granularity;
+    let overlaps = bucket_overlaps(period.start, period.end, granularity);
+    let active = usage.active.get(&(key.org, key.resource));
+    let prorate = period.active_fraction.is_some_and(|f| f < Decimal::ONE)
+        && overlaps
+            .iter()
+            .any(|(b, _)| active.is_some_and(|a| a.contains(b)));
+    let mut weights: Vec<(Option<Timestamp>, Decimal)> = Vec::with_capacity(overlaps.len() + 1);
+    let mut outside = 0i64;
+    for (bucket, seconds) in overlaps {
+        let inside = inside_seconds(store, bucket, granularity, period);
+        outside += seconds - inside;
+        let counts = !prorate || active.is_some_and(|a| a.contains(&bucket));
+        if counts && inside > 0 {
+            weights.push((Some(bucket), Decimal::from(inside)));
+        }
+    }
+    if outside > 0 {
+        weights.push((None, Decimal::from(outside)));
+    }
+    let first = Some(period.start.floor(granularity));
+    Ok(apportion(amount, weights, precision)?.unwrap_or_else(|| vec![(first, amount)]))
+}
+
+/// Seconds of `bucket` ∩ the line's period ∩ the custom range.
+fn inside_seconds(
+    store: &Store,
+    bucket: Timestamp,
+    granularity: Granularity,
+    period: &Period,
+) -> i64 {
+    let (mut from, mut to) = (
+        bucket.0.max(period.start.0),
+        bucket.next_bucket(granularity).0.min(period.end.0),
+    );
+    if let Some((start, end)) = store.range {
+        from = from.max(start.0);
+        to = to.min(end.0);
+    }
+    (to - from).max(0)
+}
+
+/// Buckets in a deterministic order (organization name, bucket start), lines sorted by names.
+fn sorted_buckets(
+    store: &Store,
+    by_bucket: BucketLines,
+) -> Vec<((Sym, Timestamp), Vec<BucketLine>)> {
+    let s = &store.strings;
+    let mut out: Vec<_> = by_bucket
+        .into_iter()
+        .map(|(k, lines)| {
+            let mut lines: Vec<BucketLine> = lines
+                .into_iter()
+                .map(|(key, (amount, source))| BucketLine {
+                    key,
+                    amount,
+                    source,
+                })
+                .collect();
+            lines.sort_by(|a, b| line_names(s, &a.key).cmp(&line_names(s, &b.key)));
+            (k, lines)
+        })
+        .collect();
+    out.sort_by(|a, b| (s.name(a.0 .0), a.0 .1).cmp(&(s.name(b.0 .0), b.0 .1)));
+    out
+}
+
+fn line_names<'s>(s: &'s store::Interner, k: &LineKey) -> [&'s str; 7] {
+    [
+        s.name(k.product),
+        s.name(k.line_type),
+        s.name(k.resource),
+        s.name(k.environment),
+        s.name(k.unit),
+        s.name(k.currency),
+        s.name(k.owner_of_record),
+    ]
+}
+
+/// Whether a line's chain is to run after all others.
+fn is_last(settings: Settings<'_>, product: &str, line_type: &str) -> bool {
+    chain_for(settings.rules, product, line_type)
+        .0
+        .iter()
+        .any(|s| matches!(s, Step::AllocatedLast))
+}
+
+fn chain_for<'r>(
+    rules: &'r Rules,
+    product: &str,
+    line_type: &str,
+) -> (&'r [Step], Option<EntityLevel>) {
+    match rules.find(product, line_type) {
+        Some(rule) => (&rule.chain, rule.level),
+        None => (&rules.default_chain, None),
+    }
+}
+
+/// An unallocated contribution: amount and reason.
+type Unallocated = Vec<(Decimal, String, Source)>;
+
+/// Allocates the lines of one bucket: ordinary lines first, then allocated-last ones.
+fn allocate_bucket(
+    ctx: &mut Ctx<'_>,
+    lines: &[BucketLine],
+) -> Result<(Vec<AllocationRow>, Unallocated), Error> {
+    let mut rows = Vec::new();
+    let mut unallocated = Vec::new();
+    for last in [false, true] {
+        for line in lines {
+            let s = &ctx.store.strings;
+            if is_last(
+                ctx.settings,
+                s.name(line.key.product),
+                s.name(line.key.line_type),
+            ) != last
+                || line.amount.is_zero()
+            {
+                continue;
+            }
+            allocate_line(ctx, line, &mut rows, &mut unallocated)?;
+        }
+    }
+    Ok((rows, unallocated))
+}
+
+/// Runs a line's chain and records its rows.
+fn allocate_line(
+    ctx: &mut Ctx<'_>,
+    line: &BucketLine,
+    rows: &mut Vec<AllocationRow>,
+    unallocated: &mut Unallocated,
+) -> Result<(), Error> {
+    let s = &ctx.store.strings;
+    let (chain, pinned) = chain_for(
+        ctx.settings.rules,
+        s.name(line.key.product),
+        s.name(line.key.line_type),
+    );
+    let level = pinned.unwrap_or(ctx.settings.level);
+    if line.amount.is_sign_negative() && ctx.settings.rules.credits_unallocated {
+        unallocated.push((line.amount, "credit".into(), line.source.clone()));
+        return Ok(());
+    }
+    let mut last_failure = "no_rule_step_applied";
+    for (index, step) in chain.iter().enumerate() {
+        if matches!(step, Step::Unallocated) {
+            let reason = if index == 0 {
+                "not_attributable"
+            } else {
+                last_failure
+            };
+            unallocated.push((line.amount, reason.into(), line.source.clone()));
+            return Ok(());
+        }
+        match run_step(ctx, line, level, step)? {
+            Outcome::Fail(reason) => last_failure = reason,
+            Outcome::Split(parts, success) => {
+                let reason = if index == 0 { success } else { last_failure };
+                let step_no = u32::try_from(index).unwrap_or(u32::MAX);
+                for (owner, cost, share) in parts {
+                    if cost.is_zero() {
+                        continue;
+                    }
+                    let total = ctx.totals.entry(owner.clone()).or_insert(Decimal::ZERO);
+                    *total = total
+                        .checked_add(cost)
+                        .ok_or_else(|| Error::overflow("entity totals"))?;
+                    rows.push(make_row(
+                        ctx,
+                        line,
+                        level,
+                        owner,
+                        cost,
+                        share,
+                        method_name(step),
+                        step_no,
+                        reason,
+                    ));
+                }
+                return Ok(());
+            }
+        }
+    }
+    unallocated.push((line.amount, last_failure.into(), line.source.clone()));
+    Ok(())
+}
+
+/// The name a step is recorded under.
+pub fn method_name(step: &Step) -> &'static str {
+    match step {
+        Step::Fixed { .. } => "fixed",
+        Step::UsageRatio { .. } => "usage_ratio",
+        Step::Weighted { .. } => "weighted",
+        Step::EvenActive => "even_active",
+        Step::EvenPeriod => "even_period",
+        Step::Lifetime { .. } => "lifetime",
+        Step::Storage { .. } => "storage",
+        Step::OwnerOfRecord => "owner_of_record",
+        Step::Environment => "environment",
+        Step::ResourceOwner => "resource_owner",
+        Step::AllocatedLast => "allocated_last",
+        Step::Unallocated => "unallocated",
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn make_row(
+    ctx: &Ctx<'_>,
+    line: &BucketLine,
+    level: EntityLevel,
+    owner: String,
+    cost: Decimal,
+    share: Decimal,
+    method: &str,
+    chain_step: u32,
+    reason: &str,
+) -> AllocationRow {
+    let s = &ctx.store.strings;
+    let (start, end, partial) = bucket_bounds(ctx.store, ctx.bucket);
+    AllocationRow {
+        bucket_start: start,
+        bucket_end: end,
+        partial_bucket: partial,
+        org_id: s.name(line.key.org).to_string(),
+        owner_id: owner,
+        level,
+        environment_id: s.name(line.key.environment).to_string(),
+        resource_id: s.name(line.key.resource).to_string(),
+        product: s.name(line.key.product).to_string(),
+        line_type: s.name(line.key.line_type).to_string(),
+        unit: s.name(line.key.unit).to_string(),
+        chargeback_cost: cost,
+        original_amount: line.amount,
+        usage_share: share,
+        currency: s.name(line.key.currency).to_string(),
+        method: method.to_string(),
+        chain_step,
+        reason: reason.to_string(),
+        source: line.source.clone(),
+    }
+}
+
+/// A bucket's start, end and whether the custom range cuts it.
+pub fn bucket_bounds(store: &Store, bucket: Timestamp) -> (Timestamp, Timestamp, bool) {
+    let end = bucket.next_bucket(store.granularity);
+    let partial = store
+        .range
+        .is_some_and(|(from, to)| from > bucket || to < end);
+    (bucket, end, partial)
+}
+
+/// Runs one step of a chain on a line.
+fn run_step(
+    ctx: &Ctx<'_>,
+    line: &BucketLine,
+    level: EntityLevel,
+    step: &Step,
+) -> Result<Outcome, Error> {
+    let precision = ctx.settings.precision;
+    match step {
+        Step::Fixed { shares } => split(
+            line.amount,
+            shares.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            precision,
+            "fixed_shares",
+            "no_shares",
+        ),
+        Step::UsageRatio { metrics } => split(
+            line.amount,
+            usage_weights(ctx, line, level, metrics),
+            precision,
+            "usage_found",
+            "no_usage_found",
+        ),
+        Step::Lifetime { metric } => split(
+            line.amount,
+            usage_weights(ctx, line, level, std::slice::from_ref(metric)),
+            precision,
+            "lifetime_found",
+            "no_lifetime_data",
+        ),
+        Step::Storage {
+            write_metric,
+            retention_metric,
+        } => split(
+            line.amount,
+            storage_weights(ctx, line, level, write_metric, retention_metric)?,
+            precision,
+            "storage_found",
+            "no_storage_data",
+        ),
+        Step::EvenActive => split(
+            line.amount,
+            even(active_entities(ctx, line, level)),
+            precision,
+            "active_principals",
+            "no_active_principals",
+        ),
+        Step::EvenPeriod => split(
+            line.amount,
+            even(period_entities(ctx, line, level)),
+            precision,
+            "principals_in_period",
+            "no_principals_in_period",
+        ),
+        Step::Weighted { components } => weighted(ctx, line, level, components),
+        Step::OwnerOfRecord => Ok(single(
+            line.amount,
+            owner_of_record(ctx, line),
+            "owner_of_record",
+            "no_owner_of_record",
+        )),
+        Step::Environment => {
+            let env = ctx.store.strings.name(line.key.environment);
+            Ok(single(
+                line.amount,
+                Some(env.to_string()).filter(|e| !e.is_empty()),
+                "environment",
+                "no_environment",
+            ))
+        }
+        Step::ResourceOwner => {
+            let resource = ctx.store.strings.name(line.key.resource);
+            Ok(single(
+                line.amount,
+                Some(resource.to_string()).filter(|r| !r.is_empty()),
+                "resource_owner",
+                "no_resource",
+            ))
+        }
+        Step::AllocatedLast => {
+            let weights = ctx
+                .totals
+                .iter()
+                .filter(|(_, v)| v.is_sign_positive() && !v.is_zero())
+                .map(|(k, v)| (k.clone(), *v))
+                .collect();
+            split(
+                line.amount,
+                weights,
+                precision,
+                "other_totals",
+                "nothing_allocated_yet",
+            )
+        }
+        Step::Unallocated => Ok(Outcome::Fail("unallocated")),
+    }
+}
+
+/// The whole line to one owner, if there is one.
+fn single(
+    amount: Decimal,
+    owner: Option<String>,
+    success: &'static str,
+    failure: &'static str,
+) -> Outcome {
+    match owner {
+        Some(owner) => Outcome::Split(vec![(owner, amount, Decimal::ONE)], success),
+        None => Outcome::Fail(failure),
+    }
+}
+
+/// Apportions `amount` over `weights`, with usage shares.
+fn split(
+    amount: Decimal,
+    weights: Vec<(String, Decimal)>,
+    precision: u32,
+    success: &'static str,
+    failure: &'static str,
+) -> Result<Outcome, Error> {
+    let shares = shares_of(&weights)?;
+    match apportion(amount, weights, precision)? {
+        None => Ok(Outcome::Fail(failure)),
+        Some(parts) => Ok(Outcome::Split(
+            parts
+                .into_iter()
+                .map(|(owner, cost)| {
+                    let share = shares.get(&owner).copied().unwrap_or_default();
+                    (owner, cost, share)
+                })
+                .collect(),
+            success,
+        )),
+    }
+}
+
+/// Each key's weight over the total, to 6 decimals (display only).
+fn shares_of(weights: &[(String, Decimal)]) -> Result<BTreeMap<String, Decimal>, Error> {
+    let total = checked_sum(weights.iter().map(|w| w.1), "weights")?;
+    let mut out = BTreeMap::new();
+    if total.is_zero() {
+        return Ok(out);
+    }
+    for (key, weight) in weights {
+        let share = weight
+            .checked_div(total)
+            .ok_or_else(|| Error::overflow("usage share"))?;
+        let slot = out.entry(key.clone()).or_insert(Decimal::ZERO);
+        *slot = round(*slot + share, 6);
+    }
+    Ok(out)
+}
+
+fn index<'c>(ctx: &'c Ctx<'_>, level: EntityLevel) -> &'c UsageIndex {
+    match level {
+        EntityLevel::Principal => ctx.principal,
+        EntityLevel::Topic => ctx.topic,
+    }
+}
+
+/// Entities and their metric maps on the line's resource in the bucket.
+fn bucket_usage<'c>(
+    ctx: &'c Ctx<'_>,
+    line: &BucketLine,
+    level: EntityLevel,
+) -> Option<&'c EntityMetrics> {
+    index(ctx, level)
+        .by_bucket
+        .get(&(line.key.org, ctx.bucket, line.key.resource))
+}
+
+/// Sum of `metrics` per entity.
+fn usage_weights(
+    ctx: &Ctx<'_>,
+    line: &BucketLine,
+    level: EntityLevel,
+    metrics: &[String],
+) -> Vec<(String, Decimal)> {
+    let s = &ctx.store.strings;
+    let ids: Vec<Sym> = metrics.iter().filter_map(|m| s.find(m)).collect();
+    let Some(entities) = bucket_usage(ctx, line, level) else {
+        return Vec::new();
+    };
+    entities
+        .iter()
+        .map(|(entity, values)| {
+            let sum = ids
+                .iter()
+                .filter_map(|m| values.get(m))
+                .fold(Decimal::ZERO, |acc, v| acc.saturating_add(*v));
+            (s.name(*entity).to_string(), sum)
+        })
+        .collect()
+}
+
+/// Write bytes × retention per entity.
+fn storage_weights(
+    ctx: &Ctx<'_>,
+    line: &BucketLine,
+    level: EntityLevel,
+    write: &str,
+    retention: &str,
+) -> Result<Vec<(String, Decimal)>, Error> {
+    let s = &ctx.store.strings;
+    let (Some(w), Some(r)) = (s.find(write), s.find(retention)) else {
+        return Ok(Vec::new());
+    };
+    let Some(entities) = bucket_usage(ctx, line, level) else {
+        return Ok(Vec::new());
+    };
+    entities
+        .iter()
+        .map(|(entity, values)| {
+            let product = values
+                .get(&w)
+                .copied()
+                .unwrap_or_default()
+                .checked_mul(values.get(&r).copied().unwrap_or_default());
+            product
+                .map(|p| (s.name(*entity).to_string(), p))
+                .ok_or_else(|| Error::overflow("write bytes × retention"))
+        })
+        .collect()
+}
+
+/// Entities with any usage on the resource in the bucket.
+fn active_entities(ctx: &Ctx<'_>, line: &BucketLine, level: EntityLevel) -> Vec<String> {
+    let s = &ctx.store.strings;
+    bucket_usage(ctx, line, level)
+        .map(|e| e.keys().map(|k| s.name(*k).to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// Entities seen on the resource in the whole period.
+fn period_entities(ctx: &Ctx<'_>, line: &BucketLine, level: EntityLevel) -> Vec<String> {
+    let s = &ctx.store.strings;
+    index(ctx, level)
+        .period
+        .get(&(line.key.org, line.key.resource))
+        .map(|e| e.iter().map(|k| s.name(*k).to_string()).collect())
+        .unwrap_or_default()
+}
+
+fn even(entities: Vec<String>) -> Vec<(String, Decimal)> {
+    entities.into_iter().map(|e| (e, Decimal::ONE)).collect()
+}
+
+/// The owner of record from the bill, else from `[resource_owners]`.
+fn owner_of_record(ctx: &Ctx<'_>, line: &BucketLine) -> Option<String> {
+    let s = &ctx.store.strings;
+    let named = s.name(line.key.owner_of_record);
+    if !named.is_empty() {
+        return Some(named.to_string());
+    }
+    ctx.settings
+        .rules
+        .resource_owners
+        .get(s.name(line.key.resource))
+        .cloned()
+}
+
+/// A weighted mix: the amount is first split over the components by their
+/// weights, then each component's part over its own weights; parts are summed
+/// per entity. Fails when there is no active entity or a usage component has no usage.
+fn weighted(
+    ctx: &Ctx<'_>,
+    line: &BucketLine,
+    level: EntityLevel,
+    components: &[Component],
+) -> Result<Outcome, Error> {
+    let precision = ctx.settings.precision;
+    let active = active_entities(ctx, line, level);
+    if active.is_empty() {
+        return Ok(Outcome::Fail("no_active_principals"));
+    }
+    let by_component = components.iter().enumerate().map(|(i, c)| (i, c.weight));
+    let Some(component_amounts) = apportion(line.amount, by_component, precision)? else {
+        return Ok(Outcome::Fail("no_weights"));
+    };
+    let mut costs: BTreeMap<String, (Decimal, Decimal)> = BTreeMap::new();
+    for ((_, part), component) in component_amounts.into_iter().zip(components) {
+        let weights = if component.even {
+            even(active.clone())
+        } else {
+            usage_weights(ctx, line, level, &component.metrics)
+        };
+        let shares = shares_of(&weights)?;
+        let Some(parts) = apportion(part, weights, precision)? else {
+            return Ok(Outcome::Fail("no_usage_found"));
+        };
+        for (owner, cost) in parts {
+            let share = shares
+                .get(&owner)
+                .copied()
+                .unwrap_or_default()
+                .checked_mul(component.weight)
+                .unwrap_or_default();
+            let slot = costs.entry(owner).or_insert((Decimal::ZERO, Decimal::ZERO));
+            slot.0 = slot
+                .0
+                .checked_add(cost)
+                .ok_or_else(|| Error::overflow("weighted parts"))?;
+            slot.1 = round(slot.1 + share, 6);
+        }
+    }
+    Ok(Outcome::Split(
+        costs.into_iter().map(|(o, (c, s))| (o, c, s)).collect(),
+        "usage_found",
+    ))
+}
+
+/// Adds a bucket's rows, its unallocated row and its totals, checking they reconcile.
+fn push_bucket(
+    result: &mut Allocation,
+    ctx: &Ctx<'_>,
+    total: Decimal,
+    rows: Vec<AllocationRow>,
+    unallocated: Unallocated,
+) -> Result<(), Error> {
+    let s = &ctx.store.strings;
+    let org = s.name(ctx.org).to_string();
+    let (start, end, partial) = bucket_bounds(ctx.store, ctx.bucket);
+    let allocated = checked_sum(rows.iter().map(|r| r.chargeback_cost), "allocated total")?;
+    let unallocated_total = checked_sum(unallocated.iter().map(|u| u.0), "unallocated total")?;
+    if allocated.checked_add(unallocated_total) != Some(total) {
+        return Err(Error::Reconciliation {
+            reason: format!("bucket {start} of `{org}`: allocated {allocated} + unallocated {unallocated_total} ≠ bill {total}"),
+        });
+    }
+    result.rows.extend(rows);
+    if !unallocated_total.is_zero() {
+        let reasons: BTreeSet<&str> = unallocated.iter().map(|u| u.1.as_str()).collect();
+        let source = unallocated
+            .iter()
+            .map(|u| u.2.clone())
+            .min()
+            .unwrap_or_default();
+        result.rows.push(unallocated_row(
+            start,
+            end,
+            partial,
+            &org,
+            unallocated_total,
+            &reasons,
+            source,
+        ));
+    }
+    result.buckets.push(BucketTotal {
+        org_id: org,
+        bucket_start: start,
+        bucket_end: end,
+        partial,
+        bill_total: total,
+        allocated,
+        unallocated: unallocated_total,
+    });
+    Ok(())
+}
+
+/// The single unallocated row of a bucket.
+fn unallocated_row(
+    start: Timestamp,
+    end: Timestamp,
+    partial: bool,
+    org: &str,
+    amount: Decimal,
+    reasons: &BTreeSet<&str>,
+    source: Source,
+) -> AllocationRow {
+    AllocationRow {
+        bucket_start: start,
+        bucket_end: end,
+        partial_bucket: partial,
+        org_id: org.to_string(),
+        owner_id: UNALLOCATED.to_string(),
+        level: EntityLevel::Principal,
+        environment_id: String::new(),
+        resource_id: String::new(),
+        product: String::new(),
+        line_type: String::new(),
+        unit: "USD".to_string(),
+        chargeback_cost: amount,
+        original_amount: amount,
+        usage_share: Decimal::ZERO,
+        currency: "USD".to_string(),
+        method: UNALLOCATED.to_string(),
+        chain_step: 0,
+        reason: reasons.iter().copied().collect::<Vec<_>>().join("+"),
+        source,
+    }
+}
+
+/// Turns already-allocated input rows (exports) into rows and bucket totals.
+fn add_allocated_rows(store: &Store, result: &mut Allocation) -> Result<(), Error> {
+    let s = &store.strings;
+    let mut originals: HashMap<(Sym, Timestamp, Sym, Sym, Sym, Sym), Decimal> = HashMap::new();
+    for (k, v) in &store.allocated {
+        let slot = originals
+            .entry((k.org, k.bucket, k.resource, k.product, k.line_type, k.owner))
+            .or_insert(Decimal::ZERO);
+        *slot = slot
+            .checked_add(v.amount)
+            .ok_or_else(|| Error::overflow("export totals"))?;
+    }
+    let mut line_totals: HashMap<(Sym, Timestamp, Sym, Sym, Sym), Decimal> = HashMap::new();
+    let mut buckets: BTreeMap<(String, Timestamp), (Decimal, Decimal)> = BTreeMap::new();
+    for ((org, bucket, resource, product, line_type, _), amount) in &originals {
+        let slot = line_totals
+            .entry((*org, *bucket, *resource, *product, *line_type))
+            .or_insert(Decimal::ZERO);
+        *slot = slot
+            .checked_add(*amount)
+            .ok_or_else(|| Error::overflow("export totals"))?;
+    }
+    let unallocated = s.find(UNALLOCATED);
+    for (k, Amount { amount, source, .. }) in &store.allocated {
+        let (start, end, partial) = bucket_bounds(store, k.bucket);
+        let is_unallocated = Some(k.owner) == unallocated;
+        let original = if is_unallocated {
+            *amount
+        } else {
+            line_totals
+                .get(&(k.org, k.bucket, k.resource, k.product, k.line_type))
+                .copied()
+                .unwrap_or(*amount)
+        };
+        let share = if is_unallocated || original.is_zero() {
+            Decimal::ZERO
+        } else {
+            round(amount.checked_div(original).unwrap_or_default(), 6)
+        };
+        let totals = buckets
+            .entry((s.name(k.org).to_string(), k.bucket))
+            .or_insert((Decimal::ZERO, Decimal::ZERO));
+        if is_unallocated {
+            totals.1 = totals
+                .1
+                .checked_add(*amount)
+                .ok_or_else(|| Error::overflow("export totals"))?;
+        } else {
+            totals.0 = totals
+                .0
+                .checked_add(*amount)
+                .ok_or_else(|| Error::overflow("export totals"))?;
+        }
+        if amount.is_zero() {
+            continue;
+        }
+        result.rows.push(AllocationRow {
+            bucket_start: start,
+            bucket_end: end,
+            partial_bucket: partial,
+            org_id: s.name(k.org).to_string(),
+            owner_id: s.name(k.owner).to_string(),
+            level: k.level,
+            environment_id: s.name(k.environment).to_string(),
+            resource_id: s.name(k.resource).to_string(),
+            product: s.name(k.product).to_string(),
+            line_type: s.name(k.line_type).to_string(),
+            unit: s.name(k.unit).to_string(),
+            chargeback_cost: *amount,
+            original_amount: original,
+            usage_share: share,
+            currency: s.name(k.currency).to_string(),
+            method: s.name(k.method).to_string(),
+            chain_step: k.chain_step,
+            reason: s.name(k.reason).to_string(),
+            source: source.clone(),
+        });
+    }
+    for ((org, bucket), (allocated, unallocated)) in buckets {
+        let (start, end, partial) = bucket_bounds(store, bucket);
+        let total = allocated
+            .checked_add(unallocated)
+            .ok_or_else(|| Error::overflow("export totals"))?;
+        result.buckets.push(BucketTotal {
+            org_id: org,
+            bucket_start: start,
+            bucket_end: end,
+            partial,
+            bill_total: total,
+            allocated,
+            unallocated,
+        });
+    }
+    Ok(())
+}
+
+/// Sorts rows by org, bucket, product, line type, resource, owner (unallocated last per bucket).
+pub fn sort_rows(rows: &mut [AllocationRow]) {
+    rows.sort_by(|a, b| {
+        (
+            &a.org_id,
+            a.bucket_start,
+            a.owner_id == UNALLOCATED,
+            &a.product,
+            &a.line_type,
+            &a.resource_id,
+            &a.environment_id,
+            &a.owner_id,
+            &a.method,
+        )
+            .cmp(&(
+                &b.org_id,
+                b.bucket_start,
+                b.owner_id == UNALLOCATED,
+                &b.product,
+                &b.line_type,
+                &b.resource_id,
+                &b.environment_id,
+                &b.owner_id,
+                &b.method,
+            ))
+    });
+}

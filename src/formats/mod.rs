@@ -1,1 +1,187 @@
 //! Readers and writers of every supported file format.
+//!
+//! ## Design
+//!
+//! Every reader is a push parser implementing [`Reader`]: it is fed chunks of a
+//! file in order and hands what it parses to a [`Sink`] — cost lines, usage
+//! samples, already-allocated rows (a Confluent cost-allocation export, WarpStream
+//! chargebacks), crosswalk rows — and each bad row as an [`Error`] for
+//! [`Sink::reject`]; the other rows go on. Readers keep no rows: memory is bounded
+//! by one record (or one JSON item) plus the sink's aggregates. The sink receives
+//! borrowed records so a reader can reuse one scratch record per file (no
+//! allocation per row).
+//!
+//! [`detect`] picks the format from a file's first bytes (a CSV header, or the
+//! first keys of a JSON document); [`Format::reader`] builds its reader. Readers
+//! of the second formats engineer (WarpStream, FOCUS, Prometheus) plug in here
+//! through the same two hooks.
+//!
+//! Writers live next to their readers (the Confluent export writer in
+//! [`confluent`], the team summary in [`team_summary`]) and take a
+//! [`crate::report::Report`].
+
+pub mod confluent;
+pub mod confluent_costs;
+pub mod crosswalk;
+pub mod csv;
+pub mod exact_json;
+pub mod prometheus;
+pub mod team_summary;
+pub mod usage_csv;
+pub mod warpstream;
+
+use crate::error::Error;
+use crate::model::{AllocationRow, CostLine, CrosswalkEntry, UsageSample};
+use rust_decimal::Decimal;
+use std::str::FromStr;
+
+/// Where readers put what they parse.
+pub trait Sink {
+    /// A line of a bill, to be allocated by the rules.
+    fn cost_line(&mut self, line: &CostLine);
+    /// A usage sample, to drive the allocation of cost lines.
+    fn usage(&mut self, sample: &UsageSample);
+    /// A row that is already allocated (Confluent export, WarpStream chargebacks).
+    fn allocated(&mut self, row: &AllocationRow);
+    /// A crosswalk row (owner → team, or a pattern).
+    fn crosswalk(&mut self, entry: &CrosswalkEntry);
+    /// A refused row; reading goes on.
+    fn reject(&mut self, error: Error);
+}
+
+/// A streaming reader of one file.
+pub trait Reader {
+    /// Parses the next chunk. `Err` only for what stops the whole file (an
+    /// unusable header); bad rows go to [`Sink::reject`].
+    fn feed(&mut self, chunk: &[u8], sink: &mut dyn Sink) -> Result<(), Error>;
+    /// The end of the file.
+    fn finish(&mut self, sink: &mut dyn Sink) -> Result<(), Error>;
+}
+
+/// The formats tally reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// Confluent Cloud cost-allocation export (CSV, already allocated).
+    ConfluentExport,
+    /// Confluent Billing API costs, JSON `{"data":[...]}`.
+    ConfluentCostsJson,
+    /// Confluent Billing API costs as CSV with the same columns.
+    ConfluentCostsCsv,
+    /// tally's usage CSV ([`crate::usage`]).
+    UsageCsv,
+    /// Crosswalk CSV: owner → team, plus pattern rows.
+    Crosswalk,
+}
+
+impl Format {
+    /// The name shown to users.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::ConfluentExport => "confluent_export",
+            Format::ConfluentCostsJson => "confluent_costs_json",
+            Format::ConfluentCostsCsv => "confluent_costs_csv",
+            Format::UsageCsv => "usage_csv",
+            Format::Crosswalk => "crosswalk",
+        }
+    }
+
+    /// A reader of this format for `file`, tagging rows with `org_id`.
+    pub fn reader(self, file: &str, org_id: &str, max_record: usize) -> Box<dyn Reader> {
+        match self {
+            Format::ConfluentExport => Box::new(confluent::reader(file, org_id, max_record)),
+            Format::ConfluentCostsJson => {
+                Box::new(confluent_costs::JsonReader::new(file, org_id, max_record))
+            }
+            Format::ConfluentCostsCsv => {
+                Box::new(confluent_costs::csv_reader(file, org_id, max_record))
+            }
+            Format::UsageCsv => Box::new(usage_csv::reader(file, org_id, max_record)),
+            Format::Crosswalk => Box::new(crosswalk::reader(file, org_id, max_record)),
+        }
+    }
+}
+
+/// How many bytes [`detect`] wants before deciding (less at end of file is fine).
+pub const DETECT_BYTES: usize = 4096;
+
+/// Recognises the format of a file from its first bytes.
+pub fn detect(file: &str, head: &[u8]) -> Result<Format, Error> {
+    let text = String::from_utf8_lossy(head);
+    let trimmed = text.trim_start_matches('\u{feff}').trim_start();
+    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        if trimmed.contains("\"data\"") {
+            return Ok(Format::ConfluentCostsJson);
+        }
+        return Err(Error::UnknownFormat {
+            file: file.to_string(),
+            reason:
+                "a JSON document that is not a Confluent Billing API costs list ({\"data\":[...]})"
+                    .into(),
+        });
+    }
+    let header = csv::sniff_header(head);
+    let has = |names: &[&str]| csv::header_has(&header, names);
+    if has(&["chargeback_cost"]) {
+        return Ok(Format::ConfluentExport);
+    }
+    if has(&["team", "pattern"]) && !has(&["amount", "value"]) {
+        return Ok(Format::Crosswalk);
+    }
+    if has(&["metric"]) && has(&["value"]) && has(&["principal"]) {
+        return Ok(Format::UsageCsv);
+    }
+    if has(&["amount"]) && has(&["product", "line_type"]) {
+        return Ok(Format::ConfluentCostsCsv);
+    }
+    Err(Error::UnknownFormat {
+        file: file.to_string(),
+        reason: format!(
+            "header [{}] matches none of: Confluent cost-allocation export (chargeback_cost), \
+             Confluent costs CSV (product, line_type, amount), tally usage CSV (metric, principal, value), \
+             crosswalk (owner_id, team / pattern)",
+            header.join(", ")
+        ),
+    })
+}
+
+/// Parses a decimal amount (`12.5`, `-3`, `1e-3`, `$4.00`), or an input error
+/// naming the column.
+pub fn parse_decimal(file: &str, line: u64, column: &str, text: &str) -> Result<Decimal, Error> {
+    let t = text.trim();
+    let t = t.strip_prefix('$').unwrap_or(t);
+    if t.is_empty() {
+        return Err(Error::input(
+            file,
+            line,
+            column,
+            "empty; a number is required",
+        ));
+    }
+    Decimal::from_str(t)
+        .or_else(|_| Decimal::from_scientific(t))
+        .map_err(|_| Error::input(file, line, column, format!("`{text}` is not a number")))
+}
+
+/// Parses a UTC timestamp, or an input error naming the column.
+pub fn parse_time(
+    file: &str,
+    line: u64,
+    column: &str,
+    text: &str,
+) -> Result<crate::time::Timestamp, Error> {
+    crate::time::Timestamp::parse(text).ok_or_else(|| {
+        Error::input(
+            file,
+            line,
+            column,
+            format!("`{text}` is not a date (expected ISO 8601 UTC, e.g. 2026-04-01T00:00:00Z)"),
+        )
+    })
+}
+
+/// Replaces `target`'s text by `text`, reusing its allocation.
+pub fn set(target: &mut String, text: &str) {
+    target.clear();
+    target.push_str(text);
+}

@@ -1,1 +1,591 @@
 //! Roll-ups, filters, reconciliation.
+//!
+//! ## Design
+//!
+//! A [`Report`] is built from the allocation rows ([`crate::allocate`]) and what
+//! the session knows about its inputs:
+//!
+//! * **Teams** through the crosswalk ([`Crosswalk`]): a direct `(org_id,
+//!   owner_id)` match first (an entry without an org matches any), then pattern
+//!   rows in file order; owners nothing matches are charged to the team
+//!   [`UNMATCHED_TEAM`] and listed in `unmatched_owners`. Each team's total is
+//!   split into what it caused directly (usage- or owner-driven methods), the
+//!   shared costs it received (even splits, weighted mixes, allocated-last), and
+//!   its share of the unallocated rows, which go either to one shared cost center
+//!   or pro rata to each team's total, per organization (exact apportionment).
+//! * **Organizations**: totals per `org_id`.
+//! * **Entities** (WarpStream-like view): totals per cluster × entity with the
+//!   `entity_kind`, `min_total` and `max_entities_per_cluster` filters and a
+//!   `truncated` flag; filters never change the totals above.
+//! * **Reconciliation**: the bill total, what was allocated and left unallocated,
+//!   an optional invoice subtotal, and the difference explained line by line.
+
+use crate::allocate::{Allocation, BucketTotal, UNALLOCATED};
+use crate::error::Error;
+use crate::model::{AllocationRow, CrosswalkEntry, EntityLevel, PatternOn};
+use crate::money::{apportion, checked_sum};
+use crate::session::FileSummary;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// The team of owners no crosswalk row matches.
+pub const UNMATCHED_TEAM: &str = "(unmatched)";
+
+/// Where the unallocated rows go in the team roll-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnallocatedPolicy {
+    /// To one shared cost center (the team named by `Options::shared_cost_center`).
+    #[default]
+    SharedCostCenter,
+    /// Pro rata to each team's total within its organization.
+    ProRata,
+}
+
+/// WarpStream-like filters of the entity view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Filters {
+    /// Only entities of this level.
+    pub entity_kind: Option<EntityLevel>,
+    /// Omit entities whose total is below this.
+    pub min_total: Option<Decimal>,
+    /// At most this many entities per cluster (largest first); `truncated` set when cut.
+    pub max_entities_per_cluster: usize,
+}
+
+impl Default for Filters {
+    fn default() -> Self {
+        Filters {
+            entity_kind: None,
+            min_total: None,
+            max_entities_per_cluster: 500,
+        }
+    }
+}
+
+/// A compiled crosswalk.
+#[derive(Debug, Default)]
+pub struct Crosswalk {
+    direct: HashMap<(String, String), (String, String)>,
+    patterns: Vec<(PatternOn, regex_lite::Regex, String, String)>,
+}
+
+impl Crosswalk {
+    /// Compiles crosswalk entries; a bad regex is a configuration error naming its row.
+    pub fn build(entries: &[CrosswalkEntry]) -> Result<Crosswalk, Error> {
+        let mut crosswalk = Crosswalk::default();
+        for entry in entries {
+            match entry.pattern_on {
+                None => {
+                    crosswalk
+                        .direct
+                        .entry((entry.org_id.clone(), entry.owner_id.clone()))
+                        .or_insert_with(|| (entry.team.clone(), entry.cost_center.clone()));
+                }
+                Some(on) => {
+                    let regex = regex_lite::Regex::new(&entry.pattern).map_err(|e| {
+                        Error::input(
+                            &entry.source.file,
+                            entry.source.line,
+                            "pattern",
+                            format!("invalid regular expression: {e}"),
+                        )
+                    })?;
+                    crosswalk.patterns.push((
+                        on,
+                        regex,
+                        entry.team.clone(),
+                        entry.cost_center.clone(),
+                    ));
+                }
+            }
+        }
+        Ok(crosswalk)
+    }
+
+    /// The (team, cost center) of an owner, if any row matches.
+    pub fn team_of(&self, org: &str, owner: &str, level: EntityLevel) -> Option<(String, String)> {
+        if let Some(found) = self
+            .direct
+            .get(&(org.to_string(), owner.to_string()))
+            .or_else(|| self.direct.get(&(String::new(), owner.to_string())))
+        {
+            return Some(found.clone());
+        }
+        self.patterns
+            .iter()
+            .find_map(|(on, regex, team, cost_center)| {
+                let applies = match on {
+                    PatternOn::Topic => level == EntityLevel::Topic,
+                    PatternOn::Principal => level == EntityLevel::Principal,
+                    PatternOn::Owner => true,
+                };
+                if !applies {
+                    return None;
+                }
+                let captures = regex.captures(owner)?;
+                let named = captures
+                    .name("team")
+                    .map(|m| m.as_str().to_string())
+                    .filter(|t| !t.is_empty());
+                Some((named.unwrap_or_else(|| team.clone()), cost_center.clone()))
+            })
+    }
+}
+
+/// One team's roll-up.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct TeamSummary {
+    /// Organization.
+    pub org_id: String,
+    /// Team.
+    pub team: String,
+    /// Cost center (first one the crosswalk gave).
+    pub cost_center: String,
+    /// Costs the team's entities caused (usage- or owner-driven).
+    pub direct: Decimal,
+    /// Shared costs received (even splits, weighted mixes, allocated last).
+    pub shared: Decimal,
+    /// Unallocated costs received (shared cost center or pro rata).
+    pub unallocated: Decimal,
+    /// direct + shared + unallocated.
+    pub total: Decimal,
+    /// Distinct owners charged to the team.
+    pub owners: usize,
+}
+
+/// One organization's totals.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct OrgTotal {
+    /// Organization.
+    pub org_id: String,
+    /// Allocated to entities.
+    pub allocated: Decimal,
+    /// Unallocated.
+    pub unallocated: Decimal,
+    /// Both.
+    pub total: Decimal,
+}
+
+/// One line item of an entity (WarpStream-like).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EntityCharge {
+    /// Product.
+    pub product: String,
+    /// Line type.
+    pub line_type: String,
+    /// Amount.
+    pub total: Decimal,
+}
+
+/// One entity of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EntityTotal {
+    /// The entity (principal, topic or resource id).
+    pub name: String,
+    /// Its level.
+    pub level: EntityLevel,
+    /// Its team.
+    pub team: String,
+    /// Line items.
+    pub chargebacks: Vec<EntityCharge>,
+    /// Their sum.
+    pub total: Decimal,
+}
+
+/// The entities of one cluster (resource).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClusterEntities {
+    /// Organization.
+    pub org_id: String,
+    /// The resource (cluster) id; empty for organization-level lines.
+    pub cluster_id: String,
+    /// Entities, largest total first.
+    pub entities: Vec<EntityTotal>,
+    /// Whether entities were cut by `max_entities_per_cluster`.
+    pub truncated: bool,
+    /// How many entities were omitted by `min_total`.
+    pub below_min_total: usize,
+}
+
+/// Totals compared, with the differences explained.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Reconciliation {
+    /// The bill lines' total inside the range (exports: the sum of their rows).
+    pub bill_total: Decimal,
+    /// Allocated to entities.
+    pub allocated_total: Decimal,
+    /// On unallocated rows (credits included).
+    pub unallocated_total: Decimal,
+    /// Negative amounts (credits, refunds) within the totals.
+    pub credits_total: Decimal,
+    /// Bill amounts outside the custom range.
+    pub outside_range: Decimal,
+    /// Bill amounts lost to rounding at the output precision.
+    pub rounding: Decimal,
+    /// Input rows accepted / rejected, over all files.
+    pub rows_accepted: u64,
+    /// Rows rejected.
+    pub rows_rejected: u64,
+    /// The invoice's usage subtotal, when given.
+    pub invoice_subtotal: Option<Decimal>,
+    /// invoice_subtotal − (allocated + unallocated), when given.
+    pub difference: Option<Decimal>,
+    /// Whether allocated + unallocated equals the bill (and the invoice, when given).
+    pub balanced: bool,
+    /// The differences, in words.
+    pub explanations: Vec<String>,
+}
+
+/// Everything the page and the command line show.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    /// Decimal places of the amounts.
+    pub precision: u32,
+    /// The input files.
+    pub files: Vec<FileSummary>,
+    /// Allocation rows (Confluent export columns plus the why).
+    pub rows: Vec<AllocationRow>,
+    /// Per bucket totals.
+    pub buckets: Vec<BucketTotal>,
+    /// Per team roll-up.
+    pub teams: Vec<TeamSummary>,
+    /// Per organization totals.
+    pub organizations: Vec<OrgTotal>,
+    /// Filtered entity view per cluster.
+    pub clusters: Vec<ClusterEntities>,
+    /// Owners no crosswalk row matched.
+    pub unmatched_owners: Vec<String>,
+    /// The reconciliation.
+    pub reconciliation: Reconciliation,
+}
+
+/// How a report is built.
+#[derive(Debug, Clone)]
+pub struct ReportSettings<'a> {
+    /// Decimal places.
+    pub precision: u32,
+    /// Where unallocated goes.
+    pub policy: UnallocatedPolicy,
+    /// The shared cost center's team name.
+    pub shared_cost_center: &'a str,
+    /// The invoice subtotal.
+    pub invoice_subtotal: Option<Decimal>,
+    /// Entity-view filters.
+    pub filters: &'a Filters,
+}
+
+/// Whether a row's method spreads a shared cost (else the owner caused it).
+pub fn is_shared(row: &AllocationRow) -> bool {
+    match row.method.as_str() {
+        "even_active" | "even_period" | "weighted" | "allocated_last" | "fixed" => true,
+        "confluent_export" => {
+            row.product.starts_with("support")
+                || ["CKU", "Storage", "Partition", "Base"]
+                    .iter()
+                    .any(|k| row.line_type.contains(k))
+        }
+        _ => false,
+    }
+}
+
+impl Report {
+    /// Builds a report from an allocation, the crosswalk and the file summaries.
+    pub fn build(
+        allocation: Allocation,
+        crosswalk: &Crosswalk,
+        files: Vec<FileSummary>,
+        settings: &ReportSettings<'_>,
+    ) -> Result<Report, Error> {
+        let (teams, unmatched) = team_summaries(&allocation.rows, crosswalk, settings)?;
+        let organizations = org_totals(&allocation.buckets)?;
+        let clusters = cluster_entities(&allocation.rows, crosswalk, settings.filters)?;
+        let reconciliation = reconcile(&allocation, &files, settings.invoice_subtotal)?;
+        Ok(Report {
+            precision: settings.precision,
+            files,
+            rows: allocation.rows,
+            buckets: allocation.buckets,
+            teams,
+            organizations,
+            clusters,
+            unmatched_owners: unmatched,
+            reconciliation,
+        })
+    }
+
+    /// The rows as a Confluent-style cost-allocation export CSV.
+    pub fn confluent_csv(&self) -> String {
+        crate::formats::confluent::write(&self.rows)
+    }
+
+    /// The per-team summary CSV.
+    pub fn team_summary_csv(&self) -> String {
+        crate::formats::team_summary::write(&self.teams)
+    }
+
+    /// The whole report as JSON (what the page renders).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+}
+
+fn add(slot: &mut Decimal, amount: Decimal) -> Result<(), Error> {
+    *slot = slot
+        .checked_add(amount)
+        .ok_or_else(|| Error::overflow("report totals"))?;
+    Ok(())
+}
+
+/// Team roll-up and the owners no crosswalk row matched.
+fn team_summaries(
+    rows: &[AllocationRow],
+    crosswalk: &Crosswalk,
+    settings: &ReportSettings<'_>,
+) -> Result<(Vec<TeamSummary>, Vec<String>), Error> {
+    let mut teams: BTreeMap<(String, String), TeamSummary> = BTreeMap::new();
+    let mut owners: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    let mut unmatched = BTreeSet::new();
+    let mut unallocated: BTreeMap<String, Decimal> = BTreeMap::new();
+    for row in rows {
+        if row.owner_id == UNALLOCATED {
+            add(
+                unallocated.entry(row.org_id.clone()).or_default(),
+                row.chargeback_cost,
+            )?;
+            continue;
+        }
+        let (team, cost_center) = crosswalk
+            .team_of(&row.org_id, &row.owner_id, row.level)
+            .unwrap_or_else(|| {
+                unmatched.insert(row.owner_id.clone());
+                (UNMATCHED_TEAM.to_string(), String::new())
+            });
+        let key = (row.org_id.clone(), team.clone());
+        let summary = teams.entry(key.clone()).or_insert_with(|| TeamSummary {
+            org_id: row.org_id.clone(),
+            team,
+            cost_center,
+            ..TeamSummary::default()
+        });
+        add(
+            if is_shared(row) {
+                &mut summary.shared
+            } else {
+                &mut summary.direct
+            },
+            row.chargeback_cost,
+        )?;
+        owners.entry(key).or_default().insert(row.owner_id.clone());
+    }
+    for (org, amount) in unallocated {
+        distribute_unallocated(&mut teams, &org, amount, settings)?;
+    }
+    let mut out = Vec::with_capacity(teams.len());
+    for (key, mut summary) in teams {
+        summary.owners = owners.get(&key).map_or(0, BTreeSet::len);
+        summary.total = checked_sum(
+            [summary.direct, summary.shared, summary.unallocated],
+            "team total",
+        )?;
+        out.push(summary);
+    }
+    Ok((out, unmatched.into_iter().collect()))
+}
+
+/// Gives an organization's unallocated amount to the shared cost center or pro rata.
+fn distribute_unallocated(
+    teams: &mut BTreeMap<(String, String), TeamSummary>,
+    org: &str,
+    amount: Decimal,
+    settings: &ReportSettings<'_>,
+) -> Result<(), Error> {
+    if settings.policy == UnallocatedPolicy::ProRata {
+        let weights: Vec<(String, Decimal)> = teams
+            .iter()
+            .filter(|((o, _), _)| o == org)
+            .map(|((_, team), s)| (team.clone(), (s.direct + s.shared).max(Decimal::ZERO)))
+            .collect();
+        if let Some(parts) = apportion(amount, weights, settings.precision)? {
+            for (team, part) in parts {
+                if let Some(summary) = teams.get_mut(&(org.to_string(), team)) {
+                    add(&mut summary.unallocated, part)?;
+                }
+            }
+            return Ok(());
+        }
+    }
+    let team = settings.shared_cost_center.to_string();
+    let summary = teams
+        .entry((org.to_string(), team.clone()))
+        .or_insert_with(|| TeamSummary {
+            org_id: org.to_string(),
+            team: team.clone(),
+            cost_center: team,
+            ..TeamSummary::default()
+        });
+    add(&mut summary.unallocated, amount)
+}
+
+/// Totals per organization.
+fn org_totals(buckets: &[BucketTotal]) -> Result<Vec<OrgTotal>, Error> {
+    let mut orgs: BTreeMap<String, OrgTotal> = BTreeMap::new();
+    for bucket in buckets {
+        let org = orgs
+            .entry(bucket.org_id.clone())
+            .or_insert_with(|| OrgTotal {
+                org_id: bucket.org_id.clone(),
+                ..OrgTotal::default()
+            });
+        add(&mut org.allocated, bucket.allocated)?;
+        add(&mut org.unallocated, bucket.unallocated)?;
+        add(&mut org.total, bucket.bill_total)?;
+    }
+    Ok(orgs.into_values().collect())
+}
+
+/// The filtered entity view.
+fn cluster_entities(
+    rows: &[AllocationRow],
+    crosswalk: &Crosswalk,
+    filters: &Filters,
+) -> Result<Vec<ClusterEntities>, Error> {
+    type Charges = BTreeMap<(String, String), Decimal>;
+    let mut by_cluster: BTreeMap<(String, String), BTreeMap<(String, EntityLevel), Charges>> =
+        BTreeMap::new();
+    for row in rows {
+        if row.owner_id == UNALLOCATED || filters.entity_kind.is_some_and(|k| k != row.level) {
+            continue;
+        }
+        let charges = by_cluster
+            .entry((row.org_id.clone(), row.resource_id.clone()))
+            .or_default()
+            .entry((row.owner_id.clone(), row.level))
+            .or_default();
+        add(
+            charges
+                .entry((row.product.clone(), row.line_type.clone()))
+                .or_default(),
+            row.chargeback_cost,
+        )?;
+    }
+    let mut out = Vec::with_capacity(by_cluster.len());
+    for ((org_id, cluster_id), entities) in by_cluster {
+        let mut list = Vec::with_capacity(entities.len());
+        let mut below = 0;
+        for ((name, level), charges) in entities {
+            let total = checked_sum(charges.values().copied(), "entity total")?;
+            if filters.min_total.is_some_and(|m| total < m) {
+                below += 1;
+                continue;
+            }
+            let team = crosswalk
+                .team_of(&org_id, &name, level)
+                .map_or_else(|| UNMATCHED_TEAM.to_string(), |t| t.0);
+            let chargebacks = charges
+                .into_iter()
+                .map(|((product, line_type), total)| EntityCharge {
+                    product,
+                    line_type,
+                    total,
+                })
+                .collect();
+            list.push(EntityTotal {
+                name,
+                level,
+                team,
+                chargebacks,
+                total,
+            });
+        }
+        list.sort_by(|a, b| b.total.cmp(&a.total).then_with(|| a.name.cmp(&b.name)));
+        let truncated = list.len() > filters.max_entities_per_cluster;
+        list.truncate(filters.max_entities_per_cluster);
+        out.push(ClusterEntities {
+            org_id,
+            cluster_id,
+            entities: list,
+            truncated,
+            below_min_total: below,
+        });
+    }
+    Ok(out)
+}
+
+/// Compares the totals and explains differences.
+fn reconcile(
+    allocation: &Allocation,
+    files: &[FileSummary],
+    invoice: Option<Decimal>,
+) -> Result<Reconciliation, Error> {
+    let bill_total = checked_sum(
+        allocation.buckets.iter().map(|b| b.bill_total),
+        "bill total",
+    )?;
+    let allocated_total = checked_sum(
+        allocation.buckets.iter().map(|b| b.allocated),
+        "allocated total",
+    )?;
+    let unallocated_total = checked_sum(
+        allocation.buckets.iter().map(|b| b.unallocated),
+        "unallocated total",
+    )?;
+    let credits_total = checked_sum(
+        allocation
+            .rows
+            .iter()
+            .map(|r| r.chargeback_cost)
+            .filter(|c| c.is_sign_negative()),
+        "credits",
+    )?;
+    let rows_accepted = files.iter().map(|f| f.rows_accepted).sum();
+    let rows_rejected = files.iter().map(|f| f.rows_rejected).sum();
+    let charged = allocated_total
+        .checked_add(unallocated_total)
+        .ok_or_else(|| Error::overflow("charged total"))?;
+    let difference = invoice.map(|i| i - charged);
+    let mut explanations = Vec::new();
+    if charged != bill_total {
+        explanations.push(format!("allocated + unallocated ({charged}) differs from the bill total ({bill_total}): an internal error"));
+    }
+    if !credits_total.is_zero() {
+        explanations.push(format!("credits and refunds of {credits_total} are included (negative, on the unallocated rows)"));
+    }
+    if rows_rejected > 0 {
+        explanations.push(format!("{rows_rejected} input rows were rejected and are not in the totals (see the files' rejections)"));
+    }
+    if !allocation.outside_range.is_zero() {
+        explanations.push(format!(
+            "{} of the bill lies outside the requested range and was not allocated",
+            allocation.outside_range
+        ));
+    }
+    if !allocation.rounding.is_zero() {
+        explanations.push(format!(
+            "{} was lost rounding bill lines to the output precision",
+            allocation.rounding
+        ));
+    }
+    if let Some(diff) = difference.filter(|d| !d.is_zero()) {
+        explanations.push(format!(
+            "the invoice subtotal differs by {diff}: tax, marketplace pass-through and prior-period adjustments are invoiced \
+             but not in usage exports; usage data can also arrive up to 48 hours late (re-run the export after the period closes)"
+        ));
+    }
+    Ok(Reconciliation {
+        bill_total,
+        allocated_total,
+        unallocated_total,
+        credits_total,
+        outside_range: allocation.outside_range,
+        rounding: allocation.rounding,
+        rows_accepted,
+        rows_rejected,
+        invoice_subtotal: invoice,
+        difference,
+        balanced: charged == bill_total && difference.is_none_or(|d| d.is_zero()),
+        explanations,
+    })
+}

@@ -1,1 +1,396 @@
 //! The shared entry point of the command line and the browser.
+//!
+//! ## Design
+//!
+//! A [`Session`] is fed files as chunks of bytes — the command line reads them
+//! from disk, the page from `File.stream()` in a Web Worker — and both call the
+//! same methods, so both give identical results for the same inputs:
+//!
+//! ```text
+//! new(options) → [set_rules_toml] → { begin_file → feed* → end_file }* → allocate → Report
+//! ```
+//!
+//! The format of each file is detected from its first bytes (up to
+//! [`crate::formats::DETECT_BYTES`], buffered only until the decision); its
+//! reader then streams, folding every record into the aggregates of
+//! [`crate::allocate::store::Store`], so memory is bounded by the distinct keys
+//! (owner × resource × metric × bucket), not by the rows. Bad rows are counted
+//! and the first [`Options::max_rejections`] of each file kept with their file,
+//! line, column and reason. `feed` fails only for what stops a whole file (an
+//! unknown format, a missing required column); the file is then closed and the
+//! session goes on with the other files.
+
+use crate::allocate::rules::{Rules, DEFAULT_RULES_TOML};
+use crate::allocate::store::Store;
+use crate::allocate::{allocate, Settings};
+use crate::error::Error;
+use crate::formats::{detect, Format, Reader, Sink, DETECT_BYTES};
+use crate::model::{AllocationRow, CostLine, CrosswalkEntry, EntityLevel, Rejection, UsageSample};
+use crate::report::{Crosswalk, Filters, Report, ReportSettings, UnallocatedPolicy};
+use crate::time::{Granularity, Timestamp};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Options of a session (the page sends them as JSON; every field has a default).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Options {
+    /// Bucket size (default monthly).
+    pub granularity: Granularity,
+    /// A custom range `[start, end)` (JSON: two date strings); boundary buckets are partial.
+    #[serde(deserialize_with = "de_range")]
+    pub range: Option<(Timestamp, Timestamp)>,
+    /// Decimal places of the output amounts (default 2).
+    pub precision: u32,
+    /// Where unallocated costs go in the team roll-up.
+    pub unallocated_policy: UnallocatedPolicy,
+    /// The team name of the shared cost center (default `shared`).
+    pub shared_cost_center: String,
+    /// The invoice's usage subtotal to reconcile against.
+    pub invoice_subtotal: Option<Decimal>,
+    /// Principal- or topic-level entities (rules may pin their own).
+    pub entity_level: EntityLevel,
+    /// Filters of the entity view.
+    pub filters: Filters,
+    /// Rejections kept per file (all are counted).
+    pub max_rejections: usize,
+    /// The longest CSV record or JSON item accepted, in bytes.
+    pub max_record_bytes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            granularity: Granularity::Monthly,
+            range: None,
+            precision: 2,
+            unallocated_policy: UnallocatedPolicy::SharedCostCenter,
+            shared_cost_center: "shared".into(),
+            invoice_subtotal: None,
+            entity_level: EntityLevel::Principal,
+            filters: Filters::default(),
+            max_rejections: 100,
+            max_record_bytes: crate::formats::csv::DEFAULT_MAX_RECORD,
+        }
+    }
+}
+
+/// Reads `["2026-04-01", "2026-05-01"]` (or null) as a range.
+fn de_range<'de, D: Deserializer<'de>>(d: D) -> Result<Option<(Timestamp, Timestamp)>, D::Error> {
+    let Some((from, to)) = Option::<(String, String)>::deserialize(d)? else {
+        return Ok(None);
+    };
+    parse_range(&from, &to)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+/// Parses a range from two timestamps; the end must be after the start.
+pub fn parse_range(from: &str, to: &str) -> Result<(Timestamp, Timestamp), Error> {
+    let start = Timestamp::parse(from)
+        .ok_or_else(|| Error::config(format!("range start `{from}` is not a date")))?;
+    let end = Timestamp::parse(to)
+        .ok_or_else(|| Error::config(format!("range end `{to}` is not a date")))?;
+    if end <= start {
+        return Err(Error::config(format!(
+            "range end {end} is not after its start {start}"
+        )));
+    }
+    Ok((start, end))
+}
+
+/// A file of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FileId(pub u32);
+
+/// What happened to one file.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct FileSummary {
+    /// The name given.
+    pub name: String,
+    /// The organization its rows were tagged with (unless they carry their own).
+    pub org_id: String,
+    /// The detected format (empty when not recognised).
+    pub format: String,
+    /// Rows (records, JSON items) read.
+    pub rows_read: u64,
+    /// Rows accepted.
+    pub rows_accepted: u64,
+    /// Rows rejected.
+    pub rows_rejected: u64,
+    /// The first rejections (up to `max_rejections`).
+    pub rejections: Vec<Rejection>,
+    /// Cost lines accepted.
+    pub cost_lines: u64,
+    /// Usage samples accepted.
+    pub usage_samples: u64,
+    /// Already-allocated rows accepted.
+    pub allocated_rows: u64,
+    /// Crosswalk rows accepted.
+    pub crosswalk_rows: u64,
+    /// Sum of the accepted money amounts (bill lines, or export rows' chargeback_cost).
+    pub amount_total: Decimal,
+    /// Bytes fed.
+    pub bytes: u64,
+    /// The fatal error that stopped the file, if any.
+    pub error: Option<String>,
+}
+
+struct FileState {
+    summary: FileSummary,
+    head: Vec<u8>,
+    reader: Option<Box<dyn Reader>>,
+    closed: bool,
+}
+
+/// The shared entry point (see the module docs).
+pub struct Session {
+    options: Options,
+    rules: Rules,
+    store: Store,
+    crosswalk: Vec<CrosswalkEntry>,
+    files: Vec<FileState>,
+}
+
+/// The sink readers write into: the store, the crosswalk and a file's counters.
+struct Ingest<'a> {
+    store: &'a mut Store,
+    crosswalk: &'a mut Vec<CrosswalkEntry>,
+    summary: &'a mut FileSummary,
+    max_rejections: usize,
+}
+
+impl Ingest<'_> {
+    fn accepted(&mut self, result: Result<(), Error>, amount: Decimal) -> bool {
+        match result {
+            Ok(()) => {
+                self.summary.rows_read += 1;
+                self.summary.rows_accepted += 1;
+                self.summary.amount_total = self.summary.amount_total.saturating_add(amount);
+                true
+            }
+            Err(error) => {
+                self.reject(error);
+                false
+            }
+        }
+    }
+}
+
+impl Sink for Ingest<'_> {
+    fn cost_line(&mut self, line: &CostLine) {
+        let result = self.store.add_line(line);
+        if self.accepted(result, line.amount) {
+            self.summary.cost_lines += 1;
+        }
+    }
+
+    fn usage(&mut self, sample: &UsageSample) {
+        let result = self.store.add_usage(sample);
+        if self.accepted(result, Decimal::ZERO) {
+            self.summary.usage_samples += 1;
+        }
+    }
+
+    fn allocated(&mut self, row: &AllocationRow) {
+        let result = self.store.add_allocated(row);
+        if self.accepted(result, row.chargeback_cost) {
+            self.summary.allocated_rows += 1;
+        }
+    }
+
+    fn crosswalk(&mut self, entry: &CrosswalkEntry) {
+        self.crosswalk.push(entry.clone());
+        self.accepted(Ok(()), Decimal::ZERO);
+        self.summary.crosswalk_rows += 1;
+    }
+
+    fn reject(&mut self, error: Error) {
+        self.summary.rows_read += 1;
+        self.summary.rows_rejected += 1;
+        if self.summary.rejections.len() < self.max_rejections {
+            self.summary
+                .rejections
+                .push(Rejection::from_error(&self.summary.name, &error));
+        }
+    }
+}
+
+impl Session {
+    /// A session with `options` and the default rules.
+    pub fn new(options: Options) -> Session {
+        let store = Store::new(options.granularity, options.range);
+        Session {
+            rules: Rules::defaults().unwrap_or_else(|_| Rules {
+                credits_unallocated: true,
+                resource_owners: Default::default(),
+                default_chain: vec![],
+                rules: vec![],
+            }),
+            options,
+            store,
+            crosswalk: Vec::new(),
+            files: Vec::new(),
+        }
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// Replaces the rules by a rules file (TOML); on error the rules are unchanged.
+    pub fn set_rules_toml(&mut self, text: &str) -> Result<(), Error> {
+        self.rules = Rules::from_toml(text)?;
+        Ok(())
+    }
+
+    /// The default rules file (Confluent's product table and a WarpStream set).
+    pub fn default_rules_toml() -> String {
+        DEFAULT_RULES_TOML.to_string()
+    }
+
+    /// Starts a file; its rows are tagged with `org_id` (may be empty) unless they carry one.
+    pub fn begin_file(&mut self, name: &str, org_id: &str) -> FileId {
+        let id = FileId(u32::try_from(self.files.len()).unwrap_or(u32::MAX));
+        self.files.push(FileState {
+            summary: FileSummary {
+                name: name.to_string(),
+                org_id: org_id.to_string(),
+                ..FileSummary::default()
+            },
+            head: Vec::new(),
+            reader: None,
+            closed: false,
+        });
+        id
+    }
+
+    /// Feeds the next chunk of a file. `Err` only when the file cannot be read at
+    /// all (unknown format, missing column); the file is then closed.
+    pub fn feed(&mut self, file: FileId, chunk: &[u8]) -> Result<(), Error> {
+        let options = &self.options;
+        let state = file_state(&mut self.files, file)?;
+        state.summary.bytes = state.summary.bytes.saturating_add(chunk.len() as u64);
+        let mut ingest = Ingest {
+            store: &mut self.store,
+            crosswalk: &mut self.crosswalk,
+            summary: &mut state.summary,
+            max_rejections: options.max_rejections,
+        };
+        let result = match state.reader.as_mut() {
+            Some(reader) => reader.feed(chunk, &mut ingest),
+            None => {
+                state.head.extend_from_slice(chunk);
+                if state.head.len() < DETECT_BYTES {
+                    return Ok(());
+                }
+                start_reader(state, options, &mut self.store, &mut self.crosswalk)
+            }
+        };
+        fail_file(state, result)
+    }
+
+    /// Ends a file and returns what happened to it.
+    pub fn end_file(&mut self, file: FileId) -> Result<FileSummary, Error> {
+        let options = &self.options;
+        let state = file_state(&mut self.files, file)?;
+        let mut result = Ok(());
+        if state.reader.is_none() {
+            if state.head.is_empty() {
+                result = Err(Error::input(&state.summary.name, 0, "", "empty file"));
+            } else {
+                result = start_reader(state, options, &mut self.store, &mut self.crosswalk);
+            }
+        }
+        if result.is_ok() {
+            if let Some(reader) = state.reader.as_mut() {
+                let mut ingest = Ingest {
+                    store: &mut self.store,
+                    crosswalk: &mut self.crosswalk,
+                    summary: &mut state.summary,
+                    max_rejections: options.max_rejections,
+                };
+                result = reader.finish(&mut ingest);
+            }
+        }
+        let result = fail_file(state, result);
+        state.closed = true;
+        state.reader = None;
+        result.map(|()| state.summary.clone())
+    }
+
+    /// The summaries of the files so far.
+    pub fn files(&self) -> Vec<FileSummary> {
+        self.files.iter().map(|f| f.summary.clone()).collect()
+    }
+
+    /// Allocates everything read and builds the report.
+    pub fn allocate(&self) -> Result<Report, Error> {
+        let settings = Settings {
+            rules: &self.rules,
+            level: self.options.entity_level,
+            precision: self.options.precision,
+        };
+        let allocation = allocate(&self.store, settings)?;
+        let crosswalk = Crosswalk::build(&self.crosswalk)?;
+        let report_settings = ReportSettings {
+            precision: self.options.precision,
+            policy: self.options.unallocated_policy,
+            shared_cost_center: &self.options.shared_cost_center,
+            invoice_subtotal: self.options.invoice_subtotal,
+            filters: &self.options.filters,
+        };
+        Report::build(allocation, &crosswalk, self.files(), &report_settings)
+    }
+}
+
+fn file_state(files: &mut [FileState], file: FileId) -> Result<&mut FileState, Error> {
+    let state = usize::try_from(file.0)
+        .ok()
+        .and_then(|i| files.get_mut(i))
+        .ok_or_else(|| Error::config(format!("no file with id {}", file.0)))?;
+    if state.closed {
+        return Err(Error::config(format!(
+            "file `{}` is already ended",
+            state.summary.name
+        )));
+    }
+    Ok(state)
+}
+
+/// Detects the format from the buffered head, builds the reader and feeds it the head.
+fn start_reader(
+    state: &mut FileState,
+    options: &Options,
+    store: &mut Store,
+    crosswalk: &mut Vec<CrosswalkEntry>,
+) -> Result<(), Error> {
+    let format: Format = detect(&state.summary.name, &state.head)?;
+    state.summary.format = format.name().to_string();
+    let mut reader = format.reader(
+        &state.summary.name,
+        &state.summary.org_id,
+        options.max_record_bytes,
+    );
+    let head = std::mem::take(&mut state.head);
+    let mut ingest = Ingest {
+        store,
+        crosswalk,
+        summary: &mut state.summary,
+        max_rejections: options.max_rejections,
+    };
+    let result = reader.feed(&head, &mut ingest);
+    state.reader = Some(reader);
+    result
+}
+
+/// Closes a file on a fatal error, recording it.
+fn fail_file(state: &mut FileState, result: Result<(), Error>) -> Result<(), Error> {
+    if let Err(error) = &result {
+        state.summary.error = Some(error.to_string());
+        state.reader = None;
+        state.closed = true;
+    }
+    result
+}

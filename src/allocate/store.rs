@@ -1,0 +1,382 @@
+//! Streaming aggregation of what the readers produce.
+//!
+//! Memory is bounded by the number of distinct keys, never by the number of
+//! rows: strings are interned once ([`Interner`]) and every record is folded into
+//! a hash map keyed by small integer tuples. Usage is bucketed as it arrives (the
+//! granularity is fixed per session); cost lines keep their own period, because
+//! splitting a line over buckets may depend on where usage was seen (a resource
+//! active for only part of the line's period), which is only known at the end.
+
+use crate::error::Error;
+use crate::model::{AllocationRow, CostLine, EntityLevel, Source, UsageSample};
+use crate::time::{Granularity, Timestamp};
+use rust_decimal::Decimal;
+use std::collections::HashMap;
+
+/// An interned string's id.
+pub type Sym = u32;
+
+/// Strings stored once, referred to by [`Sym`].
+#[derive(Debug, Default)]
+pub struct Interner {
+    map: HashMap<String, Sym>,
+    names: Vec<String>,
+}
+
+impl Interner {
+    /// The id of `text`, adding it when new.
+    pub fn id(&mut self, text: &str) -> Sym {
+        if let Some(id) = self.map.get(text) {
+            return *id;
+        }
+        let id = Sym::try_from(self.names.len()).unwrap_or(Sym::MAX);
+        self.names.push(text.to_string());
+        self.map.insert(text.to_string(), id);
+        id
+    }
+
+    /// The id of `text` if it was seen.
+    pub fn find(&self, text: &str) -> Option<Sym> {
+        self.map.get(text).copied()
+    }
+
+    /// The text of `id` (empty for an unknown id).
+    pub fn name(&self, id: Sym) -> &str {
+        usize::try_from(id)
+            .ok()
+            .and_then(|i| self.names.get(i))
+            .map_or("", String::as_str)
+    }
+
+    /// How many distinct strings are stored.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+/// The identity of a cost line (everything but the amounts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LineKey {
+    /// Organization.
+    pub org: Sym,
+    /// Product.
+    pub product: Sym,
+    /// Line type.
+    pub line_type: Sym,
+    /// Resource.
+    pub resource: Sym,
+    /// Environment.
+    pub environment: Sym,
+    /// Unit.
+    pub unit: Sym,
+    /// Currency.
+    pub currency: Sym,
+    /// Owner of record given by the bill.
+    pub owner_of_record: Sym,
+}
+
+/// A line's period and active fraction (the part of the key that time-splitting uses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Period {
+    /// Inclusive start.
+    pub start: Timestamp,
+    /// Exclusive end.
+    pub end: Timestamp,
+    /// Active fraction, if the line gives one.
+    pub active_fraction: Option<Decimal>,
+}
+
+/// Amount and provenance of aggregated lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Amount {
+    /// Sum of the amounts.
+    pub amount: Decimal,
+    /// How many input rows were folded in.
+    pub rows: u64,
+    /// The first source (smallest file, line), for the audit trail.
+    pub source: Source,
+}
+
+/// Usage key: who used which resource how much, in which bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UsageKey {
+    /// Organization.
+    pub org: Sym,
+    /// Bucket start.
+    pub bucket: Timestamp,
+    /// Resource (cluster).
+    pub resource: Sym,
+    /// Principal.
+    pub principal: Sym,
+    /// Topic (may be the empty string's id).
+    pub topic: Sym,
+    /// Metric.
+    pub metric: Sym,
+}
+
+/// Key of an already-allocated row (Confluent export, WarpStream chargebacks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AllocatedKey {
+    /// Organization.
+    pub org: Sym,
+    /// Bucket start (at the session's granularity).
+    pub bucket: Timestamp,
+    /// Who is charged.
+    pub owner: Sym,
+    /// Entity level.
+    pub level: EntityLevel,
+    /// Environment.
+    pub environment: Sym,
+    /// Resource.
+    pub resource: Sym,
+    /// Product.
+    pub product: Sym,
+    /// Line type.
+    pub line_type: Sym,
+    /// Unit.
+    pub unit: Sym,
+    /// Currency.
+    pub currency: Sym,
+    /// Method.
+    pub method: Sym,
+    /// Chain step.
+    pub chain_step: u32,
+    /// Reason.
+    pub reason: Sym,
+}
+
+/// Everything read so far, aggregated.
+#[derive(Debug)]
+pub struct Store {
+    /// Interned strings.
+    pub strings: Interner,
+    /// The bucket size.
+    pub granularity: Granularity,
+    /// The custom range, if any: input outside it is refused.
+    pub range: Option<(Timestamp, Timestamp)>,
+    /// Cost lines by identity and period.
+    pub lines: HashMap<(LineKey, Period), Amount>,
+    /// Usage by key.
+    pub usage: HashMap<UsageKey, Decimal>,
+    /// Already-allocated rows by key.
+    pub allocated: HashMap<AllocatedKey, Amount>,
+}
+
+/// Whether a metric is a level (aggregated by maximum) rather than a count (summed).
+pub fn is_gauge(metric: &str) -> bool {
+    metric.starts_with("retention")
+}
+
+impl Store {
+    /// An empty store bucketing at `granularity`, limited to `range`.
+    pub fn new(granularity: Granularity, range: Option<(Timestamp, Timestamp)>) -> Self {
+        let mut strings = Interner::default();
+        strings.id("");
+        Store {
+            strings,
+            granularity,
+            range,
+            lines: HashMap::new(),
+            usage: HashMap::new(),
+            allocated: HashMap::new(),
+        }
+    }
+
+    /// Whether `[start, end)` (or the instant `start` when equal) lies outside the range.
+    fn outside(&self, start: Timestamp, end: Timestamp) -> bool {
+        match self.range {
+            Some((from, to)) => {
+                if start == end {
+                    start < from || start >= to
+                } else {
+                    end <= from || start >= to
+                }
+            }
+            None => false,
+        }
+    }
+
+    /// Folds in a cost line.
+    pub fn add_line(&mut self, line: &CostLine) -> Result<(), Error> {
+        if self.outside(line.start, line.end) {
+            return Err(Error::input(
+                &line.source.file,
+                line.source.line,
+                "start_date",
+                "outside the requested range",
+            ));
+        }
+        let s = &mut self.strings;
+        let key = LineKey {
+            org: s.id(&line.org_id),
+            product: s.id(&line.product),
+            line_type: s.id(&line.line_type),
+            resource: s.id(&line.resource_id),
+            environment: s.id(&line.environment_id),
+            unit: s.id(&line.unit),
+            currency: s.id(&line.currency),
+            owner_of_record: s.id(&line.owner_of_record),
+        };
+        let period = Period {
+            start: line.start,
+            end: line.end,
+            active_fraction: line.active_fraction,
+        };
+        add_amount(self.lines.entry((key, period)), line.amount, &line.source)
+    }
+
+    /// Folds in a usage sample, split over the buckets it spans by time.
+    pub fn add_usage(&mut self, sample: &UsageSample) -> Result<(), Error> {
+        if self.outside(sample.start, sample.end) {
+            return Err(Error::input(
+                &sample.source.file,
+                sample.source.line,
+                "bucket_start",
+                "outside the requested range",
+            ));
+        }
+        let s = &mut self.strings;
+        let org = s.id(&sample.org_id);
+        let resource = s.id(&sample.resource_id);
+        let principal = s.id(&sample.principal);
+        let topic = s.id(&sample.topic);
+        let metric = s.id(&sample.metric);
+        let gauge = is_gauge(&sample.metric);
+        for (bucket, value) in split_by_time(
+            sample.start,
+            sample.end,
+            sample.value,
+            self.granularity,
+            gauge,
+        )? {
+            let key = UsageKey {
+                org,
+                bucket,
+                resource,
+                principal,
+                topic,
+                metric,
+            };
+            let slot = self.usage.entry(key).or_insert(Decimal::ZERO);
+            *slot = if gauge {
+                (*slot).max(value)
+            } else {
+                slot.checked_add(value)
+                    .ok_or_else(|| Error::overflow("summing usage"))?
+            };
+        }
+        Ok(())
+    }
+
+    /// Folds in an already-allocated row (re-bucketed at the session's granularity).
+    pub fn add_allocated(&mut self, row: &AllocationRow) -> Result<(), Error> {
+        if self.outside(row.bucket_start, row.bucket_start) {
+            return Err(Error::input(
+                &row.source.file,
+                row.source.line,
+                "timestamp",
+                "outside the requested range",
+            ));
+        }
+        let s = &mut self.strings;
+        let key = AllocatedKey {
+            org: s.id(&row.org_id),
+            bucket: row.bucket_start.floor(self.granularity),
+            owner: s.id(&row.owner_id),
+            level: row.level,
+            environment: s.id(&row.environment_id),
+            resource: s.id(&row.resource_id),
+            product: s.id(&row.product),
+            line_type: s.id(&row.line_type),
+            unit: s.id(&row.unit),
+            currency: s.id(&row.currency),
+            method: s.id(&row.method),
+            chain_step: row.chain_step,
+            reason: s.id(&row.reason),
+        };
+        add_amount(self.allocated.entry(key), row.chargeback_cost, &row.source)
+    }
+}
+
+/// Adds `amount` from `source` to an aggregate slot.
+fn add_amount<K>(
+    entry: std::collections::hash_map::Entry<'_, K, Amount>,
+    amount: Decimal,
+    source: &Source,
+) -> Result<(), Error> {
+    use std::collections::hash_map::Entry;
+    match entry {
+        Entry::Occupied(mut slot) => {
+            let slot = slot.get_mut();
+            slot.amount = slot
+                .amount
+                .checked_add(amount)
+                .ok_or_else(|| Error::overflow("summing amounts"))?;
+            slot.rows = slot.rows.saturating_add(1);
+            if *source < slot.source {
+                slot.source = source.clone();
+            }
+        }
+        Entry::Vacant(slot) => {
+            slot.insert(Amount {
+                amount,
+                rows: 1,
+                source: source.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The buckets `[start, end)` overlaps, with the seconds of overlap each.
+pub fn bucket_overlaps(
+    start: Timestamp,
+    end: Timestamp,
+    granularity: Granularity,
+) -> Vec<(Timestamp, i64)> {
+    let mut out = Vec::new();
+    let mut bucket = start.floor(granularity);
+    while bucket < end {
+        let next = bucket.next_bucket(granularity);
+        let overlap = next.0.min(end.0) - bucket.0.max(start.0);
+        if overlap > 0 {
+            out.push((bucket, overlap));
+        }
+        bucket = next;
+    }
+    out
+}
+
+/// A value over `[start, end)` split over buckets by time (gauges are not split).
+fn split_by_time(
+    start: Timestamp,
+    end: Timestamp,
+    value: Decimal,
+    granularity: Granularity,
+    gauge: bool,
+) -> Result<Vec<(Timestamp, Decimal)>, Error> {
+    let first = start.floor(granularity);
+    if end <= first.next_bucket(granularity) || end <= start {
+        return Ok(vec![(first, value)]);
+    }
+    let overlaps = bucket_overlaps(start, end, granularity);
+    if gauge {
+        return Ok(overlaps.into_iter().map(|(b, _)| (b, value)).collect());
+    }
+    let total = Decimal::from(end.0 - start.0);
+    overlaps
+        .into_iter()
+        .map(|(bucket, seconds)| {
+            value
+                .checked_mul(Decimal::from(seconds))
+                .and_then(|v| v.checked_div(total))
+                .map(|v| (bucket, v))
+                .ok_or_else(|| Error::overflow("splitting usage over buckets"))
+        })
+        .collect()
+}

@@ -1,0 +1,326 @@
+//! The Confluent Cloud cost-allocation export: reader and writer.
+//!
+//! The export has one row per owner × billable metric × resource × UTC bucket,
+//! already allocated (see `shared/seeds/001_…`). Its exact header is not public,
+//! so the reader finds columns by name through an alias table ([`COLUMNS`]) and a
+//! missing one is an error naming the names accepted. Rows are handed to the sink
+//! as [`AllocationRow`]s (one scratch row reused, no allocation per row); the
+//! session rolls them up by team and organization and reconciles them.
+//!
+//! The writer ([`write`]) emits the same ten columns first, in the order the
+//! seed describes them, followed by tally's explanation columns (method, chain
+//! step, reason, bucket end, partial flag, organization, entity level), so a
+//! reader of Confluent's export reads tally's output and tally reads it back.
+
+use super::csv::{ColumnMap, ColumnSpec, CsvReader, ParseRow, Record};
+use super::{parse_decimal, parse_time, set, Sink};
+use crate::error::Error;
+use crate::model::{AllocationRow, EntityLevel, Source};
+use crate::time::Timestamp;
+use crate::usage::push_csv_field;
+use rust_decimal::Decimal;
+
+const TIMESTAMP: usize = 0;
+const OWNER: usize = 1;
+const ENVIRONMENT: usize = 2;
+const RESOURCE: usize = 3;
+const PRODUCT: usize = 4;
+const LINE_TYPE: usize = 5;
+const UNIT: usize = 6;
+const COST: usize = 7;
+const ORIGINAL: usize = 8;
+const SHARE: usize = 9;
+const ORG: usize = 10;
+const METHOD: usize = 11;
+const STEP: usize = 12;
+const REASON: usize = 13;
+const LEVEL: usize = 14;
+const CURRENCY: usize = 15;
+
+/// The export's columns and the header names accepted for each.
+pub const COLUMNS: &[ColumnSpec] = &[
+    ColumnSpec {
+        name: "timestamp",
+        aliases: &[
+            "timestamp",
+            "interval_start",
+            "start_date",
+            "bucket_start",
+            "start_time",
+            "date",
+        ],
+        required: true,
+    },
+    ColumnSpec {
+        name: "owner_id",
+        aliases: &["owner_id", "principal", "entity_id", "principal_id"],
+        required: true,
+    },
+    ColumnSpec {
+        name: "environment_id",
+        aliases: &["environment_id", "environment", "env_id"],
+        required: true,
+    },
+    ColumnSpec {
+        name: "resource_id",
+        aliases: &[
+            "resource_id",
+            "resource",
+            "logical_cluster_id",
+            "cluster_id",
+        ],
+        required: true,
+    },
+    ColumnSpec {
+        name: "product",
+        aliases: &["product", "product_category"],
+        required: true,
+    },
+    ColumnSpec {
+        name: "line_type",
+        aliases: &["line_type", "metric", "billable_metric"],
+        required: true,
+    },
+    ColumnSpec {
+        name: "unit",
+        aliases: &["unit", "units"],
+        required: false,
+    },
+    ColumnSpec {
+        name: "chargeback_cost",
+        aliases: &["chargeback_cost"],
+        required: true,
+    },
+    ColumnSpec {
+        name: "original_amount",
+        aliases: &["original_amount"],
+        required: false,
+    },
+    ColumnSpec {
+        name: "usage_share",
+        aliases: &["usage_share"],
+        required: false,
+    },
+    ColumnSpec {
+        name: "org_id",
+        aliases: &["org_id", "organization_id"],
+        required: false,
+    },
+    ColumnSpec {
+        name: "method",
+        aliases: &["method", "allocation_method"],
+        required: false,
+    },
+    ColumnSpec {
+        name: "chain_step",
+        aliases: &["chain_step"],
+        required: false,
+    },
+    ColumnSpec {
+        name: "reason",
+        aliases: &["reason", "reason_code"],
+        required: false,
+    },
+    ColumnSpec {
+        name: "entity_level",
+        aliases: &["entity_level", "level"],
+        required: false,
+    },
+    ColumnSpec {
+        name: "currency",
+        aliases: &["currency"],
+        required: false,
+    },
+];
+
+/// Streaming reader of a Confluent cost-allocation export.
+pub type ExportReader = CsvReader<ExportRows>;
+
+/// The row parser of [`ExportReader`].
+pub struct ExportRows {
+    org_id: String,
+    scratch: AllocationRow,
+}
+
+/// An export reader for `file`, rows tagged with `org_id` unless the file has its own.
+pub fn reader(file: &str, org_id: &str, max_record: usize) -> ExportReader {
+    CsvReader::new(
+        file,
+        COLUMNS,
+        max_record,
+        ExportRows {
+            org_id: org_id.to_string(),
+            scratch: empty_row(file),
+        },
+    )
+}
+
+/// A blank row with `file` as its source (the readers' scratch record).
+pub fn empty_row(file: &str) -> AllocationRow {
+    AllocationRow {
+        bucket_start: Timestamp(0),
+        bucket_end: Timestamp(0),
+        partial_bucket: false,
+        org_id: String::new(),
+        owner_id: String::new(),
+        level: EntityLevel::Principal,
+        environment_id: String::new(),
+        resource_id: String::new(),
+        product: String::new(),
+        line_type: String::new(),
+        unit: String::new(),
+        chargeback_cost: Decimal::ZERO,
+        original_amount: Decimal::ZERO,
+        usage_share: Decimal::ZERO,
+        currency: String::new(),
+        method: String::new(),
+        chain_step: 0,
+        reason: String::new(),
+        source: Source {
+            file: file.to_string(),
+            line: 0,
+        },
+    }
+}
+
+impl ParseRow for ExportRows {
+    fn parse_row(
+        &mut self,
+        cols: &ColumnMap,
+        r: &Record<'_>,
+        sink: &mut dyn Sink,
+    ) -> Result<(), Error> {
+        parse_row(&mut self.scratch, &self.org_id, cols, r)?;
+        sink.allocated(&self.scratch);
+        Ok(())
+    }
+}
+
+/// Parses an optional decimal column (empty → zero).
+fn optional_decimal(file: &str, line: u64, column: &str, text: &str) -> Result<Decimal, Error> {
+    if text.is_empty() {
+        Ok(Decimal::ZERO)
+    } else {
+        parse_decimal(file, line, column, text)
+    }
+}
+
+fn parse_row(
+    s: &mut AllocationRow,
+    org: &str,
+    cols: &ColumnMap,
+    r: &Record<'_>,
+) -> Result<(), Error> {
+    let file = s.source.file.as_str();
+    let line = r.line;
+    let start = parse_time(file, line, "timestamp", cols.get(r, TIMESTAMP))?;
+    let cost = parse_decimal(file, line, "chargeback_cost", cols.get(r, COST))?;
+    let original = optional_decimal(file, line, "original_amount", cols.get(r, ORIGINAL))?;
+    let share = optional_decimal(file, line, "usage_share", cols.get(r, SHARE))?;
+    let owner = cols.get(r, OWNER);
+    if owner.is_empty() {
+        return Err(Error::input(file, line, "owner_id", "empty; required"));
+    }
+    let step = cols.get(r, STEP);
+    let chain_step = if step.is_empty() {
+        0
+    } else {
+        step.parse().map_err(|_| {
+            Error::input(
+                file,
+                line,
+                "chain_step",
+                format!("`{step}` is not a step number"),
+            )
+        })?
+    };
+    let level = match cols.get(r, LEVEL) {
+        "" | "principal" => EntityLevel::Principal,
+        "topic" => EntityLevel::Topic,
+        other => {
+            return Err(Error::input(
+                file,
+                line,
+                "entity_level",
+                format!("`{other}` is not principal or topic"),
+            ))
+        }
+    };
+    s.source.line = line;
+    s.bucket_start = start;
+    s.bucket_end = start;
+    s.chargeback_cost = cost;
+    s.original_amount = original;
+    s.usage_share = share;
+    s.chain_step = chain_step;
+    s.level = level;
+    let row_org = cols.get(r, ORG);
+    set(
+        &mut s.org_id,
+        if row_org.is_empty() { org } else { row_org },
+    );
+    set(&mut s.owner_id, owner);
+    set(&mut s.environment_id, cols.get(r, ENVIRONMENT));
+    set(&mut s.resource_id, cols.get(r, RESOURCE));
+    set(&mut s.product, cols.get(r, PRODUCT));
+    set(&mut s.line_type, cols.get(r, LINE_TYPE));
+    set(&mut s.unit, cols.get(r, UNIT));
+    let currency = cols.get(r, CURRENCY);
+    set(
+        &mut s.currency,
+        if currency.is_empty() { "USD" } else { currency },
+    );
+    let method = cols.get(r, METHOD);
+    set(
+        &mut s.method,
+        if method.is_empty() {
+            "confluent_export"
+        } else {
+            method
+        },
+    );
+    set(&mut s.reason, cols.get(r, REASON));
+    Ok(())
+}
+
+/// The header [`write`] emits.
+pub const HEADER: &str = "timestamp,owner_id,environment_id,resource_id,product,line_type,unit,\
+chargeback_cost,original_amount,usage_share,org_id,bucket_end,partial_bucket,entity_level,method,chain_step,reason";
+
+/// Writes `rows` as a Confluent-style cost-allocation export (header included).
+pub fn write<'a>(rows: impl IntoIterator<Item = &'a AllocationRow>) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(4096);
+    out.push_str(HEADER);
+    out.push('\n');
+    for row in rows {
+        let _ = write!(out, "{},", row.bucket_start);
+        for field in [
+            &row.owner_id,
+            &row.environment_id,
+            &row.resource_id,
+            &row.product,
+            &row.line_type,
+            &row.unit,
+        ] {
+            push_csv_field(&mut out, field);
+            out.push(',');
+        }
+        let _ = write!(
+            out,
+            "{},{},{},",
+            row.chargeback_cost, row.original_amount, row.usage_share
+        );
+        push_csv_field(&mut out, &row.org_id);
+        let level = match row.level {
+            EntityLevel::Principal => "principal",
+            EntityLevel::Topic => "topic",
+        };
+        let _ = write!(out, ",{},{},{level},", row.bucket_end, row.partial_bucket);
+        push_csv_field(&mut out, &row.method);
+        let _ = write!(out, ",{},", row.chain_step);
+        push_csv_field(&mut out, &row.reason);
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,577 @@
+//! Confluent Cloud Billing API costs (`/billing/v1/costs`): the per-resource cost
+//! lines a customer-run chargeback starts from, as the API's JSON list
+//! (`{"data":[{...}, ...]}`) or as a CSV with the same columns.
+//!
+//! Fields (seeds/README.md): `id, amount, original_amount, discount_amount, price,
+//! quantity, unit, product, line_type, network_access_type, description,
+//! resource{id, display_name, environment{id}}, start_date, end_date, granularity`.
+//! tally adds optional `owner_of_record` (e.g. the Kafka cluster a Connect cluster
+//! belongs to), `active_fraction`, `currency` and `org_id` columns.
+//!
+//! The JSON reader is streaming too: [`JsonItems`] splits the `data` array into
+//! its items by tracking brackets and strings, so only one item (bounded by the
+//! record limit) is held at a time; each is parsed with `serde_json`. A bad item
+//! is rejected with its 1-based index as the "line" and its field as the column.
+
+use super::csv::{ColumnMap, ColumnSpec, CsvReader, ParseRow, Record};
+use super::{parse_decimal, parse_time, set, Reader, Sink};
+use crate::error::{Error, Location};
+use crate::model::{CostLine, Source};
+use crate::time::Timestamp;
+use rust_decimal::Decimal;
+
+const ID: usize = 0;
+const AMOUNT: usize = 1;
+const ORIGINAL: usize = 2;
+const PRICE: usize = 3;
+const QUANTITY: usize = 4;
+const UNIT: usize = 5;
+const PRODUCT: usize = 6;
+const LINE_TYPE: usize = 7;
+const RESOURCE: usize = 8;
+const ENVIRONMENT: usize = 9;
+const START: usize = 10;
+const END: usize = 11;
+const OWNER: usize = 12;
+const ACTIVE: usize = 13;
+const CURRENCY: usize = 14;
+const ORG: usize = 15;
+
+/// The CSV's columns and the header names accepted for each.
+pub const COLUMNS: &[ColumnSpec] = &[
+    ColumnSpec {
+        name: "id",
+        aliases: &["id", "line_id"],
+        required: false,
+    },
+    ColumnSpec {
+        name: "amount",
+        aliases: &["amount", "cost"],
+        required: true,
+    },
+    ColumnSpec {
+        name: "original_amount",
+        aliases: &["original_amount"],
+        required: false,
+    },
+    ColumnSpec {
+        name: "price",
+        aliases: &["price", "unit_price"],
+        required: false,
+    },
+    ColumnSpec {
+        name: "quantity",
+        aliases: &["quantity"],
+        required: false,
+    },
+    ColumnSpec {
+        name: "unit",
+        aliases: &["unit"],
+        required: false,
+    },
+    ColumnSpec {
+        name: "product",
+        aliases: &["product"],
+        required: true,
+    },
+    ColumnSpec {
+        name: "line_type",
+        aliases: &["line_type", "metric", "billable_metric"],
+        required: true,
+    },
+    ColumnSpec {
+        name: "resource_id",
+        aliases: &["resource_id", "resource", "resource_id_", "resource_id_id"],
+        required: true,
+    },
+    ColumnSpec {
+        name: "environment_id",
+        aliases: &["environment_id", "environment", "resource_environment_id"],
+        required: false,
+    },
+    ColumnSpec {
+        name: "start_date",
+        aliases: &["start_date", "start", "interval_start", "timestamp"],
+        required: true,
+    },
+    ColumnSpec {
+        name: "end_date",
+        aliases: &["end_date", "end", "interval_end"],
+        required: false,
+    },
+    ColumnSpec {
+        name: "owner_of_record",
+        aliases: &["owner_of_record", "parent_resource_id", "kafka_cluster_id"],
+        required: false,
+    },
+    ColumnSpec {
+        name: "active_fraction",
+        aliases: &["active_fraction"],
+        required: false,
+    },
+    ColumnSpec {
+        name: "currency",
+        aliases: &["currency"],
+        required: false,
+    },
+    ColumnSpec {
+        name: "org_id",
+        aliases: &["org_id", "organization_id"],
+        required: false,
+    },
+];
+
+/// A blank cost line with `file` as its source (the readers' scratch record).
+pub fn empty_line(file: &str) -> CostLine {
+    CostLine {
+        source: Source {
+            file: file.to_string(),
+            line: 0,
+        },
+        org_id: String::new(),
+        id: String::new(),
+        product: String::new(),
+        line_type: String::new(),
+        resource_id: String::new(),
+        environment_id: String::new(),
+        start: Timestamp(0),
+        end: Timestamp(0),
+        amount: Decimal::ZERO,
+        original_amount: Decimal::ZERO,
+        quantity: Decimal::ZERO,
+        unit: String::new(),
+        price: Decimal::ZERO,
+        currency: String::new(),
+        active_fraction: None,
+        owner_of_record: String::new(),
+    }
+}
+
+/// The text fields of one cost line, however the input spells them.
+#[derive(Debug, Default)]
+pub struct LineFields<'a> {
+    /// Provider line id.
+    pub id: &'a str,
+    /// Amount (required).
+    pub amount: &'a str,
+    /// Amount before discounts.
+    pub original_amount: &'a str,
+    /// Unit price.
+    pub price: &'a str,
+    /// Quantity.
+    pub quantity: &'a str,
+    /// Unit.
+    pub unit: &'a str,
+    /// Product (required).
+    pub product: &'a str,
+    /// Line type (required).
+    pub line_type: &'a str,
+    /// Resource id.
+    pub resource_id: &'a str,
+    /// Environment id.
+    pub environment_id: &'a str,
+    /// Start (required).
+    pub start: &'a str,
+    /// End (defaults to start + 1 day, the API's granularity).
+    pub end: &'a str,
+    /// Owner of record.
+    pub owner_of_record: &'a str,
+    /// Active fraction.
+    pub active_fraction: &'a str,
+    /// Currency.
+    pub currency: &'a str,
+    /// Organization.
+    pub org_id: &'a str,
+}
+
+/// Fills `s` from `f`; errors name `column(field)`.
+pub fn fill_line(
+    s: &mut CostLine,
+    org: &str,
+    line: u64,
+    f: &LineFields<'_>,
+    column: &dyn Fn(&str) -> String,
+) -> Result<(), Error> {
+    let file = s.source.file.clone();
+    let opt = |name: &str, text: &str| -> Result<Decimal, Error> {
+        if text.is_empty() {
+            Ok(Decimal::ZERO)
+        } else {
+            parse_decimal(&file, line, &column(name), text)
+        }
+    };
+    let amount = parse_decimal(&file, line, &column("amount"), f.amount)?;
+    let original = if f.original_amount.is_empty() {
+        amount
+    } else {
+        opt("original_amount", f.original_amount)?
+    };
+    let start = parse_time(&file, line, &column("start_date"), f.start)?;
+    let end = if f.end.is_empty() {
+        Timestamp(start.0.saturating_add(86_400))
+    } else {
+        parse_time(&file, line, &column("end_date"), f.end)?
+    };
+    if end <= start {
+        return Err(Error::input(
+            &file,
+            line,
+            &column("end_date"),
+            "end_date is not after start_date",
+        ));
+    }
+    if f.product.is_empty() {
+        return Err(Error::input(
+            &file,
+            line,
+            &column("product"),
+            "empty; required",
+        ));
+    }
+    let active_fraction = if f.active_fraction.is_empty() {
+        None
+    } else {
+        let v = parse_decimal(&file, line, &column("active_fraction"), f.active_fraction)?;
+        if v.is_sign_negative() || v > Decimal::ONE {
+            return Err(Error::input(
+                &file,
+                line,
+                &column("active_fraction"),
+                format!("{v} is not between 0 and 1"),
+            ));
+        }
+        Some(v)
+    };
+    s.source.line = line;
+    s.amount = amount;
+    s.original_amount = original;
+    s.price = opt("price", f.price)?;
+    s.quantity = opt("quantity", f.quantity)?;
+    s.start = start;
+    s.end = end;
+    s.active_fraction = active_fraction;
+    set(
+        &mut s.org_id,
+        if f.org_id.is_empty() { org } else { f.org_id },
+    );
+    set(&mut s.id, f.id);
+    set(&mut s.unit, f.unit);
+    set(&mut s.product, &f.product.to_ascii_lowercase());
+    set(&mut s.line_type, f.line_type);
+    set(&mut s.resource_id, f.resource_id);
+    set(&mut s.environment_id, f.environment_id);
+    set(&mut s.owner_of_record, f.owner_of_record);
+    set(
+        &mut s.currency,
+        if f.currency.is_empty() {
+            "USD"
+        } else {
+            f.currency
+        },
+    );
+    Ok(())
+}
+
+/// Streaming reader of the costs CSV.
+pub type CostsCsvReader = CsvReader<CostRows>;
+
+/// The row parser of [`CostsCsvReader`].
+pub struct CostRows {
+    org_id: String,
+    scratch: CostLine,
+}
+
+/// A costs CSV reader for `file`.
+pub fn csv_reader(file: &str, org_id: &str, max_record: usize) -> CostsCsvReader {
+    CsvReader::new(
+        file,
+        COLUMNS,
+        max_record,
+        CostRows {
+            org_id: org_id.to_string(),
+            scratch: empty_line(file),
+        },
+    )
+}
+
+impl ParseRow for CostRows {
+    fn parse_row(
+        &mut self,
+        cols: &ColumnMap,
+        r: &Record<'_>,
+        sink: &mut dyn Sink,
+    ) -> Result<(), Error> {
+        let g = |i| cols.get(r, i);
+        let fields = LineFields {
+            id: g(ID),
+            amount: g(AMOUNT),
+            original_amount: g(ORIGINAL),
+            price: g(PRICE),
+            quantity: g(QUANTITY),
+            unit: g(UNIT),
+            product: g(PRODUCT),
+            line_type: g(LINE_TYPE),
+            resource_id: g(RESOURCE),
+            environment_id: g(ENVIRONMENT),
+            start: g(START),
+            end: g(END),
+            owner_of_record: g(OWNER),
+            active_fraction: g(ACTIVE),
+            currency: g(CURRENCY),
+            org_id: g(ORG),
+        };
+        fill_line(&mut self.scratch, &self.org_id, r.line, &fields, &|name| {
+            name.to_string()
+        })?;
+        sink.cost_line(&self.scratch);
+        Ok(())
+    }
+}
+
+/// Receives each item of a JSON array: its 1-based index and its bytes, or why it was refused.
+pub type OnItem<'a> = dyn FnMut(u64, Result<&[u8], Error>) + 'a;
+
+/// Splits the items of a top-level JSON document's `key` array as they stream by.
+#[derive(Debug)]
+pub struct JsonItems {
+    file: String,
+    key: &'static str,
+    limit: usize,
+    depth: u32,
+    in_string: bool,
+    escaped: bool,
+    last_string: Vec<u8>,
+    string_start_depth: u32,
+    in_array: bool,
+    item: Vec<u8>,
+    skipping: bool,
+    index: u64,
+    started: bool,
+}
+
+impl JsonItems {
+    /// A splitter of the items of `key` in `file`, refusing items over `limit` bytes.
+    pub fn new(file: &str, key: &'static str, limit: usize) -> Self {
+        JsonItems {
+            file: file.to_string(),
+            key,
+            limit,
+            depth: 0,
+            in_string: false,
+            escaped: false,
+            last_string: Vec::new(),
+            string_start_depth: 0,
+            in_array: false,
+            item: Vec::new(),
+            skipping: false,
+            index: 0,
+            started: false,
+        }
+    }
+
+    /// Feeds a chunk; each complete item (1-based index, bytes) goes to `on_item`,
+    /// an oversized one as [`Error::TooLarge`].
+    pub fn feed(&mut self, chunk: &[u8], on_item: &mut OnItem<'_>) -> Result<(), Error> {
+        for &b in chunk {
+            if !self.started {
+                if b.is_ascii_whitespace() || matches!(b, 0xEF | 0xBB | 0xBF) {
+                    continue;
+                }
+                if b != b'{' {
+                    return Err(Error::input(&self.file, 0, "", "not a JSON object"));
+                }
+                self.started = true;
+            }
+            let in_item = self.in_array && self.depth >= 3;
+            if in_item && !self.skipping {
+                if self.item.len() >= self.limit {
+                    self.skipping = true;
+                    self.item.clear();
+                    on_item(
+                        self.index + 1,
+                        Err(Error::TooLarge {
+                            at: Location {
+                                file: self.file.clone(),
+                                line: self.index + 1,
+                                column: String::new(),
+                            },
+                            limit: self.limit as u64,
+                        }),
+                    );
+                } else {
+                    self.item.push(b);
+                }
+            }
+            if self.in_string {
+                if self.escaped {
+                    self.escaped = false;
+                } else if b == b'\\' {
+                    self.escaped = true;
+                } else if b == b'"' {
+                    self.in_string = false;
+                } else if self.string_start_depth == 1 && self.last_string.len() < 64 {
+                    self.last_string.push(b);
+                }
+                continue;
+            }
+            match b {
+                b'"' => {
+                    self.in_string = true;
+                    self.string_start_depth = self.depth;
+                    if self.depth == 1 {
+                        self.last_string.clear();
+                    }
+                }
+                b'{' | b'[' => {
+                    if self.depth == 1 && b == b'[' && self.last_string == self.key.as_bytes() {
+                        self.in_array = true;
+                    }
+                    self.depth += 1;
+                    if self.in_array && self.depth == 3 && self.item.is_empty() && !self.skipping {
+                        self.item.push(b);
+                    }
+                }
+                b'}' | b']' => {
+                    self.depth = self.depth.saturating_sub(1);
+                    if self.in_array && self.depth == 2 {
+                        self.index += 1;
+                        if !self.skipping {
+                            on_item(self.index, Ok(&self.item));
+                        }
+                        self.item.clear();
+                        self.skipping = false;
+                    } else if self.in_array && self.depth == 1 {
+                        self.in_array = false;
+                        self.item.clear();
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The end of the document.
+    pub fn finish(&mut self) -> Result<(), Error> {
+        if !self.started {
+            return Err(Error::input(&self.file, 0, "", "empty file"));
+        }
+        if self.depth != 0 || self.in_string {
+            return Err(Error::input(
+                &self.file,
+                self.index + 1,
+                "",
+                "the JSON document is truncated",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Streaming reader of the Billing API's JSON.
+pub struct JsonReader {
+    items: JsonItems,
+    org_id: String,
+    scratch: CostLine,
+}
+
+impl JsonReader {
+    /// A reader for `file`, lines tagged with `org_id` unless an item has its own.
+    pub fn new(file: &str, org_id: &str, max_record: usize) -> Self {
+        JsonReader {
+            items: JsonItems::new(file, "data", max_record),
+            org_id: org_id.to_string(),
+            scratch: empty_line(file),
+        }
+    }
+}
+
+/// The text of a JSON value that is a string or a number ("" otherwise).
+fn text(value: Option<&serde_json::Value>) -> String {
+    match value {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    }
+}
+
+fn parse_item(scratch: &mut CostLine, org: &str, index: u64, bytes: &[u8]) -> Result<(), Error> {
+    let file = scratch.source.file.clone();
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+        Error::input(
+            &file,
+            index,
+            &format!("data[{}]", index - 1),
+            format!("invalid JSON: {e}"),
+        )
+    })?;
+    let get = |path: &[&str]| {
+        let mut v = Some(&value);
+        for key in path {
+            v = v.and_then(|v| v.get(key));
+        }
+        text(v)
+    };
+    let owned = [
+        get(&["id"]),
+        get(&["amount"]),
+        get(&["original_amount"]),
+        get(&["price"]),
+        get(&["quantity"]),
+        get(&["unit"]),
+        get(&["product"]),
+        get(&["line_type"]),
+        get(&["resource", "id"]),
+        get(&["resource", "environment", "id"]),
+        get(&["start_date"]),
+        get(&["end_date"]),
+        get(&["owner_of_record"]),
+        get(&["active_fraction"]),
+        get(&["currency"]),
+        get(&["org_id"]),
+    ];
+    let [id, amount, original_amount, price, quantity, unit, product, line_type, resource_id, environment_id, start, end, owner_of_record, active_fraction, currency, org_id] =
+        &owned;
+    let fields = LineFields {
+        id,
+        amount,
+        original_amount,
+        price,
+        quantity,
+        unit,
+        product,
+        line_type,
+        resource_id,
+        environment_id,
+        start,
+        end,
+        owner_of_record,
+        active_fraction,
+        currency,
+        org_id,
+    };
+    let item = index - 1;
+    fill_line(scratch, org, index, &fields, &|name| {
+        format!("data[{item}].{name}")
+    })
+}
+
+impl Reader for JsonReader {
+    fn feed(&mut self, chunk: &[u8], sink: &mut dyn Sink) -> Result<(), Error> {
+        let JsonReader {
+            items,
+            org_id,
+            scratch,
+        } = self;
+        items.feed(chunk, &mut |index, item| match item
+            .and_then(|bytes| parse_item(scratch, org_id, index, bytes))
+        {
+            Ok(()) => sink.cost_line(scratch),
+            Err(error) => sink.reject(error),
+        })
+    }
+
+    fn finish(&mut self, _sink: &mut dyn Sink) -> Result<(), Error> {
+        self.items.finish()
+    }
+}

@@ -1,0 +1,204 @@
+//! Reader of tally's usage CSV ([`crate::usage`]) into [`UsageSample`]s.
+//!
+//! Columns are found by name; `version` is optional (absent means 1) and a row of
+//! a newer version is rejected with a message saying so. `bucket_end` is optional
+//! (a sample without it is an instant at `bucket_start`). Quantities are
+//! non-negative decimals (the plugin writes integers). An `org_id` column, when
+//! present, overrides the organization given for the file.
+
+use super::csv::{ColumnMap, ColumnSpec, CsvReader, ParseRow, Record};
+use super::{parse_decimal, parse_time, set, Sink};
+use crate::error::Error;
+use crate::model::{Source, UsageSample};
+use crate::time::Timestamp;
+use crate::usage::USAGE_CSV_VERSION;
+use rust_decimal::Decimal;
+
+const VERSION: usize = 0;
+const START: usize = 1;
+const END: usize = 2;
+const CLUSTER: usize = 3;
+const PRINCIPAL: usize = 4;
+const PRINCIPAL_SOURCE: usize = 5;
+const TOPIC: usize = 6;
+const METRIC: usize = 7;
+const VALUE: usize = 8;
+const ORG: usize = 9;
+
+/// The usage CSV's columns and accepted names.
+pub const COLUMNS: &[ColumnSpec] = &[
+    ColumnSpec {
+        name: "version",
+        aliases: &["version"],
+        required: false,
+    },
+    ColumnSpec {
+        name: "bucket_start",
+        aliases: &["bucket_start", "start", "timestamp", "interval_start"],
+        required: true,
+    },
+    ColumnSpec {
+        name: "bucket_end",
+        aliases: &["bucket_end", "end", "interval_end"],
+        required: false,
+    },
+    ColumnSpec {
+        name: "cluster",
+        aliases: &["cluster", "cluster_id", "resource_id", "resource"],
+        required: true,
+    },
+    ColumnSpec {
+        name: "principal",
+        aliases: &["principal", "owner_id", "principal_id"],
+        required: true,
+    },
+    ColumnSpec {
+        name: "principal_source",
+        aliases: &["principal_source"],
+        required: false,
+    },
+    ColumnSpec {
+        name: "topic",
+        aliases: &["topic", "entity"],
+        required: false,
+    },
+    ColumnSpec {
+        name: "metric",
+        aliases: &["metric"],
+        required: true,
+    },
+    ColumnSpec {
+        name: "value",
+        aliases: &["value", "quantity"],
+        required: true,
+    },
+    ColumnSpec {
+        name: "org_id",
+        aliases: &["org_id", "organization_id"],
+        required: false,
+    },
+];
+
+/// Streaming reader of a usage CSV.
+pub type UsageReader = CsvReader<UsageRows>;
+
+/// The row parser of [`UsageReader`].
+pub struct UsageRows {
+    org_id: String,
+    scratch: UsageSample,
+}
+
+/// A usage CSV reader for `file`, rows tagged with `org_id` unless the file has its own.
+pub fn reader(file: &str, org_id: &str, max_record: usize) -> UsageReader {
+    CsvReader::new(
+        file,
+        COLUMNS,
+        max_record,
+        UsageRows {
+            org_id: org_id.to_string(),
+            scratch: UsageSample {
+                source: Source {
+                    file: file.to_string(),
+                    line: 0,
+                },
+                org_id: String::new(),
+                start: Timestamp(0),
+                end: Timestamp(0),
+                resource_id: String::new(),
+                principal: String::new(),
+                principal_source: String::new(),
+                topic: String::new(),
+                metric: String::new(),
+                value: Decimal::ZERO,
+            },
+        },
+    )
+}
+
+impl ParseRow for UsageRows {
+    fn parse_row(
+        &mut self,
+        cols: &ColumnMap,
+        r: &Record<'_>,
+        sink: &mut dyn Sink,
+    ) -> Result<(), Error> {
+        parse_row(&mut self.scratch, &self.org_id, cols, r)?;
+        sink.usage(&self.scratch);
+        Ok(())
+    }
+}
+
+/// Parses one row into `s` (reusing its strings).
+fn parse_row(
+    s: &mut UsageSample,
+    org: &str,
+    cols: &ColumnMap,
+    r: &Record<'_>,
+) -> Result<(), Error> {
+    let file = s.source.file.as_str();
+    let line = r.line;
+    let version = cols.get(r, VERSION);
+    if !version.is_empty() {
+        let v: u32 = version.parse().map_err(|_| {
+            Error::input(
+                file,
+                line,
+                "version",
+                format!("`{version}` is not a version number"),
+            )
+        })?;
+        if v > USAGE_CSV_VERSION {
+            return Err(Error::input(
+                file,
+                line,
+                "version",
+                format!(
+                    "usage CSV version {v} is newer than this tally reads ({USAGE_CSV_VERSION})"
+                ),
+            ));
+        }
+    }
+    let start = parse_time(file, line, "bucket_start", cols.get(r, START))?;
+    let end_text = cols.get(r, END);
+    let end = if end_text.is_empty() {
+        start
+    } else {
+        parse_time(file, line, "bucket_end", end_text)?
+    };
+    if end < start {
+        return Err(Error::input(
+            file,
+            line,
+            "bucket_end",
+            "ends before bucket_start",
+        ));
+    }
+    let value = parse_decimal(file, line, "value", cols.get(r, VALUE))?;
+    if value.is_sign_negative() && !value.is_zero() {
+        return Err(Error::input(file, line, "value", "negative usage"));
+    }
+    for (which, what) in [
+        (CLUSTER, "cluster"),
+        (PRINCIPAL, "principal"),
+        (METRIC, "metric"),
+    ] {
+        if cols.get(r, which).is_empty() {
+            return Err(Error::input(file, line, what, "empty; required"));
+        }
+    }
+    s.source.line = line;
+    s.start = start;
+    s.end = end;
+    s.value = value;
+    let row_org = cols.get(r, ORG);
+    set(
+        &mut s.org_id,
+        if row_org.is_empty() { org } else { row_org },
+    );
+    set(&mut s.resource_id, cols.get(r, CLUSTER));
+    set(&mut s.principal, cols.get(r, PRINCIPAL));
+    set(&mut s.principal_source, cols.get(r, PRINCIPAL_SOURCE));
+    set(&mut s.topic, cols.get(r, TOPIC));
+    set(&mut s.metric, cols.get(r, METRIC));
+    Ok(())
+}
