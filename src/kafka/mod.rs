@@ -8,7 +8,27 @@
 //! counting (fail open): the traffic is never stopped or altered, and the sink is
 //! told ([`Sink::unparsed`], [`Sink::decode_error`]).
 //!
-//! This module only defines the seam; the decoder lives in submodules.
+//! The seam (events and [`Sink`]) is defined here; the decoder lives in
+//! submodules:
+//!
+//! * [`decoder`]: framing, the per-connection state machine, request/response
+//!   matching and the fail-open policy.
+//! * `walker`: a resumable walker over the static message schemas of `schema`.
+//! * `records`: record sets read by their batch headers only.
+//! * `sasl`: following SASL to name the principal without keeping secrets.
+//! * `topics`: topic ids learned from Metadata responses.
+
+pub mod decoder;
+mod records;
+mod sasl;
+mod schema;
+mod topics;
+mod walker;
+
+#[cfg(test)]
+mod tests;
+
+pub use decoder::{ConnectionDecoder, DecoderConfig, MAX_BUFFER_BYTES};
 
 /// Which way bytes flow on a proxied connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,0 +1,225 @@
+//! Framing, fail-open accounting, memory bounds, and chunking independence.
+
+use proptest::prelude::*;
+
+use super::encode::{self, batch, TopicRef};
+use super::{feed, req, resp, run, run_chunked, Conversation, Event, Recorder};
+use crate::kafka::{ConnectionDecoder, DecoderConfig, Direction};
+
+/// A conversation exercising every decoded API.
+fn everything() -> Conversation {
+    let records = batch(3, 1, 300);
+    let partitions = [(0, Some(&records[..])), (1, Some(&records[..]))];
+    let id = [7; 16];
+    vec![
+        req(encode::api_versions_request(1)),
+        resp(encode::api_versions_response(1)),
+        req(encode::sasl_handshake_request(1, 2, "PLAIN")),
+        resp(encode::sasl_handshake_response(2, 0)),
+        req(encode::sasl_authenticate_request(2, 3, b"\0carol\0pw")),
+        resp(encode::sasl_authenticate_response(2, 3, 0, b"")),
+        req(encode::metadata_request(12, 4)),
+        resp(encode::metadata_response(12, 4, &[(Some("events"), id)])),
+        req(encode::produce_request(
+            13,
+            5,
+            -1,
+            &[(TopicRef::Id(id), &partitions)],
+        )),
+        req(encode::produce_request(
+            7,
+            6,
+            1,
+            &[(TopicRef::Name("logs"), &partitions)],
+        )),
+        resp(encode::produce_response(13, 5)),
+        resp(encode::produce_response(7, 6)),
+        req(encode::fetch_request(
+            16,
+            7,
+            -1,
+            &[(TopicRef::Id(id), &[0, 1])],
+        )),
+        resp(encode::fetch_response(
+            16,
+            7,
+            &[(TopicRef::Id(id), &partitions)],
+        )),
+        req(encode::fetch_request(
+            11,
+            8,
+            -1,
+            &[(TopicRef::Name("logs"), &[0, 1])],
+        )),
+        resp(encode::fetch_response(
+            11,
+            8,
+            &[(TopicRef::Name("logs"), &partitions)],
+        )),
+    ]
+}
+
+#[test]
+fn the_whole_conversation_decodes_cleanly() {
+    let conversation = everything();
+    let sink = run(&conversation);
+    super::assert_clean(&conversation, &sink);
+    assert_eq!(sink.produced().len(), 4);
+    assert_eq!(sink.consumed().len(), 4);
+    assert_eq!(sink.consumed()[0].topic, "events");
+}
+
+fn fail_open_case(conversation: &Conversation, config: DecoderConfig) -> (Recorder, bool) {
+    let mut decoder = ConnectionDecoder::new(config);
+    let mut sink = Recorder::default();
+    for (direction, bytes) in conversation {
+        feed(&mut decoder, *direction, bytes, &mut sink);
+    }
+    let failed = decoder.is_failed_open();
+    decoder.on_close(&mut sink);
+    super::assert_all_accounted(conversation, &sink);
+    (sink, failed)
+}
+
+#[test]
+fn malformed_input_fails_open_and_counts_every_byte() {
+    let good = encode::api_versions_request(1);
+    let mut oversized = 1_000_001_i32.to_be_bytes().to_vec();
+    oversized.extend([0; 64]);
+    let cases: Vec<(&str, Conversation)> = vec![
+        (
+            "negative size",
+            vec![
+                req(good.clone()),
+                req(vec![0xff, 0xff, 0xff, 0xf0, 1, 2, 3]),
+                resp(vec![1; 9]),
+            ],
+        ),
+        ("oversized", vec![req(oversized)]),
+        ("short frame", vec![req(encode::frame(&[0, 1, 0]))]),
+        (
+            "unmatched response",
+            vec![resp(encode::api_versions_response(5))],
+        ),
+        (
+            "wrong correlation",
+            vec![req(good.clone()), resp(encode::api_versions_response(2))],
+        ),
+        (
+            "lying array length",
+            vec![req(encode::frame(&[
+                0, 0, 0, 3, 0, 0, 0, 1, 0, 0, 0xff, 0xff, 0, 1, 0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff,
+            ]))],
+        ),
+    ];
+    let config = DecoderConfig {
+        max_frame_bytes: 1_000_000,
+        ..DecoderConfig::default()
+    };
+    for (name, conversation) in cases {
+        let (sink, failed) = fail_open_case(&conversation, config);
+        assert!(failed, "{name}");
+        assert_eq!(sink.errors().len(), 1, "{name}: {:#?}", sink.events);
+    }
+}
+
+#[test]
+fn failure_mid_frame_counts_the_other_directions_partial_frame() {
+    let response = encode::api_versions_response(1);
+    let conversation = vec![
+        req(encode::api_versions_request(1)),
+        resp(response[..6].to_vec()),
+        req(vec![0x80, 0, 0, 0]),
+        resp(response[6..].to_vec()),
+    ];
+    let (sink, failed) = fail_open_case(&conversation, DecoderConfig::default());
+    assert!(failed);
+    assert!(sink
+        .events
+        .contains(&Event::Unparsed(Direction::Response, response.len() as u64)));
+}
+
+#[test]
+fn too_many_requests_in_flight_fails_open() {
+    let config = DecoderConfig {
+        max_in_flight: 3,
+        ..DecoderConfig::default()
+    };
+    let conversation: Conversation = (0..4)
+        .map(|i| req(encode::api_versions_request(i)))
+        .collect();
+    let (sink, failed) = fail_open_case(&conversation, config);
+    assert!(failed);
+    assert_eq!(sink.errors(), vec!["too many requests in flight"]);
+}
+
+#[test]
+fn buffers_fit_in_4_kib_and_state_stays_bounded() {
+    let decoder = ConnectionDecoder::new(DecoderConfig::default());
+    assert!(decoder.state_bytes() <= decoder.max_state_bytes());
+    // Many Metadata topics: the learned table stays within its bound.
+    let topics: Vec<(Option<&str>, [u8; 16])> = (0..600u16)
+        .map(|i| {
+            let mut id = [1; 16];
+            id[..2].copy_from_slice(&i.to_be_bytes());
+            (Some("a-topic-name-of-some-length"), id)
+        })
+        .collect();
+    let conversation = vec![
+        req(encode::metadata_request(12, 1)),
+        resp(encode::metadata_response(12, 1, &topics)),
+    ];
+    run(&conversation); // asserts state_bytes <= max_state_bytes
+}
+
+fn chunking() -> impl Strategy<Value = Vec<usize>> {
+    prop::collection::vec(1usize..700, 1..40)
+}
+
+/// Feeds the concatenated conversation with chunk sizes cycling through `sizes`,
+/// never crossing from one message into the next of the other direction.
+fn run_with_sizes(conversation: &Conversation, sizes: &[usize]) -> Recorder {
+    let mut decoder = ConnectionDecoder::new(DecoderConfig::default());
+    let mut sink = Recorder::default();
+    let mut size = sizes.iter().cycle();
+    for (direction, bytes) in conversation {
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            let n = (*size.next().unwrap()).min(rest.len());
+            feed(&mut decoder, *direction, &rest[..n], &mut sink);
+            rest = &rest[n..];
+        }
+    }
+    decoder.on_close(&mut sink);
+    assert!(decoder.state_bytes() <= decoder.max_state_bytes());
+    sink
+}
+
+proptest! {
+    #[test]
+    fn any_chunking_yields_identical_events(sizes in chunking()) {
+        let conversation = everything();
+        let whole = run(&conversation);
+        prop_assert_eq!(run_with_sizes(&conversation, &sizes).events, whole.events);
+    }
+
+    #[test]
+    fn any_chunking_of_garbage_counts_the_same(bytes in prop::collection::vec(any::<u8>(), 0..600), sizes in chunking()) {
+        let conversation = vec![req(bytes.clone()), resp(bytes)];
+        let whole = run(&conversation);
+        prop_assert_eq!(run_with_sizes(&conversation, &sizes).normalized(), whole.normalized());
+        for direction in [Direction::Request, Direction::Response] {
+            prop_assert_eq!(whole.accounted(direction), conversation[0].1.len() as u64);
+        }
+    }
+
+    #[test]
+    fn corrupting_one_byte_never_loses_count(index in any::<prop::sample::Index>(), byte in any::<u8>(), chunk in 1usize..64) {
+        let mut conversation = everything();
+        let message = index.index(conversation.len());
+        let position = index.index(conversation[message].1.len());
+        conversation[message].1[position] = byte;
+        let sink = run_chunked(&conversation, chunk);
+        super::assert_all_accounted(&conversation, &sink);
+    }
+}
