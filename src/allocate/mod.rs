@@ -602,7 +602,7 @@ fn single(
     failure: &'static str,
 ) -> Outcome {
     match owner {
-        Some(owner) => Outcome::Split(vec![(owner, amount, Decimal::ONE)], success),
+        Some(owner) => Outcome::Split(vec![(owner, amount, round(Decimal::ONE, SHARE_DECIMALS))], success),
         None => Outcome::Fail(failure),
     }
 }
@@ -623,7 +623,7 @@ fn split(
                 .into_iter()
                 .map(|(owner, cost)| {
                     let share = shares.get(&owner).copied().unwrap_or_default();
-                    (owner, cost, share)
+                    (owner, cost, round(share, SHARE_DECIMALS))
                 })
                 .collect(),
             success,
@@ -631,7 +631,10 @@ fn split(
     }
 }
 
-/// Each key's weight over the total, to 6 decimals (display only).
+/// Decimal places of `usage_share` (display only).
+pub const SHARE_DECIMALS: u32 = 6;
+
+/// Each key's weight over the total (unrounded).
 fn shares_of(weights: &[(String, Decimal)]) -> Result<BTreeMap<String, Decimal>, Error> {
     let total = checked_sum(weights.iter().map(|w| w.1), "weights")?;
     let mut out = BTreeMap::new();
@@ -643,7 +646,7 @@ fn shares_of(weights: &[(String, Decimal)]) -> Result<BTreeMap<String, Decimal>,
             .checked_div(total)
             .ok_or_else(|| Error::overflow("usage share"))?;
         let slot = out.entry(key.clone()).or_insert(Decimal::ZERO);
-        *slot = round(*slot + share, 6);
+        *slot = slot.checked_add(share).ok_or_else(|| Error::overflow("usage share"))?;
     }
     Ok(out)
 }
@@ -797,11 +800,11 @@ fn weighted(
                 .0
                 .checked_add(cost)
                 .ok_or_else(|| Error::overflow("weighted parts"))?;
-            slot.1 = round(slot.1 + share, 6);
+            slot.1 = slot.1.checked_add(share).ok_or_else(|| Error::overflow("usage share"))?;
         }
     }
     Ok(Outcome::Split(
-        costs.into_iter().map(|(o, (c, s))| (o, c, s)).collect(),
+        costs.into_iter().map(|(o, (c, s))| (o, c, round(s, SHARE_DECIMALS))).collect(),
         "usage_found",
     ))
 }
@@ -878,7 +881,7 @@ fn unallocated_row(
         unit: "USD".to_string(),
         chargeback_cost: amount,
         original_amount: amount,
-        usage_share: Decimal::ZERO,
+        usage_share: round(Decimal::ZERO, SHARE_DECIMALS),
         currency: "USD".to_string(),
         method: UNALLOCATED.to_string(),
         chain_step: 0,
@@ -924,8 +927,9 @@ fn add_allocated_rows(store: &Store, result: &mut Allocation) -> Result<(), Erro
         let share = if is_unallocated || original.is_zero() {
             Decimal::ZERO
         } else {
-            round(amount.checked_div(original).unwrap_or_default(), 6)
+            amount.checked_div(original).unwrap_or_default()
         };
+        let share = round(share, SHARE_DECIMALS);
         let totals = buckets
             .entry((s.name(k.org).to_string(), k.bucket))
             .or_insert((Decimal::ZERO, Decimal::ZERO));

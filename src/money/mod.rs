@@ -34,9 +34,14 @@ use std::collections::BTreeMap;
 /// The largest supported precision (decimal places of the parts).
 pub const MAX_SCALE: u32 = 12;
 
-/// Rounds `amount` to `scale` decimal places, half away from zero.
+/// Rounds `amount` to `scale` decimal places, half away from zero, and writes it
+/// with exactly `scale` decimals (`4` at scale 2 is `4.00`).
 pub fn round(amount: Decimal, scale: u32) -> Decimal {
-    amount.round_dp_with_strategy(scale, RoundingStrategy::MidpointAwayFromZero)
+    let mut rounded = amount.round_dp_with_strategy(scale, RoundingStrategy::MidpointAwayFromZero);
+    if rounded.scale() < scale {
+        rounded.rescale(scale);
+    }
+    rounded
 }
 
 /// Splits `amount` over `weights` (merged by key) at `scale` decimal places.

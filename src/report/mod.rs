@@ -23,7 +23,7 @@
 use crate::allocate::{Allocation, BucketTotal, UNALLOCATED};
 use crate::error::Error;
 use crate::model::{AllocationRow, CrosswalkEntry, EntityLevel, PatternOn};
-use crate::money::{apportion, checked_sum};
+use crate::money::{apportion, checked_sum, round};
 use crate::session::FileSummary;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -390,6 +390,14 @@ fn team_summaries(
             [summary.direct, summary.shared, summary.unallocated],
             "team total",
         )?;
+        for amount in [
+            &mut summary.direct,
+            &mut summary.shared,
+            &mut summary.unallocated,
+            &mut summary.total,
+        ] {
+            *amount = round(*amount, settings.precision);
+        }
         out.push(summary);
     }
     Ok((out, unmatched.into_iter().collect()))
