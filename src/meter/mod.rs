@@ -411,32 +411,41 @@ impl ConnectionMeter {
     }
 
     fn topic_mut(&mut self, topic: &str) -> Option<&mut TopicCounts> {
-        let topics = &mut self.current.topics;
-        let index = match topics.iter().position(|t| t.topic == topic) {
-            Some(i) => i,
-            None if topics.len() < self.max_topics => {
-                topics.push(TopicCounts {
-                    topic: topic.to_string(),
-                    ..TopicCounts::default()
-                });
-                topics.len() - 1
-            }
-            None => {
-                self.folded_updates = self.folded_updates.saturating_add(1);
-                match topics.iter().position(|t| t.topic == OTHER) {
-                    Some(i) => i,
-                    None => {
-                        topics.push(TopicCounts {
-                            topic: OTHER.to_string(),
-                            ..TopicCounts::default()
-                        });
-                        topics.len() - 1
-                    }
-                }
-            }
-        };
-        topics.get_mut(index)
+        topic_slot(
+            &mut self.current.topics,
+            topic,
+            self.max_topics,
+            &mut self.folded_updates,
+        )
     }
+}
+
+/// The accumulator of `topic`, created if there is room, else the `_other`
+/// accumulator (the fold is counted in `folded`).
+fn topic_slot<'a>(
+    topics: &'a mut Vec<TopicCounts>,
+    topic: &str,
+    max_topics: usize,
+    folded: &mut u64,
+) -> Option<&'a mut TopicCounts> {
+    let mut name = topic;
+    let mut index = topics.iter().position(|t| t.topic == name);
+    if index.is_none() && topics.len() >= max_topics {
+        *folded = folded.saturating_add(1);
+        name = OTHER;
+        index = topics.iter().position(|t| t.topic == name);
+    }
+    let index = match index {
+        Some(i) => i,
+        None => {
+            topics.push(TopicCounts {
+                topic: name.to_string(),
+                ..TopicCounts::default()
+            });
+            topics.len() - 1
+        }
+    };
+    topics.get_mut(index)
 }
 
 fn merge_window(
@@ -450,30 +459,7 @@ fn merge_window(
     add_to(&mut into.response_bytes, from.response_bytes, overflows);
     add_to(&mut into.requests, from.requests, overflows);
     for t in from.topics {
-        let slot = match into.topics.iter().position(|x| x.topic == t.topic) {
-            Some(i) => i,
-            None if into.topics.len() < max_topics => {
-                into.topics.push(TopicCounts {
-                    topic: t.topic.clone(),
-                    ..TopicCounts::default()
-                });
-                into.topics.len() - 1
-            }
-            None => {
-                *folded = folded.saturating_add(1);
-                match into.topics.iter().position(|x| x.topic == OTHER) {
-                    Some(i) => i,
-                    None => {
-                        into.topics.push(TopicCounts {
-                            topic: OTHER.to_string(),
-                            ..TopicCounts::default()
-                        });
-                        into.topics.len() - 1
-                    }
-                }
-            }
-        };
-        if let Some(dst) = into.topics.get_mut(slot) {
+        if let Some(dst) = topic_slot(&mut into.topics, &t.topic, max_topics, folded) {
             add_to(&mut dst.produced_bytes, t.produced_bytes, overflows);
             add_to(&mut dst.produced_records, t.produced_records, overflows);
             add_to(&mut dst.consumed_bytes, t.consumed_bytes, overflows);

@@ -104,7 +104,15 @@ fn key(p: &str, s: &str, t: &str, m: &'static str) -> (String, String, String, &
 }
 
 /// (name, config, mtls, events, expected principal, source, request_bytes)
-type Case<'a> = (&'a str, MeterConfig, Option<&'a str>, &'a Vec<Ev>, &'a str, &'a str, u64);
+type Case<'a> = (
+    &'a str,
+    MeterConfig,
+    Option<&'a str>,
+    &'a Vec<Ev>,
+    &'a str,
+    &'a str,
+    u64,
+);
 
 #[test]
 fn principal_resolution_follows_the_configured_order() {
