@@ -1,1 +1,162 @@
+//! tally's browser module: the allocation core behind wasm-bindgen.
+//!
+//! A thin wrapper over [`tally::session::Session`], the entry point the command
+//! line uses too, so the page and `tally allocate` give identical results. The
+//! page's worker (`web/www/worker.js`) drives it:
+//!
+//! ```js
+//! const s = new WebSession('{"granularity":"monthly"}');
+//! s.set_rules(tomlText);                          // optional; defaults otherwise
+//! const f = s.begin_file('bill.csv', 'org-a');    // org id may be ''
+//! s.feed(f, uint8ArrayChunk);                     // any number of chunks, any size
+//! const summary = JSON.parse(s.end_file(f));      // format, rows, rejections
+//! const report = JSON.parse(s.allocate());        // totals, teams, reconciliation
+//! const csv = s.output('confluent_csv');          // or focus_csv, warpstream_json, team_summary_csv
+//! ```
+//!
+//! Errors are thrown as JS `Error`s whose message is the core's message (it names
+//! the file, line, column and reason). Results cross as JSON strings. Nothing
+//! here panics: the workspace denies `unwrap`, `expect`, `panic` and indexing.
 
+use tally::report::Report;
+use tally::session::{FileId, Options, Session};
+use wasm_bindgen::prelude::*;
+
+/// The version of the tally core compiled into this module.
+#[wasm_bindgen]
+pub fn version() -> String {
+    format!("tally {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// The default rules file (TOML): Confluent's published methodology.
+#[wasm_bindgen]
+pub fn default_rules_toml() -> String {
+    Session::default_rules_toml()
+}
+
+/// Parses and validates a rules file with the core's parser; returns it as JSON
+/// (the rules editor's model), or throws the parse / validation error.
+#[wasm_bindgen]
+pub fn rules_toml_to_json(toml: &str) -> Result<String, JsError> {
+    let rules = tally::allocate::rules::Rules::from_toml(toml).map_err(js)?;
+    serde_json::to_string(&rules).map_err(js)
+}
+
+/// The size of this module's linear memory in bytes (the wasm heap).
+#[wasm_bindgen]
+pub fn wasm_memory_bytes() -> f64 {
+    #[cfg(target_arch = "wasm32")]
+    {
+        (core::arch::wasm32::memory_size::<0>() as f64) * 65536.0
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        0.0
+    }
+}
+
+fn js(e: impl std::fmt::Display) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+/// One allocation session: files in, report and outputs out.
+#[wasm_bindgen]
+pub struct WebSession {
+    inner: Session,
+    files: Vec<FileId>,
+    report: Option<Report>,
+}
+
+#[wasm_bindgen]
+impl WebSession {
+    /// A new session; `options_json` is the core's `Options` as JSON (`{}` for
+    /// the defaults: monthly buckets, principals, cents).
+    #[wasm_bindgen(constructor)]
+    pub fn new(options_json: &str) -> Result<WebSession, JsError> {
+        let text = if options_json.trim().is_empty() {
+            "{}"
+        } else {
+            options_json
+        };
+        let options: Options =
+            serde_json::from_str(text).map_err(|e| js(format!("invalid options: {e}")))?;
+        Ok(WebSession {
+            inner: Session::new(options),
+            files: Vec::new(),
+            report: None,
+        })
+    }
+
+    /// Replaces the rules with a rules file (TOML); throws when it is invalid.
+    pub fn set_rules(&mut self, toml: &str) -> Result<(), JsError> {
+        self.report = None;
+        self.inner.set_rules_toml(toml).map_err(js)
+    }
+
+    /// Starts a file; returns its handle for `feed` / `end_file`. `org_id` may be
+    /// empty; it tags every row of the file (multi-organization roll-ups).
+    pub fn begin_file(&mut self, name: &str, org_id: &str) -> u32 {
+        self.report = None;
+        let id = self.inner.begin_file(name, org_id);
+        let handle = u32::try_from(self.files.len()).unwrap_or(u32::MAX);
+        self.files.push(id);
+        handle
+    }
+
+    fn file(&self, handle: u32) -> Result<FileId, JsError> {
+        usize::try_from(handle)
+            .ok()
+            .and_then(|i| self.files.get(i))
+            .copied()
+            .ok_or_else(|| js(format!("no file with handle {handle}")))
+    }
+
+    /// Feeds the next chunk of a file (a `Uint8Array`, any size; a few MB is best).
+    /// Throws only for what stops the whole file (unknown format, unusable header).
+    pub fn feed(&mut self, file: u32, chunk: &[u8]) -> Result<(), JsError> {
+        let id = self.file(file)?;
+        self.inner.feed(id, chunk).map_err(js)
+    }
+
+    /// Ends a file; returns its summary as JSON (format, rows read / accepted /
+    /// rejected, rejections with file, line, column and reason).
+    pub fn end_file(&mut self, file: u32) -> Result<String, JsError> {
+        let id = self.file(file)?;
+        let summary = self.inner.end_file(id).map_err(js)?;
+        serde_json::to_string(&summary).map_err(js)
+    }
+
+    /// Allocates everything fed so far; returns the report as JSON.
+    pub fn allocate(&mut self) -> Result<String, JsError> {
+        let report = self.inner.allocate().map_err(js)?;
+        let json = report.to_json();
+        self.report = Some(report);
+        Ok(json)
+    }
+
+    /// One of the writers' outputs of the last report: `confluent_csv`,
+    /// `focus_csv`, `warpstream_json`, `team_summary_csv` or `report_json`.
+    pub fn output(&mut self, kind: &str) -> Result<String, JsError> {
+        if self.report.is_none() {
+            self.allocate()?;
+        }
+        let Some(report) = self.report.as_ref() else {
+            return Err(js("nothing allocated yet"));
+        };
+        match kind {
+            "confluent_csv" => Ok(report.confluent_csv()),
+            "team_summary_csv" => Ok(report.team_summary_csv()),
+            "focus_csv" => Err(js("the FOCUS writer is not in this build of the core yet")),
+            "warpstream_json" => tally::formats::warpstream::write_chargebacks(
+                &report.rows,
+                &[],
+                &tally::formats::warpstream::WriteOptions::default(),
+            )
+            .map_err(js),
+            "report_json" => Ok(report.to_json()),
+            other => Err(js(format!(
+                "unknown output `{other}` (confluent_csv, focus_csv, warpstream_json, team_summary_csv, report_json)"
+            ))),
+        }
+    }
+}

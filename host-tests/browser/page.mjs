@@ -1,0 +1,110 @@
+// Drives tally's page like a person would: picks files, waits for the worker to
+// finish, reads what the page shows, downloads the outputs, takes a screenshot.
+// The assertions live in the Rust test (host-tests/tests/browser.rs); this
+// script reports what it saw as one JSON line on stdout.
+//
+// Usage: node page.mjs URL OUTDIR SCENARIO_JSON
+//   SCENARIO_JSON: {"steps": [{"files": [paths], "org": "org-a"}, ...],
+//                   "invoice": "33.00", "downloads": ["confluent_csv", ...],
+//                   "screenshot": "results.png", "crosswalk": [{"owner_id":..,"team":..}]}
+import { launch, fail } from './lib.mjs';
+import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+
+const [url, outdir, scenarioArg] = process.argv.slice(2);
+const scenario = JSON.parse(scenarioArg.startsWith('{') ? scenarioArg : readFileSync(scenarioArg, 'utf8'));
+const { context, page, requests, consoleLines } = await launch({ downloads: true });
+
+async function waitIdle(jobsBefore, timeout = 60000) {
+  await page.waitForFunction((n) => window.tally && !window.tally.busy && window.tally.stats.jobs.length > n,
+    jobsBefore, { timeout, polling: 50 });
+}
+
+const jobs = () => page.evaluate(() => window.tally.stats.jobs.length);
+
+try {
+  await page.goto(url);
+  await page.waitForFunction(() => (document.getElementById('version')?.textContent ?? '').startsWith('tally '),
+    null, { timeout: 15000 });
+  if (scenario.rules_toml) {
+    await page.locator('#rules-section details summary').click();
+    await page.fill('#rules-toml', scenario.rules_toml);
+    await page.click('#btn-rules-from-text');
+  }
+  for (const row of scenario.crosswalk ?? []) {
+    await page.click('#btn-cw-add');
+    const inputs = page.locator('#crosswalk tbody tr:last-child input');
+    await inputs.nth(0).fill(row.org_id ?? '');
+    await inputs.nth(1).fill(row.owner_id);
+    await inputs.nth(2).fill(row.team);
+  }
+  for (const step of scenario.steps ?? []) {
+    await page.fill('#opt-org', step.org ?? '');
+    const before = await jobs();
+    await page.setInputFiles('#file-input', step.files);
+    await waitIdle(before);
+  }
+  if (scenario.invoice) {
+    await page.fill('#invoice', scenario.invoice);
+    await page.click('#btn-invoice');
+  }
+  const seen = await page.evaluate(() => {
+    const text = (sel) => [...document.querySelectorAll(sel)].map((e) => e.textContent.trim());
+    const table = (id) => {
+      const t = document.getElementById(id);
+      if (!t) return null;
+      return [...t.querySelectorAll('tbody tr')].map((tr) => Object.fromEntries(
+        [...tr.children].map((c, i) => [c.dataset.col ?? String(i), { text: c.textContent.trim(), value: c.dataset.value ?? null }]),
+      ));
+    };
+    const teams = {};
+    for (const tr of document.querySelectorAll('#team-table tbody tr')) {
+      const name = tr.querySelector('th').textContent.trim();
+      const total = tr.querySelector('td[data-col="total"]');
+      teams[name] = { value: total?.dataset.value ?? null, text: total?.textContent.trim() ?? null };
+    }
+    const files = [...document.querySelectorAll('#files tbody tr')].map((tr) => ({
+      name: tr.dataset.file,
+      format: tr.querySelector('[data-col="format"]')?.textContent.trim(),
+      status: tr.querySelector('[data-col="status"]')?.textContent.trim(),
+      cells: [...tr.children].map((c) => c.textContent.trim()),
+    }));
+    return {
+      version: document.getElementById('version').textContent,
+      status: document.getElementById('status').textContent,
+      errors: text('#errors p'),
+      files,
+      rejections: table('rejections'),
+      teams,
+      cards: text('.card').map((s) => s.replace(/\s+/g, ' ')),
+      reconciliation: text('#recon dt, #recon dd'),
+      explain: text('#recon-explain p'),
+      unmatched: text('#unmatched li span'),
+      progressIntervals: window.tally.stats.progressIntervals,
+    };
+  });
+  seen.downloads = {};
+  for (const kind of scenario.downloads ?? []) {
+    const [download] = await Promise.all([
+      page.waitForEvent('download', { timeout: 20000 }),
+      page.click(`#downloads button[data-output="${kind}"]`),
+    ]);
+    const path = join(outdir, download.suggestedFilename());
+    await download.saveAs(path);
+    seen.downloads[kind] = path;
+  }
+  if (scenario.screenshot) {
+    await page.locator('#results').scrollIntoViewIfNeeded();
+    await page.screenshot({ path: join(outdir, scenario.screenshot), fullPage: true });
+  }
+  seen.requests = requests;
+  seen.console = consoleLines;
+  console.log(JSON.stringify(seen));
+} catch (e) {
+  await page.screenshot({ path: join(outdir, 'failure.png'), fullPage: true }).catch(() => {});
+  const errors = await page.evaluate(() => [...document.querySelectorAll('#errors p, #status')].map((p) => p.textContent))
+    .catch(() => []);
+  await context.close();
+  fail(`${e.message}\npage said: ${errors.join(' | ')}`, consoleLines);
+}
+await context.close();

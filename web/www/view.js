@@ -1,0 +1,150 @@
+// Turns the core's report (src/report: Report as JSON) into what the page shows.
+// Amounts stay exact decimal strings; sums across rows are exact (BigInt).
+
+import { addDecimal, sumDecimals, isZeroDecimal } from './decimal.js';
+
+const UNALLOCATED = 'unallocated';
+
+function bucketLabel(start, end) {
+  const s = String(start);
+  const hours = (Date.parse(end) - Date.parse(start)) / 3.6e6;
+  if (hours <= 1) return `${s.slice(0, 10)} ${s.slice(11, 16)}`;
+  if (hours <= 24) return s.slice(0, 10);
+  if (hours <= 24 * 7) return `week of ${s.slice(0, 10)}`;
+  return s.slice(0, 7);
+}
+
+function addTo(map, key, amount) {
+  map.set(key, map.has(key) ? addDecimal(map.get(key), amount) : String(amount));
+}
+
+export function viewOf(report) {
+  const rows = report.rows ?? [];
+  const currency = rows.find((r) => r.currency)?.currency || 'USD';
+  const rec = report.reconciliation ?? {};
+  const orgIds = new Set((report.organizations ?? []).map((o) => o.org_id));
+  const multiOrg = orgIds.size > 1;
+
+  // Owner → team, from the entity view (the core's crosswalk applied).
+  const teamOf = new Map();
+  for (const c of report.clusters ?? []) {
+    for (const e of c.entities ?? []) teamOf.set(`${c.org_id}\u0000${e.name}`, e.team);
+  }
+  const ownerTeam = (org, owner) => teamOf.get(`${org}\u0000${owner}`) ?? '';
+
+  // Teams (summed over organizations; the organizations tab has them apart).
+  const teamsByName = new Map();
+  for (const t of report.teams ?? []) {
+    const cur = teamsByName.get(t.team);
+    if (!cur) {
+      teamsByName.set(t.team, {
+        team: t.team, cost_center: t.cost_center, direct: t.direct, shared: t.shared,
+        unallocated: t.unallocated, total: t.total, owners: t.owners, orgs: [t.org_id],
+      });
+    } else {
+      for (const k of ['direct', 'shared', 'unallocated', 'total']) cur[k] = addDecimal(cur[k], t[k]);
+      cur.owners += t.owners;
+      cur.orgs.push(t.org_id);
+    }
+  }
+  const teams = [...teamsByName.values()];
+
+  // Principals and topics: sums of rows per owner.
+  const principals = new Map();
+  const topics = new Map();
+  const teamByBucket = {};
+  const bucketSet = new Map();
+  const unallocRows = [];
+  for (const r of rows) {
+    const label = bucketLabel(r.bucket_start, r.bucket_end);
+    bucketSet.set(r.bucket_start, label);
+    if (r.owner_id === UNALLOCATED) {
+      unallocRows.push({
+        bucket: label, product: r.product, line_type: r.line_type, reason: r.reason,
+        amount: r.chargeback_cost, org_id: r.org_id,
+      });
+      continue;
+    }
+    const target = r.level === 'topic' ? topics : principals;
+    const key = `${r.org_id}\u0000${r.owner_id}`;
+    let e = target.get(key);
+    if (!e) {
+      e = { org_id: r.org_id, total: '0', team: ownerTeam(r.org_id, r.owner_id) };
+      if (r.level === 'topic') e.topic = r.owner_id;
+      else e.owner_id = r.owner_id;
+      target.set(key, e);
+    }
+    e.total = addDecimal(e.total, r.chargeback_cost);
+    const team = e.team || '(unmatched)';
+    (teamByBucket[team] ??= {});
+    teamByBucket[team][label] = addDecimal(teamByBucket[team][label] ?? '0', r.chargeback_cost);
+  }
+  const bucketLabels = [...bucketSet.entries()].sort((a, b) => a[0].localeCompare(b[0])).map(([, l]) => l);
+
+  // Buckets (summed over organizations).
+  const buckets = new Map();
+  for (const b of report.buckets ?? []) {
+    const label = bucketLabel(b.bucket_start, b.bucket_end);
+    const cur = buckets.get(label);
+    if (!cur) {
+      buckets.set(label, {
+        bucket: label, start: b.bucket_start, partial: b.partial ? 'partial' : '',
+        bill: b.bill_total, allocated: b.allocated, unallocated: b.unallocated,
+      });
+    } else {
+      cur.bill = addDecimal(cur.bill, b.bill_total);
+      cur.allocated = addDecimal(cur.allocated, b.allocated);
+      cur.unallocated = addDecimal(cur.unallocated, b.unallocated);
+      if (b.partial) cur.partial = 'partial';
+    }
+  }
+
+  const orgs = (report.organizations ?? []).map((o) => ({
+    org_id: o.org_id || '(none)', allocated: o.allocated, unallocated: o.unallocated, total: o.total,
+  }));
+
+  const distribution = teams.filter((t) => t.unallocated !== undefined && !isZeroDecimal(t.unallocated))
+    .map((t) => ({ team: t.team, amount: t.unallocated }));
+  const policyText = distribution.length > 1
+    ? 'It was pro-rated over the teams in proportion to their totals (see below).'
+    : distribution.length === 1
+      ? `It was charged to the shared cost center “${distribution[0].team}”.`
+      : '';
+
+  const lines = rows.map((r) => ({
+    bucket: bucketLabel(r.bucket_start, r.bucket_end),
+    owner_id: r.owner_id,
+    team: r.owner_id === UNALLOCATED ? '' : ownerTeam(r.org_id, r.owner_id),
+    product: r.product,
+    line_type: r.line_type,
+    resource_id: r.resource_id,
+    method: r.chain_step ? `${r.method} (fallback ${r.chain_step})` : r.method,
+    reason: r.reason,
+    usage_share: r.usage_share,
+    chargeback_cost: r.chargeback_cost,
+    className: r.owner_id === UNALLOCATED ? 'unallocated-row' : '',
+  }));
+
+  const first = bucketLabels[0];
+  const last = bucketLabels[bucketLabels.length - 1];
+  return {
+    currency,
+    multiOrg,
+    billTotal: rec.bill_total ?? '0',
+    allocatedToOwners: rec.allocated_total ?? '0',
+    allocated: addDecimal(rec.allocated_total ?? '0', rec.unallocated_total ?? '0'),
+    period: first ? (first === last ? first : `${first} – ${last}`) : '',
+    reconciliation: rec,
+    reconciliationNotes: rec.explanations ?? [],
+    teams,
+    principals: [...principals.values()],
+    topics: [...topics.values()],
+    orgs,
+    buckets: [...buckets.values()],
+    lines,
+    bucketLabels,
+    teamByBucket,
+    unallocated: { total: rec.unallocated_total ?? sumDecimals(unallocRows.map((r) => r.amount)), rows: unallocRows, distribution, policyText },
+    unmatched: (report.unmatched_owners ?? []).map((o) => ({ owner_id: o, org_id: '' })),
+  };
+}

@@ -1,0 +1,230 @@
+// tally's page worker: owns the wasm session, reads files in chunks, allocates.
+//
+// Every byte of input goes through here; the main thread only renders. Files are
+// read with File.slice() in CHUNK-sized pieces (the next piece is read while the
+// current one is parsed), so neither the whole file as a string nor the whole
+// file in wasm memory ever exists. Progress is posted after every chunk (a chunk
+// is parsed in a few tens of milliseconds). A `cancel` message is seen between
+// chunks.
+//
+// Protocol (main → worker):
+//   {type:'add', files:[{key, file, name, orgId}], settings}   read and feed new files, allocate
+//   {type:'rebuild', settings}                                  new session from all kept files
+//   {type:'remove', key, settings}                              forget one file, rebuild
+//   {type:'clear'}                                              forget everything
+//   {type:'output', id, kind}                                   one of the writers' outputs (string)
+//   {type:'cancel'}
+// settings = {options, rulesToml, crosswalkCsv}
+// (worker → main): ready, progress, file, job-done, report, output, error, cancelled
+
+import init, { WebSession, version, default_rules_toml, wasm_memory_bytes } from './pkg/tally_web.js';
+
+const CHUNK = 4 * 1024 * 1024;
+const PROGRESS_EVERY_MS = 100;
+const INLINE_CROSSWALK = 'crosswalk (edited on page).csv';
+
+/** Files that loaded (kept as File handles: re-read on rebuild, never copied). */
+let kept = [];
+let session = null;
+let settings = null;
+let cancelRequested = false;
+let busy = false;
+const queue = [];
+let peakHeap = 0;
+
+function heap() {
+  const bytes = wasm_memory_bytes();
+  if (bytes > peakHeap) peakHeap = bytes;
+  return bytes;
+}
+
+class Cancelled extends Error {}
+
+function errorText(e) {
+  if (e instanceof Error) return e.message;
+  return String(e);
+}
+
+function newSession() {
+  if (session) {
+    session.free();
+    session = null;
+  }
+  const s = new WebSession(JSON.stringify(settings.options ?? {}));
+  if (settings.rulesToml) s.set_rules(settings.rulesToml);
+  return s;
+}
+
+/** Reads one Blob into the session; returns the file summary (parsed JSON). */
+async function feedBlob(s, blob, name, orgId, progress) {
+  const id = s.begin_file(name, orgId || '');
+  let offset = 0;
+  let next = blob.size > 0 ? blob.slice(0, Math.min(CHUNK, blob.size)).arrayBuffer() : null;
+  while (next) {
+    const buffer = await next;
+    if (cancelRequested) throw new Cancelled();
+    const end = offset + buffer.byteLength;
+    next = end < blob.size ? blob.slice(end, Math.min(end + CHUNK, blob.size)).arrayBuffer() : null;
+    s.feed(id, new Uint8Array(buffer));
+    offset = end;
+    progress(offset);
+  }
+  return JSON.parse(s.end_file(id));
+}
+
+/** Feeds a list of inputs; reports each file's outcome. Returns the ones that loaded. */
+async function feedAll(s, inputs, jobLabel) {
+  const total = inputs.reduce((n, f) => n + f.file.size, 0);
+  let before = 0;
+  let last = 0;
+  const started = performance.now();
+  const loaded = [];
+  for (let i = 0; i < inputs.length; i++) {
+    const input = inputs[i];
+    const report = (done, force) => {
+      const now = performance.now();
+      if (!force && now - last < PROGRESS_EVERY_MS) return;
+      last = now;
+      postMessage({
+        type: 'progress', job: jobLabel, key: input.key, name: input.name, index: i, count: inputs.length,
+        done: before + done, total, elapsedMs: now - started, heap: heap(),
+      });
+    };
+    report(0, true);
+    let summary = null;
+    let error = null;
+    try {
+      summary = await feedBlob(s, input.file, input.name, input.orgId, report);
+    } catch (e) {
+      if (e instanceof Cancelled) throw e;
+      error = errorText(e);
+    }
+    before += input.file.size;
+    report(0, true);
+    if (!input.hidden) {
+      postMessage({ type: 'file', key: input.key, name: input.name, size: input.file.size, summary, error });
+    }
+    if (!error) loaded.push(input);
+  }
+  return loaded;
+}
+
+function inlineCrosswalk() {
+  const csv = settings?.crosswalkCsv;
+  if (!csv) return [];
+  return [{ key: '__inline_crosswalk', name: INLINE_CROSSWALK, orgId: '', hidden: true, file: new Blob([csv]) }];
+}
+
+function allocateAndPost(started) {
+  if (!kept.length) {
+    postMessage({ type: 'report', report: null, heap: heap(), peakHeap });
+    return;
+  }
+  const t0 = performance.now();
+  const json = session.allocate();
+  const report = JSON.parse(json);
+  const t1 = performance.now();
+  postMessage({
+    type: 'report', report, heap: heap(), peakHeap,
+    timing: { allocateMs: t1 - t0, totalMs: t1 - started },
+  });
+}
+
+async function rebuild(label) {
+  const started = performance.now();
+  session = newSession();
+  const inputs = [...kept, ...inlineCrosswalk()];
+  const loaded = await feedAll(session, inputs, label);
+  kept = loaded.filter((f) => !f.hidden);
+  allocateAndPost(started);
+}
+
+async function handle(msg) {
+  switch (msg.type) {
+    case 'add': {
+      settings = msg.settings ?? settings;
+      const started = performance.now();
+      if (!session) {
+        session = newSession();
+        await feedAll(session, inlineCrosswalk(), 'crosswalk');
+      }
+      const loaded = await feedAll(session, msg.files, 'add');
+      kept.push(...loaded);
+      allocateAndPost(started);
+      break;
+    }
+    case 'rebuild':
+      settings = msg.settings ?? settings;
+      await rebuild('rebuild');
+      break;
+    case 'remove':
+      settings = msg.settings ?? settings;
+      kept = kept.filter((f) => f.key !== msg.key);
+      await rebuild('rebuild');
+      break;
+    case 'clear':
+      kept = [];
+      if (session) session.free();
+      session = null;
+      postMessage({ type: 'report', report: null, heap: heap(), peakHeap });
+      break;
+    case 'output': {
+      if (!session) throw new Error('nothing allocated yet');
+      const text = session.output(msg.kind);
+      postMessage({ type: 'output', id: msg.id, kind: msg.kind, text });
+      break;
+    }
+    default:
+      throw new Error(`unknown message ${msg.type}`);
+  }
+}
+
+async function pump() {
+  if (busy) return;
+  busy = true;
+  await ready;
+  while (queue.length) {
+    const msg = queue.shift();
+    cancelRequested = false;
+    try {
+      await handle(msg);
+      postMessage({ type: 'job-done', of: msg.type, heap: heap(), peakHeap });
+    } catch (e) {
+      if (e instanceof Cancelled) {
+        // The session holds part of a file: start again from the files that loaded.
+        queue.length = 0;
+        cancelRequested = false;
+        postMessage({ type: 'cancelled' });
+        try {
+          await rebuild('restore');
+          postMessage({ type: 'job-done', of: 'restore', heap: heap(), peakHeap });
+        } catch (e2) {
+          if (session) session.free();
+          session = null;
+          kept = [];
+          postMessage({ type: 'cancelled', cleared: true });
+          postMessage({ type: 'report', report: null, heap: heap(), peakHeap });
+        }
+      } else {
+        postMessage({ type: 'error', of: msg.type, id: msg.id, message: errorText(e) });
+        postMessage({ type: 'job-done', of: msg.type, failed: true, heap: heap(), peakHeap });
+      }
+    }
+  }
+  busy = false;
+}
+
+self.onmessage = (event) => {
+  const msg = event.data;
+  if (msg.type === 'cancel') {
+    if (busy) cancelRequested = true;
+    return;
+  }
+  queue.push(msg);
+  pump();
+};
+
+const ready = init().then(
+  () => postMessage({ type: 'ready', version: version(), defaultRules: default_rules_toml(), heap: heap() }),
+  (e) => postMessage({ type: 'fatal', message: `the wasm module did not load: ${errorText(e)}` }),
+);
