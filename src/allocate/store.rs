@@ -96,6 +96,8 @@ pub struct Period {
 pub struct Amount {
     /// Sum of the amounts.
     pub amount: Decimal,
+    /// Sum of the quantities (cost lines; zero for allocated rows).
+    pub quantity: Decimal,
     /// How many input rows were folded in.
     pub rows: u64,
     /// The first source (smallest file, line), for the audit trail.
@@ -227,7 +229,12 @@ impl Store {
             end: line.end,
             active_fraction: line.active_fraction,
         };
-        add_amount(self.lines.entry((key, period)), line.amount, &line.source)
+        add_amount(
+            self.lines.entry((key, period)),
+            line.amount,
+            line.quantity,
+            &line.source,
+        )
     }
 
     /// Folds in a usage sample, split over the buckets it spans by time.
@@ -299,7 +306,12 @@ impl Store {
             chain_step: row.chain_step,
             reason: s.id(&row.reason),
         };
-        add_amount(self.allocated.entry(key), row.chargeback_cost, &row.source)
+        add_amount(
+            self.allocated.entry(key),
+            row.chargeback_cost,
+            Decimal::ZERO,
+            &row.source,
+        )
     }
 }
 
@@ -307,6 +319,7 @@ impl Store {
 fn add_amount<K>(
     entry: std::collections::hash_map::Entry<'_, K, Amount>,
     amount: Decimal,
+    quantity: Decimal,
     source: &Source,
 ) -> Result<(), Error> {
     use std::collections::hash_map::Entry;
@@ -317,6 +330,10 @@ fn add_amount<K>(
                 .amount
                 .checked_add(amount)
                 .ok_or_else(|| Error::overflow("summing amounts"))?;
+            slot.quantity = slot
+                .quantity
+                .checked_add(quantity)
+                .ok_or_else(|| Error::overflow("summing quantities"))?;
             slot.rows = slot.rows.saturating_add(1);
             if *source < slot.source {
                 slot.source = source.clone();
@@ -325,12 +342,46 @@ fn add_amount<K>(
         Entry::Vacant(slot) => {
             slot.insert(Amount {
                 amount,
+                quantity,
                 rows: 1,
                 source: source.clone(),
             });
         }
     }
     Ok(())
+}
+
+impl Store {
+    /// The cost lines read, one per identity and period (amounts and quantities
+    /// summed; price = amount / quantity), sorted by source.
+    pub fn cost_lines(&self) -> Vec<CostLine> {
+        let s = &self.strings;
+        let mut lines: Vec<CostLine> = self
+            .lines
+            .iter()
+            .map(|((k, p), a)| CostLine {
+                source: a.source.clone(),
+                org_id: s.name(k.org).to_string(),
+                id: String::new(),
+                product: s.name(k.product).to_string(),
+                line_type: s.name(k.line_type).to_string(),
+                resource_id: s.name(k.resource).to_string(),
+                environment_id: s.name(k.environment).to_string(),
+                start: p.start,
+                end: p.end,
+                amount: a.amount,
+                original_amount: a.amount,
+                quantity: a.quantity,
+                unit: s.name(k.unit).to_string(),
+                price: a.amount.checked_div(a.quantity).unwrap_or_default(),
+                currency: s.name(k.currency).to_string(),
+                active_fraction: p.active_fraction,
+                owner_of_record: s.name(k.owner_of_record).to_string(),
+            })
+            .collect();
+        lines.sort_by(|a, b| a.source.cmp(&b.source));
+        lines
+    }
 }
 
 /// The buckets `[start, end)` overlaps, with the seconds of overlap each.

@@ -72,6 +72,10 @@ pub enum Format {
     UsageCsv,
     /// Crosswalk CSV: owner → team, plus pattern rows.
     Crosswalk,
+    /// WarpStream chargebacks JSON (already allocated, per topic) — [`warpstream`].
+    WarpStreamJson,
+    /// Prometheus `query_range` JSON of tally's counters (usage) — [`prometheus`].
+    PrometheusJson,
 }
 
 impl Format {
@@ -83,6 +87,8 @@ impl Format {
             Format::ConfluentCostsCsv => "confluent_costs_csv",
             Format::UsageCsv => "usage_csv",
             Format::Crosswalk => "crosswalk",
+            Format::WarpStreamJson => warpstream::FORMAT_NAME,
+            Format::PrometheusJson => prometheus::FORMAT_NAME,
         }
     }
 
@@ -98,6 +104,8 @@ impl Format {
             }
             Format::UsageCsv => Box::new(usage_csv::reader(file, org_id, max_record)),
             Format::Crosswalk => Box::new(crosswalk::reader(file, org_id, max_record)),
+            Format::WarpStreamJson => Box::new(warpstream::ChargebacksReader::new(file, org_id)),
+            Format::PrometheusJson => Box::new(prometheus::QueryRangeReader::new(file, org_id, "")),
         }
     }
 }
@@ -110,13 +118,20 @@ pub fn detect(file: &str, head: &[u8]) -> Result<Format, Error> {
     let text = String::from_utf8_lossy(head);
     let trimmed = text.trim_start_matches('\u{feff}').trim_start();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        if warpstream::sniff(head).is_some() {
+            return Ok(Format::WarpStreamJson);
+        }
+        if prometheus::sniff(head).is_some() {
+            return Ok(Format::PrometheusJson);
+        }
         if trimmed.contains("\"data\"") {
             return Ok(Format::ConfluentCostsJson);
         }
         return Err(Error::UnknownFormat {
             file: file.to_string(),
             reason:
-                "a JSON document that is not a Confluent Billing API costs list ({\"data\":[...]})"
+                "a JSON document that is none of: Confluent Billing API costs ({\"data\":[...]}), \
+                 WarpStream chargebacks (tenants, covers_products), Prometheus query_range (resultType)"
                     .into(),
         });
     }

@@ -260,6 +260,9 @@ pub struct Report {
     pub unmatched_owners: Vec<String>,
     /// The reconciliation.
     pub reconciliation: Reconciliation,
+    /// The bill's cost lines (for writers that need quantities and prices).
+    #[serde(skip)]
+    pub lines: Vec<crate::model::CostLine>,
 }
 
 /// How a report is built.
@@ -313,6 +316,7 @@ impl Report {
             clusters,
             unmatched_owners: unmatched,
             reconciliation,
+            lines: Vec::new(),
         })
     }
 

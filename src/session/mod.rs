@@ -341,7 +341,9 @@ impl Session {
             invoice_subtotal: self.options.invoice_subtotal,
             filters: &self.options.filters,
         };
-        Report::build(allocation, &crosswalk, self.files(), &report_settings)
+        let mut report = Report::build(allocation, &crosswalk, self.files(), &report_settings)?;
+        report.lines = self.store.cost_lines();
+        Ok(report)
     }
 }
 
