@@ -1,0 +1,399 @@
+//! `tally`: the command-line front of the allocation core, for finance pipelines.
+//!
+//! It reads files in chunks into the same [`tally::session::Session`] the page
+//! uses, so both give identical results for the same inputs, then writes the
+//! requested outputs. Argument parsing is by hand (no dependency). Rejected rows
+//! are printed to stderr as `file:line column `c`: reason`, followed by the totals
+//! of accepted and rejected rows; the exit code is 0 on success, 1 on a fatal
+//! error (an unreadable file, an unknown format, a missing column, invalid
+//! options or rules), 2 on a usage error.
+
+use rust_decimal::Decimal;
+use std::io::Read;
+use std::process::ExitCode;
+use std::str::FromStr;
+use tally::model::EntityLevel;
+use tally::report::{Report, UnallocatedPolicy};
+use tally::session::{parse_range, FileSummary, Options, Session};
+use tally::time::Granularity;
+
+const HELP: &str = "\
+tally — exact, reconciled Kafka chargeback from bills and usage
+
+USAGE:
+    tally allocate [OPTIONS] FILES...
+    tally rules            print the default rules file (TOML)
+    tally --help | -h      this help
+    tally --version | -V
+
+INPUT FILES (format detected from the first bytes):
+    Confluent cost-allocation export CSV (already allocated: rolled up, reconciled)
+    Confluent Billing API costs: JSON {\"data\":[...]} or CSV with the same columns
+    tally usage CSV, Prometheus query_range JSON of tally's counters
+    WarpStream chargebacks JSON, crosswalk CSV (owner_id/pattern -> team)
+
+OPTIONS:
+    --granularity G         hourly | daily | weekly | monthly (default monthly; UTC, ISO weeks)
+    --range START,END       custom range [START, END) (ISO dates); boundary buckets are partial
+    --precision N           decimal places of the amounts (default 2, at most 12)
+    --rules FILE            rules file (TOML) replacing the defaults (see `tally rules`)
+    --crosswalk FILE        crosswalk CSV (owner_id -> team; pattern rows)
+    --org ORG=FILE          read FILE tagging its rows with org_id ORG (repeatable)
+    --entity-level L        principal | topic (default principal; rules may pin their own)
+    --unallocated P         shared | pro-rata: unallocated costs to one shared cost center
+                            (default) or pro rata to each team's total
+    --shared-cost-center T  the shared cost center's team name (default shared)
+    --invoice-subtotal N    the invoice's usage subtotal to reconcile against
+    --entity-kind K         entity view / WarpStream output: principal | topic
+    --min-total N           entity view: omit entities whose total is below N
+    --max-entities-per-cluster N   entity view: at most N per cluster (default 500)
+    --max-rejections N      rejections kept (and printed) per file (default 100)
+    --chunk-bytes N         read files in chunks of N bytes (default 1 MiB)
+    --out-confluent FILE    write the allocation as a Confluent-style export CSV
+    --out-team-summary FILE write the per-team summary CSV
+    --out-json FILE         write the whole report as JSON (what the page shows)
+    --out-warpstream FILE   write topic-level rows as WarpStream chargebacks JSON
+    --out-focus FILE        write FOCUS 1.3 CSV (when this build has the FOCUS writer)
+    -q, --quiet             do not print the summary to stdout
+
+A FILE of `-` is standard input. Without any --out-*, the team summary is printed.
+Exit codes: 0 success, 1 fatal error, 2 usage error.
+";
+
+/// What the command line asked for.
+#[derive(Debug, Default)]
+struct Args {
+    options: Options,
+    rules: Option<String>,
+    inputs: Vec<(String, String)>,
+    out_confluent: Option<String>,
+    out_team_summary: Option<String>,
+    out_json: Option<String>,
+    out_warpstream: Option<String>,
+    out_focus: Option<String>,
+    chunk_bytes: usize,
+    quiet: bool,
+}
+
+/// A command-line failure: a message and the exit code.
+struct Failure(String, u8);
+
+fn usage(message: impl Into<String>) -> Failure {
+    Failure(
+        format!("{}\n(run `tally --help` for the options)", message.into()),
+        2,
+    )
+}
+
+fn fatal(message: impl std::fmt::Display) -> Failure {
+    Failure(message.to_string(), 1)
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    match run(&argv) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(message, 0)) => {
+            print!("{message}");
+            ExitCode::SUCCESS
+        }
+        Err(Failure(message, code)) => {
+            eprintln!("tally: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn run(argv: &[String]) -> Result<(), Failure> {
+    match argv.first().map(String::as_str) {
+        None | Some("-h" | "--help" | "help") => {
+            print!("{HELP}");
+            Ok(())
+        }
+        Some("-V" | "--version") => {
+            println!("tally {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Some("rules") => {
+            print!("{}", Session::default_rules_toml());
+            Ok(())
+        }
+        Some("allocate") => {
+            let args = parse_args(argv.get(1..).unwrap_or_default())?;
+            allocate(&args)
+        }
+        Some(other) => Err(usage(format!("unknown command `{other}`"))),
+    }
+}
+
+/// The value following a flag.
+fn value<'a>(flag: &str, rest: &mut impl Iterator<Item = &'a String>) -> Result<&'a str, Failure> {
+    rest.next()
+        .map(String::as_str)
+        .ok_or_else(|| usage(format!("{flag} needs a value")))
+}
+
+fn number<T: FromStr>(flag: &str, text: &str) -> Result<T, Failure> {
+    text.parse()
+        .map_err(|_| usage(format!("{flag}: `{text}` is not a valid number")))
+}
+
+fn decimal(flag: &str, text: &str) -> Result<Decimal, Failure> {
+    Decimal::from_str(text.trim())
+        .map_err(|_| usage(format!("{flag}: `{text}` is not a decimal amount")))
+}
+
+fn level(flag: &str, text: &str) -> Result<EntityLevel, Failure> {
+    match text {
+        "principal" => Ok(EntityLevel::Principal),
+        "topic" => Ok(EntityLevel::Topic),
+        _ => Err(usage(format!("{flag}: `{text}` is not principal or topic"))),
+    }
+}
+
+fn parse_args(argv: &[String]) -> Result<Args, Failure> {
+    let mut args = Args {
+        chunk_bytes: 1 << 20,
+        ..Args::default()
+    };
+    let mut rest = argv.iter();
+    while let Some(arg) = rest.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") && f != "--org" => (f, Some(v.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        let mut take = || -> Result<String, Failure> {
+            match &inline {
+                Some(v) => Ok(v.clone()),
+                None => value(flag, &mut rest).map(str::to_string),
+            }
+        };
+        let o = &mut args.options;
+        match flag {
+            "--granularity" => {
+                let g = take()?;
+                o.granularity = Granularity::parse(&g).ok_or_else(|| {
+                    usage(format!(
+                        "--granularity: `{g}` is not hourly, daily, weekly or monthly"
+                    ))
+                })?;
+            }
+            "--range" => {
+                let r = take()?;
+                let (from, to) = r
+                    .split_once(',')
+                    .ok_or_else(|| usage("--range needs START,END"))?;
+                o.range = Some(parse_range(from, to).map_err(|e| usage(e.to_string()))?);
+            }
+            "--precision" => o.precision = number(flag, &take()?)?,
+            "--rules" => args.rules = Some(take()?),
+            "--crosswalk" => args.inputs.push((String::new(), take()?)),
+            "--org" => {
+                let spec = take()?;
+                let (org, file) = spec
+                    .split_once('=')
+                    .ok_or_else(|| usage("--org needs ORG=FILE"))?;
+                args.inputs.push((org.to_string(), file.to_string()));
+            }
+            "--entity-level" => o.entity_level = level(flag, &take()?)?,
+            "--unallocated" => {
+                o.unallocated_policy = match take()?.as_str() {
+                    "shared" | "shared-cost-center" | "shared_cost_center" => {
+                        UnallocatedPolicy::SharedCostCenter
+                    }
+                    "pro-rata" | "pro_rata" | "prorata" => UnallocatedPolicy::ProRata,
+                    other => {
+                        return Err(usage(format!(
+                            "--unallocated: `{other}` is not shared or pro-rata"
+                        )))
+                    }
+                }
+            }
+            "--shared-cost-center" => o.shared_cost_center = take()?,
+            "--invoice-subtotal" => o.invoice_subtotal = Some(decimal(flag, &take()?)?),
+            "--entity-kind" => o.filters.entity_kind = Some(level(flag, &take()?)?),
+            "--min-total" => o.filters.min_total = Some(decimal(flag, &take()?)?),
+            "--max-entities-per-cluster" => {
+                o.filters.max_entities_per_cluster = number(flag, &take()?)?
+            }
+            "--max-rejections" => o.max_rejections = number(flag, &take()?)?,
+            "--chunk-bytes" => args.chunk_bytes = number::<usize>(flag, &take()?)?.max(1),
+            "--out-confluent" => args.out_confluent = Some(take()?),
+            "--out-team-summary" => args.out_team_summary = Some(take()?),
+            "--out-json" => args.out_json = Some(take()?),
+            "--out-warpstream" => args.out_warpstream = Some(take()?),
+            "--out-focus" => args.out_focus = Some(take()?),
+            "-q" | "--quiet" => args.quiet = true,
+            "-h" | "--help" => return Err(Failure(HELP.to_string(), 0)),
+            f if f.starts_with('-') && f != "-" => {
+                return Err(usage(format!("unknown option `{f}`")))
+            }
+            file => args.inputs.push((String::new(), file.to_string())),
+        }
+    }
+    if args.inputs.is_empty() {
+        return Err(usage("no input files"));
+    }
+    Ok(args)
+}
+
+fn allocate(args: &Args) -> Result<(), Failure> {
+    let mut session = Session::new(args.options.clone());
+    if let Some(path) = &args.rules {
+        let text = std::fs::read_to_string(path).map_err(|e| fatal(format!("{path}: {e}")))?;
+        session
+            .set_rules_toml(&text)
+            .map_err(|e| fatal(format!("{path}: {e}")))?;
+    }
+    let mut fatal_files = Vec::new();
+    let mut summaries = Vec::new();
+    for (org, path) in &args.inputs {
+        match read_file(&mut session, org, path, args.chunk_bytes) {
+            Ok(summary) => summaries.push(summary),
+            Err(message) => fatal_files.push(message),
+        }
+    }
+    print_rejections(&summaries);
+    for message in &fatal_files {
+        eprintln!("tally: {message}");
+    }
+    let report = session.allocate().map_err(fatal)?;
+    write_outputs(args, &report)?;
+    if !args.quiet {
+        print_summary(args, &report);
+    }
+    if fatal_files.is_empty() {
+        Ok(())
+    } else {
+        Err(fatal(format!(
+            "{} file(s) could not be read",
+            fatal_files.len()
+        )))
+    }
+}
+
+/// Streams one file into the session in chunks.
+fn read_file(
+    session: &mut Session,
+    org: &str,
+    path: &str,
+    chunk_bytes: usize,
+) -> Result<FileSummary, String> {
+    let mut input: Box<dyn Read> = if path == "-" {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?)
+    };
+    let id = session.begin_file(path, org);
+    let mut buffer = vec![0u8; chunk_bytes];
+    loop {
+        let n = input
+            .read(&mut buffer)
+            .map_err(|e| format!("{path}: {e}"))?;
+        let Some(chunk) = buffer.get(..n) else { break };
+        if chunk.is_empty() {
+            break;
+        }
+        session.feed(id, chunk).map_err(|e| e.to_string())?;
+    }
+    session.end_file(id).map_err(|e| e.to_string())
+}
+
+fn print_rejections(summaries: &[FileSummary]) {
+    for file in summaries {
+        for r in &file.rejections {
+            let column = if r.column.is_empty() {
+                String::new()
+            } else {
+                format!(" column `{}`", r.column)
+            };
+            eprintln!("{}:{}{}: {}", r.file, r.line, column, r.reason);
+        }
+        if file.rows_rejected > file.rejections.len() as u64 {
+            eprintln!(
+                "{}: … and {} more rejected rows",
+                file.name,
+                file.rows_rejected - file.rejections.len() as u64
+            );
+        }
+        eprintln!(
+            "{}: {} rows read, {} accepted, {} rejected ({})",
+            file.name, file.rows_read, file.rows_accepted, file.rows_rejected, file.format
+        );
+    }
+}
+
+fn write_file(path: &str, text: &str) -> Result<(), Failure> {
+    if path == "-" {
+        print!("{text}");
+        return Ok(());
+    }
+    std::fs::write(path, text).map_err(|e| fatal(format!("{path}: {e}")))
+}
+
+fn write_outputs(args: &Args, report: &Report) -> Result<(), Failure> {
+    if let Some(path) = &args.out_confluent {
+        write_file(path, &report.confluent_csv())?;
+    }
+    if let Some(path) = &args.out_team_summary {
+        write_file(path, &report.team_summary_csv())?;
+    }
+    if let Some(path) = &args.out_json {
+        write_file(path, &report.to_json())?;
+    }
+    if let Some(path) = &args.out_warpstream {
+        write_file(path, &warpstream_json(args, report)?)?;
+    }
+    if let Some(path) = &args.out_focus {
+        return Err(fatal(format!(
+            "{path}: the FOCUS writer is not in this build yet"
+        )));
+    }
+    Ok(())
+}
+
+fn warpstream_json(args: &Args, report: &Report) -> Result<String, Failure> {
+    use tally::formats::warpstream::{write_chargebacks, WriteOptions};
+    let filters = &args.options.filters;
+    let options = WriteOptions {
+        entity_kind: filters.entity_kind.map(|_| "topic".to_string()),
+        min_total: filters.min_total,
+        max_entities_per_cluster: u32::try_from(filters.max_entities_per_cluster)
+            .unwrap_or(u32::MAX),
+        ..WriteOptions::default()
+    };
+    write_chargebacks(&report.rows, &report.lines, &options).map_err(fatal)
+}
+
+fn print_summary(args: &Args, report: &Report) {
+    let r = &report.reconciliation;
+    let nothing_written = args.out_confluent.is_none()
+        && args.out_team_summary.is_none()
+        && args.out_json.is_none()
+        && args.out_warpstream.is_none();
+    if nothing_written {
+        print!("{}", report.team_summary_csv());
+    }
+    eprintln!(
+        "total: {} rows accepted, {} rejected; bill {} = allocated {} + unallocated {}{}",
+        r.rows_accepted,
+        r.rows_rejected,
+        r.bill_total,
+        r.allocated_total,
+        r.unallocated_total,
+        if r.balanced {
+            " (balanced)"
+        } else {
+            " (NOT balanced)"
+        }
+    );
+    for line in &r.explanations {
+        eprintln!("  - {line}");
+    }
+    if !report.unmatched_owners.is_empty() {
+        eprintln!(
+            "owners without a team: {}",
+            report.unmatched_owners.join(", ")
+        );
+    }
+}
