@@ -57,7 +57,10 @@ fn request(port: u16, method: &str, path: &str, body: &[u8]) -> std::io::Result<
 
 fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
     let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed HTTP response");
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(bad)?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(bad)?;
     let head = String::from_utf8_lossy(&raw[..split]);
     let status = head
         .split_whitespace()
@@ -65,7 +68,10 @@ fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
         .and_then(|s| s.parse().ok())
         .ok_or_else(bad)?;
     let mut body = raw[split + 4..].to_vec();
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         body = dechunk(&body);
     }
     Ok(Response { status, body })
@@ -74,7 +80,8 @@ fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(eol) = data.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..eol]).trim(), 16).unwrap_or(0);
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&data[..eol]).trim(), 16).unwrap_or(0);
         if size == 0 || data.len() < eol + 2 + size {
             break;
         }
@@ -117,7 +124,12 @@ impl Server {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let posts = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let shared = (requests.clone(), posts.clone(), stop.clone(), Arc::new(config));
+        let shared = (
+            requests.clone(),
+            posts.clone(),
+            stop.clone(),
+            Arc::new(config),
+        );
         std::thread::spawn(move || {
             let (requests, posts, stop, config) = shared;
             for stream in listener.incoming() {
@@ -190,7 +202,10 @@ fn serve_one(
             let mut body = vec![0; content_length];
             reader.read_exact(&mut body)?;
             if let Some(path) = &config.collect_posts_to {
-                let mut f = fs::OpenOptions::new().create(true).append(true).open(path)?;
+                let mut f = fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?;
                 f.write_all(&body)?;
             }
             if let Ok(mut p) = posts.lock() {
@@ -217,14 +232,22 @@ fn resolve(config: &ServerConfig, target: &str) -> Option<PathBuf> {
         .iter()
         .find(|(prefix, _)| path.starts_with(prefix.as_str()))
         .map(|(prefix, dir)| (dir.clone(), &path[prefix.len()..]))
-        .or_else(|| config.static_root.clone().map(|r| (r, path.trim_start_matches('/'))))?;
+        .or_else(|| {
+            config
+                .static_root
+                .clone()
+                .map(|r| (r, path.trim_start_matches('/')))
+        })?;
     let rest = if rest.is_empty() || rest.ends_with('/') {
         format!("{rest}index.html")
     } else {
         rest.to_string()
     };
     let relative = Path::new(&rest);
-    if relative.components().any(|c| !matches!(c, Component::Normal(_))) {
+    if relative
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_)))
+    {
         return None;
     }
     let file = root.join(relative);
@@ -246,7 +269,12 @@ fn content_type(path: &Path) -> &'static str {
     }
 }
 
-fn respond(out: &mut TcpStream, status: u16, content_type: &str, body: &[u8]) -> std::io::Result<()> {
+fn respond(
+    out: &mut TcpStream,
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+) -> std::io::Result<()> {
     let reason = match status {
         200 => "OK",
         404 => "Not Found",

@@ -11,7 +11,12 @@
 //! Tools are found where `scripts/setup` installs them ([`Tools::locate`]); a
 //! missing tool is a test failure with the command that installs it, never a skip.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 pub mod envoy_config;
 pub mod http;
@@ -86,7 +91,10 @@ fn must_exist(path: PathBuf) -> PathBuf {
 
 fn site_packages(python: &Path) -> PathBuf {
     let out = Command::new(python)
-        .args(["-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"])
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+        ])
         .output()
         .expect("run the venv python");
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
@@ -207,7 +215,11 @@ impl Process {
     /// Panics if the process has already exited (e.g. a bad config).
     pub fn assert_running(&mut self) {
         if let Ok(Some(status)) = self.child.try_wait() {
-            panic!("{} exited early with {status}; log:\n{}", self.name, self.log());
+            panic!(
+                "{} exited early with {status}; log:\n{}",
+                self.name,
+                self.log()
+            );
         }
     }
 
@@ -245,7 +257,12 @@ impl Drop for Process {
 
 /// Runs a command to completion with a timeout; returns (exit success, stdout, stderr).
 /// Output is also written to `<dir>/<name>.log` for post-mortems.
-pub fn run_with_timeout(dir: &Workdir, name: &str, command: &mut Command, timeout: Duration) -> (bool, String, String) {
+pub fn run_with_timeout(
+    dir: &Workdir,
+    name: &str,
+    command: &mut Command,
+    timeout: Duration,
+) -> (bool, String, String) {
     use std::os::unix::process::CommandExt;
     let mut child = command
         .stdin(Stdio::null())
@@ -280,7 +297,10 @@ pub fn run_with_timeout(dir: &Workdir, name: &str, command: &mut Command, timeou
     };
     let out = out_thread.join().unwrap_or_default();
     let err = err_thread.join().unwrap_or_default();
-    let _ = fs::write(dir.join(&format!("{name}.log")), format!("{out}\n--- stderr\n{err}"));
+    let _ = fs::write(
+        dir.join(&format!("{name}.log")),
+        format!("{out}\n--- stderr\n{err}"),
+    );
     match status {
         Some(s) => (s.success(), out, err),
         None => panic!("{name} timed out after {timeout:?}\nstdout:\n{out}\nstderr:\n{err}"),
@@ -345,12 +365,17 @@ impl Envoy {
             http::get(admin_port, "/ready").is_ok_and(|r| r.status == 200)
         };
         wait_until(Duration::from_secs(30), "Envoy /ready", &mut envoy_ready);
-        Envoy { admin_port, process }
+        Envoy {
+            admin_port,
+            process,
+        }
     }
 
     /// Envoy's stats in its plain text format (`name: value` lines).
     pub fn stats(&self) -> String {
-        http::get(self.admin_port, "/stats").map(|r| r.body_text()).unwrap_or_default()
+        http::get(self.admin_port, "/stats")
+            .map(|r| r.body_text())
+            .unwrap_or_default()
     }
 
     /// The value of one counter or gauge from `/stats`, if present.
@@ -363,7 +388,9 @@ impl Envoy {
 
     /// `/stats/prometheus`.
     pub fn prometheus(&self) -> String {
-        http::get(self.admin_port, "/stats/prometheus").map(|r| r.body_text()).unwrap_or_default()
+        http::get(self.admin_port, "/stats/prometheus")
+            .map(|r| r.body_text())
+            .unwrap_or_default()
     }
 }
 
@@ -378,6 +405,10 @@ pub fn web_dist() -> PathBuf {
 }
 
 fn must_built(path: PathBuf) -> PathBuf {
-    assert!(path.exists(), "{} is missing: run scripts/build first", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/build first",
+        path.display()
+    );
     path
 }

@@ -29,13 +29,23 @@ fn chromium_loads_the_page_and_its_wasm_module() {
         Duration::from_secs(60),
     );
     assert!(ok, "browser script failed:\n{out}\n{err}");
-    let result: serde_json::Value = serde_json::from_str(out.trim().lines().last().unwrap_or("")).unwrap();
-    assert_eq!(result["version"], format!("tally {}", env!("CARGO_PKG_VERSION")));
+    let result: serde_json::Value =
+        serde_json::from_str(out.trim().lines().last().unwrap_or("")).unwrap();
+    assert_eq!(
+        result["version"],
+        format!("tally {}", env!("CARGO_PKG_VERSION"))
+    );
     let own_origin = url.trim_end_matches('/');
     for request in result["requests"].as_array().unwrap() {
         let request = request.as_str().unwrap();
-        assert!(request.starts_with(own_origin), "the page fetched {request}, not one of its own files");
+        assert!(
+            request.starts_with(own_origin),
+            "the page fetched {request}, not one of its own files"
+        );
     }
     let served = server.requests();
-    assert!(served.iter().any(|r| r.contains("tally_web_bg.wasm")), "wasm not fetched: {served:?}");
+    assert!(
+        served.iter().any(|r| r.contains("tally_web_bg.wasm")),
+        "wasm not fetched: {served:?}"
+    );
 }

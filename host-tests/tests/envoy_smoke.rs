@@ -41,15 +41,33 @@ fn real_client_produces_and_consumes_through_envoy_running_the_plugin() {
         Duration::from_secs(90),
     );
     assert!(ok, "client failed:\n{out}\n{err}");
-    let result: serde_json::Value = serde_json::from_str(out.trim().lines().last().unwrap_or("")).unwrap();
+    let result: serde_json::Value =
+        serde_json::from_str(out.trim().lines().last().unwrap_or("")).unwrap();
     assert_eq!(result["produced"], 50);
-    assert_eq!(result["consumed"], 50, "every produced message is consumed back through Envoy");
+    assert_eq!(
+        result["consumed"], 50,
+        "every produced message is consumed back through Envoy"
+    );
 
     // The filter is loaded: its own counters exist and saw the client's traffic.
     let connections = envoy.stat("wasmcustom.tally_connections_total");
-    assert!(connections.is_some_and(|c| c >= 1), "tally's counter missing from /stats:\n{}", envoy.stats());
-    let seen = envoy.stat("wasmcustom.tally_downstream_bytes_total").unwrap_or(0);
-    let envoy_rx = envoy.stat("tcp.kafka_plain.downstream_cx_rx_bytes_total").unwrap_or(0);
-    assert!(seen > u64::from(result["value_bytes"].as_u64().unwrap() as u32), "filter saw {seen} bytes");
-    assert_eq!(seen, envoy_rx, "the filter sees exactly the bytes Envoy received from clients");
+    assert!(
+        connections.is_some_and(|c| c >= 1),
+        "tally's counter missing from /stats:\n{}",
+        envoy.stats()
+    );
+    let seen = envoy
+        .stat("wasmcustom.tally_downstream_bytes_total")
+        .unwrap_or(0);
+    let envoy_rx = envoy
+        .stat("tcp.kafka_plain.downstream_cx_rx_bytes_total")
+        .unwrap_or(0);
+    assert!(
+        seen > u64::from(result["value_bytes"].as_u64().unwrap() as u32),
+        "filter saw {seen} bytes"
+    );
+    assert_eq!(
+        seen, envoy_rx,
+        "the filter sees exactly the bytes Envoy received from clients"
+    );
 }
