@@ -47,7 +47,7 @@ use super::records::{RecordStats, BATCH_HEADER_BYTES};
 use super::sasl::{Sasl, MAX_EXTRACT_BYTES, MAX_PRINCIPAL_BYTES};
 use super::schema::{self, api, Decoded, EndAction, Role};
 use super::topics::{TopicId, TopicTable};
-use super::walker::{Reason, Visitor, Walker, MAX_CAPTURE, MAX_DEPTH};
+use super::walker::{Reason, Visitor, Walker, MAX_CAPTURE};
 use super::{Direction, RecordSet, Sink};
 
 /// Limits of one connection's decoder.
@@ -207,9 +207,14 @@ impl Stream {
     ) -> Result<(), Failure> {
         let mut rest = data;
         while !rest.is_empty() {
+            let state_before = self.state;
             let taken = self
                 .step(rest, shared, config, sink)
                 .map_err(|reason| (reason, rest.len()))?;
+            if taken == 0 && self.state == state_before && self.frame_left > 0 {
+                // Cannot happen by construction; failing open beats spinning.
+                return Err(("decoder made no progress", rest.len()));
+            }
             self.frame_bytes += taken as u64;
             rest = rest.get(taken..).unwrap_or_default();
             if self.state != State::Size && self.frame_left == 0 {
@@ -704,10 +709,9 @@ impl ConnectionDecoder {
     /// allocates), whatever the input: [`MAX_BUFFER_BYTES`] of buffers plus the
     /// bookkeeping, the in-flight FIFO and the learned-topic table as configured.
     pub fn max_state_bytes(&self) -> usize {
-        let walker_stack = MAX_DEPTH * 64 + std::mem::size_of::<super::records::RecordWalker>();
         std::mem::size_of::<Self>()
             + MAX_BUFFER_BYTES
-            + 2 * walker_stack
+            + 2 * Walker::max_bookkeeping_bytes()
             + self.config.max_in_flight * std::mem::size_of::<InFlight>()
             + self.config.max_learned_topics
                 * (std::mem::size_of::<(TopicId, Box<str>)>() + MAX_CAPTURE)

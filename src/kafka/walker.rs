@@ -198,6 +198,12 @@ impl Walker {
         matches!(self.step, Step::Done)
     }
 
+    /// Most heap bytes the walker holds besides its capture buffer: the struct
+    /// stack and one record walker.
+    pub(crate) fn max_bookkeeping_bytes() -> usize {
+        MAX_DEPTH * std::mem::size_of::<Level>() + std::mem::size_of::<RecordWalker>()
+    }
+
     /// Heap bytes held (for the decoder's memory bound).
     pub(crate) fn heap_bytes(&self) -> usize {
         self.stack.capacity() * std::mem::size_of::<Level>()
