@@ -1,0 +1,220 @@
+//! Envoy stat names that carry labels, and the tag-extraction rules that turn
+//! them back into Prometheus labels.
+//!
+//! Envoy stats are flat dotted names; labels come from `stats_config.stats_tags`
+//! regexes that cut a part out of the name and keep it as a tag. A stat is named
+//!
+//! ```text
+//! <metric>.<tag>.<value>.<tag>.<value>…       e.g.
+//! tally_bytes.cluster.prod.principal.CN_3Dorders.source.mtls.topic.orders_2Ev1.direction.produced
+//! ```
+//!
+//! (Envoy adds `wasmcustom.` in front; on `/stats/prometheus` that namespace is
+//! dropped, so the series is `tally_bytes{cluster="prod",principal="CN_3Dorders",…}`.)
+//!
+//! **Escaping.** Values are principals and topics, user text that may hold dots
+//! (the separator), dashes, commas, `=`, `/`, `:`, anything. A value keeps the
+//! ASCII letters, digits and `-` as they are, and writes every other byte of its
+//! UTF-8 as `_` followed by two upper-case hex digits (`.` → `_2E`, `=` → `_3D`,
+//! `,` → `_2C`, `_` → `_5F`); the empty value is `_`. The escaped text never
+//! contains a dot, so the tag regexes below can match `[^.]+` and always cut
+//! exactly one value; [`unescape`] gives back the original text exactly.
+
+use std::fmt::Write;
+
+/// The tag names, in the order they appear in a stat name.
+pub const TAGS: [&str; 5] = ["cluster", "principal", "source", "topic", "direction"];
+
+/// Escapes a label value for use inside a stat name (see the module docs).
+pub fn escape(value: &str) -> String {
+    if value.is_empty() {
+        return "_".to_string();
+    }
+    let mut out = String::with_capacity(value.len() + 8);
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "_{b:02X}");
+        }
+    }
+    out
+}
+
+/// Reverses [`escape`]; `None` if `text` is not an escaped value.
+pub fn unescape(text: &str) -> Option<String> {
+    if text == "_" {
+        return Some(String::new());
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'_' {
+            let hex = text.get(i + 1..i + 3)?;
+            if !hex
+                .bytes()
+                .all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(&c))
+            {
+                return None;
+            }
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else if b.is_ascii_alphanumeric() || b == b'-' {
+            out.push(b);
+            i += 1;
+        } else {
+            return None;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Builds `<metric>.<tag>.<escaped value>…` from (tag, raw value) pairs.
+pub fn stat_name(metric: &str, tags: &[(&str, &str)]) -> String {
+    let mut name = String::with_capacity(64);
+    name.push_str(metric);
+    for (tag, value) in tags {
+        name.push('.');
+        name.push_str(tag);
+        name.push('.');
+        name.push_str(&escape(value));
+    }
+    name
+}
+
+/// The tag-extraction regex of `tag` for stats named by [`stat_name`] under
+/// Envoy's `wasmcustom.` namespace: it skips whole `.<tag>.<value>` pairs from
+/// the metric name on, so a value equal to a tag name cannot confuse it; group 1
+/// (`.<tag>.<value>`) is cut from the name, group 2 is the label value.
+pub fn tag_regex(tag: &str) -> String {
+    format!(r"^wasmcustom\.(?:tally|kafka)_[a-z_]+(?:\.[a-z]+\.[^.]+)*?(\.{tag}\.([^.]+))(?:\.|$)")
+}
+
+/// The `stats_config` YAML (top level of the Envoy bootstrap) that makes the labels.
+pub fn stats_config_yaml() -> String {
+    let mut y = String::from("stats_config:\n  stats_tags:\n");
+    for tag in TAGS {
+        let regex = tag_regex(tag).replace('\\', "\\\\");
+        let _ = writeln!(y, "  - tag_name: {tag}\n    regex: \"{regex}\"");
+    }
+    y
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use regex_lite::Regex;
+
+    #[test]
+    fn escaping_round_trips_and_never_leaves_a_dot() {
+        for value in [
+            "",
+            "orders",
+            "orders.v1",
+            "CN=orders-svc,OU=payments,O=acme",
+            "spiffe://acme/ns/a b",
+            "_5F",
+            "_",
+            "ünïcode-τοπικό",
+            "a.b-c,d=e",
+        ] {
+            let e = escape(value);
+            assert!(!e.contains('.') && !e.is_empty(), "{e}");
+            assert!(
+                e.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+                "{e}"
+            );
+            assert_eq!(unescape(&e).as_deref(), Some(value), "{value} -> {e}");
+        }
+        assert_eq!(escape("orders.v1"), "orders_2Ev1");
+        assert_eq!(escape("CN=a,O=b"), "CN_3Da_2CO_3Db");
+        assert_eq!(unescape("bad.dot"), None);
+        assert_eq!(unescape("_2"), None);
+        assert_eq!(unescape("_zz"), None);
+    }
+
+    /// Applies the tag regexes the way Envoy does: each on the full name; group 1
+    /// is cut out, group 2 is the value.
+    fn extract(name: &str) -> (String, Vec<(String, String)>) {
+        let mut cuts = Vec::new();
+        let mut tags = Vec::new();
+        for tag in TAGS {
+            let re = Regex::new(&tag_regex(tag)).unwrap();
+            if let Some(c) = re.captures(name) {
+                let g1 = c.get(1).unwrap();
+                cuts.push((g1.start(), g1.end()));
+                tags.push((
+                    tag.to_string(),
+                    unescape(c.get(2).unwrap().as_str()).unwrap(),
+                ));
+            }
+        }
+        cuts.sort();
+        let mut rest = String::new();
+        let mut at = 0;
+        for (s, e) in cuts {
+            rest.push_str(&name[at..s]);
+            at = e;
+        }
+        rest.push_str(&name[at..]);
+        (rest, tags)
+    }
+
+    #[test]
+    fn tag_regexes_round_trip_every_label() {
+        let tricky = ["principal", "topic", "a.b", "x=y,z", "", "cluster"];
+        for p in tricky {
+            for t in tricky {
+                let name = format!(
+                    "wasmcustom.{}",
+                    stat_name(
+                        "tally_bytes",
+                        &[
+                            ("cluster", "topic"),
+                            ("principal", p),
+                            ("source", "mtls"),
+                            ("topic", t),
+                            ("direction", "produced")
+                        ]
+                    )
+                );
+                let (rest, tags) = extract(&name);
+                assert_eq!(rest, "wasmcustom.tally_bytes", "{name}");
+                let want: Vec<(String, String)> = [
+                    ("cluster", "topic"),
+                    ("principal", p),
+                    ("source", "mtls"),
+                    ("topic", t),
+                    ("direction", "produced"),
+                ]
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect();
+                assert_eq!(tags, want, "{name}");
+            }
+        }
+        let (rest, tags) = extract(&format!(
+            "wasmcustom.{}",
+            stat_name(
+                "kafka_server_brokertopicmetrics_bytesin_total",
+                &[("principal", "CN=a"), ("topic", "t.1")]
+            )
+        ));
+        assert_eq!(
+            rest,
+            "wasmcustom.kafka_server_brokertopicmetrics_bytesin_total"
+        );
+        assert_eq!(tags.len(), 2);
+    }
+
+    #[test]
+    fn stats_config_is_yaml_with_every_tag() {
+        let y = stats_config_yaml();
+        for tag in TAGS {
+            assert!(y.contains(&format!("tag_name: {tag}")));
+        }
+        assert!(y.contains(r"^wasmcustom\\.(?:tally|kafka)_"));
+    }
+}
