@@ -20,6 +20,21 @@
 //! Both directions share the in-flight FIFO, the learned topic ids and the SASL
 //! state of the connection.
 //!
+//! # What is buffered
+//!
+//! Only what a header needs, at most [`MAX_BUFFER_BYTES`] (< 4 KiB) per
+//! connection whatever the input: the size prefix and fixed header (8 bytes), one
+//! integer being read (16), one short string being read (topic name, client.id,
+//! SASL mechanism: 255), the current topic name per direction (255), the last
+//! client.id (255), the first 61 bytes of the record batch being walked, and for
+//! SASL a bounded, secret-free prefix of the client's first message (2 KiB) and
+//! the candidate principal (255). Record payloads and every field tally does not
+//! use are skipped by count. Bookkeeping besides the buffers is bounded too: a
+//! stack of at most 8 struct levels, the in-flight FIFO
+//! ([`DecoderConfig::max_in_flight`] entries of 12 bytes) and the learned topic
+//! ids ([`DecoderConfig::max_learned_topics`]); see
+//! [`ConnectionDecoder::max_state_bytes`].
+//!
 //! # Fail-open
 //!
 //! A negative size, a frame over [`DecoderConfig::max_frame_bytes`], more than
@@ -225,7 +240,8 @@ impl Stream {
         Ok(())
     }
 
-    /// One step of the state machine; returns the bytes consumed (at least one).
+    /// One step of the state machine; returns the bytes consumed (zero only when
+    /// the state changed without needing input).
     fn step(
         &mut self,
         rest: &[u8],
@@ -690,14 +706,14 @@ impl ConnectionDecoder {
     /// The connection closed: bytes of frames left incomplete in either
     /// direction are reported through `Sink::unparsed` (not as a decode error: a
     /// peer may close mid-frame), so that every byte fed is reported once.
+    /// Feed nothing after this.
     pub fn on_close(&mut self, sink: &mut impl Sink) {
-        for stream in [&mut self.request, &mut self.response] {
+        for stream in [&self.request, &self.response] {
             if stream.frame_bytes > 0 {
                 sink.unparsed(stream.direction, stream.frame_bytes);
-                stream.frame_bytes = 0;
             }
         }
-        self.fail_open();
+        self.release_state();
     }
 
     /// Whether the connection was switched to raw byte counting.
@@ -759,6 +775,11 @@ impl ConnectionDecoder {
     /// Drops all decoding state: from now on bytes are only counted.
     fn fail_open(&mut self) {
         self.failed = true;
+        self.release_state();
+    }
+
+    /// Frees every buffer and forgets partial frames.
+    fn release_state(&mut self) {
         self.request = Stream::new(Direction::Request);
         self.response = Stream::new(Direction::Response);
         self.shared = Shared::default();

@@ -389,6 +389,8 @@ pub(crate) mod api {
     pub(crate) const FETCH: i16 = 1;
     pub(crate) const METADATA: i16 = 3;
     pub(crate) const CONTROLLED_SHUTDOWN: i16 = 7;
+    // ApiVersions (18) responses always use header v0 whatever the version; tally
+    // does not decode ApiVersions, so only its correlation id is ever read.
     pub(crate) const SASL_HANDSHAKE: i16 = 17;
     pub(crate) const SASL_AUTHENTICATE: i16 = 36;
 }

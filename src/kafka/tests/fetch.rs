@@ -98,3 +98,35 @@ fn legacy_message_sets_count_bytes_only() {
         vec![Set::new("clicks", 0, legacy.buf.len(), 0, 0, &[])]
     );
 }
+
+#[test]
+fn fetch_v13_with_an_unlearned_topic_id_reports_its_hex() {
+    let records = records();
+    let partitions = [(4, Some(&records[..]))];
+    let conversation = vec![
+        req(encode::fetch_request(
+            13,
+            1,
+            -1,
+            &[(TopicRef::Id(TOPIC_ID), &[4])],
+        )),
+        resp(encode::fetch_response(
+            13,
+            1,
+            &[(TopicRef::Id(TOPIC_ID), &partitions)],
+        )),
+    ];
+    let sink = run(&conversation);
+    assert_clean(&conversation, &sink);
+    assert_eq!(
+        sink.consumed(),
+        vec![Set::new(
+            "c0ffee00000000000000000000000001",
+            4,
+            records.len(),
+            15,
+            2,
+            &[Codec::Lz4]
+        )]
+    );
+}

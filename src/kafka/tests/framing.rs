@@ -223,3 +223,71 @@ proptest! {
         super::assert_all_accounted(&conversation, &sink);
     }
 }
+
+/// Writes the conversations of these tests as fuzz seeds, in the fuzz target's
+/// input format (control byte: bit 0 direction, bits 1-7 length - 1):
+/// `TALLY_FUZZ_SEEDS=fuzz/corpus/decoder cargo test -p tally write_fuzz_seeds -- --ignored`.
+#[test]
+#[ignore = "writes files; run by hand to seed the fuzzer"]
+fn write_fuzz_seeds() {
+    let dir = std::env::var("TALLY_FUZZ_SEEDS").expect("TALLY_FUZZ_SEEDS");
+    std::fs::create_dir_all(&dir).unwrap();
+    let sasl_v0 = vec![
+        req(encode::sasl_handshake_request(0, 1, "SCRAM-SHA-256")),
+        resp(encode::sasl_handshake_response(1, 0)),
+        req(encode::frame(b"n,,n=user,r=abc")),
+        resp(encode::frame(b"r=abc,s=x,i=4096")),
+        req(encode::frame(b"c=biws,r=abc,p=x")),
+        resp(encode::frame(b"v=x")),
+    ];
+    for (index, conversation) in [everything(), sasl_v0].iter().enumerate() {
+        let mut seed = Vec::new();
+        for (direction, bytes) in conversation {
+            for piece in bytes.chunks(128) {
+                let bit = u8::from(*direction == Direction::Response);
+                seed.push(((piece.len() as u8 - 1) << 1) | bit);
+                seed.extend_from_slice(piece);
+            }
+        }
+        std::fs::write(format!("{dir}/seed-{index}"), seed).unwrap();
+    }
+}
+
+#[test]
+fn after_failing_open_every_byte_is_unparsed_and_the_error_reported_once() {
+    let mut decoder = ConnectionDecoder::new(DecoderConfig::default());
+    let mut sink = Recorder::default();
+    feed(
+        &mut decoder,
+        Direction::Request,
+        &[0xff, 0xff, 0xff, 0xff],
+        &mut sink,
+    );
+    feed(
+        &mut decoder,
+        Direction::Request,
+        &encode::api_versions_request(1),
+        &mut sink,
+    );
+    feed(
+        &mut decoder,
+        Direction::Response,
+        &encode::api_versions_response(1),
+        &mut sink,
+    );
+    assert!(decoder.is_failed_open());
+    assert_eq!(
+        sink.events,
+        vec![
+            Event::DecodeError(Direction::Request, "negative frame size"),
+            Event::Unparsed(
+                Direction::Request,
+                4 + encode::api_versions_request(1).len() as u64
+            ),
+            Event::Unparsed(
+                Direction::Response,
+                encode::api_versions_response(1).len() as u64
+            ),
+        ]
+    );
+}
