@@ -94,8 +94,7 @@ try {
     seen.downloads[kind] = path;
   }
   if (scenario.screenshot) {
-    await page.locator('#results').scrollIntoViewIfNeeded();
-    await page.screenshot({ path: join(outdir, scenario.screenshot), fullPage: true });
+    await page.locator('#results').screenshot({ path: join(outdir, scenario.screenshot) });
   }
   seen.requests = requests;
   seen.console = consoleLines;

@@ -135,11 +135,23 @@ function setStatus(text) {
 function showError(text) {
   const p = document.createElement('p');
   p.textContent = text;
-  $('errors').append(p);
+  $('other-errors').append(p);
 }
 
 function clearErrors() {
-  $('errors').replaceChildren();
+  $('other-errors').replaceChildren();
+}
+
+/** The files that could not be read, named with the reason (kept until removed). */
+function renderFileErrors() {
+  const box = $('file-errors');
+  box.replaceChildren();
+  for (const f of state.files.values()) {
+    if (!f.error) continue;
+    const p = document.createElement('p');
+    p.textContent = f.error.startsWith(f.name) ? f.error : `${f.name}: ${f.error}`;
+    box.append(p);
+  }
 }
 
 function setBusy(busy) {
@@ -175,7 +187,6 @@ function onFile(msg) {
   f.summary = msg.summary;
   f.error = msg.error;
   f.status = msg.error ? 'failed' : 'loaded';
-  if (msg.error) showError(msg.error);
   renderFiles();
 }
 
@@ -196,6 +207,7 @@ function addFiles(fileList) {
 }
 
 function renderFiles() {
+  renderFileErrors();
   const table = $('files');
   const tbody = table.tBodies[0];
   tbody.replaceChildren();
@@ -654,7 +666,7 @@ function renderResults() {
     { key: 'total', label: 'Total', type: 'money' },
   ].filter((c) => c.key === 'team' || c.key === 'total' || v.teams.some((r) => r[c.key] !== undefined));
   state.tables = {
-    team: new DataTable({ id: 'team-table', columns: teamCols, rows: v.teams, currency: cur, caption: 'Totals per team' }),
+    team: new DataTable({ id: 'team-table', columns: teamCols, rows: v.teams, currency: cur, caption: 'Totals per team', sortKey: 'total' }),
     principal: new DataTable({
       id: 'principal-table',
       columns: [

@@ -1,0 +1,249 @@
+//! The page in real headless Chromium: files picked as a person would, the
+//! worker reads them in chunks, the results are read back from the page and from
+//! the downloaded files. Each test also checks that the page fetched nothing but
+//! its own static files (Playwright's request listener and the server's log),
+//! and keeps a screenshot of the results in `target/host-tests/<test>/`.
+//!
+//! Needs `scripts/build` (dist/web) and `scripts/setup` (Chromium, node modules).
+
+use host_tests::http::{Server, ServerConfig};
+use host_tests::{repo_root, run_with_timeout, web_dist, Tools, Workdir};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+fn testdata(path: &str) -> String {
+    repo_root().join("testdata").join(path).display().to_string()
+}
+
+fn fixture(name: &str) -> String {
+    repo_root().join("host-tests/browser/fixtures").join(name).display().to_string()
+}
+
+/// Serves dist/web, runs `page.mjs` with `scenario`, checks the requests, returns what the page showed.
+fn run_page(dir: &Workdir, scenario: Value) -> Value {
+    let tools = Tools::locate();
+    let server = Server::start(0, ServerConfig { static_root: Some(web_dist()), ..ServerConfig::default() }).unwrap();
+    let url = format!("http://127.0.0.1:{}/", server.port);
+    let scenario_path = dir.write("scenario.json", serde_json::to_vec_pretty(&scenario).unwrap());
+    let (ok, out, err) = run_with_timeout(
+        dir,
+        "chromium",
+        Command::new(&tools.node)
+            .arg(repo_root().join("host-tests/browser/page.mjs"))
+            .arg(&url)
+            .arg(dir.path())
+            .arg(&scenario_path),
+        Duration::from_secs(120),
+    );
+    assert!(ok, "browser script failed:\n{out}\n{err}");
+    let seen: Value = serde_json::from_str(out.trim().lines().last().unwrap_or("")).unwrap();
+    assert_only_own_files(&url, &seen, &server.requests());
+    seen
+}
+
+/// Nothing but the page's own static files was requested: by the browser's own
+/// account (every request URL on the page's origin) and by the server's log (only
+/// GETs of files under dist/web, or the optional demo manifest).
+fn assert_only_own_files(url: &str, seen: &Value, served: &[String]) {
+    let origin = url.trim_end_matches('/');
+    let requests = seen["requests"].as_array().unwrap();
+    assert!(!requests.is_empty());
+    for r in requests {
+        let r = r.as_str().unwrap();
+        assert!(
+            r.starts_with(&format!("{origin}/")) || r.starts_with("blob:") || r.starts_with("data:"),
+            "the page requested {r}, which is not one of its own files"
+        );
+    }
+    let dist = web_dist();
+    for line in served {
+        let (method, path) = line.split_once(' ').unwrap();
+        assert_eq!(method, "GET", "unexpected request {line}");
+        let file = path.split('?').next().unwrap().trim_start_matches('/');
+        let file = if file.is_empty() { "index.html" } else { file };
+        assert!(
+            dist.join(file).is_file() || file == "demo/manifest.json",
+            "the server was asked for {path}, which is not a file of the page"
+        );
+    }
+    assert!(served.iter().any(|r| r.ends_with("/pkg/tally_web_bg.wasm")), "wasm never fetched: {served:?}");
+    assert!(served.iter().any(|r| r.ends_with("/worker.js")), "worker never started: {served:?}");
+}
+
+/// team → exact total shown in the page's team table (data-value), checking the
+/// formatted text shows the same digits.
+fn page_teams(seen: &Value) -> BTreeMap<String, String> {
+    seen["teams"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(team, cell)| {
+            let value = cell["value"].as_str().unwrap().to_string();
+            let text = cell["text"].as_str().unwrap();
+            let digits: String = text.chars().filter(|c| c.is_ascii_digit() || *c == '.' || *c == '-').collect();
+            let digits = digits.replace("-$", "-");
+            assert_eq!(digits.trim_start_matches('-'), value.trim_start_matches('-'), "{team}: shown `{text}` for {value}");
+            (team.clone(), value)
+        })
+        .collect()
+}
+
+fn teams(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(t, v)| (t.to_string(), v.to_string())).collect()
+}
+
+/// team → total from a downloaded team summary CSV (org_id,team,cost_center,direct,shared,unallocated,total,owners).
+fn csv_teams(path: &PathBuf) -> BTreeMap<String, String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let team = header.iter().position(|h| *h == "team").unwrap();
+    let total = header.iter().position(|h| *h == "total").unwrap();
+    lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let cells: Vec<&str> = l.split(',').collect();
+            (cells[team].to_string(), cells[total].to_string())
+        })
+        .collect()
+}
+
+fn download(seen: &Value, kind: &str) -> PathBuf {
+    PathBuf::from(seen["downloads"][kind].as_str().unwrap_or_else(|| panic!("no {kind} download: {seen}")))
+}
+
+fn assert_screenshot(dir: &Workdir) {
+    let png = std::fs::read(dir.join("results.png")).expect("results.png was written");
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "results.png looks empty");
+}
+
+/// The seed's $33 worked example as a bill (Confluent billing costs CSV) + tally
+/// usage + crosswalk: the page shows the seed's team totals, and its downloads are
+/// exactly the golden files of the core (the page and the command line agree).
+#[test]
+fn seed_example_bill_and_usage_gives_the_exact_team_totals() {
+    let dir = Workdir::new("browser_seed33");
+    let seen = run_page(
+        &dir,
+        json!({
+            "steps": [{"files": [testdata("seed33/bill.csv"), testdata("seed33/usage.csv"), testdata("seed33/crosswalk.csv")]}],
+            "invoice": "33.00",
+            "downloads": ["confluent_csv", "team_summary_csv", "warpstream_json", "report_json"],
+            "screenshot": "results.png",
+        }),
+    );
+    let formats: Vec<(&str, &str)> =
+        seen["files"].as_array().unwrap().iter().map(|f| (f["name"].as_str().unwrap(), f["format"].as_str().unwrap())).collect();
+    assert_eq!(formats, [("bill.csv", "confluent_costs_csv"), ("usage.csv", "usage_csv"), ("crosswalk.csv", "crosswalk")]);
+    assert_eq!(seen["errors"], json!([]), "{seen}");
+    let expected = teams(&[("analytics", "16.81"), ("data", "3.09"), ("payments", "6.91"), ("platform", "6.19")]);
+    assert_eq!(page_teams(&seen), expected);
+    assert_eq!(seen["teams"]["analytics"]["text"], "$16.81");
+    assert_eq!(csv_teams(&download(&seen, "team_summary_csv")), expected);
+    // Identical to the core's golden files (what `tally allocate` writes).
+    for (kind, golden) in [("team_summary_csv", "seed33/expected_team_summary.csv"), ("confluent_csv", "seed33/expected_confluent.csv")] {
+        let got = std::fs::read_to_string(download(&seen, kind)).unwrap();
+        let want = std::fs::read_to_string(testdata(golden)).unwrap();
+        assert_eq!(got.trim_end(), want.trim_end(), "{kind} differs from testdata/{golden}");
+    }
+    let reconciliation: Vec<&str> = seen["reconciliation"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(reconciliation.windows(2).any(|w| w == ["Bill total (usage charges)", "$33.00"]), "{reconciliation:?}");
+    assert!(reconciliation.windows(2).any(|w| w == ["Invoice − bill", "$0.00"]), "{reconciliation:?}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(download(&seen, "report_json")).unwrap()).unwrap();
+    assert_eq!(report["reconciliation"]["bill_total"], "33.00");
+    assert_eq!(report["reconciliation"]["balanced"], true);
+    assert_screenshot(&dir);
+}
+
+/// A Confluent cost-allocation export (header aliases, a negative promotional
+/// credit on the unallocated row) + crosswalk CSV: team totals, the credit goes to
+/// the shared cost center, and the invoice difference is explained.
+#[test]
+fn confluent_export_and_crosswalk_give_team_totals_with_the_credit_unallocated() {
+    let dir = Workdir::new("browser_confluent_export");
+    let seen = run_page(
+        &dir,
+        json!({
+            "steps": [{"files": [fixture("confluent_export_april.csv"), fixture("export_crosswalk.csv")]}],
+            "invoice": "31.25",
+            "downloads": ["team_summary_csv", "confluent_csv"],
+            "screenshot": "results.png",
+        }),
+    );
+    assert_eq!(seen["files"][0]["format"], "confluent_export", "{seen}");
+    assert_eq!(seen["files"][1]["format"], "crosswalk", "{seen}");
+    let expected = teams(&[
+        ("analytics", "16.81"),
+        ("data", "3.09"),
+        ("payments", "6.91"),
+        ("platform", "6.19"),
+        ("shared", "-3.00"),
+    ]);
+    assert_eq!(page_teams(&seen), expected);
+    assert_eq!(csv_teams(&download(&seen, "team_summary_csv")), expected);
+    // The downloaded export sums to the bill, credit included.
+    let text = std::fs::read_to_string(download(&seen, "confluent_csv")).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let cost = header.iter().position(|h| *h == "chargeback_cost").unwrap();
+    let cents: i64 = text
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let v = l.split(',').nth(cost).unwrap();
+            let (units, frac) = v.split_once('.').unwrap_or((v, "0"));
+            let sign = if units.starts_with('-') { -1 } else { 1 };
+            let frac: i64 = format!("{frac:0<2}")[..2].parse().unwrap();
+            units.parse::<i64>().unwrap() * 100 + sign * frac
+        })
+        .sum();
+    assert_eq!(cents, 3000, "the export's chargeback_cost must sum to the bill (33.00 − 3.00 credit)");
+    let reconciliation: Vec<&str> = seen["reconciliation"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(reconciliation.windows(2).any(|w| w == ["Bill total (usage charges)", "$30.00"]), "{reconciliation:?}");
+    assert!(reconciliation.windows(2).any(|w| w == ["Unallocated (credits included)", "-$3.00"]), "{reconciliation:?}");
+    assert!(reconciliation.windows(2).any(|w| w == ["Invoice − bill", "$1.25"]), "{reconciliation:?}");
+    let explain = seen["explain"].to_string();
+    assert!(explain.contains("more than the bill files") && explain.contains("48 hours"), "{explain}");
+    assert_screenshot(&dir);
+}
+
+/// A malformed file next to good ones: the bad row is listed with its file, line
+/// and column, an unreadable file is named with the reason, and the good files
+/// are still allocated to the cent.
+#[test]
+fn a_malformed_file_is_named_with_its_line_and_the_good_files_still_allocate() {
+    let dir = Workdir::new("browser_malformed");
+    let seen = run_page(
+        &dir,
+        json!({
+            "steps": [
+                {"files": [testdata("seed33/bill.csv"), fixture("broken_usage.csv"), testdata("seed33/usage.csv"), fixture("notes.txt")]},
+                {"files": [testdata("seed33/crosswalk.csv")]},
+            ],
+            "downloads": ["team_summary_csv"],
+            "screenshot": "results.png",
+        }),
+    );
+    // The file that is not a known format: named, with the reason, in the alert region.
+    let errors = seen["errors"].to_string();
+    assert!(errors.contains("notes.txt") && errors.contains("unrecognised format"), "{errors}");
+    let notes = seen["files"].as_array().unwrap().iter().find(|f| f["name"] == "notes.txt").unwrap();
+    assert!(notes["status"].as_str().unwrap().starts_with("Error: notes.txt"), "{notes}");
+    // The bad row: file, line 2, column `value`, and why.
+    let rejections = seen["rejections"].as_array().unwrap();
+    assert_eq!(rejections.len(), 1, "{rejections:?}");
+    let r = &rejections[0];
+    assert_eq!(r["0"]["text"], "broken_usage.csv");
+    assert_eq!(r["1"]["text"], "2");
+    assert_eq!(r["2"]["text"], "value");
+    assert!(r["3"]["text"].as_str().unwrap().contains("12x"), "{r}");
+    let broken = seen["files"].as_array().unwrap().iter().find(|f| f["name"] == "broken_usage.csv").unwrap();
+    assert_eq!(broken["format"], "usage_csv");
+    // The good files: the seed's totals, unchanged.
+    let expected = teams(&[("analytics", "16.81"), ("data", "3.09"), ("payments", "6.91"), ("platform", "6.19")]);
+    assert_eq!(page_teams(&seen), expected);
+    assert_eq!(csv_teams(&download(&seen, "team_summary_csv")), expected);
+    assert_screenshot(&dir);
+}
