@@ -630,8 +630,9 @@ impl<S: Sink> Visitor for Semantics<'_, S> {
             EndAction::LearnTopic => {
                 let id = self.frame.learn_id.take();
                 if let Some(id) = id.filter(|id| *id != [0; 16] && !self.frame.topic_unnamed) {
-                    let capacity = self.shared_capacity();
+                    let capacity = self.shared.learned_topics_capacity;
                     self.shared.topics.learn(id, &self.frame.topic, capacity);
+                    self.sink.topic_id_learned(id, &self.frame.topic);
                 }
             }
             EndAction::HandshakeResponse => {
@@ -645,12 +646,6 @@ impl<S: Sink> Visitor for Semantics<'_, S> {
             EndAction::None | EndAction::HandshakeRequest | EndAction::AuthenticateRequest => {}
         }
         Ok(())
-    }
-}
-
-impl<S: Sink> Semantics<'_, S> {
-    fn shared_capacity(&self) -> usize {
-        self.shared.learned_topics_capacity
     }
 }
 
@@ -701,6 +696,16 @@ impl ConnectionDecoder {
     /// Broker → client bytes, in any chunking.
     pub fn on_response_bytes(&mut self, data: &[u8], sink: &mut impl Sink) {
         self.on_bytes(Direction::Response, data, sink);
+    }
+
+    /// Teaches the decoder a topic id's name learned elsewhere (e.g. from a
+    /// Metadata response on another connection, see `Sink::topic_id_learned`),
+    /// within [`DecoderConfig::max_learned_topics`].
+    pub fn learn_topic(&mut self, topic_id: [u8; 16], name: &str) {
+        if name.len() <= MAX_CAPTURE && !self.failed {
+            let capacity = self.shared.learned_topics_capacity;
+            self.shared.topics.learn(topic_id, name, capacity);
+        }
     }
 
     /// The connection closed: bytes of frames left incomplete in either

@@ -20,6 +20,7 @@ pub enum Event {
     Consumed(Set),
     Unparsed(Direction, u64),
     DecodeError(Direction, &'static str),
+    TopicIdLearned([u8; 16], String),
 }
 
 /// An owned [`RecordSet`].
@@ -105,6 +106,10 @@ impl Sink for Recorder {
     }
     fn decode_error(&mut self, direction: Direction, reason: &'static str) {
         self.events.push(Event::DecodeError(direction, reason));
+    }
+    fn topic_id_learned(&mut self, topic_id: [u8; 16], name: &str) {
+        self.events
+            .push(Event::TopicIdLearned(topic_id, name.to_string()));
     }
 }
 

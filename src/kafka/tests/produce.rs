@@ -1,8 +1,8 @@
 //! Produce v3–v13, Metadata-learned topic ids, acks=0.
 
 use super::encode::{self, batch, TopicRef};
-use super::{assert_clean, req, resp, run, run_chunked, Event, Set};
-use crate::kafka::{Codec, Direction};
+use super::{assert_clean, req, resp, run, run_chunked, Event, Recorder, Set};
+use crate::kafka::{Codec, ConnectionDecoder, DecoderConfig, Direction};
 
 const TOPIC_ID: [u8; 16] = [0x5a, 0x1b, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0xff];
 const TOPIC_ID_HEX: &str = "5a1b00010203040506070809 0a0b0cff";
@@ -117,6 +117,28 @@ fn produce_v13_names_topics_learned_from_metadata() {
         sink.produced(),
         vec![Set::new("payments", 3, records.len(), 2, 1, &[Codec::None])]
     );
+    // The null-named topic (an unknown id) is not learned.
+    let learned: Vec<_> = sink
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::TopicIdLearned(..)))
+        .collect();
+    assert_eq!(
+        learned,
+        vec![&Event::TopicIdLearned(TOPIC_ID, "payments".into())]
+    );
+}
+
+#[test]
+fn topic_ids_learned_on_another_connection_can_be_taught() {
+    let records = batch(2, 0, 50);
+    let partitions = [(0, Some(&records[..]))];
+    let mut decoder = ConnectionDecoder::new(DecoderConfig::default());
+    decoder.learn_topic(TOPIC_ID, "payments");
+    let mut sink = Recorder::default();
+    let request = encode::produce_request(13, 2, -1, &[(TopicRef::Id(TOPIC_ID), &partitions)]);
+    decoder.on_request_bytes(&request, &mut sink);
+    assert_eq!(sink.produced()[0].topic, "payments");
 }
 
 #[test]
