@@ -187,6 +187,9 @@ const REQUEST_HEADER_FIXED: usize = 8;
 /// Bytes of the response header's fixed part: correlation_id.
 const RESPONSE_HEADER_FIXED: usize = 4;
 const SIZE_PREFIX: usize = 4;
+/// A TLS record header's first bytes (handshake, version 3.x): read as a Kafka
+/// size, ~369 MB, so TLS traffic fails open; this names the likely cause.
+const TLS_HANDSHAKE_RECORD: [u8; 2] = [0x16, 0x03];
 
 /// A decode failure: the reason, and the bytes of the chunk not yet accounted for.
 type Failure = (Reason, usize);
@@ -299,7 +302,11 @@ impl Stream {
         let size = i32::from_be_bytes([self.fixed[0], self.fixed[1], self.fixed[2], self.fixed[3]]);
         let size = u32::try_from(size).map_err(|_| "negative frame size")?;
         if size > config.max_frame_bytes {
-            return Err("frame larger than max_frame_bytes");
+            return Err(if self.fixed.starts_with(&TLS_HANDSHAKE_RECORD) {
+                "TLS handshake: terminate TLS before the filter to meter this connection"
+            } else {
+                "frame larger than max_frame_bytes"
+            });
         }
         self.frame_left = size;
         self.frame.reset(None, 0);
@@ -733,7 +740,8 @@ impl ConnectionDecoder {
         std::mem::size_of::<Self>()
             + MAX_BUFFER_BYTES
             + 2 * Walker::max_bookkeeping_bytes()
-            + self.config.max_in_flight * std::mem::size_of::<InFlight>()
+            // The FIFO's capacity doubles as it grows.
+            + self.config.max_in_flight.next_power_of_two() * std::mem::size_of::<InFlight>()
             + self.config.max_learned_topics
                 * (std::mem::size_of::<(TopicId, Box<str>)>() + MAX_CAPTURE)
     }

@@ -27,12 +27,19 @@ impl TopicTable {
             return;
         }
         if self.entries.len() < capacity {
-            // Exactly `capacity` slots, so growth never overshoots the bound.
-            self.entries.reserve_exact(capacity - self.entries.len());
+            self.grow_within(capacity);
             self.entries.push((id, name.into()));
         } else if let Some(slot) = self.entries.get_mut(self.oldest) {
             *slot = (id, name.into());
             self.oldest = (self.oldest + 1) % self.entries.len().max(1);
+        }
+    }
+
+    /// Makes room for one more entry: doubling, but never past `capacity`.
+    fn grow_within(&mut self, capacity: usize) {
+        let len = self.entries.len();
+        if len == self.entries.capacity() {
+            self.entries.reserve_exact(len.max(4).min(capacity - len));
         }
     }
 

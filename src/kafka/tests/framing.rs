@@ -96,6 +96,12 @@ fn malformed_input_fails_open_and_counts_every_byte() {
             ],
         ),
         ("oversized", vec![req(oversized)]),
+        (
+            "TLS",
+            vec![req(vec![
+                0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+            ])],
+        ),
         ("short frame", vec![req(encode::frame(&[0, 1, 0]))]),
         (
             "unmatched response",
