@@ -20,6 +20,7 @@
 
 pub mod envoy_config;
 pub mod http;
+pub mod metering;
 
 use std::fs;
 use std::io::Read;

@@ -388,6 +388,7 @@ impl RootContext for Root {
             meter,
             mtls_checked: false,
             last_absorb: t.0,
+            closed: false,
         }))
     }
 }
@@ -403,6 +404,7 @@ struct Connection {
     meter: ConnectionMeter,
     mtls_checked: bool,
     last_absorb: i64,
+    closed: bool,
 }
 
 impl Connection {
@@ -453,6 +455,11 @@ impl Connection {
     }
 
     fn close(&mut self) {
+        if !self.closed {
+            // Bytes of a frame cut short by the close are counted, undecoded.
+            self.closed = true;
+            self.decoder.on_close(&mut self.meter);
+        }
         self.meter.finish();
         self.absorb(now().0);
     }

@@ -210,6 +210,18 @@ mod tests {
     }
 
     #[test]
+    fn docs_ship_exactly_this_stats_config() {
+        let doc =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/metering.md"))
+                .unwrap_or_default();
+        let snippet = format!("```yaml\n{}```", stats_config_yaml());
+        assert!(
+            doc.contains(&snippet),
+            "docs/metering.md must contain:\n{snippet}"
+        );
+    }
+
+    #[test]
     fn stats_config_is_yaml_with_every_tag() {
         let y = stats_config_yaml();
         for tag in TAGS {
