@@ -321,6 +321,12 @@ impl Tansu {
     /// Starts tansu on a free port advertising `advertised_port`; `extra` adds flags
     /// (e.g. `--authentication`). Waits until it accepts connections.
     pub fn start(tools: &Tools, dir: &Workdir, advertised_port: u16, extra: &[&str]) -> Tansu {
+        Tansu::start_named(tools, dir, "tansu", advertised_port, extra)
+    }
+
+    /// As [`Tansu::start`], logging to `<name>.log`: several brokers in one test
+    /// (e.g. one per Envoy listener, each advertising its own) keep apart logs.
+    pub fn start_named(tools: &Tools, dir: &Workdir, name: &str, advertised_port: u16, extra: &[&str]) -> Tansu {
         let port = free_port();
         let mut cmd = Command::new(&tools.tansu);
         cmd.arg("broker")
@@ -330,7 +336,7 @@ impl Tansu {
             .arg(format!("tcp://127.0.0.1:{advertised_port}"))
             .args(extra)
             .env("RUST_LOG", "warn");
-        let mut process = Process::spawn(dir, "tansu", &mut cmd);
+        let mut process = Process::spawn(dir, name, &mut cmd);
         wait_for_port(port, Duration::from_secs(20), "tansu to listen");
         process.assert_running();
         Tansu { port, process }

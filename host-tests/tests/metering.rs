@@ -20,8 +20,7 @@ use host_tests::metering::{
     envoy_json, parse_stats, sum_usage, tally_stats, Certs, MListener, Prometheus, TallyStat,
 };
 use host_tests::{
-    free_port, plugin_wasm, repo_root, run_with_timeout, wait_for_port, Envoy, Process, Tools,
-    Workdir,
+    free_port, plugin_wasm, repo_root, run_with_timeout, Envoy, Process, Tansu, Tools, Workdir,
 };
 use serde_json::json;
 
@@ -34,19 +33,8 @@ fn tansu(
     advertised: u16,
     extra: &[&str],
 ) -> (u16, Process) {
-    let port = free_port();
-    let mut cmd = Command::new(&tools.tansu);
-    cmd.arg("broker")
-        .arg("--listener-url")
-        .arg(format!("tcp://127.0.0.1:{port}"))
-        .arg("--advertised-listener-url")
-        .arg(format!("tcp://127.0.0.1:{advertised}"))
-        .args(extra)
-        .env("RUST_LOG", "warn");
-    let mut p = Process::spawn(dir, name, &mut cmd);
-    wait_for_port(port, Duration::from_secs(20), name);
-    p.assert_running();
-    (port, p)
+    let t = Tansu::start_named(tools, dir, name, advertised, extra);
+    (t.port, t.process)
 }
 
 fn create_topic(tools: &Tools, dir: &Workdir, port: u16, topic: &str) {
