@@ -25,6 +25,7 @@ pub mod confluent_costs;
 pub mod crosswalk;
 pub mod csv;
 pub mod exact_json;
+pub mod focus;
 pub mod prometheus;
 pub mod team_summary;
 pub mod usage_csv;

@@ -1,0 +1,817 @@
+//! FOCUS (FinOps Open Cost and Usage Specification) CSV: reader and writer.
+//!
+//! ## The format
+//!
+//! A FOCUS *Cost and Usage* dataset has one row per charge, with PascalCase
+//! column names: `BilledCost`, `EffectiveCost`, `ListCost`, `ContractedCost`,
+//! `ChargePeriodStart` / `ChargePeriodEnd` (UTC, end exclusive), `BillingCurrency`,
+//! `ChargeCategory` (`Usage`, `Purchase`, `Tax`, `Credit`, `Adjustment`),
+//! `ServiceName`, `ResourceId`, `SubAccountId`, `SkuId`, `PricingQuantity` /
+//! `PricingUnit`, `ListUnitPrice`, `Tags` (a JSON object), and from 1.3 the split
+//! cost allocation columns `AllocatedMethodId`, `AllocatedMethodDetails`,
+//! `AllocatedResourceId`, `AllocatedResourceName`, `AllocatedTags`. A null is an
+//! empty field.
+//!
+//! ## Reading (any provider's FOCUS 1.0–1.3 export → [`CostLine`]s)
+//!
+//! Columns are found by name (case and `_` insensitive). Required:
+//! `ChargePeriodStart`, `ChargePeriodEnd`, `BillingCurrency` and the cost column.
+//! **The allocated amount is `BilledCost`** by default — what the invoice charges,
+//! so that allocations reconcile to the invoice — or `EffectiveCost` (amortized,
+//! after commitment discounts) when the reader is built with
+//! [`CostColumn::Effective`]. A charge is mapped as:
+//!
+//! | CostLine | FOCUS |
+//! |---|---|
+//! | `amount` | `BilledCost` (or `EffectiveCost`) |
+//! | `original_amount` | `ListCost`, else `amount` |
+//! | `product` | `credit` / `tax` for those `ChargeCategory`s, else `ServiceName` lower-cased with non-alphanumerics as `_` (`unknown` if null) |
+//! | `line_type` | `ChargeDescription`, else `SkuMeter`, else `SkuId` |
+//! | `resource_id`, `environment_id` | `ResourceId`, `SubAccountId` |
+//! | `start`, `end` | `ChargePeriodStart`, `ChargePeriodEnd` |
+//! | `quantity`, `unit` | `PricingQuantity`/`PricingUnit`, else `ConsumedQuantity`/`ConsumedUnit` (0 and empty if null) |
+//! | `price` | `ContractedUnitPrice`, else `ListUnitPrice`, else 0 |
+//! | `currency` | `BillingCurrency` |
+//! | `owner_of_record` | `AllocatedResourceId` (a provider's own split already names the owner) |
+//! | `id` | `InvoiceDetailId` if present, else `line-<n>` |
+//!
+//! A row with a bad number, a bad or inverted period, or no currency is rejected
+//! with file, line, column and reason; the other rows go on.
+//!
+//! ## Writing (tally's allocation → FOCUS 1.3)
+//!
+//! [`write_focus`] expresses the allocation as FOCUS *data generator-calculated
+//! split cost allocation*: each origin charge (one cost line in one bucket) is
+//! replaced by its allocated charges, one per owner, which carry the origin's
+//! dimensions and split its summable metrics (`BilledCost`, `EffectiveCost`,
+//! `ListCost`, `ContractedCost`, `PricingQuantity`) so they add up exactly to it:
+//!
+//! * `AllocatedMethodId` = `tally:<method>` (`tally:usage_ratio`,
+//!   `tally:even_split`, `tally:unallocated`, ...).
+//! * `AllocatedMethodDetails` = `{"Elements":[{"AllocatedRatio": r, "x_UsageShare":
+//!   …, "x_ChainStep": n, "x_Reason": "…"}]}`; the ratios of one origin charge sum
+//!   to exactly 1 (largest remainder at 12 decimals).
+//! * `AllocatedResourceId` / `AllocatedResourceName` = the owner (principal or
+//!   topic); **null on the unallocated remainder** (`owner_id` `unallocated`).
+//! * `AllocatedTags` = `{"tally/level": "principal"|"topic", "tally/method": …}`.
+//!
+//! Columns written: the FOCUS 1.3 Cost and Usage columns tally can fill, without
+//! `ProviderName` and `PublisherName` (deprecated in 1.3 for `ServiceProviderName`
+//! and `HostProviderName`, removed in 1.4), and without commitment-discount,
+//! capacity-reservation, region and pricing-currency columns (conditional
+//! columns that do not apply to Kafka bills). See [`WRITE_COLUMNS`].
+
+use super::csv::{ColumnMap, ColumnSpec, CsvReader, ParseRow, Record};
+use super::{parse_decimal, parse_time, set, Sink};
+use crate::error::Error;
+use crate::model::{AllocationRow, CostLine, EntityLevel, Source};
+use crate::money;
+use crate::time::{Granularity, Timestamp};
+use crate::usage::push_csv_field;
+use rust_decimal::Decimal;
+use std::collections::BTreeMap;
+
+/// The name [`sniff`] returns.
+pub const FORMAT_NAME: &str = "focus";
+
+/// Whether the first bytes look like a FOCUS CSV (a header with `BilledCost` and
+/// `ChargePeriodStart`, any case).
+pub fn sniff(first_bytes: &[u8]) -> Option<&'static str> {
+    let header = super::csv::sniff_header(first_bytes);
+    let has = |name: &str| header.iter().any(|h| h.replace('_', "") == name);
+    (has("billedcost") && has("chargeperiodstart")).then_some(FORMAT_NAME)
+}
+
+/// Which FOCUS cost column the reader allocates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CostColumn {
+    /// `BilledCost`: what the invoice charges (the default; reconciles to it).
+    #[default]
+    Billed,
+    /// `EffectiveCost`: amortized cost after commitment discounts.
+    Effective,
+}
+
+const BILLED: usize = 0;
+const EFFECTIVE: usize = 1;
+const LIST_COST: usize = 2;
+const START: usize = 3;
+const END: usize = 4;
+const CURRENCY: usize = 5;
+const CATEGORY: usize = 6;
+const SERVICE: usize = 7;
+const DESCRIPTION: usize = 8;
+const SKU_METER: usize = 9;
+const SKU_ID: usize = 10;
+const RESOURCE: usize = 11;
+const SUB_ACCOUNT: usize = 12;
+const PRICING_QTY: usize = 13;
+const PRICING_UNIT: usize = 14;
+const CONSUMED_QTY: usize = 15;
+const CONSUMED_UNIT: usize = 16;
+const CONTRACTED_PRICE: usize = 17;
+const LIST_PRICE: usize = 18;
+const ALLOCATED_RESOURCE: usize = 19;
+const DETAIL_ID: usize = 20;
+
+const fn spec(name: &'static str, aliases: &'static [&'static str], required: bool) -> ColumnSpec {
+    ColumnSpec {
+        name,
+        aliases,
+        required,
+    }
+}
+
+const fn columns(billed: bool) -> [ColumnSpec; 21] {
+    [
+        spec("BilledCost", &["billedcost", "billed_cost"], billed),
+        spec(
+            "EffectiveCost",
+            &["effectivecost", "effective_cost"],
+            !billed,
+        ),
+        spec("ListCost", &["listcost", "list_cost"], false),
+        spec(
+            "ChargePeriodStart",
+            &["chargeperiodstart", "charge_period_start"],
+            true,
+        ),
+        spec(
+            "ChargePeriodEnd",
+            &["chargeperiodend", "charge_period_end"],
+            true,
+        ),
+        spec(
+            "BillingCurrency",
+            &["billingcurrency", "billing_currency"],
+            true,
+        ),
+        spec(
+            "ChargeCategory",
+            &["chargecategory", "charge_category"],
+            false,
+        ),
+        spec("ServiceName", &["servicename", "service_name"], false),
+        spec(
+            "ChargeDescription",
+            &["chargedescription", "charge_description"],
+            false,
+        ),
+        spec("SkuMeter", &["skumeter", "sku_meter"], false),
+        spec("SkuId", &["skuid", "sku_id"], false),
+        spec("ResourceId", &["resourceid", "resource_id"], false),
+        spec("SubAccountId", &["subaccountid", "sub_account_id"], false),
+        spec(
+            "PricingQuantity",
+            &["pricingquantity", "pricing_quantity"],
+            false,
+        ),
+        spec("PricingUnit", &["pricingunit", "pricing_unit"], false),
+        spec(
+            "ConsumedQuantity",
+            &["consumedquantity", "consumed_quantity"],
+            false,
+        ),
+        spec("ConsumedUnit", &["consumedunit", "consumed_unit"], false),
+        spec(
+            "ContractedUnitPrice",
+            &["contractedunitprice", "contracted_unit_price"],
+            false,
+        ),
+        spec(
+            "ListUnitPrice",
+            &["listunitprice", "list_unit_price"],
+            false,
+        ),
+        spec(
+            "AllocatedResourceId",
+            &["allocatedresourceid", "allocated_resource_id"],
+            false,
+        ),
+        spec(
+            "InvoiceDetailId",
+            &["invoicedetailid", "invoice_detail_id"],
+            false,
+        ),
+    ]
+}
+
+const BILLED_COLUMNS: [ColumnSpec; 21] = columns(true);
+const EFFECTIVE_COLUMNS: [ColumnSpec; 21] = columns(false);
+
+/// The columns the reader uses when allocating `BilledCost` (names compared
+/// lower-cased; `BilledCost` required).
+pub const COLUMNS: &[ColumnSpec] = &BILLED_COLUMNS;
+/// The same, allocating `EffectiveCost` (`EffectiveCost` required).
+pub const COLUMNS_EFFECTIVE: &[ColumnSpec] = &EFFECTIVE_COLUMNS;
+
+/// The row parser behind [`reader`].
+pub struct FocusRows {
+    org_id: String,
+    cost: CostColumn,
+    scratch: CostLine,
+}
+
+/// A streaming FOCUS CSV reader (see the module docs).
+pub type FocusReader = CsvReader<FocusRows>;
+
+/// A reader of `file` allocating [`CostColumn::Billed`].
+pub fn reader(file: &str, org_id: &str, max_record: usize) -> FocusReader {
+    reader_with(file, org_id, max_record, CostColumn::Billed)
+}
+
+/// A reader of `file` allocating the chosen cost column.
+pub fn reader_with(file: &str, org_id: &str, max_record: usize, cost: CostColumn) -> FocusReader {
+    let specs = match cost {
+        CostColumn::Billed => COLUMNS,
+        CostColumn::Effective => COLUMNS_EFFECTIVE,
+    };
+    CsvReader::new(
+        file,
+        specs,
+        max_record,
+        FocusRows {
+            org_id: org_id.to_string(),
+            cost,
+            scratch: CostLine {
+                source: Source {
+                    file: file.to_string(),
+                    line: 0,
+                },
+                org_id: String::new(),
+                id: String::new(),
+                product: String::new(),
+                line_type: String::new(),
+                resource_id: String::new(),
+                environment_id: String::new(),
+                start: Timestamp(0),
+                end: Timestamp(0),
+                amount: Decimal::ZERO,
+                original_amount: Decimal::ZERO,
+                quantity: Decimal::ZERO,
+                unit: String::new(),
+                price: Decimal::ZERO,
+                currency: String::new(),
+                active_fraction: None,
+                owner_of_record: String::new(),
+            },
+        },
+    )
+}
+
+fn optional_decimal(
+    file: &str,
+    line: u64,
+    cols: &ColumnMap,
+    record: &Record<'_>,
+    which: usize,
+) -> Result<Option<Decimal>, Error> {
+    let text = cols.get(record, which);
+    if text.is_empty() || text.eq_ignore_ascii_case("null") {
+        return Ok(None);
+    }
+    parse_decimal(file, line, cols.name(which), text).map(Some)
+}
+
+fn product_of(category: &str, service: &str) -> String {
+    match category.to_ascii_lowercase().as_str() {
+        "credit" => return "credit".to_string(),
+        "tax" => return "tax".to_string(),
+        _ => {}
+    }
+    if service.is_empty() {
+        return "unknown".to_string();
+    }
+    let mut out = String::with_capacity(service.len());
+    for c in service.chars() {
+        if c.is_alphanumeric() {
+            out.extend(c.to_lowercase());
+        } else if !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    out.trim_matches('_').to_string()
+}
+
+impl ParseRow for FocusRows {
+    fn parse_row(
+        &mut self,
+        cols: &ColumnMap,
+        record: &Record<'_>,
+        sink: &mut dyn Sink,
+    ) -> Result<(), Error> {
+        let line = record.line;
+        let file = self.scratch.source.file.clone();
+        let cost_col = match self.cost {
+            CostColumn::Billed => BILLED,
+            CostColumn::Effective => EFFECTIVE,
+        };
+        let amount = parse_decimal(&file, line, cols.name(cost_col), cols.get(record, cost_col))?;
+        let start = parse_time(&file, line, cols.name(START), cols.get(record, START))?;
+        let end = parse_time(&file, line, cols.name(END), cols.get(record, END))?;
+        if end <= start {
+            return Err(Error::input(
+                &file,
+                line,
+                cols.name(END),
+                format!("ChargePeriodEnd {end} is not after ChargePeriodStart {start}"),
+            ));
+        }
+        let currency = cols.get(record, CURRENCY);
+        if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_alphabetic()) {
+            return Err(Error::input(
+                &file,
+                line,
+                cols.name(CURRENCY),
+                format!("`{currency}` is not an ISO 4217 currency code"),
+            ));
+        }
+        let list_cost = optional_decimal(&file, line, cols, record, LIST_COST)?;
+        let (quantity, unit) = match optional_decimal(&file, line, cols, record, PRICING_QTY)? {
+            Some(q) => (q, cols.get(record, PRICING_UNIT)),
+            None => match optional_decimal(&file, line, cols, record, CONSUMED_QTY)? {
+                Some(q) => (q, cols.get(record, CONSUMED_UNIT)),
+                None => (Decimal::ZERO, ""),
+            },
+        };
+        let price = match optional_decimal(&file, line, cols, record, CONTRACTED_PRICE)? {
+            Some(p) => p,
+            None => optional_decimal(&file, line, cols, record, LIST_PRICE)?.unwrap_or_default(),
+        };
+        let line_type = [DESCRIPTION, SKU_METER, SKU_ID]
+            .iter()
+            .map(|&c| cols.get(record, c))
+            .find(|t| !t.is_empty())
+            .unwrap_or("");
+        let s = &mut self.scratch;
+        s.source.line = line;
+        set(&mut s.org_id, &self.org_id);
+        let detail = cols.get(record, DETAIL_ID);
+        if detail.is_empty() {
+            s.id.clear();
+            s.id.push_str("line-");
+            s.id.push_str(&line.to_string());
+        } else {
+            set(&mut s.id, detail);
+        }
+        s.product = product_of(cols.get(record, CATEGORY), cols.get(record, SERVICE));
+        set(&mut s.line_type, line_type);
+        set(&mut s.resource_id, cols.get(record, RESOURCE));
+        set(&mut s.environment_id, cols.get(record, SUB_ACCOUNT));
+        s.start = start;
+        s.end = end;
+        s.amount = amount;
+        s.original_amount = list_cost.unwrap_or(amount);
+        s.quantity = quantity;
+        set(&mut s.unit, unit);
+        s.price = price;
+        s.currency.clear();
+        s.currency.push_str(&currency.to_ascii_uppercase());
+        s.active_fraction = None;
+        set(&mut s.owner_of_record, cols.get(record, ALLOCATED_RESOURCE));
+        sink.cost_line(s);
+        Ok(())
+    }
+}
+
+/// What [`read_focus`] collected.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FocusRead {
+    /// The charges read.
+    pub lines: Vec<CostLine>,
+    /// One error per refused row.
+    pub rejected: Vec<Error>,
+}
+
+impl Sink for FocusRead {
+    fn cost_line(&mut self, line: &CostLine) {
+        self.lines.push(line.clone());
+    }
+    fn usage(&mut self, _sample: &crate::model::UsageSample) {}
+    fn allocated(&mut self, _row: &AllocationRow) {}
+    fn crosswalk(&mut self, _entry: &crate::model::CrosswalkEntry) {}
+    fn reject(&mut self, error: Error) {
+        self.rejected.push(error);
+    }
+}
+
+/// Reads a whole FOCUS CSV in memory (tests, small files): the lines and the
+/// rejected rows. `Err` when the header is unusable or the file is empty.
+pub fn read_focus(
+    input: &[u8],
+    file: &str,
+    org_id: &str,
+    cost: CostColumn,
+) -> Result<FocusRead, Error> {
+    use super::Reader;
+    let mut out = FocusRead::default();
+    let mut r = reader_with(file, org_id, super::csv::DEFAULT_MAX_RECORD, cost);
+    r.feed(input, &mut out)?;
+    r.finish(&mut out)?;
+    Ok(out)
+}
+
+// ---------------------------------------------------------------- writing
+
+/// The columns [`write_focus`] writes, in order.
+pub const WRITE_COLUMNS: [&str; 43] = [
+    "ServiceProviderName",
+    "HostProviderName",
+    "InvoiceIssuerName",
+    "InvoiceId",
+    "BillingAccountId",
+    "BillingAccountName",
+    "BillingAccountType",
+    "SubAccountId",
+    "SubAccountName",
+    "SubAccountType",
+    "BillingPeriodStart",
+    "BillingPeriodEnd",
+    "ChargePeriodStart",
+    "ChargePeriodEnd",
+    "ChargeCategory",
+    "ChargeClass",
+    "ChargeDescription",
+    "ChargeFrequency",
+    "BilledCost",
+    "EffectiveCost",
+    "ListCost",
+    "ContractedCost",
+    "ListUnitPrice",
+    "ContractedUnitPrice",
+    "PricingCategory",
+    "PricingQuantity",
+    "PricingUnit",
+    "BillingCurrency",
+    "ConsumedQuantity",
+    "ConsumedUnit",
+    "ServiceName",
+    "ServiceCategory",
+    "ServiceSubcategory",
+    "ResourceId",
+    "ResourceName",
+    "ResourceType",
+    "AllocatedMethodId",
+    "AllocatedMethodDetails",
+    "AllocatedResourceId",
+    "AllocatedResourceName",
+    "AllocatedTags",
+    "Tags",
+    "x_TallySource",
+];
+
+/// Options of [`write_focus`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// `ServiceProviderName` / `HostProviderName` / `InvoiceIssuerName` for
+    /// Confluent-style lines (WarpStream products are written as `WarpStream`).
+    pub provider_name: String,
+    /// `BillingAccountId` of rows with an empty `org_id`.
+    pub billing_account_id: String,
+    /// Decimal places of the split quantities.
+    pub quantity_scale: u32,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        WriteOptions {
+            provider_name: "Confluent".to_string(),
+            billing_account_id: "default".to_string(),
+            quantity_scale: 6,
+        }
+    }
+}
+
+/// FOCUS `ServiceName`, `ServiceCategory`, `ServiceSubcategory` of a product.
+fn service_of(product: &str) -> (String, &'static str, &'static str) {
+    match product {
+        "kafka" => ("Kafka".into(), "Integration", "Messaging"),
+        "connect" => ("Connect".into(), "Integration", "Other (Integration)"),
+        "schema_registry" => (
+            "Schema Registry".into(),
+            "Integration",
+            "Other (Integration)",
+        ),
+        "cluster_linking" => ("Cluster Linking".into(), "Integration", "Messaging"),
+        "flink" => ("Flink".into(), "Analytics", "Streaming Analytics"),
+        "ksqldb" => ("ksqlDB".into(), "Analytics", "Streaming Analytics"),
+        "tableflow" => ("Tableflow".into(), "Analytics", "Data Processing"),
+        "audit_log" => ("Audit Log".into(), "Security", "Other (Security)"),
+        "support" => ("Support".into(), "Other", "Other (Other)"),
+        "" => ("Unknown".into(), "Other", "Other (Other)"),
+        other => (other.replace('_', " "), "Other", "Other (Other)"),
+    }
+}
+
+/// A unit in FOCUS UnitFormat: a time unit after `-` or `/` is capitalised (and
+/// plural after `-`): `CKU-hour` → `CKU-Hours`, `GiB-minute` → `GiB-Minutes`,
+/// `GB/month` → `GB/Month`; an empty unit is `Units`.
+pub fn focus_unit(unit: &str) -> String {
+    const TIME: [(&str, &str); 6] = [
+        ("year", "Year"),
+        ("month", "Month"),
+        ("day", "Day"),
+        ("hour", "Hour"),
+        ("minute", "Minute"),
+        ("second", "Second"),
+    ];
+    let unit = unit.trim();
+    if unit.is_empty() {
+        return "Units".to_string();
+    }
+    let Some(at) = unit.rfind(['-', '/']) else {
+        return unit.to_string();
+    };
+    let (head, sep_tail) = unit.split_at(at);
+    let mut chars = sep_tail.chars();
+    let sep = chars.next().unwrap_or('-');
+    let tail = chars.as_str().to_ascii_lowercase();
+    let singular = tail.strip_suffix('s').unwrap_or(&tail);
+    match TIME.iter().find(|(word, _)| *word == singular) {
+        Some((_, name)) if sep == '-' => format!("{head}-{name}s"),
+        Some((_, name)) => format!("{head}/{name}"),
+        None => unit.to_string(),
+    }
+}
+
+fn is_warpstream_product(line_type: &str) -> bool {
+    super::warpstream::COVERED_PRODUCTS.contains(&line_type)
+}
+
+/// One origin charge: a cost line in one bucket.
+type OriginKey = (Timestamp, Timestamp, Source, String, String);
+
+fn json_tags(pairs: &[(&str, &str)]) -> String {
+    let mut out = String::from("{");
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        super::exact_json::push_string(&mut out, k);
+        out.push(':');
+        super::exact_json::push_string(&mut out, v);
+    }
+    out.push('}');
+    out
+}
+
+fn decimal_text(d: Decimal) -> String {
+    if d.is_zero() {
+        "0".to_string()
+    } else {
+        d.normalize().to_string()
+    }
+}
+
+/// Writes allocation rows as a FOCUS 1.3 Cost and Usage CSV with split cost
+/// allocation columns (see the module docs). `lines` are the cost lines the rows
+/// were allocated from (matched by [`Source`], then by resource and line type);
+/// they give quantities, units and prices. Rows of both levels are written; pass
+/// only one level's rows to avoid counting a bill twice.
+pub fn write_focus(
+    rows: &[AllocationRow],
+    lines: &[CostLine],
+    options: &WriteOptions,
+) -> Result<String, Error> {
+    if options.quantity_scale > money::MAX_SCALE {
+        return Err(Error::config(format!(
+            "quantity_scale must be at most {}",
+            money::MAX_SCALE
+        )));
+    }
+    let by_source: BTreeMap<&Source, &CostLine> = lines.iter().map(|l| (&l.source, l)).collect();
+    let by_key: BTreeMap<(&str, &str), &CostLine> = lines
+        .iter()
+        .map(|l| ((l.resource_id.as_str(), l.line_type.as_str()), l))
+        .collect();
+    let line_of = |row: &AllocationRow| -> Option<&CostLine> {
+        by_source
+            .get(&row.source)
+            .filter(|l| l.resource_id == row.resource_id && l.line_type == row.line_type)
+            .or_else(|| by_key.get(&(row.resource_id.as_str(), row.line_type.as_str())))
+            .copied()
+    };
+
+    // Group rows by origin charge, in a deterministic order.
+    let mut origins: BTreeMap<OriginKey, Vec<&AllocationRow>> = BTreeMap::new();
+    for row in rows {
+        origins
+            .entry((
+                row.bucket_start,
+                row.bucket_end,
+                row.source.clone(),
+                row.resource_id.clone(),
+                row.line_type.clone(),
+            ))
+            .or_default()
+            .push(row);
+    }
+
+    let mut out = String::with_capacity(256 * rows.len().saturating_add(1));
+    out.push_str(&WRITE_COLUMNS.join(","));
+    out.push('\n');
+    for ((bucket_start, bucket_end, _, _, _), mut group) in origins {
+        group.sort_by(|a, b| {
+            (a.owner_id.as_str(), a.level, a.method.as_str()).cmp(&(
+                b.owner_id.as_str(),
+                b.level,
+                b.method.as_str(),
+            ))
+        });
+        // Ratios: each row's share of the origin's cost, summing to exactly 1.
+        let weights: Vec<(usize, Decimal)> = group
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (i, r.chargeback_cost.abs()))
+            .collect();
+        let ratios: Vec<Decimal> = match money::apportion(Decimal::ONE, weights, money::MAX_SCALE)?
+        {
+            Some(parts) => parts.into_iter().map(|(_, r)| r).collect(),
+            None => {
+                // A zero-cost origin: equal ratios.
+                let even: Vec<(usize, Decimal)> =
+                    (0..group.len()).map(|i| (i, Decimal::ONE)).collect();
+                money::apportion(Decimal::ONE, even, money::MAX_SCALE)?
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(_, r)| r)
+                    .collect()
+            }
+        };
+        let first = group.first().copied();
+        let line = first.and_then(line_of);
+        // The origin's quantity in this bucket, split like the cost.
+        let origin_cost =
+            money::checked_sum(group.iter().map(|r| r.chargeback_cost), "origin cost")?;
+        let origin_quantity = match line {
+            Some(l) if !l.amount.is_zero() => l
+                .quantity
+                .checked_mul(origin_cost)
+                .and_then(|q| q.checked_div(l.amount))
+                .ok_or_else(|| Error::overflow("FOCUS origin quantity"))?,
+            Some(l) => l.quantity,
+            None => Decimal::ZERO,
+        };
+        let q_weights: Vec<(usize, Decimal)> = ratios.iter().copied().enumerate().collect();
+        let quantities: Vec<Decimal> =
+            money::apportion(origin_quantity, q_weights, options.quantity_scale)?
+                .map(|p| p.into_iter().map(|(_, q)| q).collect())
+                .unwrap_or_else(|| vec![Decimal::ZERO; group.len()]);
+
+        for (i, row) in group.iter().enumerate() {
+            let ratio = ratios.get(i).copied().unwrap_or_default();
+            let quantity = quantities.get(i).copied().unwrap_or_default();
+            write_row(
+                &mut out,
+                row,
+                line,
+                bucket_start,
+                bucket_end,
+                ratio,
+                quantity,
+                options,
+            );
+        }
+    }
+    Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_row(
+    out: &mut String,
+    row: &AllocationRow,
+    line: Option<&CostLine>,
+    bucket_start: Timestamp,
+    bucket_end: Timestamp,
+    ratio: Decimal,
+    quantity: Decimal,
+    options: &WriteOptions,
+) {
+    let provider = if is_warpstream_product(&row.line_type) {
+        "WarpStream"
+    } else {
+        options.provider_name.as_str()
+    };
+    let account = if row.org_id.is_empty() {
+        options.billing_account_id.as_str()
+    } else {
+        row.org_id.as_str()
+    };
+    let (charge_start, charge_end) = match line {
+        Some(l) => (bucket_start.max(l.start), bucket_end.min(l.end)),
+        None => (bucket_start, bucket_end),
+    };
+    let (charge_start, charge_end) = if charge_end > charge_start {
+        (charge_start, charge_end)
+    } else {
+        (bucket_start, bucket_end)
+    };
+    let period_start = charge_start.floor(Granularity::Monthly);
+    let mut period_end = period_start.next_bucket(Granularity::Monthly);
+    while period_end < charge_end {
+        period_end = period_end.next_bucket(Granularity::Monthly);
+    }
+    let credit = row.product == "credit"
+        || row.original_amount.is_sign_negative() && !row.original_amount.is_zero();
+    let category = if credit { "Credit" } else { "Usage" };
+    let frequency = if credit { "One-Time" } else { "Usage-Based" };
+    let (service, service_category, subcategory) = service_of(&row.product);
+    let unallocated = row.owner_id == "unallocated" || row.owner_id.is_empty();
+    let level = match row.level {
+        EntityLevel::Principal => "principal",
+        EntityLevel::Topic => "topic",
+    };
+    let cost = decimal_text(row.chargeback_cost);
+    let unit = focus_unit(line.map(|l| l.unit.as_str()).unwrap_or(row.unit.as_str()));
+    let unit = unit.as_str();
+    let price = line.map(|l| decimal_text(l.price));
+    let q = decimal_text(quantity);
+    let sub_type = if row.environment_id.is_empty() {
+        ""
+    } else if provider == "WarpStream" {
+        "Workspace"
+    } else {
+        "Environment"
+    };
+    let chain_step = row.chain_step.to_string();
+    let mut details = String::from("{\"Elements\":[{\"AllocatedRatio\":");
+    details.push_str(&decimal_text(ratio));
+    details.push_str(",\"x_UsageShare\":");
+    details.push_str(&decimal_text(row.usage_share));
+    details.push_str(",\"x_ChainStep\":");
+    details.push_str(&chain_step);
+    details.push_str(",\"x_Reason\":");
+    super::exact_json::push_string(&mut details, &row.reason);
+    details.push_str("}]}");
+    let allocated_tags = json_tags(&[
+        ("tally/level", level),
+        ("tally/method", &row.method),
+        ("tally/reason", &row.reason),
+    ]);
+    let tags = json_tags(&[
+        ("tally/product", &row.product),
+        ("tally/line_type", &row.line_type),
+    ]);
+    let source = format!("{}:{}", row.source.file, row.source.line);
+    let usage = !credit;
+    let fields: [&str; 43] = [
+        provider,
+        provider,
+        provider,
+        "",
+        account,
+        account,
+        "",
+        &row.environment_id,
+        &row.environment_id,
+        sub_type,
+        &period_start.to_string(),
+        &period_end.to_string(),
+        &charge_start.to_string(),
+        &charge_end.to_string(),
+        category,
+        "",
+        &format!("{} ({}) on {}", row.line_type, row.product, row.resource_id),
+        frequency,
+        &cost,
+        &cost,
+        &cost,
+        &cost,
+        if usage {
+            price.as_deref().unwrap_or("")
+        } else {
+            ""
+        },
+        if usage {
+            price.as_deref().unwrap_or("")
+        } else {
+            ""
+        },
+        if usage { "Standard" } else { "" },
+        if usage { &q } else { "" },
+        if usage { unit } else { "" },
+        &row.currency,
+        if usage { &q } else { "" },
+        if usage { unit } else { "" },
+        &service,
+        service_category,
+        subcategory,
+        &row.resource_id,
+        &row.resource_id,
+        "",
+        &format!("tally:{}", row.method),
+        &details,
+        if unallocated { "" } else { &row.owner_id },
+        if unallocated { "" } else { &row.owner_id },
+        &allocated_tags,
+        &tags,
+        &source,
+    ];
+    for (i, field) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_csv_field(out, field);
+    }
+    out.push('\n');
+}
