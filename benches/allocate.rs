@@ -1,1 +1,268 @@
-fn main() {}
+//! Allocation benchmark: streaming throughput and peak memory.
+//!
+//! Generates (streaming, to files) a 1,000,000-row Confluent-style cost-allocation
+//! export with a crosswalk, and a bill + usage of similar size, then feeds each
+//! through a [`Session`] in 1 MiB chunks exactly as the command line does, and
+//! prints rows/s, MiB/s and the process's peak resident memory (`VmHWM` from
+//! `/proc/self/status`) after each phase. Peak memory is bounded by the distinct
+//! owners × buckets, not by the rows: the 1M-row phases stay near the footprint
+//! of their aggregates.
+//!
+//! ```text
+//! cargo bench --bench allocate -- [--rows N] [--dir DIR] [--generate-only]
+//! ```
+//!
+//! `--dir` keeps the generated files (`export.csv`, `crosswalk.csv`, `bill.csv`,
+//! `usage.csv`) so `scripts/bench-pandas.py DIR` can do the same roll-up on the
+//! same files.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::fmt::Write as _;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tally::session::{Options, Session};
+use tally::time::Granularity;
+
+const OWNERS: usize = 5_000;
+const TEAMS: usize = 50;
+const CLUSTERS: usize = 20;
+const DAYS: usize = 30;
+const LINE_TYPES: [(&str, &str, &str); 5] = [
+    ("kafka", "KafkaNetworkWrite", "GB"),
+    ("kafka", "KafkaNetworkRead", "GB"),
+    ("kafka", "KafkaNumCKUs", "CKU-hour"),
+    ("kafka", "KafkaStorage", "GB-hour"),
+    ("kafka", "KafkaPartition", "Partition-hour"),
+];
+
+struct Config {
+    rows: usize,
+    dir: PathBuf,
+    keep: bool,
+    generate_only: bool,
+}
+
+fn config() -> Config {
+    let mut args = std::env::args().skip(1);
+    let mut config = Config {
+        rows: 1_000_000,
+        dir: std::env::temp_dir().join(format!("tally-bench-{}", std::process::id())),
+        keep: false,
+        generate_only: false,
+    };
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--rows" => {
+                config.rows = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(config.rows)
+            }
+            "--dir" => {
+                config.dir = PathBuf::from(args.next().expect("--dir needs a path"));
+                config.keep = true;
+            }
+            "--generate-only" => config.generate_only = true,
+            _ => {} // cargo passes --bench
+        }
+    }
+    config
+}
+
+fn day(d: usize) -> String {
+    format!("2026-04-{:02}", d + 1)
+}
+
+/// Writes lines produced by `line(i, &mut buf)` for i in 0..n, after `header`.
+fn write_csv(path: &Path, header: &str, n: usize, mut line: impl FnMut(usize, &mut String)) -> u64 {
+    let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
+    let mut buf = String::with_capacity(256);
+    out.write_all(header.as_bytes()).unwrap();
+    out.write_all(b"\n").unwrap();
+    for i in 0..n {
+        buf.clear();
+        line(i, &mut buf);
+        out.write_all(buf.as_bytes()).unwrap();
+    }
+    out.flush().unwrap();
+    std::fs::metadata(path).unwrap().len()
+}
+
+fn generate(config: &Config) {
+    std::fs::create_dir_all(&config.dir).unwrap();
+    let days: Vec<String> = (0..DAYS).map(day).collect();
+    // Export: owner × cluster × line type × day, cents amounts.
+    write_csv(
+        &config.dir.join("export.csv"),
+        "timestamp,owner_id,environment_id,resource_id,product,line_type,unit,chargeback_cost,original_amount,usage_share",
+        config.rows,
+        |i, b| {
+            let (product, line_type, unit) = LINE_TYPES[i % LINE_TYPES.len()];
+            let owner = (i / 7) % OWNERS;
+            let cluster = (i / 3) % CLUSTERS;
+            let cents = 1 + (i * 7919) % 100_000;
+            let _ = writeln!(
+                b,
+                "{}T00:00:00Z,sa-{owner:05},env-{},lkc-{cluster:03},{product},{line_type},{unit},{}.{:02},{}.00,0.01",
+                days[(i / 11) % DAYS],
+                cluster % 4,
+                cents / 100,
+                cents % 100,
+                cents / 10 + 1
+            );
+        },
+    );
+    write_csv(
+        &config.dir.join("crosswalk.csv"),
+        "owner_id,team,cost_center",
+        OWNERS,
+        |i, b| {
+            let _ = writeln!(b, "sa-{i:05},team-{:02},CC-{:02}", i % TEAMS, i % TEAMS);
+        },
+    );
+    // Usage: principal × cluster × day × metric rows; bill: cluster × day × line type.
+    write_csv(
+        &config.dir.join("usage.csv"),
+        "version,bucket_start,bucket_end,cluster,principal,principal_source,topic,metric,value",
+        config.rows,
+        |i, b| {
+            let metric = if i % 2 == 0 {
+                "produced_bytes"
+            } else {
+                "consumed_bytes"
+            };
+            let _ = writeln!(
+                b,
+                "1,{d}T{h:02}:00:00Z,{d}T{h:02}:05:00Z,lkc-{:03},sa-{:05},sasl_plain,topic-{},{metric},{}",
+                (i / 5) % CLUSTERS,
+                (i / 3) % OWNERS,
+                i % 97,
+                1 + (i * 104_729) % 10_000_000,
+                d = days[(i / 13) % DAYS],
+                h = i % 24
+            );
+        },
+    );
+    let bill_rows = CLUSTERS * DAYS * LINE_TYPES.len();
+    write_csv(
+        &config.dir.join("bill.csv"),
+        "start_date,end_date,product,line_type,resource_id,environment_id,unit,quantity,amount",
+        bill_rows,
+        |i, b| {
+            let (product, line_type, unit) = LINE_TYPES[i % LINE_TYPES.len()];
+            let cluster = (i / LINE_TYPES.len()) % CLUSTERS;
+            let d = i / (LINE_TYPES.len() * CLUSTERS);
+            let _ = writeln!(
+                b,
+                "{}T00:00:00Z,{}T00:00:00Z,{product},{line_type},lkc-{cluster:03},env-{},{unit},{},{}.{:02}",
+                days[d],
+                if d + 1 < DAYS { day(d + 1) } else { "2026-05-01".into() },
+                cluster % 4,
+                1000 + i,
+                10 + i % 500,
+                i % 100
+            );
+        },
+    );
+}
+
+/// Peak resident memory (VmHWM) in MiB, if the kernel says.
+fn peak_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// Streams files into a session; returns (rows read, bytes).
+fn feed(session: &mut Session, paths: &[PathBuf]) -> (u64, u64) {
+    let mut rows = 0;
+    let mut bytes = 0;
+    let mut buffer = vec![0u8; 1 << 20];
+    for path in paths {
+        let mut file = std::fs::File::open(path).unwrap();
+        let id = session.begin_file(&path.display().to_string(), "");
+        loop {
+            let n = file.read(&mut buffer).unwrap();
+            if n == 0 {
+                break;
+            }
+            bytes += n as u64;
+            session.feed(id, &buffer[..n]).unwrap();
+        }
+        let summary = session.end_file(id).unwrap();
+        assert_eq!(summary.rows_rejected, 0, "{:?}", summary.rejections.first());
+        rows += summary.rows_read;
+    }
+    (rows, bytes)
+}
+
+fn phase(name: &str, options: Options, paths: &[PathBuf], counted: usize) {
+    let started = Instant::now();
+    let mut session = Session::new(options);
+    let (rows, bytes) = feed(&mut session, paths);
+    let read = started.elapsed().as_secs_f64();
+    let report = session.allocate().unwrap();
+    let total = started.elapsed().as_secs_f64();
+    let counted_rows: u64 = session
+        .files()
+        .iter()
+        .take(counted)
+        .map(|f| f.rows_read)
+        .sum();
+    assert!(report.reconciliation.balanced || report.reconciliation.invoice_subtotal.is_some());
+    println!(
+        "{name}: {rows} rows, {:.1} MiB: read {read:.2}s, total {total:.2}s; {:.2} M rows/s, {:.0} MiB/s; \
+         {} output rows, {} teams; peak memory {:.0} MiB",
+        bytes as f64 / 1048576.0,
+        counted_rows as f64 / total / 1e6,
+        bytes as f64 / 1048576.0 / total,
+        report.rows.len(),
+        report.teams.len(),
+        peak_mib()
+    );
+}
+
+fn main() {
+    let config = config();
+    let started = Instant::now();
+    generate(&config);
+    println!(
+        "generated {} rows per input in {:.2}s into {} (peak memory {:.0} MiB)",
+        config.rows,
+        started.elapsed().as_secs_f64(),
+        config.dir.display(),
+        peak_mib()
+    );
+    if !config.generate_only {
+        let daily = Options {
+            granularity: Granularity::Daily,
+            ..Options::default()
+        };
+        let d = &config.dir;
+        phase(
+            "confluent export + crosswalk",
+            Options::default(),
+            &[d.join("export.csv"), d.join("crosswalk.csv")],
+            1,
+        );
+        phase(
+            "bill + usage (daily)",
+            daily,
+            &[d.join("bill.csv"), d.join("usage.csv")],
+            2,
+        );
+    }
+    if !config.keep {
+        let _ = std::fs::remove_dir_all(&config.dir);
+    }
+}

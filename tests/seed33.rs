@@ -2,7 +2,12 @@
 //! Linking, Schema Registry and Support, four service accounts), reproduced row by
 //! row against expected files written by hand from the rules (see
 //! testdata/seed33/README.md for the arithmetic).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 
@@ -11,7 +16,11 @@ use rust_decimal::Decimal;
 use tally::model::EntityLevel;
 use tally::session::Options;
 
-const FILES: [&str; 3] = ["seed33/bill.csv", "seed33/usage.csv", "seed33/crosswalk.csv"];
+const FILES: [&str; 3] = [
+    "seed33/bill.csv",
+    "seed33/usage.csv",
+    "seed33/crosswalk.csv",
+];
 
 #[test]
 fn confluent_export_matches_the_hand_written_golden() {
@@ -19,7 +28,10 @@ fn confluent_export_matches_the_hand_written_golden() {
     for f in &files {
         assert_eq!(f.rows_rejected, 0, "{f:?}");
     }
-    assert_eq!(report.confluent_csv(), read("seed33/expected_confluent.csv"));
+    assert_eq!(
+        report.confluent_csv(),
+        read("seed33/expected_confluent.csv")
+    );
     let total: Decimal = report.rows.iter().map(|r| r.chargeback_cost).sum();
     assert_eq!(total, Decimal::from(33));
     assert!(report.reconciliation.balanced);
@@ -28,8 +40,15 @@ fn confluent_export_matches_the_hand_written_golden() {
 #[test]
 fn team_summary_matches_the_hand_written_golden() {
     let (report, _) = run_files(Options::default(), &FILES, 7);
-    assert_eq!(report.team_summary_csv(), read("seed33/expected_team_summary.csv"));
-    assert!(report.unmatched_owners.is_empty(), "{:?}", report.unmatched_owners);
+    assert_eq!(
+        report.team_summary_csv(),
+        read("seed33/expected_team_summary.csv")
+    );
+    assert!(
+        report.unmatched_owners.is_empty(),
+        "{:?}",
+        report.unmatched_owners
+    );
 }
 
 #[test]
@@ -45,7 +64,10 @@ fn any_chunking_and_file_order_give_the_same_report() {
 
 #[test]
 fn topic_level_splits_the_same_bill_over_topics() {
-    let options = Options { entity_level: EntityLevel::Topic, ..Options::default() };
+    let options = Options {
+        entity_level: EntityLevel::Topic,
+        ..Options::default()
+    };
     let (report, _) = run_files(options, &FILES, 1 << 16);
     let write: Vec<(String, String)> = report
         .rows
@@ -55,7 +77,11 @@ fn topic_level_splits_the_same_bill_over_topics() {
         .collect();
     assert_eq!(
         write,
-        [("orders.events".to_string(), "2.00".to_string()), ("payments.orders".into(), "1.50".into()), ("payments.refunds".into(), "2.50".into())]
+        [
+            ("orders.events".to_string(), "2.00".to_string()),
+            ("payments.orders".into(), "1.50".into()),
+            ("payments.refunds".into(), "2.50".into())
+        ]
     );
     assert!(report.rows.iter().all(|r| r.level == EntityLevel::Topic));
     let total: Decimal = report.rows.iter().map(|r| r.chargeback_cost).sum();

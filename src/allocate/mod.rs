@@ -38,7 +38,8 @@ use crate::money::{apportion, checked_sum, round};
 use crate::time::{Granularity, Timestamp};
 use rules::{Component, Rules, Step};
 use rust_decimal::Decimal;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+use store::HashMap;
 use store::{bucket_overlaps, Amount, LineKey, Period, Store, Sym};
 
 /// The owner id of the unallocated row.
@@ -150,9 +151,9 @@ struct BucketLine {
 }
 
 /// What a step produced.
-enum Outcome {
+enum Outcome<'a> {
     /// Parts: owner, amount, usage share.
-    Split(Vec<(String, Decimal, Decimal)>, &'static str),
+    Split(Vec<(&'a str, Decimal, Decimal)>, &'static str),
     /// The step does not apply; why.
     Fail(&'static str),
 }
@@ -165,7 +166,7 @@ struct Ctx<'a> {
     topic: &'a UsageIndex,
     org: Sym,
     bucket: Timestamp,
-    totals: BTreeMap<String, Decimal>,
+    totals: BTreeMap<&'a str, Decimal>,
 }
 
 /// Allocates everything in `store` (see the module docs).
@@ -203,7 +204,7 @@ fn split_lines(
     usage: &UsageIndex,
     result: &mut Allocation,
 ) -> Result<BucketLines, Error> {
-    let mut by_bucket: BucketLines = HashMap::new();
+    let mut by_bucket: BucketLines = HashMap::default();
     for ((key, period), amount) in &store.lines {
         let rounded = round(amount.amount, settings.precision);
         result.rounding = result
@@ -346,8 +347,8 @@ fn chain_for<'r>(
 type Unallocated = Vec<(Decimal, String, Source)>;
 
 /// Allocates the lines of one bucket: ordinary lines first, then allocated-last ones.
-fn allocate_bucket(
-    ctx: &mut Ctx<'_>,
+fn allocate_bucket<'a>(
+    ctx: &mut Ctx<'a>,
     lines: &[BucketLine],
 ) -> Result<(Vec<AllocationRow>, Unallocated), Error> {
     let mut rows = Vec::new();
@@ -371,18 +372,15 @@ fn allocate_bucket(
 }
 
 /// Runs a line's chain and records its rows.
-fn allocate_line(
-    ctx: &mut Ctx<'_>,
+fn allocate_line<'a>(
+    ctx: &mut Ctx<'a>,
     line: &BucketLine,
     rows: &mut Vec<AllocationRow>,
     unallocated: &mut Unallocated,
 ) -> Result<(), Error> {
-    let s = &ctx.store.strings;
-    let (chain, pinned) = chain_for(
-        ctx.settings.rules,
-        s.name(line.key.product),
-        s.name(line.key.line_type),
-    );
+    let s: &'a store::Interner = &ctx.store.strings;
+    let rules: &'a Rules = ctx.settings.rules;
+    let (chain, pinned) = chain_for(rules, s.name(line.key.product), s.name(line.key.line_type));
     let level = pinned.unwrap_or(ctx.settings.level);
     if line.amount.is_sign_negative() && ctx.settings.rules.credits_unallocated {
         unallocated.push((line.amount, "credit".into(), line.source.clone()));
@@ -408,7 +406,7 @@ fn allocate_line(
                     if cost.is_zero() {
                         continue;
                     }
-                    let total = ctx.totals.entry(owner.clone()).or_insert(Decimal::ZERO);
+                    let total = ctx.totals.entry(owner).or_insert(Decimal::ZERO);
                     *total = total
                         .checked_add(cost)
                         .ok_or_else(|| Error::overflow("entity totals"))?;
@@ -455,7 +453,7 @@ fn make_row(
     ctx: &Ctx<'_>,
     line: &BucketLine,
     level: EntityLevel,
-    owner: String,
+    owner: &str,
     cost: Decimal,
     share: Decimal,
     method: &str,
@@ -469,7 +467,7 @@ fn make_row(
         bucket_end: end,
         partial_bucket: partial,
         org_id: s.name(line.key.org).to_string(),
-        owner_id: owner,
+        owner_id: owner.to_string(),
         level,
         environment_id: s.name(line.key.environment).to_string(),
         resource_id: s.name(line.key.resource).to_string(),
@@ -496,55 +494,59 @@ pub fn bucket_bounds(store: &Store, bucket: Timestamp) -> (Timestamp, Timestamp,
     (bucket, end, partial)
 }
 
-/// Runs one step of a chain on a line.
-fn run_step(
-    ctx: &Ctx<'_>,
+fn run_step<'a>(
+    ctx: &Ctx<'a>,
     line: &BucketLine,
     level: EntityLevel,
-    step: &Step,
-) -> Result<Outcome, Error> {
+    step: &'a Step,
+) -> Result<Outcome<'a>, Error> {
     let precision = ctx.settings.precision;
+    let names = &ctx.store.strings;
+    let amount = line.amount;
     match step {
-        Step::Fixed { shares } => split(
-            line.amount,
-            shares.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-            precision,
-            "fixed_shares",
-            "no_shares",
-        ),
+        Step::Fixed { shares } => {
+            let weights = shares.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            split(amount, weights, precision, "fixed_shares", "no_shares")
+        }
         Step::UsageRatio { metrics } => split(
-            line.amount,
+            amount,
             usage_weights(ctx, line, level, metrics),
             precision,
             "usage_found",
             "no_usage_found",
         ),
-        Step::Lifetime { metric } => split(
-            line.amount,
-            usage_weights(ctx, line, level, std::slice::from_ref(metric)),
-            precision,
-            "lifetime_found",
-            "no_lifetime_data",
-        ),
+        Step::Lifetime { metric } => {
+            let weights = usage_weights(ctx, line, level, std::slice::from_ref(metric));
+            split(
+                amount,
+                weights,
+                precision,
+                "lifetime_found",
+                "no_lifetime_data",
+            )
+        }
         Step::Storage {
             write_metric,
             retention_metric,
-        } => split(
-            line.amount,
-            storage_weights(ctx, line, level, write_metric, retention_metric)?,
-            precision,
-            "storage_found",
-            "no_storage_data",
-        ),
+        } => {
+            let weights = storage_weights(ctx, line, level, write_metric, retention_metric)?;
+            split(
+                amount,
+                weights,
+                precision,
+                "storage_found",
+                "no_storage_data",
+            )
+        }
         Step::EvenActive => split(
-            line.amount,
+            amount,
             even(active_entities(ctx, line, level)),
             precision,
             "active_principals",
             "no_active_principals",
         ),
         Step::EvenPeriod => split(
-            line.amount,
+            amount,
             even(period_entities(ctx, line, level)),
             precision,
             "principals_in_period",
@@ -552,25 +554,25 @@ fn run_step(
         ),
         Step::Weighted { components } => weighted(ctx, line, level, components),
         Step::OwnerOfRecord => Ok(single(
-            line.amount,
+            amount,
             owner_of_record(ctx, line),
             "owner_of_record",
             "no_owner_of_record",
         )),
         Step::Environment => {
-            let env = ctx.store.strings.name(line.key.environment);
+            let env = names.name(line.key.environment);
             Ok(single(
-                line.amount,
-                Some(env.to_string()).filter(|e| !e.is_empty()),
+                amount,
+                Some(env).filter(|e| !e.is_empty()),
                 "environment",
                 "no_environment",
             ))
         }
         Step::ResourceOwner => {
-            let resource = ctx.store.strings.name(line.key.resource);
+            let resource = names.name(line.key.resource);
             Ok(single(
-                line.amount,
-                Some(resource.to_string()).filter(|r| !r.is_empty()),
+                amount,
+                Some(resource).filter(|r| !r.is_empty()),
                 "resource_owner",
                 "no_resource",
             ))
@@ -580,10 +582,10 @@ fn run_step(
                 .totals
                 .iter()
                 .filter(|(_, v)| v.is_sign_positive() && !v.is_zero())
-                .map(|(k, v)| (k.clone(), *v))
+                .map(|(k, v)| (*k, *v))
                 .collect();
             split(
-                line.amount,
+                amount,
                 weights,
                 precision,
                 "other_totals",
@@ -595,60 +597,52 @@ fn run_step(
 }
 
 /// The whole line to one owner, if there is one.
-fn single(
+fn single<'a>(
     amount: Decimal,
-    owner: Option<String>,
+    owner: Option<&'a str>,
     success: &'static str,
     failure: &'static str,
-) -> Outcome {
+) -> Outcome<'a> {
     match owner {
-        Some(owner) => Outcome::Split(vec![(owner, amount, round(Decimal::ONE, SHARE_DECIMALS))], success),
+        Some(owner) => Outcome::Split(
+            vec![(owner, amount, round(Decimal::ONE, SHARE_DECIMALS))],
+            success,
+        ),
         None => Outcome::Fail(failure),
     }
 }
 
-/// Apportions `amount` over `weights`, with usage shares.
-fn split(
+/// Apportions `amount` over `weights` (distinct keys), with usage shares.
+fn split<'a>(
     amount: Decimal,
-    weights: Vec<(String, Decimal)>,
+    mut weights: Vec<(&'a str, Decimal)>,
     precision: u32,
     success: &'static str,
     failure: &'static str,
-) -> Result<Outcome, Error> {
-    let shares = shares_of(&weights)?;
-    match apportion(amount, weights, precision)? {
-        None => Ok(Outcome::Fail(failure)),
-        Some(parts) => Ok(Outcome::Split(
-            parts
-                .into_iter()
-                .map(|(owner, cost)| {
-                    let share = shares.get(&owner).copied().unwrap_or_default();
-                    (owner, cost, round(share, SHARE_DECIMALS))
-                })
-                .collect(),
-            success,
-        )),
+) -> Result<Outcome<'a>, Error> {
+    weights.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let total = checked_sum(weights.iter().map(|w| w.1), "weights")?;
+    let Some(parts) = apportion(amount, weights.iter().copied(), precision)? else {
+        return Ok(Outcome::Fail(failure));
+    };
+    let mut out = Vec::with_capacity(parts.len());
+    for ((owner, cost), (_, weight)) in parts.into_iter().zip(&weights) {
+        out.push((owner, cost, round(share(*weight, total)?, SHARE_DECIMALS)));
     }
+    Ok(Outcome::Split(out, success))
 }
 
 /// Decimal places of `usage_share` (display only).
 pub const SHARE_DECIMALS: u32 = 6;
 
-/// Each key's weight over the total (unrounded).
-fn shares_of(weights: &[(String, Decimal)]) -> Result<BTreeMap<String, Decimal>, Error> {
-    let total = checked_sum(weights.iter().map(|w| w.1), "weights")?;
-    let mut out = BTreeMap::new();
+/// `weight / total` (unrounded; zero when the total is zero).
+fn share(weight: Decimal, total: Decimal) -> Result<Decimal, Error> {
     if total.is_zero() {
-        return Ok(out);
+        return Ok(Decimal::ZERO);
     }
-    for (key, weight) in weights {
-        let share = weight
-            .checked_div(total)
-            .ok_or_else(|| Error::overflow("usage share"))?;
-        let slot = out.entry(key.clone()).or_insert(Decimal::ZERO);
-        *slot = slot.checked_add(share).ok_or_else(|| Error::overflow("usage share"))?;
-    }
-    Ok(out)
+    weight
+        .checked_div(total)
+        .ok_or_else(|| Error::overflow("usage share"))
 }
 
 fn index<'c>(ctx: &'c Ctx<'_>, level: EntityLevel) -> &'c UsageIndex {
@@ -659,25 +653,29 @@ fn index<'c>(ctx: &'c Ctx<'_>, level: EntityLevel) -> &'c UsageIndex {
 }
 
 /// Entities and their metric maps on the line's resource in the bucket.
-fn bucket_usage<'c>(
-    ctx: &'c Ctx<'_>,
+fn bucket_usage<'a>(
+    ctx: &Ctx<'a>,
     line: &BucketLine,
     level: EntityLevel,
-) -> Option<&'c EntityMetrics> {
-    index(ctx, level)
+) -> Option<&'a EntityMetrics> {
+    let usage: &'a UsageIndex = match level {
+        EntityLevel::Principal => ctx.principal,
+        EntityLevel::Topic => ctx.topic,
+    };
+    usage
         .by_bucket
         .get(&(line.key.org, ctx.bucket, line.key.resource))
 }
 
 /// Sum of `metrics` per entity.
-fn usage_weights(
-    ctx: &Ctx<'_>,
+fn usage_weights<'a>(
+    ctx: &Ctx<'a>,
     line: &BucketLine,
     level: EntityLevel,
     metrics: &[String],
-) -> Vec<(String, Decimal)> {
-    let s = &ctx.store.strings;
-    let ids: Vec<Sym> = metrics.iter().filter_map(|m| s.find(m)).collect();
+) -> Vec<(&'a str, Decimal)> {
+    let names: &'a store::Interner = &ctx.store.strings;
+    let ids: Vec<Sym> = metrics.iter().filter_map(|m| names.find(m)).collect();
     let Some(entities) = bucket_usage(ctx, line, level) else {
         return Vec::new();
     };
@@ -688,21 +686,21 @@ fn usage_weights(
                 .iter()
                 .filter_map(|m| values.get(m))
                 .fold(Decimal::ZERO, |acc, v| acc.saturating_add(*v));
-            (s.name(*entity).to_string(), sum)
+            (names.name(*entity), sum)
         })
         .collect()
 }
 
 /// Write bytes × retention per entity.
-fn storage_weights(
-    ctx: &Ctx<'_>,
+fn storage_weights<'a>(
+    ctx: &Ctx<'a>,
     line: &BucketLine,
     level: EntityLevel,
     write: &str,
     retention: &str,
-) -> Result<Vec<(String, Decimal)>, Error> {
-    let s = &ctx.store.strings;
-    let (Some(w), Some(r)) = (s.find(write), s.find(retention)) else {
+) -> Result<Vec<(&'a str, Decimal)>, Error> {
+    let names: &'a store::Interner = &ctx.store.strings;
+    let (Some(w), Some(r)) = (names.find(write), names.find(retention)) else {
         return Ok(Vec::new());
     };
     let Some(entities) = bucket_usage(ctx, line, level) else {
@@ -711,63 +709,61 @@ fn storage_weights(
     entities
         .iter()
         .map(|(entity, values)| {
-            let product = values
-                .get(&w)
-                .copied()
-                .unwrap_or_default()
-                .checked_mul(values.get(&r).copied().unwrap_or_default());
-            product
-                .map(|p| (s.name(*entity).to_string(), p))
+            let bytes = values.get(&w).copied().unwrap_or_default();
+            let seconds = values.get(&r).copied().unwrap_or_default();
+            bytes
+                .checked_mul(seconds)
+                .map(|p| (names.name(*entity), p))
                 .ok_or_else(|| Error::overflow("write bytes × retention"))
         })
         .collect()
 }
 
 /// Entities with any usage on the resource in the bucket.
-fn active_entities(ctx: &Ctx<'_>, line: &BucketLine, level: EntityLevel) -> Vec<String> {
-    let s = &ctx.store.strings;
+fn active_entities<'a>(ctx: &Ctx<'a>, line: &BucketLine, level: EntityLevel) -> Vec<&'a str> {
+    let names: &'a store::Interner = &ctx.store.strings;
     bucket_usage(ctx, line, level)
-        .map(|e| e.keys().map(|k| s.name(*k).to_string()).collect())
+        .map(|e| e.keys().map(|k| names.name(*k)).collect())
         .unwrap_or_default()
 }
 
 /// Entities seen on the resource in the whole period.
-fn period_entities(ctx: &Ctx<'_>, line: &BucketLine, level: EntityLevel) -> Vec<String> {
-    let s = &ctx.store.strings;
+fn period_entities<'a>(ctx: &Ctx<'a>, line: &BucketLine, level: EntityLevel) -> Vec<&'a str> {
+    let names: &'a store::Interner = &ctx.store.strings;
     index(ctx, level)
         .period
         .get(&(line.key.org, line.key.resource))
-        .map(|e| e.iter().map(|k| s.name(*k).to_string()).collect())
+        .map(|e| e.iter().map(|k| names.name(*k)).collect())
         .unwrap_or_default()
 }
 
-fn even(entities: Vec<String>) -> Vec<(String, Decimal)> {
+fn even(entities: Vec<&str>) -> Vec<(&str, Decimal)> {
     entities.into_iter().map(|e| (e, Decimal::ONE)).collect()
 }
 
 /// The owner of record from the bill, else from `[resource_owners]`.
-fn owner_of_record(ctx: &Ctx<'_>, line: &BucketLine) -> Option<String> {
-    let s = &ctx.store.strings;
-    let named = s.name(line.key.owner_of_record);
+fn owner_of_record<'a>(ctx: &Ctx<'a>, line: &BucketLine) -> Option<&'a str> {
+    let names: &'a store::Interner = &ctx.store.strings;
+    let named = names.name(line.key.owner_of_record);
     if !named.is_empty() {
-        return Some(named.to_string());
+        return Some(named);
     }
     ctx.settings
         .rules
         .resource_owners
-        .get(s.name(line.key.resource))
-        .cloned()
+        .get(names.name(line.key.resource))
+        .map(String::as_str)
 }
 
 /// A weighted mix: the amount is first split over the components by their
 /// weights, then each component's part over its own weights; parts are summed
 /// per entity. Fails when there is no active entity or a usage component has no usage.
-fn weighted(
-    ctx: &Ctx<'_>,
+fn weighted<'a>(
+    ctx: &Ctx<'a>,
     line: &BucketLine,
     level: EntityLevel,
     components: &[Component],
-) -> Result<Outcome, Error> {
+) -> Result<Outcome<'a>, Error> {
     let precision = ctx.settings.precision;
     let active = active_entities(ctx, line, level);
     if active.is_empty() {
@@ -777,22 +773,21 @@ fn weighted(
     let Some(component_amounts) = apportion(line.amount, by_component, precision)? else {
         return Ok(Outcome::Fail("no_weights"));
     };
-    let mut costs: BTreeMap<String, (Decimal, Decimal)> = BTreeMap::new();
+    let mut costs: BTreeMap<&'a str, (Decimal, Decimal)> = BTreeMap::new();
     for ((_, part), component) in component_amounts.into_iter().zip(components) {
         let weights = if component.even {
             even(active.clone())
         } else {
             usage_weights(ctx, line, level, &component.metrics)
         };
-        let shares = shares_of(&weights)?;
-        let Some(parts) = apportion(part, weights, precision)? else {
+        let total = checked_sum(weights.iter().map(|w| w.1), "weights")?;
+        let Some(parts) = apportion(part, weights.iter().copied(), precision)? else {
             return Ok(Outcome::Fail("no_usage_found"));
         };
+        let by_owner: BTreeMap<&str, Decimal> = weights.into_iter().collect();
         for (owner, cost) in parts {
-            let share = shares
-                .get(&owner)
-                .copied()
-                .unwrap_or_default()
+            let weight = by_owner.get(owner).copied().unwrap_or_default();
+            let owner_share = share(weight, total)?
                 .checked_mul(component.weight)
                 .unwrap_or_default();
             let slot = costs.entry(owner).or_insert((Decimal::ZERO, Decimal::ZERO));
@@ -800,11 +795,17 @@ fn weighted(
                 .0
                 .checked_add(cost)
                 .ok_or_else(|| Error::overflow("weighted parts"))?;
-            slot.1 = slot.1.checked_add(share).ok_or_else(|| Error::overflow("usage share"))?;
+            slot.1 = slot
+                .1
+                .checked_add(owner_share)
+                .ok_or_else(|| Error::overflow("usage share"))?;
         }
     }
     Ok(Outcome::Split(
-        costs.into_iter().map(|(o, (c, s))| (o, c, round(s, SHARE_DECIMALS))).collect(),
+        costs
+            .into_iter()
+            .map(|(o, (c, s))| (o, c, round(s, SHARE_DECIMALS)))
+            .collect(),
         "usage_found",
     ))
 }
@@ -893,7 +894,7 @@ fn unallocated_row(
 /// Turns already-allocated input rows (exports) into rows and bucket totals.
 fn add_allocated_rows(store: &Store, result: &mut Allocation) -> Result<(), Error> {
     let s = &store.strings;
-    let mut originals: HashMap<(Sym, Timestamp, Sym, Sym, Sym, Sym), Decimal> = HashMap::new();
+    let mut originals: HashMap<(Sym, Timestamp, Sym, Sym, Sym, Sym), Decimal> = HashMap::default();
     for (k, v) in &store.allocated {
         let slot = originals
             .entry((k.org, k.bucket, k.resource, k.product, k.line_type, k.owner))
@@ -902,7 +903,7 @@ fn add_allocated_rows(store: &Store, result: &mut Allocation) -> Result<(), Erro
             .checked_add(v.amount)
             .ok_or_else(|| Error::overflow("export totals"))?;
     }
-    let mut line_totals: HashMap<(Sym, Timestamp, Sym, Sym, Sym), Decimal> = HashMap::new();
+    let mut line_totals: HashMap<(Sym, Timestamp, Sym, Sym, Sym), Decimal> = HashMap::default();
     let mut buckets: BTreeMap<(String, Timestamp), (Decimal, Decimal)> = BTreeMap::new();
     for ((org, bucket, resource, product, line_type, _), amount) in &originals {
         let slot = line_totals

@@ -11,7 +11,55 @@ use crate::error::Error;
 use crate::model::{AllocationRow, CostLine, EntityLevel, Source, UsageSample};
 use crate::time::{Granularity, Timestamp};
 use rust_decimal::Decimal;
-use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// A fast, non-cryptographic hasher (the Fx hash of rustc) for the aggregates'
+/// small integer keys and interned strings: hashing dominates the per-row cost.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FxHasher {
+    hash: u64,
+}
+
+const FX_SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(FX_SEED);
+    }
+}
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            for (d, s) in word.iter_mut().zip(chunk) {
+                *d = *s;
+            }
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    fn write_i64(&mut self, i: i64) {
+        self.add(i as u64);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+}
+
+/// A `HashMap` with [`FxHasher`].
+pub type HashMap<K, V> = std::collections::HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 /// An interned string's id.
 pub type Sym = u32;
@@ -21,7 +69,13 @@ pub type Sym = u32;
 pub struct Interner {
     map: HashMap<String, Sym>,
     names: Vec<String>,
+    /// The last id returned per call site ([`Interner::id_at`]): consecutive rows
+    /// mostly repeat a field, and a comparison is cheaper than a hash lookup.
+    recent: [Sym; RECENT_SLOTS],
 }
+
+/// Call sites with a one-entry cache.
+const RECENT_SLOTS: usize = 32;
 
 impl Interner {
     /// The id of `text`, adding it when new.
@@ -32,6 +86,20 @@ impl Interner {
         let id = Sym::try_from(self.names.len()).unwrap_or(Sym::MAX);
         self.names.push(text.to_string());
         self.map.insert(text.to_string(), id);
+        id
+    }
+
+    /// [`Interner::id`] with a one-entry cache for call site `slot`.
+    pub fn id_at(&mut self, slot: usize, text: &str) -> Sym {
+        let cached = self.recent.get(slot).copied().unwrap_or(Sym::MAX);
+        let known = usize::try_from(cached).ok().and_then(|i| self.names.get(i));
+        if known.is_some_and(|name| name == text) {
+            return cached;
+        }
+        let id = self.id(text);
+        if let Some(recent) = self.recent.get_mut(slot) {
+            *recent = id;
+        }
         id
     }
 
@@ -100,7 +168,7 @@ pub struct Amount {
     pub quantity: Decimal,
     /// How many input rows were folded in.
     pub rows: u64,
-    /// The first source (smallest file, line), for the audit trail.
+    /// The first source (smallest line, then file), for the audit trail.
     pub source: Source,
 }
 
@@ -183,9 +251,9 @@ impl Store {
             strings,
             granularity,
             range,
-            lines: HashMap::new(),
-            usage: HashMap::new(),
-            allocated: HashMap::new(),
+            lines: HashMap::default(),
+            usage: HashMap::default(),
+            allocated: HashMap::default(),
         }
     }
 
@@ -215,14 +283,14 @@ impl Store {
         }
         let s = &mut self.strings;
         let key = LineKey {
-            org: s.id(&line.org_id),
-            product: s.id(&line.product),
-            line_type: s.id(&line.line_type),
-            resource: s.id(&line.resource_id),
-            environment: s.id(&line.environment_id),
-            unit: s.id(&line.unit),
-            currency: s.id(&line.currency),
-            owner_of_record: s.id(&line.owner_of_record),
+            org: s.id_at(1, &line.org_id),
+            product: s.id_at(2, &line.product),
+            line_type: s.id_at(3, &line.line_type),
+            resource: s.id_at(4, &line.resource_id),
+            environment: s.id_at(5, &line.environment_id),
+            unit: s.id_at(6, &line.unit),
+            currency: s.id_at(7, &line.currency),
+            owner_of_record: s.id_at(8, &line.owner_of_record),
         };
         let period = Period {
             start: line.start,
@@ -248,11 +316,11 @@ impl Store {
             ));
         }
         let s = &mut self.strings;
-        let org = s.id(&sample.org_id);
-        let resource = s.id(&sample.resource_id);
-        let principal = s.id(&sample.principal);
-        let topic = s.id(&sample.topic);
-        let metric = s.id(&sample.metric);
+        let org = s.id_at(9, &sample.org_id);
+        let resource = s.id_at(10, &sample.resource_id);
+        let principal = s.id_at(11, &sample.principal);
+        let topic = s.id_at(12, &sample.topic);
+        let metric = s.id_at(13, &sample.metric);
         let gauge = is_gauge(&sample.metric);
         for (bucket, value) in split_by_time(
             sample.start,
@@ -292,19 +360,19 @@ impl Store {
         }
         let s = &mut self.strings;
         let key = AllocatedKey {
-            org: s.id(&row.org_id),
+            org: s.id_at(14, &row.org_id),
             bucket: row.bucket_start.floor(self.granularity),
-            owner: s.id(&row.owner_id),
+            owner: s.id_at(15, &row.owner_id),
             level: row.level,
-            environment: s.id(&row.environment_id),
-            resource: s.id(&row.resource_id),
-            product: s.id(&row.product),
-            line_type: s.id(&row.line_type),
-            unit: s.id(&row.unit),
-            currency: s.id(&row.currency),
-            method: s.id(&row.method),
+            environment: s.id_at(16, &row.environment_id),
+            resource: s.id_at(17, &row.resource_id),
+            product: s.id_at(18, &row.product),
+            line_type: s.id_at(19, &row.line_type),
+            unit: s.id_at(20, &row.unit),
+            currency: s.id_at(21, &row.currency),
+            method: s.id_at(22, &row.method),
             chain_step: row.chain_step,
-            reason: s.id(&row.reason),
+            reason: s.id_at(23, &row.reason),
         };
         add_amount(
             self.allocated.entry(key),
@@ -335,7 +403,8 @@ fn add_amount<K>(
                 .checked_add(quantity)
                 .ok_or_else(|| Error::overflow("summing quantities"))?;
             slot.rows = slot.rows.saturating_add(1);
-            if *source < slot.source {
+            // The smallest (line, file): order-independent, and cheap for rows read in order.
+            if (source.line, &source.file) < (slot.source.line, &slot.source.file) {
                 slot.source = source.clone();
             }
         }

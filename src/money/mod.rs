@@ -249,7 +249,8 @@ mod tests {
 
     #[test]
     fn table() {
-        let cases: &[(&str, &[(&str, &str)], u32, &[(&str, &str)])] = &[
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], u32, &'a [(&'a str, &'a str)]);
+        let cases: &[Case<'_>] = &[
             (
                 "1.00",
                 &[("a", "1"), ("b", "1"), ("c", "1")],

@@ -68,7 +68,7 @@ impl Default for Filters {
 /// A compiled crosswalk.
 #[derive(Debug, Default)]
 pub struct Crosswalk {
-    direct: HashMap<(String, String), (String, String)>,
+    direct: HashMap<String, HashMap<String, (String, String)>>,
     patterns: Vec<(PatternOn, regex_lite::Regex, String, String)>,
 }
 
@@ -81,7 +81,9 @@ impl Crosswalk {
                 None => {
                     crosswalk
                         .direct
-                        .entry((entry.org_id.clone(), entry.owner_id.clone()))
+                        .entry(entry.org_id.clone())
+                        .or_default()
+                        .entry(entry.owner_id.clone())
                         .or_insert_with(|| (entry.team.clone(), entry.cost_center.clone()));
                 }
                 Some(on) => {
@@ -107,11 +109,8 @@ impl Crosswalk {
 
     /// The (team, cost center) of an owner, if any row matches.
     pub fn team_of(&self, org: &str, owner: &str, level: EntityLevel) -> Option<(String, String)> {
-        if let Some(found) = self
-            .direct
-            .get(&(org.to_string(), owner.to_string()))
-            .or_else(|| self.direct.get(&(String::new(), owner.to_string())))
-        {
+        let direct = |org: &str| self.direct.get(org).and_then(|owners| owners.get(owner));
+        if let Some(found) = direct(org).or_else(|| direct("")) {
             return Some(found.clone());
         }
         self.patterns
@@ -349,9 +348,8 @@ fn team_summaries(
     crosswalk: &Crosswalk,
     settings: &ReportSettings<'_>,
 ) -> Result<(Vec<TeamSummary>, Vec<String>), Error> {
-    let mut teams: BTreeMap<(String, String), TeamSummary> = BTreeMap::new();
-    let mut owners: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
-    let mut unmatched = BTreeSet::new();
+    // First per owner (few) rather than per row (many), then per team.
+    let mut by_owner: HashMap<(&str, &str, EntityLevel), (Decimal, Decimal)> = HashMap::new();
     let mut unallocated: BTreeMap<String, Decimal> = BTreeMap::new();
     for row in rows {
         if row.owner_id == UNALLOCATED {
@@ -361,28 +359,41 @@ fn team_summaries(
             )?;
             continue;
         }
-        let (team, cost_center) = crosswalk
-            .team_of(&row.org_id, &row.owner_id, row.level)
-            .unwrap_or_else(|| {
-                unmatched.insert(row.owner_id.clone());
-                (UNMATCHED_TEAM.to_string(), String::new())
-            });
-        let key = (row.org_id.clone(), team.clone());
-        let summary = teams.entry(key.clone()).or_insert_with(|| TeamSummary {
-            org_id: row.org_id.clone(),
-            team,
-            cost_center,
-            ..TeamSummary::default()
-        });
+        let slot = by_owner
+            .entry((&row.org_id, &row.owner_id, row.level))
+            .or_default();
         add(
             if is_shared(row) {
-                &mut summary.shared
+                &mut slot.1
             } else {
-                &mut summary.direct
+                &mut slot.0
             },
             row.chargeback_cost,
         )?;
-        owners.entry(key).or_default().insert(row.owner_id.clone());
+    }
+    let mut teams: BTreeMap<(String, String), TeamSummary> = BTreeMap::new();
+    let mut owners: BTreeMap<(String, String), BTreeSet<&str>> = BTreeMap::new();
+    let mut unmatched = BTreeSet::new();
+    for ((org, owner, level), (direct, shared)) in by_owner {
+        let (team, cost_center) = crosswalk.team_of(org, owner, level).unwrap_or_else(|| {
+            unmatched.insert(owner.to_string());
+            (UNMATCHED_TEAM.to_string(), String::new())
+        });
+        let key = (org.to_string(), team.clone());
+        let summary = teams.entry(key.clone()).or_insert_with(|| TeamSummary {
+            org_id: org.to_string(),
+            team,
+            cost_center: cost_center.clone(),
+            ..TeamSummary::default()
+        });
+        if summary.cost_center.is_empty()
+            || (!cost_center.is_empty() && cost_center < summary.cost_center)
+        {
+            summary.cost_center = cost_center;
+        }
+        add(&mut summary.direct, direct)?;
+        add(&mut summary.shared, shared)?;
+        owners.entry(key).or_default().insert(owner);
     }
     for (org, amount) in unallocated {
         distribute_unallocated(&mut teams, &org, amount, settings)?;
@@ -464,57 +475,60 @@ fn cluster_entities(
     crosswalk: &Crosswalk,
     filters: &Filters,
 ) -> Result<Vec<ClusterEntities>, Error> {
-    type Charges = BTreeMap<(String, String), Decimal>;
-    let mut by_cluster: BTreeMap<(String, String), BTreeMap<(String, EntityLevel), Charges>> =
+    type Charges<'r> = BTreeMap<(&'r str, &'r str), Decimal>;
+    type Entities<'r> = HashMap<(&'r str, EntityLevel), Charges<'r>>;
+    let mut by_cluster: BTreeMap<(&str, &str), Entities<'_>> =
         BTreeMap::new();
     for row in rows {
         if row.owner_id == UNALLOCATED || filters.entity_kind.is_some_and(|k| k != row.level) {
             continue;
         }
         let charges = by_cluster
-            .entry((row.org_id.clone(), row.resource_id.clone()))
+            .entry((&row.org_id, &row.resource_id))
             .or_default()
-            .entry((row.owner_id.clone(), row.level))
+            .entry((&row.owner_id, row.level))
             .or_default();
         add(
-            charges
-                .entry((row.product.clone(), row.line_type.clone()))
-                .or_default(),
+            charges.entry((&row.product, &row.line_type)).or_default(),
             row.chargeback_cost,
         )?;
     }
     let mut out = Vec::with_capacity(by_cluster.len());
     for ((org_id, cluster_id), entities) in by_cluster {
-        let mut list = Vec::with_capacity(entities.len());
-        let mut below = 0;
-        for ((name, level), charges) in entities {
-            let total = checked_sum(charges.values().copied(), "entity total")?;
-            if filters.min_total.is_some_and(|m| total < m) {
-                below += 1;
-                continue;
-            }
-            let team = crosswalk
-                .team_of(&org_id, &name, level)
-                .map_or_else(|| UNMATCHED_TEAM.to_string(), |t| t.0);
-            let chargebacks = charges
-                .into_iter()
-                .map(|((product, line_type), total)| EntityCharge {
-                    product,
-                    line_type,
-                    total,
-                })
-                .collect();
-            list.push(EntityTotal {
-                name,
-                level,
-                team,
-                chargebacks,
-                total,
-            });
+        let (org_id, cluster_id) = (org_id.to_string(), cluster_id.to_string());
+        let mut totals = Vec::with_capacity(entities.len());
+        for (key, charges) in entities {
+            totals.push((
+                checked_sum(charges.values().copied(), "entity total")?,
+                key,
+                charges,
+            ));
         }
-        list.sort_by(|a, b| b.total.cmp(&a.total).then_with(|| a.name.cmp(&b.name)));
-        let truncated = list.len() > filters.max_entities_per_cluster;
-        list.truncate(filters.max_entities_per_cluster);
+        let before = totals.len();
+        totals.retain(|(total, _, _)| filters.min_total.is_none_or(|m| *total >= m));
+        let below = before - totals.len();
+        totals.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        let truncated = totals.len() > filters.max_entities_per_cluster;
+        totals.truncate(filters.max_entities_per_cluster);
+        let list = totals
+            .into_iter()
+            .map(|(total, (name, level), charges)| EntityTotal {
+                name: name.to_string(),
+                level,
+                team: crosswalk
+                    .team_of(&org_id, name, level)
+                    .map_or_else(|| UNMATCHED_TEAM.to_string(), |t| t.0),
+                chargebacks: charges
+                    .into_iter()
+                    .map(|((product, line_type), total)| EntityCharge {
+                        product: product.to_string(),
+                        line_type: line_type.to_string(),
+                        total,
+                    })
+                    .collect(),
+                total,
+            })
+            .collect();
         out.push(ClusterEntities {
             org_id,
             cluster_id,

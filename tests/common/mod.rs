@@ -1,13 +1,25 @@
 //! Helpers shared by the integration tests: run a session over files.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::path::{Path, PathBuf};
 use tally::report::Report;
 use tally::session::{FileSummary, Options, Session};
 
+/// The header of tally's usage CSV, with its line break.
+pub const USAGE_HEADER: &str =
+    "version,bucket_start,bucket_end,cluster,principal,principal_source,topic,metric,value\n";
+
 /// The path of a file under `testdata/`.
 pub fn testdata(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata").join(path)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(path)
 }
 
 /// Reads a testdata file to a string.
@@ -16,15 +28,25 @@ pub fn read(path: &str) -> String {
 }
 
 /// Feeds `(name, bytes)` inputs in chunks of `chunk` bytes and allocates.
-pub fn run_bytes(options: Options, inputs: &[(&str, Vec<u8>)], chunk: usize) -> (Report, Vec<FileSummary>) {
+pub fn run_bytes(
+    options: Options,
+    inputs: &[(&str, Vec<u8>)],
+    chunk: usize,
+) -> (Report, Vec<FileSummary>) {
     let mut session = Session::new(options);
     let mut summaries = Vec::new();
     for (name, bytes) in inputs {
         let id = session.begin_file(name, "");
         for part in bytes.chunks(chunk.max(1)) {
-            session.feed(id, part).unwrap_or_else(|e| panic!("{name}: {e}"));
+            session
+                .feed(id, part)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
         }
-        summaries.push(session.end_file(id).unwrap_or_else(|e| panic!("{name}: {e}")));
+        summaries.push(
+            session
+                .end_file(id)
+                .unwrap_or_else(|e| panic!("{name}: {e}")),
+        );
     }
     (session.allocate().unwrap(), summaries)
 }

@@ -1,0 +1,174 @@
+//! Every reader fed malformed input gives a clear error and never panics; every
+//! input row is either accepted or rejected, and both are counted.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use common::{run_bytes, USAGE_HEADER};
+use tally::session::{Options, Session};
+use tally::Error;
+
+const USAGE_HEADER: &str =
+    "version,bucket_start,bucket_end,cluster,principal,principal_source,topic,metric,value\n";
+const BILL_HEADER: &str =
+    "start_date,end_date,product,line_type,resource_id,environment_id,amount\n";
+
+fn one_file(name: &str, bytes: &[u8]) -> Result<tally::session::FileSummary, Error> {
+    let mut session = Session::new(Options::default());
+    let id = session.begin_file(name, "");
+    session.feed(id, bytes)?;
+    session.end_file(id)
+}
+
+#[test]
+fn missing_column_names_the_accepted_aliases() {
+    let err = one_file(
+        "export.csv",
+        b"timestamp,environment_id,resource_id,product,line_type,chargeback_cost\n",
+    )
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, Error::MissingColumn { .. }), "{err:?}");
+    assert!(
+        text.contains("owner_id") && text.contains("principal") && text.contains("entity_id"),
+        "{text}"
+    );
+}
+
+#[test]
+fn unknown_formats_and_empty_files_are_refused_clearly() {
+    let err = one_file("x.csv", b"a,b,c\n1,2,3\n").unwrap_err();
+    assert!(matches!(err, Error::UnknownFormat { .. }), "{err}");
+    assert!(err.to_string().contains("chargeback_cost"), "{err}");
+    let err = one_file("x.json", b"{\"hello\": 1}").unwrap_err();
+    assert!(matches!(err, Error::UnknownFormat { .. }), "{err}");
+    let err = one_file("empty.csv", b"").unwrap_err();
+    assert!(err.to_string().contains("empty"), "{err}");
+    let err = one_file("header-only-bom.csv", b"\xEF\xBB\xBF").unwrap_err();
+    assert!(
+        matches!(err, Error::UnknownFormat { .. } | Error::Input { .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_numbers_dates_and_fields_are_rejected_with_file_line_column() {
+    let bill = format!(
+        "{BILL_HEADER}2026-04-01,2026-05-01,kafka,KafkaStorage,lkc-1,env-1,12.50\n\
+         2026-04-01,2026-05-01,kafka,KafkaStorage,lkc-1,env-1,twelve\n\
+         2026-13-01,2026-05-01,kafka,KafkaStorage,lkc-1,env-1,1\n\
+         2026-04-01,2026-03-01,kafka,KafkaStorage,lkc-1,env-1,1\n\
+         2026-04-01,2026-05-01,,KafkaStorage,lkc-1,env-1,1\n"
+    );
+    let summary = one_file("bill.csv", bill.as_bytes()).unwrap();
+    assert_eq!(
+        (
+            summary.rows_read,
+            summary.rows_accepted,
+            summary.rows_rejected
+        ),
+        (5, 1, 4)
+    );
+    let got: Vec<(u64, &str)> = summary
+        .rejections
+        .iter()
+        .map(|r| (r.line, r.column.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (3, "amount"),
+            (4, "start_date"),
+            (5, "end_date"),
+            (6, "product")
+        ]
+    );
+    assert!(summary.rejections[0].reason.contains("twelve"));
+    assert_eq!(summary.rejections[0].file, "bill.csv");
+}
+
+#[test]
+fn bom_crlf_and_quoted_commas_are_read() {
+    let usage = "\u{feff}version,bucket_start,bucket_end,cluster,principal,principal_source,topic,metric,value\r\n\
+                 1,2026-04-02T00:00:00Z,2026-04-02T00:05:00Z,lkc-1,\"CN=orders,O=acme\",mtls,t,produced_bytes,10\r\n\
+                 1,2026-04-02T00:00:00Z,2026-04-02T00:05:00Z,lkc-1,\"say \"\"hi\"\"\",mtls,t,produced_bytes,30\r\n";
+    let bill =
+        format!("{BILL_HEADER}2026-04-01,2026-05-01,kafka,KafkaNetworkWrite,lkc-1,env-1,4.00\r\n");
+    let (report, files) = run_bytes(
+        Options::default(),
+        &[
+            ("usage.csv", usage.as_bytes().to_vec()),
+            ("bill.csv", bill.into_bytes()),
+        ],
+        5,
+    );
+    assert!(files.iter().all(|f| f.rows_rejected == 0), "{files:?}");
+    let got: Vec<(String, String)> = report
+        .rows
+        .iter()
+        .map(|r| (r.owner_id.clone(), r.chargeback_cost.to_string()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("CN=orders,O=acme".into(), "1.00".into()),
+            ("say \"hi\"".into(), "3.00".into())
+        ]
+    );
+    assert!(report.confluent_csv().contains("\"CN=orders,O=acme\""));
+}
+
+#[test]
+fn confluent_costs_json_streams_items_and_rejects_bad_ones() {
+    let json = br#"{"data":[
+        {"id":"a","amount":2.5,"product":"KAFKA","line_type":"KafkaStorage","start_date":"2026-04-01","end_date":"2026-05-01","resource":{"id":"lkc-1","environment":{"id":"env-1"}}},
+        {"id":"b","amount":"oops","product":"KAFKA","line_type":"KafkaStorage","start_date":"2026-04-01","end_date":"2026-05-01","resource":{"id":"lkc-1"}},
+        {"id":"c","amount":1,"product":"SUPPORT","line_type":"Support","start_date":"2026-04-01","end_date":"2026-05-01"}
+    ],"metadata":{"next":null}}"#;
+    for chunk in [1, 7, 4096] {
+        let (report, files) =
+            run_bytes(Options::default(), &[("costs.json", json.to_vec())], chunk);
+        let f = &files[0];
+        assert_eq!(f.format, "confluent_costs_json");
+        assert_eq!(
+            (f.rows_read, f.rows_accepted, f.rows_rejected),
+            (3, 2, 1),
+            "chunk {chunk}"
+        );
+        assert_eq!(f.rejections[0].column, "data[1].amount");
+        assert_eq!(report.reconciliation.bill_total.to_string(), "3.50");
+    }
+    let err = one_file("cut.json", br#"{"data":[{"amount":1,"product":"K""#).unwrap_err();
+    assert!(err.to_string().contains("truncated"), "{err}");
+}
+
+#[test]
+fn every_row_is_accepted_or_rejected_and_counted() {
+    let usage = format!(
+        "{USAGE_HEADER}1,2026-04-02T00:00:00Z,2026-04-02T00:05:00Z,lkc-1,sa-a,mtls,t,produced_bytes,10\n\
+         2,2026-04-02T00:00:00Z,2026-04-02T00:05:00Z,lkc-1,sa-a,mtls,t,produced_bytes,10\n\
+         1,2026-04-02T00:00:00Z,2026-04-02T00:05:00Z,lkc-1,sa-a,mtls,t,produced_bytes,-3\n\
+         1,2026-04-02T00:00:00Z,2026-04-02T00:05:00Z,,sa-a,mtls,t,produced_bytes,3\n\
+         1,2026-04-02T00:00:00Z\n"
+    );
+    let (report, files) = run_bytes(Options::default(), &[("u.csv", usage.into_bytes())], 3);
+    let f = &files[0];
+    assert_eq!((f.rows_read, f.rows_accepted, f.rows_rejected), (5, 1, 4));
+    assert!(
+        f.rejections[0].reason.contains("newer"),
+        "{:?}",
+        f.rejections[0]
+    );
+    assert_eq!(report.reconciliation.rows_rejected, 4);
+    assert_eq!(report.reconciliation.rows_accepted, 1);
+    assert!(report
+        .reconciliation
+        .explanations
+        .iter()
+        .any(|e| e.contains("rejected")));
+}
