@@ -7,10 +7,10 @@
     clippy::indexing_slicing
 )]
 
-use tally::session::{Options, Session};
+mod common;
 
-const USAGE_HEADER: &str =
-    "version,bucket_start,bucket_end,cluster,principal,principal_source,topic,metric,value\n";
+use common::USAGE_HEADER;
+use tally::session::{Options, Session};
 
 #[test]
 fn a_100_mb_line_is_refused_without_buffering_it() {
