@@ -13,8 +13,6 @@ use common::{run_bytes, USAGE_HEADER};
 use tally::session::{Options, Session};
 use tally::Error;
 
-const USAGE_HEADER: &str =
-    "version,bucket_start,bucket_end,cluster,principal,principal_source,topic,metric,value\n";
 const BILL_HEADER: &str =
     "start_date,end_date,product,line_type,resource_id,environment_id,amount\n";
 
