@@ -112,9 +112,41 @@ fn counters_become_increases_per_interval() {
             "produced_bytes",
             d("1048576"),
         ),
+        // The plugin's own series: escaped label values come back as written.
+        (
+            0,
+            300,
+            "kafka-prod",
+            "CN=orders,O=acme",
+            "mtls",
+            "orders.v1",
+            "produced_bytes",
+            d("300"),
+        ),
+        (
+            0,
+            300,
+            "kafka-prod",
+            "billing.svc",
+            "client_id",
+            "",
+            "response_bytes",
+            d("20"),
+        ),
+        // The plugin's broker-style names carry the principal (escaped).
+        (
+            0,
+            300,
+            "dflt",
+            "billing.svc",
+            "",
+            "billing-events",
+            "produced_bytes",
+            d("7"),
+        ),
     ];
     assert_eq!(got, want);
-    assert_eq!(r.series, 4);
+    assert_eq!(r.series, 7);
     assert_eq!(r.resets, 1);
     assert_eq!(r.rejected.len(), 1);
     match &r.rejected[0] {

@@ -30,26 +30,43 @@
 //!
 //! ## Metric names accepted
 //!
-//! An optional `envoy_` and/or `wasmcustom_` prefix is ignored (Envoy prefixes
-//! stats it exports; proxy-wasm stats live under `wasmcustom`).
+//! An optional `envoy_` and/or `wasmcustom_` prefix is ignored (Envoy drops its
+//! `wasmcustom.` namespace on `/stats/prometheus`, other exporters may keep it),
+//! and so is a `_total` suffix.
 //!
 //! | name | metric | labels read |
 //! |---|---|---|
-//! | `tally_produced_bytes_total` (also without `_total`; likewise for each [`Metric`] name: `consumed_bytes`, `produced_records`, `consumed_records`, `request_bytes`, `response_bytes`, `requests`) | that metric | `principal`, `topic`, `cluster`, `principal_source` |
-//! | `tally_bytes_total`, `tally_records_total` | produced / consumed by `direction` | as above, plus `direction` |
-//! | `kafka_server_brokertopicmetrics_bytesin_total` (also `…_bytesinpersec_count`) | `produced_bytes` | `topic`, `cluster` |
-//! | `kafka_server_brokertopicmetrics_bytesout_total` (also `…_bytesoutpersec_count`) | `consumed_bytes` | `topic`, `cluster` |
-//! | `kafka_server_brokertopicmetrics_messagesin_total` (also `…_messagesinpersec_count`) | `produced_records` | `topic`, `cluster` |
+//! | `tally_bytes` | `produced_bytes` / `consumed_bytes` by `direction` | `cluster`, `principal`, `source`, `topic`, `direction` |
+//! | `tally_records` | `produced_records` / `consumed_records` by `direction` | as above |
+//! | `tally_wire_bytes` | `request_bytes` / `response_bytes` by `direction` | as above, no `topic` |
+//! | `tally_requests` | `requests` | as above, no `topic` |
+//! | `tally_<metric>` for each [`Metric`] name (`tally_produced_bytes`, …) | that metric | as above, no `direction` |
+//! | `kafka_server_brokertopicmetrics_bytesin_total` (also `…_bytesinpersec_count`) | `produced_bytes` | `topic`, `cluster`, `principal` if present |
+//! | `kafka_server_brokertopicmetrics_bytesout_total` (also `…_bytesoutpersec_count`) | `consumed_bytes` | as above |
+//! | `kafka_server_brokertopicmetrics_messagesin_total` (also `…_messagesinpersec_count`) | `produced_records` | as above |
 //!
-//! `direction` values: `produce`, `produced`, `in`, `ingress`, `write`, `upstream`
-//! → produced; `consume`, `consumed`, `out`, `egress`, `read`, `fetch`,
-//! `downstream` → consumed. The cluster label may be `cluster`, `kafka_cluster` or
-//! `cluster_id`; when absent, the reader's default cluster is used. Broker-side
-//! metrics know no principal: their samples have an empty `principal` and
-//! `principal_source` `broker_metrics`, so they drive topic-level allocation only;
-//! a broker series without a `topic` label (the all-topics aggregate) is skipped,
-//! as it would count the per-topic series twice. Series of other names are skipped
-//! and listed in [`UsageRead::skipped`].
+//! The first four are the counters the plugin defines (`plugin/src/host.rs`).
+//! `direction` values: `produced`, `produce`, `in`, `ingress`, `write` → produced;
+//! `consumed`, `consume`, `out`, `egress`, `read`, `fetch` → consumed; `request`
+//! / `response` for `tally_wire_bytes`. The principal's source may be labelled
+//! `source` (the plugin) or `principal_source`. The cluster label may be
+//! `cluster`, `kafka_cluster` or `cluster_id`; when absent, the reader's default
+//! cluster is used.
+//!
+//! **Escaped label values.** The plugin carries labels inside Envoy stat names,
+//! so it escapes them: ASCII letters, digits and `-` stay, every other byte is
+//! `_` + two upper-case hex digits (`.` → `_2E`, `_` → `_5F`), and `_` alone is
+//! the empty value (`plugin/src/names.rs`). Series named `tally_*`, and
+//! broker-style series that carry a `principal` label (the plugin's
+//! `broker_metric_names` option; a real broker's exporter has no principal),
+//! have their `cluster`, `principal`, `source` and `topic` values unescaped with
+//! [`unescape_label`]; a value that is not validly escaped is kept as it is.
+//!
+//! A real broker's `BrokerTopicMetrics` know no principal: their samples have an
+//! empty `principal` and `principal_source` `broker_metrics`, so they drive
+//! topic-level allocation only; a broker series without a `topic` label (the
+//! all-topics aggregate) is skipped, as it would count the per-topic series
+//! twice. Series of other names are skipped and listed in [`UsageRead::skipped`].
 
 use super::exact_json::{self, Kind, Value};
 use super::{Reader, Sink};
@@ -88,10 +105,40 @@ enum Origin {
 
 fn direction_is_produce(direction: &str) -> Option<bool> {
     match direction.to_ascii_lowercase().as_str() {
-        "produce" | "produced" | "in" | "ingress" | "write" | "upstream" => Some(true),
-        "consume" | "consumed" | "out" | "egress" | "read" | "fetch" | "downstream" => Some(false),
+        "produce" | "produced" | "in" | "ingress" | "write" => Some(true),
+        "consume" | "consumed" | "out" | "egress" | "read" | "fetch" => Some(false),
         _ => None,
     }
+}
+
+/// Reverses the plugin's label escaping (see the module docs); `None` if `text`
+/// is not an escaped value.
+pub fn unescape_label(text: &str) -> Option<String> {
+    if text == "_" {
+        return Some(String::new());
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'_' {
+            let hex = text.get(i + 1..i + 3)?;
+            if !hex
+                .bytes()
+                .all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(&c))
+            {
+                return None;
+            }
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else if b.is_ascii_alphanumeric() || b == b'-' {
+            out.push(b);
+            i += 1;
+        } else {
+            return None;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// The usage metric a series counts, from its `__name__` and `direction` label;
@@ -105,21 +152,30 @@ fn classify(name: &str, direction: Option<&str>) -> Result<(Metric, Origin), Str
         if let Some(m) = Metric::parse(base) {
             return Ok((m, Origin::Tally));
         }
-        if base == "bytes" || base == "records" {
-            let d = direction.ok_or_else(|| {
-                format!("`{name}` needs a `direction` label (produce or consume)")
-            })?;
-            let produce = direction_is_produce(d)
-                .ok_or_else(|| format!("`{name}`: unknown direction `{d}`"))?;
-            let m = match (base, produce) {
-                ("bytes", true) => Metric::ProducedBytes,
-                ("bytes", false) => Metric::ConsumedBytes,
-                (_, true) => Metric::ProducedRecords,
-                (_, false) => Metric::ConsumedRecords,
-            };
-            return Ok((m, Origin::Tally));
+        if !matches!(base, "bytes" | "records" | "wire_bytes") {
+            return Err(format!("`{name}` is not a tally usage counter"));
         }
-        return Err(format!("`{name}` is not a tally usage counter"));
+        let d = direction.ok_or_else(|| format!("`{name}` needs a `direction` label"))?;
+        let m = match (base, d.to_ascii_lowercase().as_str()) {
+            ("wire_bytes", "request") => Metric::RequestBytes,
+            ("wire_bytes", "response") => Metric::ResponseBytes,
+            ("wire_bytes", _) => {
+                return Err(format!(
+                    "`{name}`: direction `{d}` is neither request nor response"
+                ))
+            }
+            (_, _) => {
+                let produce = direction_is_produce(d)
+                    .ok_or_else(|| format!("`{name}`: unknown direction `{d}`"))?;
+                match (base, produce) {
+                    ("bytes", true) => Metric::ProducedBytes,
+                    ("bytes", false) => Metric::ConsumedBytes,
+                    (_, true) => Metric::ProducedRecords,
+                    (_, false) => Metric::ConsumedRecords,
+                }
+            }
+        };
+        return Ok((m, Origin::Tally));
     }
     if let Some(rest) = n.strip_prefix("kafka_server_brokertopicmetrics_") {
         let m = match rest {
@@ -288,20 +344,31 @@ fn read_series(
             return Ok(());
         }
     };
-    let topic = label(metric, "topic").unwrap_or_default();
-    let (principal, principal_source) = match origin {
-        Origin::Tally => {
-            let Some(p) = label(metric, "principal") else {
-                return Err(Error::input(
-                    file,
-                    metric.line,
-                    &format!("{path}.metric.principal"),
-                    format!("`{name}` series has no `principal` label"),
-                ));
-            };
-            (p, label(metric, "principal_source").unwrap_or_default())
+    // Values the plugin wrote are escaped; a real broker's are not.
+    let escaped = origin == Origin::Tally || label(metric, "principal").is_some();
+    let get = |key: &str| -> Option<String> {
+        let raw = label(metric, key)?;
+        Some(if escaped {
+            unescape_label(raw).unwrap_or_else(|| raw.to_string())
+        } else {
+            raw.to_string()
+        })
+    };
+    let topic = get("topic").unwrap_or_default();
+    let source = get("source")
+        .or_else(|| get("principal_source"))
+        .unwrap_or_default();
+    let (principal, principal_source) = match (origin, get("principal")) {
+        (_, Some(p)) => (p, source),
+        (Origin::Tally, None) => {
+            return Err(Error::input(
+                file,
+                metric.line,
+                &format!("{path}.metric.principal"),
+                format!("`{name}` series has no `principal` label"),
+            ));
         }
-        Origin::Broker => {
+        (Origin::Broker, None) => {
             if topic.is_empty() {
                 out.skipped.push(format!(
                     "{file}:{}: `{name}` without a `topic` label is the all-topics total; skipped",
@@ -309,7 +376,7 @@ fn read_series(
                 ));
                 return Ok(());
             }
-            ("", BROKER_PRINCIPAL_SOURCE)
+            (String::new(), BROKER_PRINCIPAL_SOURCE.to_string())
         }
     };
     if usage_metric.per_topic() && origin == Origin::Tally && topic.is_empty() {
@@ -322,8 +389,8 @@ fn read_series(
     }
     let cluster = ["cluster", "kafka_cluster", "cluster_id"]
         .iter()
-        .find_map(|k| label(metric, k))
-        .unwrap_or(default_cluster);
+        .find_map(|k| get(k))
+        .unwrap_or_else(|| default_cluster.to_string());
     let values = match series.get("values").map(|v| &v.kind) {
         Some(Kind::Array(items)) => items,
         _ => {
@@ -379,11 +446,11 @@ fn read_series(
             org_id: org_id.to_string(),
             start: Timestamp(pts),
             end: Timestamp(ts),
-            resource_id: cluster.to_string(),
-            principal: principal.to_string(),
-            principal_source: principal_source.to_string(),
+            resource_id: cluster.clone(),
+            principal: principal.clone(),
+            principal_source: principal_source.clone(),
             topic: if usage_metric.per_topic() {
-                topic.to_string()
+                topic.clone()
             } else {
                 String::new()
             },
@@ -538,6 +605,24 @@ mod tests {
         ];
         for (name, dir, want) in cases {
             assert_eq!(classify(name, *dir).ok(), *want, "{name} {dir:?}");
+        }
+    }
+
+    #[test]
+    fn unescapes_the_plugins_label_values() {
+        for (escaped, raw) in [
+            ("orders_2Ev1", Some("orders.v1")),
+            ("CN_3Dorders_2CO_3Dacme", Some("CN=orders,O=acme")),
+            ("_5Fother", Some("_other")),
+            ("_", Some("")),
+            ("plain-name", Some("plain-name")),
+            ("caf_C3_A9", Some("café")),
+            ("bad.dot", None),
+            ("_2", None),
+            ("_2e", None),
+            ("_FF", None),
+        ] {
+            assert_eq!(unescape_label(escaped).as_deref(), raw, "{escaped}");
         }
     }
 
