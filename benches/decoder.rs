@@ -256,7 +256,26 @@ fn report(workload: &Workload) {
     black_box(counter.frames + counter.record_bytes + counter.records);
 }
 
+/// Per-connection memory: what a decoder holds after a workload, and its bound.
+fn report_memory(workload: &Workload) {
+    let mut decoder = ConnectionDecoder::new(DecoderConfig::default());
+    let mut counter = Counter::default();
+    for (requests, responses) in &workload.rounds {
+        decoder.on_request_bytes(requests, &mut counter);
+        decoder.on_response_bytes(responses, &mut counter);
+    }
+    println!(
+        "per-connection memory: {} bytes held after the small-request stream, {} bytes bound \
+         (buffers <= {} bytes)",
+        decoder.state_bytes(),
+        decoder.max_state_bytes(),
+        tally::kafka::MAX_BUFFER_BYTES,
+    );
+}
+
 fn main() {
     report(&large_produce(2_000));
-    report(&small_requests(400_000));
+    let small = small_requests(400_000);
+    report(&small);
+    report_memory(&small);
 }

@@ -75,7 +75,7 @@ pub struct DecoderConfig {
     /// (clients default to 5 in flight per connection).
     pub max_in_flight: usize,
     /// Most topic ids remembered from Metadata responses; the oldest is replaced
-    /// when full. Default 256.
+    /// when full. Default 128 (each entry costs at most ~290 bytes).
     pub max_learned_topics: usize,
 }
 
@@ -84,7 +84,7 @@ impl Default for DecoderConfig {
         DecoderConfig {
             max_frame_bytes: 100 * 1024 * 1024,
             max_in_flight: 256,
-            max_learned_topics: 256,
+            max_learned_topics: 128,
         }
     }
 }
