@@ -894,27 +894,52 @@ fn unallocated_row(
 /// Turns already-allocated input rows (exports) into rows and bucket totals.
 fn add_allocated_rows(store: &Store, result: &mut Allocation) -> Result<(), Error> {
     let s = &store.strings;
-    let mut originals: HashMap<(Sym, Timestamp, Sym, Sym, Sym, Sym), Decimal> = HashMap::default();
+    // original_amount = the line's total over all its owners in the bucket.
+    let mut line_totals: HashMap<(Sym, Timestamp, Sym, Sym, Sym), Decimal> = HashMap::default();
     for (k, v) in &store.allocated {
-        let slot = originals
-            .entry((k.org, k.bucket, k.resource, k.product, k.line_type, k.owner))
+        let slot = line_totals
+            .entry((k.org, k.bucket, k.resource, k.product, k.line_type))
             .or_insert(Decimal::ZERO);
         *slot = slot
             .checked_add(v.amount)
             .ok_or_else(|| Error::overflow("export totals"))?;
     }
-    let mut line_totals: HashMap<(Sym, Timestamp, Sym, Sym, Sym), Decimal> = HashMap::default();
     let mut buckets: BTreeMap<(String, Timestamp), (Decimal, Decimal)> = BTreeMap::new();
-    for ((org, bucket, resource, product, line_type, _), amount) in &originals {
-        let slot = line_totals
-            .entry((*org, *bucket, *resource, *product, *line_type))
-            .or_insert(Decimal::ZERO);
-        *slot = slot
-            .checked_add(*amount)
-            .ok_or_else(|| Error::overflow("export totals"))?;
-    }
-    let unallocated = s.find(UNALLOCATED);
-    for (k, Amount { amount, source, .. }) in &store.allocated {
+    // In output order (by names, through integer ranks), so the final sort is a merge.
+    let ranks = s.ranks();
+    let rank = |id: Sym| {
+        usize::try_from(id)
+            .ok()
+            .and_then(|i| ranks.get(i))
+            .copied()
+            .unwrap_or(u32::MAX)
+    };
+    let unallocated_id = s.find(UNALLOCATED);
+    let mut entries: Vec<(&store::AllocatedKey, &Amount)> = store.allocated.iter().collect();
+    entries.sort_unstable_by_key(|(k, _)| {
+        (
+            rank(k.org),
+            k.bucket,
+            Some(k.owner) == unallocated_id,
+            [
+                rank(k.product),
+                rank(k.line_type),
+                rank(k.resource),
+                rank(k.environment),
+                rank(k.owner),
+                rank(k.method),
+            ],
+            (
+                k.level,
+                rank(k.unit),
+                rank(k.currency),
+                k.chain_step,
+                rank(k.reason),
+            ),
+        )
+    });
+    let unallocated = unallocated_id;
+    for (k, Amount { amount, source, .. }) in entries {
         let (start, end, partial) = bucket_bounds(store, k.bucket);
         let is_unallocated = Some(k.owner) == unallocated;
         let original = if is_unallocated {

@@ -54,7 +54,13 @@ impl Hasher for FxHasher {
         self.add(i as u64);
     }
     fn finish(&self) -> u64 {
-        self.hash
+        // A final mix (MurmurHash3's fmix64): Fx alone leaves the low bits, which
+        // pick the bucket, depending only on the low bits of the last word.
+        let mut h = self.hash;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h
     }
 }
 
@@ -114,6 +120,20 @@ impl Interner {
             .ok()
             .and_then(|i| self.names.get(i))
             .map_or("", String::as_str)
+    }
+
+    /// Each id's rank in the sorted order of the strings, so that keys can be
+    /// ordered by name with integer comparisons.
+    pub fn ranks(&self) -> Vec<u32> {
+        let mut order: Vec<usize> = (0..self.names.len()).collect();
+        order.sort_unstable_by(|a, b| self.names.get(*a).cmp(&self.names.get(*b)));
+        let mut ranks = vec![0u32; self.names.len()];
+        for (rank, id) in order.into_iter().enumerate() {
+            if let Some(slot) = ranks.get_mut(id) {
+                *slot = u32::try_from(rank).unwrap_or(u32::MAX);
+            }
+        }
+        ranks
     }
 
     /// How many distinct strings are stored.
