@@ -2,7 +2,7 @@
 //!
 //! # State machine
 //!
-//! Each direction is a [`Stream`] that cycles through
+//! Each direction is a `Stream` that cycles through
 //!
 //! ```text
 //!  Size (4 bytes) ─► Header (8 bytes request / 4 bytes response) ─► Walk ─► Skip ─► Size …
@@ -13,7 +13,7 @@
 //!   correlation_id of a response, which must be the oldest request in flight
 //!   (Kafka answers in order on a connection; Produce with `acks=0` is never
 //!   answered and is not queued).
-//! * `Walk` runs the schema [`Walker`] over the header's tail (client.id, tagged
+//! * `Walk` runs the schema `Walker` over the header's tail (client.id, tagged
 //!   fields) and the body of the APIs tally decodes; `Skip` steps over the rest of
 //!   the frame by count. Frames of other APIs are only counted.
 //!

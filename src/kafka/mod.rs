@@ -1,6 +1,6 @@
 //! Streaming Kafka wire-protocol decoder.
 //!
-//! A [`ConnectionDecoder`](decoder::ConnectionDecoder) (one per proxied
+//! A [`ConnectionDecoder`] (one per proxied
 //! connection) is fed the client→broker and broker→client byte streams in
 //! whatever chunks the host delivers, and pushes what it learns into a [`Sink`].
 //! It never buffers more than a header needs: record payloads are skipped by

@@ -182,17 +182,30 @@ fn chunking() -> impl Strategy<Value = Vec<usize>> {
     prop::collection::vec(1usize..700, 1..40)
 }
 
-/// Feeds the concatenated conversation with chunk sizes cycling through `sizes`,
-/// never crossing from one message into the next of the other direction.
+/// Joins consecutive messages of one direction, so that chunks can straddle
+/// frames as pipelined requests do.
+fn pipelined(conversation: &Conversation) -> Conversation {
+    let mut joined: Conversation = Vec::new();
+    for (direction, bytes) in conversation {
+        match joined.last_mut() {
+            Some((last, buffer)) if last == direction => buffer.extend(bytes),
+            _ => joined.push((*direction, bytes.clone())),
+        }
+    }
+    joined
+}
+
+/// Feeds the conversation with chunk sizes cycling through `sizes`; a chunk may
+/// span frames of one direction but never runs ahead into the other's turn.
 fn run_with_sizes(conversation: &Conversation, sizes: &[usize]) -> Recorder {
     let mut decoder = ConnectionDecoder::new(DecoderConfig::default());
     let mut sink = Recorder::default();
     let mut size = sizes.iter().cycle();
-    for (direction, bytes) in conversation {
+    for (direction, bytes) in pipelined(conversation) {
         let mut rest = &bytes[..];
         while !rest.is_empty() {
             let n = (*size.next().unwrap()).min(rest.len());
-            feed(&mut decoder, *direction, &rest[..n], &mut sink);
+            feed(&mut decoder, direction, &rest[..n], &mut sink);
             rest = &rest[n..];
         }
     }
