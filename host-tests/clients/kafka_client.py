@@ -31,6 +31,10 @@ def args():
     p.add_argument("--sasl", nargs=3, metavar=("MECH", "USER", "PASSWORD"))
     p.add_argument("--expect-auth-failure", action="store_true")
     p.add_argument("--timeout", type=float, default=60)
+    p.add_argument("--produce-only", action="store_true")
+    p.add_argument("--linger-ms", type=int, default=50)
+    p.add_argument("--batch-bytes", type=int, default=0, help="confluent batch.size (0: default)")
+    p.add_argument("--one-record-per-request", action="store_true")
     return p.parse_args()
 
 
@@ -68,7 +72,12 @@ def confluent(a):
             # librdkafka logs the SASL failure on stderr; the caller checks it.
             print(json.dumps({"metadata_failed": str(e), "errors": [str(x) for x in errors[:3]]}))
             return 0
-    p = ck.Producer(dict(conf, **{"compression.type": a.codec, "linger.ms": 50, "acks": "all"}))
+    pconf = {"compression.type": a.codec, "linger.ms": a.linger_ms, "acks": "all"}
+    if a.batch_bytes:
+        pconf.update({"batch.size": a.batch_bytes, "message.max.bytes": max(a.batch_bytes * 2, 1000000)})
+    if a.one_record_per_request:
+        pconf.update({"batch.num.messages": 1, "max.in.flight.requests.per.connection": 1})
+    p = ck.Producer(dict(conf, **pconf))
     for i in range(a.count):
         while True:
             try:
@@ -79,6 +88,8 @@ def confluent(a):
     left = p.flush(a.timeout)
     if left:
         raise SystemExit("%d records not delivered" % left)
+    if a.produce_only:
+        return {"produced": a.count, "consumed": a.count, "lib": "confluent"}
     c = ck.Consumer(dict(conf, **{"group.id": "tally-test-" + a.client_id, "enable.auto.commit": False,
                                   "fetch.wait.max.ms": 100}))
     c.assign([ck.TopicPartition(a.topic, 0, 0)])

@@ -1,0 +1,316 @@
+//! Benchmark of the tally filter inside a real Envoy (scripts/bench-envoy).
+//!
+//! 1. **Record** real Kafka traffic once: librdkafka (confluent-kafka) produces
+//!    to a real tansu through a recording TCP relay; the busiest connection's
+//!    request frames and response frames are kept. Two scenarios: large batches
+//!    (64 KiB of 1 KiB records per Produce) and many small requests (one 100-byte
+//!    record per Produce).
+//! 2. **Replay** the same recording through three Envoys in the same run, one at a
+//!    time, each with one listener in front of a replay sink (reads each request
+//!    frame, answers with the recorded response of the same index: the decoder
+//!    sees a coherent conversation): plain `tcp_proxy`, + a no-op wasm filter that
+//!    only counts bytes (`plugin-noop/`), + tally.
+//! 3. **Measure** throughput (MB/s of request bytes, requests/s), Envoy CPU per GB
+//!    moved (utime+stime of the Envoy process from /proc/<pid>/stat over the
+//!    replay, per GB of request+response bytes), and memory per connection
+//!    (Envoy's `server.memory_allocated` with 200 open connections that each did
+//!    a few requests, minus before, divided by 200). Each figure is the median of
+//!    `--rounds` interleaved rounds (default 3). Prints a Markdown table and ratios.
+//!
+//! Usage: `bench-envoy [--reps-large N] [--reps-small N] [--rounds N]`
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use host_tests::metering::{envoy_json, parse_stats, MListener};
+use host_tests::{free_port, plugin_wasm, repo_root, run_with_timeout, wait_for_port, Envoy, Tansu, Tools, Workdir};
+use serde_json::json;
+
+type Frames = Vec<Vec<u8>>;
+
+/// Reads one size-prefixed frame (prefix included).
+fn read_frame(s: &mut impl Read) -> Option<Vec<u8>> {
+    let mut size = [0u8; 4];
+    s.read_exact(&mut size).ok()?;
+    let n = i32::from_be_bytes(size);
+    if n < 0 {
+        return None;
+    }
+    let mut frame = vec![0u8; 4 + n as usize];
+    frame[..4].copy_from_slice(&size);
+    s.read_exact(&mut frame[4..]).ok()?;
+    Some(frame)
+}
+
+/// Splits a byte stream into frames (a trailing partial frame is dropped).
+fn split_frames(mut data: &[u8]) -> Frames {
+    let mut out = Vec::new();
+    while data.len() >= 4 {
+        let n = i32::from_be_bytes([data[0], data[1], data[2], data[3]]);
+        if n < 0 || data.len() < 4 + n as usize {
+            break;
+        }
+        out.push(data[..4 + n as usize].to_vec());
+        data = &data[4 + n as usize..];
+    }
+    out
+}
+
+/// A relay that records each connection's two byte streams.
+fn record(tools: &Tools, dir: &Workdir, scenario: &str, client_args: &[&str]) -> (Frames, Frames) {
+    let relay = TcpListener::bind("127.0.0.1:0").unwrap();
+    let relay_port = relay.local_addr().unwrap().port();
+    let tansu = Tansu::start_named(tools, dir, &format!("tansu-record-{scenario}"), relay_port, &[]);
+    let mut create = Command::new(&tools.tansu);
+    create.args(["topic", "create", "bench", "--partitions", "1", "--broker"]).arg(format!("tcp://127.0.0.1:{}", tansu.port));
+    run_with_timeout(dir, &format!("topic-{scenario}"), &mut create, Duration::from_secs(30));
+    let upstream = tansu.port;
+    let conns: Arc<Mutex<Vec<(Arc<Mutex<Vec<u8>>>, Arc<Mutex<Vec<u8>>>)>>> = Arc::default();
+    let conns2 = conns.clone();
+    std::thread::spawn(move || {
+        for client in relay.incoming().flatten() {
+            let server = TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+            let (req, resp) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
+            conns2.lock().unwrap().push((req.clone(), resp.clone()));
+            for (mut from, mut to, log) in [
+                (client.try_clone().unwrap(), server.try_clone().unwrap(), req),
+                (server, client, resp),
+            ] {
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 1 << 16];
+                    while let Ok(n) = from.read(&mut buf) {
+                        if n == 0 || to.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        log.lock().unwrap().extend_from_slice(&buf[..n]);
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    });
+    let mut cmd = Command::new(&tools.python);
+    cmd.arg(repo_root().join("host-tests/clients/kafka_client.py"))
+        .args(["--lib", "confluent", "--topic", "bench", "--produce-only", "--client-id", "bench-producer"])
+        .arg("--bootstrap")
+        .arg(format!("127.0.0.1:{relay_port}"))
+        .args(client_args);
+    let (ok, out, err) = run_with_timeout(dir, &format!("record-{scenario}"), &mut cmd, Duration::from_secs(300));
+    assert!(ok, "recording client failed: {out}\n{err}");
+    std::thread::sleep(Duration::from_millis(500));
+    let conns = conns.lock().unwrap();
+    let (req, resp) = conns.iter().max_by_key(|(r, _)| r.lock().unwrap().len()).expect("a recorded connection");
+    let requests = split_frames(&req.lock().unwrap());
+    let mut responses = split_frames(&resp.lock().unwrap());
+    let n = requests.len().min(responses.len());
+    responses.truncate(n);
+    (requests[..n].to_vec(), responses)
+}
+
+/// The replay sink: answers request frame i with recorded response i (mod n).
+fn start_sink(responses: Arc<Frames>) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let responses = responses.clone();
+            std::thread::spawn(move || {
+                let _ = s.set_nodelay(true);
+                let mut r = std::io::BufReader::with_capacity(1 << 16, s.try_clone().unwrap());
+                let mut w = s;
+                let mut i = 0usize;
+                while read_frame(&mut r).is_some() {
+                    if w.write_all(&responses[i % responses.len()]).is_err() {
+                        break;
+                    }
+                    i += 1;
+                }
+            });
+        }
+    });
+    port
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // Fields after the command: state is index 0, so utime (14) is 11, stime (15) is 12.
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+fn clk_tck() -> f64 {
+    let out = Command::new("getconf").arg("CLK_TCK").output().ok();
+    out.and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok()).unwrap_or(100.0)
+}
+
+struct Sample {
+    mb_s: f64,
+    req_s: f64,
+    cpu_s_per_gb: f64,
+}
+
+/// Replays `reps` times the recorded requests on one connection; waits for all responses.
+fn replay(envoy: &Envoy, port: u16, requests: &Frames, responses: &Frames, reps: usize) -> Sample {
+    let stream: Vec<u8> = requests.concat();
+    let resp_total: usize = responses.iter().map(Vec::len).sum::<usize>() * reps;
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_nodelay(true).ok();
+    let mut reader = s.try_clone().unwrap();
+    let pid = envoy.process.pid();
+    let t0 = cpu_ticks(pid);
+    let start = Instant::now();
+    let writer = std::thread::spawn(move || {
+        for _ in 0..reps {
+            s.write_all(&stream).unwrap();
+        }
+        s
+    });
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    while got < resp_total {
+        let n = reader.read(&mut buf).unwrap();
+        assert!(n > 0, "connection closed after {got} of {resp_total} response bytes");
+        got += n;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let t1 = cpu_ticks(pid);
+    drop(writer.join().unwrap());
+    let req_bytes = (requests.iter().map(Vec::len).sum::<usize>() * reps) as f64;
+    let total_bytes = req_bytes + resp_total as f64;
+    Sample {
+        mb_s: req_bytes / elapsed / 1e6,
+        req_s: (requests.len() * reps) as f64 / elapsed,
+        cpu_s_per_gb: (t1 - t0) as f64 / clk_tck() / (total_bytes / 1e9),
+    }
+}
+
+/// Envoy's allocated heap per open connection that did `warm` requests.
+fn memory_per_connection(envoy: &Envoy, port: u16, requests: &Frames, responses: &Frames, conns: usize, warm: usize) -> f64 {
+    // `/memory` is computed on request (the `server.memory_allocated` gauge only
+    // moves on a stats flush).
+    let allocated = || {
+        let body = host_tests::http::get(envoy.admin_port, "/memory").map(|r| r.body_text()).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        v["allocated"].as_str().and_then(|a| a.parse::<f64>().ok()).unwrap_or(0.0)
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let before = allocated();
+    let warm = warm.min(requests.len());
+    let expect: usize = responses[..warm].iter().map(Vec::len).sum();
+    let mut open = Vec::new();
+    for _ in 0..conns {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(&requests[..warm].concat()).unwrap();
+        let mut got = 0;
+        let mut buf = vec![0u8; 1 << 16];
+        while got < expect {
+            got += s.read(&mut buf).unwrap();
+        }
+        open.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let after = allocated();
+    drop(open);
+    (after - before) / conns as f64
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    v[v.len() / 2]
+}
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn main() {
+    let tools = Tools::locate();
+    let dir = Workdir::new("bench-envoy");
+    let tally = plugin_wasm();
+    let noop = repo_root().join("dist/tally_plugin_noop.wasm");
+    assert!(noop.exists(), "{} is missing: run scripts/build", noop.display());
+    let rounds = arg("--rounds", 3);
+    let scenarios = [
+        (
+            "large batches (64 KiB of 1 KiB records)",
+            "large",
+            vec!["--count", "19200", "--size", "1024", "--linger-ms", "200", "--batch-bytes", "65536", "--codec", "none"],
+            arg("--reps-large", 40),
+        ),
+        (
+            "many small requests (one 100-byte record each)",
+            "small",
+            vec!["--count", "3000", "--size", "100", "--linger-ms", "0", "--one-record-per-request", "--codec", "none"],
+            arg("--reps-small", 150),
+        ),
+    ];
+    let variants = ["plain tcp_proxy", "no-op wasm", "tally"];
+    let mut report = String::new();
+    report.push_str("| scenario | Envoy | MB/s (requests) | requests/s | CPU s per GB | heap per connection |\n|---|---|---:|---:|---:|---:|\n");
+    let mut ratios = String::new();
+    for (title, short, client_args, reps) in scenarios {
+        let args: Vec<&str> = client_args.to_vec();
+        let (requests, responses) = record(&tools, &dir, short, &args);
+        let req_bytes: usize = requests.iter().map(Vec::len).sum();
+        eprintln!("{title}: recorded {} request frames ({} bytes), replayed {reps}x per round", requests.len(), req_bytes);
+        let sink = start_sink(Arc::new(responses.clone()));
+        let mut results: BTreeMap<&str, (Vec<f64>, Vec<f64>, Vec<f64>, f64)> = BTreeMap::new();
+        for round in 0..rounds {
+            for variant in variants {
+                let (admin, port) = (free_port(), free_port());
+                let plugin = match variant {
+                    "tally" => Some(json!({"cluster": "bench", "flush_interval_seconds": 300})),
+                    "no-op wasm" => Some(json!({})),
+                    _ => None,
+                };
+                let wasm = if variant == "no-op wasm" { noop.clone() } else { tally.clone() };
+                let listeners = vec![MListener { name: "bench".into(), port, plugin, tls: None, cluster: "sink".into() }];
+                let config = envoy_json(admin, &wasm, &listeners, &[("sink", sink)]);
+                let envoy = Envoy::start(&tools, &dir, &config, admin);
+                wait_for_port(port, Duration::from_secs(10), "the bench listener");
+                replay(&envoy, port, &requests, &responses, 1); // warm-up
+                let s = replay(&envoy, port, &requests, &responses, reps);
+                let mem = if round == 0 { memory_per_connection(&envoy, port, &requests, &responses, 200, 3) } else { 0.0 };
+                let e = results.entry(variant).or_insert((Vec::new(), Vec::new(), Vec::new(), 0.0));
+                e.0.push(s.mb_s);
+                e.1.push(s.req_s);
+                e.2.push(s.cpu_s_per_gb);
+                if round == 0 {
+                    e.3 = mem;
+                }
+                if variant == "tally" {
+                    let stats = parse_stats(&envoy.stats());
+                    let metered: u64 = stats.iter().filter(|(k, _)| k.starts_with("wasmcustom.tally_requests")).map(|(_, v)| *v).sum();
+                    assert!(metered > 0, "tally metered nothing: is the filter loaded?");
+                }
+            }
+        }
+        let m = |v: &str| {
+            let r = &results[v];
+            (median(r.0.clone()), median(r.1.clone()), median(r.2.clone()), r.3)
+        };
+        for v in variants {
+            let (mb, rq, cpu, mem) = m(v);
+            report.push_str(&format!("| {title} | {v} | {mb:.1} | {rq:.0} | {cpu:.2} | {:.1} KiB |\n", mem / 1024.0));
+        }
+        let (p, n, t) = (m("plain tcp_proxy"), m("no-op wasm"), m("tally"));
+        ratios.push_str(&format!(
+            "- {title}: tally throughput = {:.1}% of plain tcp_proxy ({:.1}% of no-op wasm); tally CPU per GB = {:.2}x no-op wasm ({:.2}x plain)\n",
+            100.0 * t.0 / p.0,
+            100.0 * t.0 / n.0,
+            t.2 / n.2,
+            t.2 / p.2
+        ));
+    }
+    let out = format!("{report}\n{ratios}");
+    println!("{out}");
+    std::fs::write(repo_root().join("target/bench-envoy.md"), &out).ok();
+}
