@@ -616,3 +616,44 @@ fn written_focus_passes_the_finops_foundation_validator() {
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("FAILED BillingCurrency"), "{text}");
 }
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn on_a_mutated_or_cut_provider_file(at in 0usize..30000, byte in any::<u8>(), cut in 0usize..30000) {
+            let mut doc = std::fs::read(format!("{}/testdata/focus/toolkit_1_3_gcp.csv", root())).unwrap();
+            let len = doc.len();
+            doc[at % len] = byte;
+            doc.truncate(cut % (len + 1));
+            if let Ok(r) = read_focus(&doc, "fuzz.csv", "", CostColumn::Billed) {
+                prop_assert!(r.lines.len() + r.rejected.len() <= 21);
+            }
+        }
+    }
+
+    #[test]
+    fn an_oversized_line_is_refused_and_reading_goes_on() {
+        use tally::formats::Reader;
+        let header =
+            "BilledCost,ChargePeriodStart,ChargePeriodEnd,BillingCurrency,ChargeDescription\n";
+        let huge = format!("1,2026-01-01,2026-01-02,USD,{}\n", "x".repeat(100_000));
+        let good = "2,2026-01-01,2026-01-02,USD,ok\n";
+        let mut out = focus::FocusRead::default();
+        let mut r = focus::reader("big.csv", "", 4096);
+        for chunk in [header, huge.as_str(), good] {
+            r.feed(chunk.as_bytes(), &mut out).unwrap();
+        }
+        r.finish(&mut out).unwrap();
+        assert_eq!(out.lines.len(), 1);
+        assert_eq!(out.lines[0].amount, d("2"));
+        assert!(matches!(
+            out.rejected.as_slice(),
+            [Error::TooLarge { limit: 4096, .. }]
+        ));
+    }
+}

@@ -250,3 +250,52 @@ fn unusable_documents_are_fatal_with_a_reason() {
     let empty = read_query_range(doc("").as_bytes(), "x.json", "", "").unwrap();
     assert!(empty.samples.is_empty() && empty.rejected.is_empty());
 }
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = read_query_range(&bytes, "fuzz.json", "", "c");
+        }
+
+        #[test]
+        fn on_a_mutated_or_cut_response(at in 0usize..4000, byte in any::<u8>(), cut in 0usize..4000) {
+            let mut doc = std::fs::read(format!(
+                "{}/testdata/prometheus/query_range.json",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap();
+            let len = doc.len();
+            doc[at % len] = byte;
+            doc.truncate(cut % (len + 1));
+            if let Ok(r) = read_query_range(&doc, "fuzz.json", "", "c") {
+                prop_assert!(r.samples.iter().all(|s| s.value > Decimal::ZERO && s.end > s.start));
+            }
+        }
+
+        #[test]
+        fn increases_sum_to_the_counter_growth_without_resets(
+            steps in proptest::collection::vec(0u64..1_000_000, 1..40)
+        ) {
+            let mut value = 0u64;
+            let mut points = vec![format!("[{T0},\"0\"]")];
+            for (i, step) in steps.iter().enumerate() {
+                value += step;
+                points.push(format!("[{},\"{value}\"]", T0 + 60 * (i as i64 + 1)));
+            }
+            let series = format!(
+                "{{\"metric\":{{\"__name__\":\"tally_bytes\",\"principal\":\"p\",\"topic\":\"t\",\"direction\":\"produced\"}},\"values\":[{}]}}",
+                points.join(",")
+            );
+            let r = read_query_range(doc(&series).as_bytes(), "p.json", "", "c").unwrap();
+            let total: Decimal = r.samples.iter().map(|s| s.value).sum();
+            prop_assert_eq!(total, Decimal::from(value));
+            prop_assert_eq!(r.resets, 0);
+        }
+    }
+}

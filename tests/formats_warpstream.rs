@@ -578,3 +578,49 @@ fn writer_apportions_quantity_from_cost_lines_across_buckets() {
         "{json}"
     );
 }
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn example() -> Vec<u8> {
+        testdata("mixed_get_pending.json")
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = read_chargebacks(&bytes, "fuzz.json", "");
+        }
+
+        #[test]
+        fn on_a_mutated_or_cut_response(at in 0usize..6000, byte in any::<u8>(), cut in 0usize..6000) {
+            let mut doc = example();
+            let len = doc.len();
+            doc[at % len] = byte;
+            doc.truncate(cut % (len + 1));
+            if let Ok(r) = read_chargebacks(&doc, "fuzz.json", "") {
+                // Whatever was read still adds up.
+                let rows = r.allocated_total().unwrap();
+                let lines: Decimal = r.cost_lines.iter().map(|l| l.amount).sum();
+                prop_assert_eq!(rows, lines);
+            }
+        }
+    }
+
+    #[test]
+    fn a_document_past_the_limit_is_refused_and_freed() {
+        use tally::formats::exact_json::DocumentBuffer;
+        let mut buf = DocumentBuffer::default();
+        assert!(buf.push(&[b' '; 60], "big.json", 100).is_ok());
+        assert!(matches!(
+            buf.push(&[b' '; 60], "big.json", 100),
+            Err(Error::TooLarge { limit: 100, .. })
+        ));
+        // Once refused, always refused, and nothing is kept.
+        assert!(buf.push(b"{}", "big.json", 100).is_err());
+        assert!(buf.take().is_empty());
+    }
+}
