@@ -1,0 +1,269 @@
+//! Report features: Confluent export roll-up by team and organization,
+//! unallocated policies, entity filters, reconciliation against an invoice,
+//! custom ranges, active-fraction proration, options from JSON.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use common::run_bytes;
+use rust_decimal::Decimal;
+use std::str::FromStr;
+use tally::model::EntityLevel;
+use tally::report::UnallocatedPolicy;
+use tally::session::{Options, Session};
+use tally::time::Granularity;
+
+fn d(s: &str) -> Decimal {
+    Decimal::from_str(s).unwrap()
+}
+
+const EXPORT: &str = "interval_start,principal,environment,resource,product,metric,unit,chargeback_cost,original_amount,usage_share\n\
+2026-04-01T00:00:00Z,sa-a,env-1,lkc-1,kafka,KafkaNetworkWrite,GB,6.00,9.00,0.666667\n\
+2026-04-01T00:00:00Z,sa-b,env-1,lkc-1,kafka,KafkaNetworkWrite,GB,3.00,9.00,0.333333\n\
+2026-04-02T00:00:00Z,sa-a,env-1,lkc-1,kafka,KafkaNetworkWrite,GB,1.00,1.00,1.0\n\
+2026-04-01T00:00:00Z,unallocated,,,,,USD,-2.00,-2.00,0\n";
+
+const CROSSWALK: &str =
+    "org_id,owner_id,team,cost_center\norg-1,sa-a,alpha,CC-1\n,sa-b,beta,CC-2\n";
+
+fn export_report(options: Options) -> tally::report::Report {
+    let mut session = Session::new(options);
+    for (name, org, text) in [
+        ("export.csv", "org-1", EXPORT),
+        ("crosswalk.csv", "", CROSSWALK),
+    ] {
+        let id = session.begin_file(name, org);
+        session.feed(id, text.as_bytes()).unwrap();
+        session.end_file(id).unwrap();
+    }
+    session.allocate().unwrap()
+}
+
+#[test]
+fn export_rolls_up_by_team_and_org_with_shared_unallocated() {
+    let report = export_report(Options::default());
+    let teams: Vec<(String, String, String)> = report
+        .teams
+        .iter()
+        .map(|t| {
+            (
+                t.team.clone(),
+                t.unallocated.to_string(),
+                t.total.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        teams,
+        [
+            ("alpha".into(), "0.00".into(), "7.00".into()),
+            ("beta".into(), "0.00".into(), "3.00".into()),
+            ("shared".into(), "-2.00".into(), "-2.00".into())
+        ]
+    );
+    assert_eq!(report.organizations.len(), 1);
+    assert_eq!(report.organizations[0].org_id, "org-1");
+    assert_eq!(report.organizations[0].total, d("8.00"));
+    // Monthly buckets: both days' rows in one April bucket, one row per owner and line.
+    let a: Vec<_> = report
+        .rows
+        .iter()
+        .filter(|r| r.owner_id == "sa-a")
+        .collect();
+    assert_eq!(
+        (a.len(), a[0].chargeback_cost, a[0].original_amount),
+        (1, d("7.00"), d("10.00"))
+    );
+}
+
+#[test]
+fn unallocated_pro_rata_and_invoice_reconciliation() {
+    let options = Options {
+        unallocated_policy: UnallocatedPolicy::ProRata,
+        invoice_subtotal: Some(d("9.50")),
+        ..Options::default()
+    };
+    let report = export_report(options);
+    let teams: Vec<(String, String)> = report
+        .teams
+        .iter()
+        .map(|t| (t.team.clone(), t.total.to_string()))
+        .collect();
+    // -2.00 over alpha 7 : beta 3 → -1.40 / -0.60.
+    assert_eq!(
+        teams,
+        [
+            ("alpha".into(), "5.60".into()),
+            ("beta".into(), "2.40".into())
+        ]
+    );
+    let r = &report.reconciliation;
+    assert_eq!(
+        (r.bill_total, r.credits_total, r.difference),
+        (d("8.00"), d("-2.00"), Some(d("1.50")))
+    );
+    assert!(!r.balanced);
+    assert!(
+        r.explanations.iter().any(|e| e.contains("tax")),
+        "{:?}",
+        r.explanations
+    );
+}
+
+#[test]
+fn entity_filters_min_total_and_truncation() {
+    let mut options = Options::default();
+    options.filters.min_total = Some(d("3.50"));
+    options.filters.entity_kind = Some(EntityLevel::Principal);
+    let report = export_report(options.clone());
+    let cluster = report
+        .clusters
+        .iter()
+        .find(|c| c.cluster_id == "lkc-1")
+        .unwrap();
+    assert_eq!(
+        cluster
+            .entities
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect::<Vec<_>>(),
+        ["sa-a"]
+    );
+    assert_eq!((cluster.below_min_total, cluster.truncated), (1, false));
+    options.filters.min_total = None;
+    options.filters.max_entities_per_cluster = 1;
+    let report = export_report(options);
+    let cluster = report
+        .clusters
+        .iter()
+        .find(|c| c.cluster_id == "lkc-1")
+        .unwrap();
+    assert!(cluster.truncated);
+    assert_eq!(cluster.entities[0].team, "alpha");
+}
+
+const BILL: &str =
+    "start_date,end_date,product,line_type,resource_id,environment_id,amount,active_fraction\n";
+const USAGE: &str =
+    "version,bucket_start,bucket_end,cluster,principal,principal_source,topic,metric,value\n\
+1,2026-04-05T00:00:00Z,2026-04-05T01:00:00Z,lkc-1,sa-a,mtls,t,produced_bytes,10\n";
+
+#[test]
+fn custom_range_flags_partial_buckets_and_reports_what_is_outside() {
+    let bill = format!("{BILL}2026-04-01,2026-04-11,kafka,KafkaStorage,lkc-1,env-1,10.00,\n");
+    let options = Options {
+        granularity: Granularity::Weekly,
+        range: Some(tally::session::parse_range("2026-04-03", "2026-04-10").unwrap()),
+        ..Options::default()
+    };
+    let (report, _) = run_bytes(
+        options,
+        &[
+            ("bill.csv", bill.into_bytes()),
+            ("usage.csv", USAGE.as_bytes().to_vec()),
+        ],
+        64,
+    );
+    // 10 days at 1.00/day; 7 inside the range: Apr 3-5 (week of Mar 30, partial), Apr 6-9 (partial).
+    let buckets: Vec<(String, bool, String)> = report
+        .buckets
+        .iter()
+        .map(|b| {
+            (
+                b.bucket_start.to_string(),
+                b.partial,
+                b.bill_total.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        buckets,
+        [
+            ("2026-03-30T00:00:00Z".into(), true, "3.00".into()),
+            ("2026-04-06T00:00:00Z".into(), true, "4.00".into())
+        ]
+    );
+    assert_eq!(report.reconciliation.outside_range, d("3.00"));
+    assert!(report.rows.iter().all(|r| r.partial_bucket));
+}
+
+#[test]
+fn active_fraction_prorates_onto_buckets_with_activity() {
+    let bill = format!("{BILL}2026-04-01,2026-04-11,kafka,KafkaStorage,lkc-1,env-1,10.00,0.1\n");
+    let options = Options {
+        granularity: Granularity::Daily,
+        ..Options::default()
+    };
+    let (report, _) = run_bytes(
+        options,
+        &[
+            ("bill.csv", bill.into_bytes()),
+            ("usage.csv", USAGE.as_bytes().to_vec()),
+        ],
+        64,
+    );
+    assert_eq!(report.rows.len(), 1);
+    assert_eq!(
+        (
+            report.rows[0].bucket_start.to_string().as_str(),
+            report.rows[0].chargeback_cost
+        ),
+        ("2026-04-05T00:00:00Z", d("10.00"))
+    );
+}
+
+#[test]
+fn options_come_from_the_page_as_json() {
+    let json = r#"{"granularity":"weekly","range":["2026-04-01","2026-05-01"],"precision":4,
+        "unallocated_policy":"pro_rata","invoice_subtotal":"12.5","entity_level":"topic",
+        "filters":{"entity_kind":"topic","min_total":"1","max_entities_per_cluster":10}}"#;
+    let options: Options = serde_json::from_str(json).unwrap();
+    assert_eq!(options.granularity, Granularity::Weekly);
+    assert_eq!(options.precision, 4);
+    assert_eq!(options.invoice_subtotal, Some(d("12.5")));
+    assert_eq!(options.filters.max_entities_per_cluster, 10);
+    assert!(serde_json::from_str::<Options>(r#"{"range":["2026-05-01","2026-04-01"]}"#).is_err());
+    assert!(serde_json::from_str::<Options>(r#"{"bogus":1}"#).is_err());
+    let defaults: Options = serde_json::from_str("{}").unwrap();
+    assert_eq!(defaults, Options::default());
+}
+
+#[test]
+fn rules_can_be_replaced_and_bad_rules_refused() {
+    let mut session = Session::new(Options::default());
+    assert!(session.set_rules_toml("[[rule]]\nchain = []").is_err());
+    let rules = r#"
+[resource_owners]
+"lcc-9" = "lkc-1"
+[[rule]]
+products = ["connect"]
+chain = [{ method = "owner_of_record" }]
+[[rule]]
+chain = [{ method = "fixed", shares = { "team-a" = 75, "team-b" = 25 } }]
+"#;
+    session.set_rules_toml(rules).unwrap();
+    let bill = format!("{BILL}2026-04-01,2026-05-01,connect,ConnectNumTasks,lcc-9,env-1,4.00,\n2026-04-01,2026-05-01,kafka,KafkaBase,lkc-1,env-1,1.00,\n");
+    let id = session.begin_file("bill.csv", "");
+    session.feed(id, bill.as_bytes()).unwrap();
+    session.end_file(id).unwrap();
+    let report = session.allocate().unwrap();
+    let got: Vec<(String, String)> = report
+        .rows
+        .iter()
+        .map(|r| (r.owner_id.clone(), r.chargeback_cost.to_string()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("lkc-1".into(), "4.00".into()),
+            ("team-a".into(), "0.75".into()),
+            ("team-b".into(), "0.25".into())
+        ]
+    );
+    assert!(Session::default_rules_toml().contains("KafkaNumCKUs"));
+}
