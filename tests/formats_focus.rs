@@ -521,6 +521,57 @@ fn writer_splits_each_charge_exactly_with_ratios_summing_to_one() {
 }
 
 #[test]
+fn writer_treats_each_cluster_product_of_warpstream_as_one_origin_per_level() {
+    let json = std::fs::read(format!(
+        "{}/testdata/warpstream/mixed_get_pending.json",
+        root()
+    ))
+    .unwrap();
+    let ws = tally::formats::warpstream::read_chargebacks(&json, "mixed.json", "").unwrap();
+    // The same rows again at principal level (as if a team owned each topic):
+    // a second, separate split of the same bill.
+    let mut rows = ws.rows.clone();
+    rows.extend(ws.rows.iter().map(|r| AllocationRow {
+        level: EntityLevel::Principal,
+        owner_id: format!("team-of-{}", r.owner_id),
+        ..r.clone()
+    }));
+    let csv = write_focus(&rows, &ws.cost_lines, &WriteOptions::default()).unwrap();
+    let recs = records(&csv);
+    let col = |name: &str| WRITE_COLUMNS.iter().position(|c| *c == name).unwrap();
+    let mut per_origin: BTreeMap<(String, String), (Decimal, Decimal, Decimal)> = BTreeMap::new();
+    for r in &recs[1..] {
+        assert_eq!(r[col("ServiceProviderName")], "WarpStream");
+        assert_eq!(r[col("SubAccountType")], "Workspace");
+        let level = if r[col("AllocatedResourceId")].starts_with("team-of-") {
+            "principal"
+        } else {
+            "topic"
+        };
+        assert!(r[col("AllocatedTags")].contains(&format!("\"tally/level\":\"{level}\"")));
+        let e = per_origin
+            .entry((r[col("ChargeDescription")].clone(), level.to_string()))
+            .or_default();
+        e.0 += d(&r[col("BilledCost")]);
+        e.1 += ratio_of(&r[col("AllocatedMethodDetails")]);
+        e.2 += d(&r[col("PricingQuantity")]);
+    }
+    assert_eq!(per_origin.len(), 2 * ws.cost_lines.len());
+    for l in &ws.cost_lines {
+        for level in ["topic", "principal"] {
+            let key = (
+                format!("{} ({}) on {}", l.line_type, l.product, l.resource_id),
+                level.to_string(),
+            );
+            let (cost, ratio, quantity) = per_origin[&key];
+            assert_eq!(cost, l.amount, "{key:?}");
+            assert_eq!(ratio, Decimal::ONE, "{key:?}");
+            assert_eq!(quantity, l.quantity.round_dp(6), "{key:?}");
+        }
+    }
+}
+
+#[test]
 fn writer_ratios_sum_to_one_when_thirds_do_not_divide() {
     let l = line(2, "kafka", "KafkaNetworkRead", "1.00", "10", "GB", "0.1");
     let rows = vec![

@@ -2,6 +2,7 @@
 # Validates a FOCUS Cost and Usage CSV with the FinOps Foundation's validator.
 #
 # Usage: host-tests/focus/validate.sh FILE.csv
+#        host-tests/focus/validate.sh --install   (only install the validator; for scripts/setup)
 #
 # Exit 0: no failed check that applies to a FOCUS 1.3 dataset. Exit 1: a check
 # failed (the failures are printed). Exit 3: the validator is not installed and
@@ -22,8 +23,7 @@
 # in 1.4) are reported as not applicable instead of failures.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-FILE="${1:?usage: validate.sh FILE.csv}"
-FILE="$(cd "$(dirname "$FILE")" && pwd)/$(basename "$FILE")"
+FILE="${1:?usage: validate.sh FILE.csv | --install}"
 VENV="$ROOT/.venv/focus312"
 VALIDATOR="$VENV/bin/focus-validator"
 
@@ -56,6 +56,12 @@ if [ ! -x "$VALIDATOR" ]; then
     exit 3
   fi
 fi
+
+if [ "$FILE" = --install ]; then
+  "$VALIDATOR" --supported-versions --block-download 2>/dev/null | head -1
+  exit 0
+fi
+FILE="$(cd "$(dirname "$FILE")" && pwd)/$(basename "$FILE")"
 
 SITE=$("$VENV/bin/python" -c 'import focus_validator, os; print(os.path.dirname(os.path.dirname(focus_validator.__file__)))')
 RULES="$SITE/focus_validator/rules"

@@ -41,8 +41,9 @@
 //! ## Writing (tally's allocation → FOCUS 1.3)
 //!
 //! [`write_focus`] expresses the allocation as FOCUS *data generator-calculated
-//! split cost allocation*: each origin charge (one cost line in one bucket) is
-//! replaced by its allocated charges, one per owner, which carry the origin's
+//! split cost allocation*: each origin charge (one resource's line type in one
+//! bucket — the cost lines that fed it — at one entity level) is replaced by its
+//! allocated charges, one per owner and cost line, which carry the origin's
 //! dimensions and split its summable metrics (`BilledCost`, `EffectiveCost`,
 //! `ListCost`, `ContractedCost`, `PricingQuantity`) so they add up exactly to it:
 //!
@@ -538,8 +539,18 @@ fn is_warpstream_product(line_type: &str) -> bool {
     super::warpstream::COVERED_PRODUCTS.contains(&line_type)
 }
 
-/// One origin charge: a cost line in one bucket.
-type OriginKey = (Timestamp, Timestamp, Source, String, String);
+/// One origin charge: a resource's line type in one bucket, at one level
+/// (bucket start, end, level, org, environment, resource, product, line type).
+type OriginKey = (
+    Timestamp,
+    Timestamp,
+    EntityLevel,
+    String,
+    String,
+    String,
+    String,
+    String,
+);
 
 fn json_tags(pairs: &[(&str, &str)]) -> String {
     let mut out = String::from("{");
@@ -592,15 +603,21 @@ pub fn write_focus(
             .copied()
     };
 
-    // Group rows by origin charge, in a deterministic order.
+    // Group rows by origin charge, in a deterministic order. The rows of one
+    // resource's line type in one bucket form one origin even when several cost
+    // lines fed it (e.g. daily lines in a monthly bucket); each level is its own
+    // split of the bill.
     let mut origins: BTreeMap<OriginKey, Vec<&AllocationRow>> = BTreeMap::new();
     for row in rows {
         origins
             .entry((
                 row.bucket_start,
                 row.bucket_end,
-                row.source.clone(),
+                row.level,
+                row.org_id.clone(),
+                row.environment_id.clone(),
                 row.resource_id.clone(),
+                row.product.clone(),
                 row.line_type.clone(),
             ))
             .or_default()
@@ -610,57 +627,60 @@ pub fn write_focus(
     let mut out = String::with_capacity(256 * rows.len().saturating_add(1));
     out.push_str(&WRITE_COLUMNS.join(","));
     out.push('\n');
-    for ((bucket_start, bucket_end, _, _, _), mut group) in origins {
+    for ((bucket_start, bucket_end, ..), mut group) in origins {
         group.sort_by(|a, b| {
-            (a.owner_id.as_str(), a.level, a.method.as_str()).cmp(&(
+            (a.owner_id.as_str(), &a.source, a.method.as_str()).cmp(&(
                 b.owner_id.as_str(),
-                b.level,
+                &b.source,
                 b.method.as_str(),
             ))
         });
         // Ratios: each row's share of the origin's cost, summing to exactly 1.
-        let weights: Vec<(usize, Decimal)> = group
+        let weights = group
             .iter()
             .enumerate()
-            .map(|(i, r)| (i, r.chargeback_cost.abs()))
-            .collect();
-        let ratios: Vec<Decimal> = match money::apportion(Decimal::ONE, weights, money::MAX_SCALE)?
-        {
-            Some(parts) => parts.into_iter().map(|(_, r)| r).collect(),
-            None => {
-                // A zero-cost origin: equal ratios.
-                let even: Vec<(usize, Decimal)> =
-                    (0..group.len()).map(|i| (i, Decimal::ONE)).collect();
-                money::apportion(Decimal::ONE, even, money::MAX_SCALE)?
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(_, r)| r)
-                    .collect()
-            }
+            .map(|(i, r)| (i, r.chargeback_cost.abs()));
+        let ratios = match money::apportion(Decimal::ONE, weights, money::MAX_SCALE)? {
+            Some(parts) => parts,
+            // A zero-cost origin: equal ratios.
+            None => money::apportion(
+                Decimal::ONE,
+                (0..group.len()).map(|i| (i, Decimal::ONE)),
+                money::MAX_SCALE,
+            )?
+            .unwrap_or_default(),
         };
-        let first = group.first().copied();
-        let line = first.and_then(line_of);
-        // The origin's quantity in this bucket, split like the cost.
-        let origin_cost =
-            money::checked_sum(group.iter().map(|r| r.chargeback_cost), "origin cost")?;
-        let origin_quantity = match line {
-            Some(l) if !l.amount.is_zero() => l
-                .quantity
-                .checked_mul(origin_cost)
-                .and_then(|q| q.checked_div(l.amount))
-                .ok_or_else(|| Error::overflow("FOCUS origin quantity"))?,
-            Some(l) => l.quantity,
-            None => Decimal::ZERO,
-        };
-        let q_weights: Vec<(usize, Decimal)> = ratios.iter().copied().enumerate().collect();
-        let quantities: Vec<Decimal> =
-            money::apportion(origin_quantity, q_weights, options.quantity_scale)?
-                .map(|p| p.into_iter().map(|(_, q)| q).collect())
-                .unwrap_or_else(|| vec![Decimal::ZERO; group.len()]);
+        // Each row's quantity is its line's quantity in proportion to cost;
+        // the parts are then re-apportioned so they sum exactly to the origin's.
+        let lines: Vec<Option<&CostLine>> = group.iter().map(|r| line_of(r)).collect();
+        let mut raw = Vec::with_capacity(group.len());
+        for (row, line) in group.iter().zip(&lines) {
+            let q = match line {
+                Some(l) if !l.amount.is_zero() => l
+                    .quantity
+                    .checked_mul(row.chargeback_cost)
+                    .and_then(|q| q.checked_div(l.amount))
+                    .ok_or_else(|| Error::overflow("FOCUS split quantity"))?,
+                Some(l) => l
+                    .quantity
+                    .checked_mul(row.usage_share)
+                    .ok_or_else(|| Error::overflow("FOCUS split quantity"))?,
+                None => Decimal::ZERO,
+            };
+            raw.push(q);
+        }
+        let origin_quantity = money::checked_sum(raw.iter().copied(), "FOCUS origin quantity")?;
+        let quantities = money::apportion(
+            origin_quantity,
+            raw.iter().map(|q| q.abs()).enumerate(),
+            options.quantity_scale,
+        )?
+        .unwrap_or_default();
 
         for (i, row) in group.iter().enumerate() {
-            let ratio = ratios.get(i).copied().unwrap_or_default();
-            let quantity = quantities.get(i).copied().unwrap_or_default();
+            let ratio = ratios.get(i).map(|(_, r)| *r).unwrap_or_default();
+            let quantity = quantities.get(i).map(|(_, q)| *q).unwrap_or_default();
+            let line = lines.get(i).copied().flatten();
             write_row(
                 &mut out,
                 row,
