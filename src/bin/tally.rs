@@ -29,7 +29,7 @@ USAGE:
 INPUT FILES (format detected from the first bytes):
     Confluent cost-allocation export CSV (already allocated: rolled up, reconciled)
     Confluent Billing API costs: JSON {\"data\":[...]} or CSV with the same columns
-    tally usage CSV, Prometheus query_range JSON of tally's counters
+    tally usage CSV, Prometheus query_range JSON of tally's counters, FOCUS 1.2/1.3 CSV
     WarpStream chargebacks JSON, crosswalk CSV (owner_id/pattern -> team)
 
 OPTIONS:
@@ -53,7 +53,7 @@ OPTIONS:
     --out-team-summary FILE write the per-team summary CSV
     --out-json FILE         write the whole report as JSON (what the page shows)
     --out-warpstream FILE   write topic-level rows as WarpStream chargebacks JSON
-    --out-focus FILE        write FOCUS 1.3 CSV (when this build has the FOCUS writer)
+    --out-focus FILE        write FOCUS 1.3 CSV with split cost allocation columns
     -q, --quiet             do not print the summary to stdout
 
 A FILE of `-` is standard input. Without any --out-*, the team summary is printed.
@@ -345,11 +345,28 @@ fn write_outputs(args: &Args, report: &Report) -> Result<(), Failure> {
         write_file(path, &warpstream_json(args, report)?)?;
     }
     if let Some(path) = &args.out_focus {
-        return Err(fatal(format!(
-            "{path}: the FOCUS writer is not in this build yet"
-        )));
+        let options = tally::formats::focus::WriteOptions::default();
+        let text =
+            tally::formats::focus::write_focus(&focus_rows(args, report), &report.lines, &options)
+                .map_err(fatal)?;
+        write_file(path, &text)?;
     }
     Ok(())
+}
+
+/// The rows of one level for FOCUS (both levels together would count the bill twice).
+fn focus_rows(args: &Args, report: &Report) -> Vec<tally::model::AllocationRow> {
+    let level = args
+        .options
+        .filters
+        .entity_kind
+        .unwrap_or(args.options.entity_level);
+    report
+        .rows
+        .iter()
+        .filter(|r| r.level == level || r.owner_id == tally::allocate::UNALLOCATED)
+        .cloned()
+        .collect()
 }
 
 fn warpstream_json(args: &Args, report: &Report) -> Result<String, Failure> {

@@ -77,6 +77,8 @@ pub enum Format {
     WarpStreamJson,
     /// Prometheus `query_range` JSON of tally's counters (usage) — [`prometheus`].
     PrometheusJson,
+    /// FOCUS 1.2 / 1.3 cost and usage CSV (a generic bill) — [`focus`].
+    FocusCsv,
 }
 
 impl Format {
@@ -90,6 +92,7 @@ impl Format {
             Format::Crosswalk => "crosswalk",
             Format::WarpStreamJson => warpstream::FORMAT_NAME,
             Format::PrometheusJson => prometheus::FORMAT_NAME,
+            Format::FocusCsv => focus::FORMAT_NAME,
         }
     }
 
@@ -107,6 +110,7 @@ impl Format {
             Format::Crosswalk => Box::new(crosswalk::reader(file, org_id, max_record)),
             Format::WarpStreamJson => Box::new(warpstream::ChargebacksReader::new(file, org_id)),
             Format::PrometheusJson => Box::new(prometheus::QueryRangeReader::new(file, org_id, "")),
+            Format::FocusCsv => Box::new(focus::reader(file, org_id, max_record)),
         }
     }
 }
@@ -135,6 +139,9 @@ pub fn detect(file: &str, head: &[u8]) -> Result<Format, Error> {
                  WarpStream chargebacks (tenants, covers_products), Prometheus query_range (resultType)"
                     .into(),
         });
+    }
+    if focus::sniff(head).is_some() {
+        return Ok(Format::FocusCsv);
     }
     let header = csv::sniff_header(head);
     let has = |names: &[&str]| csv::header_has(&header, names);
