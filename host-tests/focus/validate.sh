@@ -58,7 +58,8 @@ if [ ! -x "$VALIDATOR" ]; then
 fi
 
 if [ "$FILE" = --install ]; then
-  "$VALIDATOR" --supported-versions --block-download 2>/dev/null | head -1
+  # (The validator writes focus_validator_detailed.log into its working directory.)
+  (cd "$VENV" && "$VALIDATOR" --supported-versions --block-download 2>/dev/null | head -1)
   exit 0
 fi
 FILE="$(cd "$(dirname "$FILE")" && pwd)/$(basename "$FILE")"
