@@ -40,7 +40,7 @@ use rules::{Component, Rules, Step};
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, BTreeSet};
 use store::HashMap;
-use store::{bucket_overlaps, Amount, LineKey, Period, Store, Sym};
+use store::{bucket_overlaps, Amount, BuildFx, LineKey, Period, Store, Sym};
 
 /// The owner id of the unallocated row.
 pub const UNALLOCATED: &str = "unallocated";
@@ -88,8 +88,14 @@ pub struct Allocation {
     pub rounding: Decimal,
 }
 
-/// Entity → metric → value.
-type EntityMetrics = BTreeMap<Sym, BTreeMap<Sym, Decimal>>;
+/// Entity → (metric, value) pairs (few metrics per entity: a vector).
+/// Iteration order is irrelevant: every consumer orders entities by name.
+type EntityMetrics = HashMap<Sym, Vec<(Sym, Decimal)>>;
+
+/// The value of `metric` among an entity's pairs.
+fn metric_value(values: &[(Sym, Decimal)], metric: Sym) -> Option<Decimal> {
+    values.iter().find(|(m, _)| *m == metric).map(|(_, v)| *v)
+}
 
 /// (org, bucket) → line identity → (amount, first source).
 type BucketLines = HashMap<(Sym, Timestamp), HashMap<LineKey, (Decimal, Source)>>;
@@ -100,9 +106,9 @@ struct UsageIndex {
     /// (org, bucket, resource) → entity → metric → value.
     by_bucket: HashMap<(Sym, Timestamp, Sym), EntityMetrics>,
     /// (org, resource) → entities seen in the period.
-    period: HashMap<(Sym, Sym), BTreeSet<Sym>>,
+    period: HashMap<(Sym, Sym), std::collections::HashSet<Sym, BuildFx>>,
     /// (org, resource) → buckets with any usage.
-    active: HashMap<(Sym, Sym), BTreeSet<Timestamp>>,
+    active: HashMap<(Sym, Sym), std::collections::HashSet<Timestamp, BuildFx>>,
 }
 
 impl UsageIndex {
@@ -123,10 +129,14 @@ impl UsageIndex {
                 .or_default()
                 .entry(entity)
                 .or_default();
-            let slot = metrics.entry(key.metric).or_insert(Decimal::ZERO);
-            *slot = slot
-                .checked_add(*value)
-                .ok_or_else(|| Error::overflow("indexing usage"))?;
+            match metrics.iter_mut().find(|(m, _)| *m == key.metric) {
+                Some((_, slot)) => {
+                    *slot = slot
+                        .checked_add(*value)
+                        .ok_or_else(|| Error::overflow("indexing usage"))?;
+                }
+                None => metrics.push((key.metric, *value)),
+            }
             index
                 .period
                 .entry((key.org, key.resource))
@@ -172,7 +182,11 @@ struct Ctx<'a> {
 /// Allocates everything in `store` (see the module docs).
 pub fn allocate(store: &Store, settings: Settings<'_>) -> Result<Allocation, Error> {
     let principal = UsageIndex::build(store, EntityLevel::Principal)?;
-    let topic = UsageIndex::build(store, EntityLevel::Topic)?;
+    let topic = if needs_topics(store, settings) {
+        UsageIndex::build(store, EntityLevel::Topic)?
+    } else {
+        UsageIndex::default()
+    };
     let mut result = Allocation::default();
     let by_bucket = split_lines(store, settings, &principal, &mut result)?;
     for ((org, bucket), lines) in sorted_buckets(store, by_bucket) {
@@ -195,6 +209,16 @@ pub fn allocate(store: &Store, settings: Settings<'_>) -> Result<Allocation, Err
         .buckets
         .sort_by(|a, b| (&a.org_id, a.bucket_start).cmp(&(&b.org_id, b.bucket_start)));
     Ok(result)
+}
+
+/// Whether any line is allocated at topic level (else the topic index is not built).
+fn needs_topics(store: &Store, settings: Settings<'_>) -> bool {
+    let s = &store.strings;
+    settings.level == EntityLevel::Topic
+        || store.lines.keys().any(|(k, _)| {
+            chain_for(settings.rules, s.name(k.product), s.name(k.line_type)).1
+                == Some(EntityLevel::Topic)
+        })
 }
 
 /// Splits every line over its buckets and merges lines of the same identity per bucket.
@@ -684,8 +708,8 @@ fn usage_weights<'a>(
         .map(|(entity, values)| {
             let sum = ids
                 .iter()
-                .filter_map(|m| values.get(m))
-                .fold(Decimal::ZERO, |acc, v| acc.saturating_add(*v));
+                .filter_map(|m| metric_value(values, *m))
+                .fold(Decimal::ZERO, |acc, v| acc.saturating_add(v));
             (names.name(*entity), sum)
         })
         .collect()
@@ -709,8 +733,8 @@ fn storage_weights<'a>(
     entities
         .iter()
         .map(|(entity, values)| {
-            let bytes = values.get(&w).copied().unwrap_or_default();
-            let seconds = values.get(&r).copied().unwrap_or_default();
+            let bytes = metric_value(values, w).unwrap_or_default();
+            let seconds = metric_value(values, r).unwrap_or_default();
             bytes
                 .checked_mul(seconds)
                 .map(|p| (names.name(*entity), p))

@@ -64,8 +64,11 @@ impl Hasher for FxHasher {
     }
 }
 
+/// The [`FxHasher`] builder.
+pub type BuildFx = BuildHasherDefault<FxHasher>;
+
 /// A `HashMap` with [`FxHasher`].
-pub type HashMap<K, V> = std::collections::HashMap<K, V, BuildHasherDefault<FxHasher>>;
+pub type HashMap<K, V> = std::collections::HashMap<K, V, BuildFx>;
 
 /// An interned string's id.
 pub type Sym = u32;
