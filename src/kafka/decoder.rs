@@ -638,8 +638,9 @@ impl<S: Sink> Visitor for Semantics<'_, S> {
                 let id = self.frame.learn_id.take();
                 if let Some(id) = id.filter(|id| *id != [0; 16] && !self.frame.topic_unnamed) {
                     let capacity = self.shared.learned_topics_capacity;
-                    self.shared.topics.learn(id, &self.frame.topic, capacity);
-                    self.sink.topic_id_learned(id, &self.frame.topic);
+                    if self.shared.topics.learn(id, &self.frame.topic, capacity) {
+                        self.sink.topic_id_learned(id, &self.frame.topic);
+                    }
                 }
             }
             EndAction::HandshakeResponse => {
@@ -711,7 +712,8 @@ impl ConnectionDecoder {
     pub fn learn_topic(&mut self, topic_id: [u8; 16], name: &str) {
         if name.len() <= MAX_CAPTURE && !self.failed {
             let capacity = self.shared.learned_topics_capacity;
-            self.shared.topics.learn(topic_id, name, capacity);
+            // Taught, not learned here: no `topic_id_learned` to echo back.
+            let _news = self.shared.topics.learn(topic_id, name, capacity);
         }
     }
 

@@ -118,7 +118,8 @@ pub trait Sink {
     fn unparsed(&mut self, _direction: Direction, _bytes: u64) {}
     /// A decode error switched the connection to raw counting; `reason` is static text.
     fn decode_error(&mut self, _direction: Direction, _reason: &'static str) {}
-    /// A Metadata response on this connection named the topic with this id.
+    /// A Metadata response on this connection named the topic with this id
+    /// (reported when new to this connection, not on every Metadata refresh).
     /// Clients often send Metadata on another connection than their Produce or
     /// Fetch v13+ (which name topics by id only): a host can collect these and
     /// seed other connections' decoders (`ConnectionDecoder::learn_topic`), or

@@ -18,13 +18,15 @@ pub(crate) struct TopicTable {
 }
 
 impl TopicTable {
-    /// Remembers `id` → `name`, within `capacity` entries.
-    pub(crate) fn learn(&mut self, id: TopicId, name: &str, capacity: usize) {
+    /// Remembers `id` → `name`, within `capacity` entries; true when that is
+    /// news (the id was unknown or had another name).
+    pub(crate) fn learn(&mut self, id: TopicId, name: &str, capacity: usize) -> bool {
         if let Some(entry) = self.entries.iter_mut().find(|(known, _)| *known == id) {
-            if &*entry.1 != name {
-                entry.1 = name.into();
+            if &*entry.1 == name {
+                return false;
             }
-            return;
+            entry.1 = name.into();
+            return true;
         }
         if self.entries.len() < capacity {
             self.grow_within(capacity);
@@ -33,6 +35,7 @@ impl TopicTable {
             *slot = (id, name.into());
             self.oldest = (self.oldest + 1) % self.entries.len().max(1);
         }
+        true
     }
 
     /// Makes room for one more entry: doubling, but never past `capacity`.

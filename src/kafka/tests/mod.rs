@@ -5,6 +5,7 @@ mod encode;
 mod fetch;
 mod framing;
 mod produce;
+mod recorded;
 mod sasl;
 
 use super::{Codec, ConnectionDecoder, DecoderConfig, Direction, Mechanism, RecordSet, Sink};
