@@ -247,13 +247,14 @@ fn split_lines(
                 .entry((key.org, bucket))
                 .or_default()
                 .entry(*key)
-                .or_insert_with(|| (Decimal::ZERO, amount.source.clone()));
+                .or_insert_with(|| (Decimal::ZERO, amount.source(&store.strings)));
             slot.0 = slot
                 .0
                 .checked_add(part)
                 .ok_or_else(|| Error::overflow("merging lines"))?;
-            if amount.source < slot.1 {
-                slot.1 = amount.source.clone();
+            let source = amount.source(&store.strings);
+            if source < slot.1 {
+                slot.1 = source;
             }
         }
     }
@@ -963,7 +964,8 @@ fn add_allocated_rows(store: &Store, result: &mut Allocation) -> Result<(), Erro
         )
     });
     let unallocated = unallocated_id;
-    for (k, Amount { amount, source, .. }) in entries {
+    for (k, a) in entries {
+        let amount = &a.amount;
         let (start, end, partial) = bucket_bounds(store, k.bucket);
         let is_unallocated = Some(k.owner) == unallocated;
         let original = if is_unallocated {
@@ -1016,7 +1018,7 @@ fn add_allocated_rows(store: &Store, result: &mut Allocation) -> Result<(), Erro
             method: s.name(k.method).to_string(),
             chain_step: k.chain_step,
             reason: s.name(k.reason).to_string(),
-            source: source.clone(),
+            source: a.source(s),
         });
     }
     for ((org, bucket), (allocated, unallocated)) in buckets {

@@ -191,8 +191,20 @@ pub struct Amount {
     pub quantity: Decimal,
     /// How many input rows were folded in.
     pub rows: u64,
-    /// The first source (smallest line, then file), for the audit trail.
-    pub source: Source,
+    /// The first source's file (smallest line, then file), for the audit trail.
+    pub file: Sym,
+    /// The first source's line.
+    pub line: u64,
+}
+
+impl Amount {
+    /// The first source, as a [`Source`].
+    pub fn source(&self, strings: &Interner) -> Source {
+        Source {
+            file: strings.name(self.file).to_string(),
+            line: self.line,
+        }
+    }
 }
 
 /// Usage key: who used which resource how much, in which bucket.
@@ -324,7 +336,8 @@ impl Store {
             self.lines.entry((key, period)),
             line.amount,
             line.quantity,
-            &line.source,
+            (s.id_at(24, &line.source.file), line.source.line),
+            &self.strings,
         )
     }
 
@@ -401,17 +414,20 @@ impl Store {
             self.allocated.entry(key),
             row.chargeback_cost,
             Decimal::ZERO,
-            &row.source,
+            (s.id_at(25, &row.source.file), row.source.line),
+            &self.strings,
         )
     }
 }
 
-/// Adds `amount` from `source` to an aggregate slot.
+/// Adds `amount` from `(file, line)` to an aggregate slot; the slot keeps the
+/// smallest (line, file name): order-independent, and cheap for rows read in order.
 fn add_amount<K>(
     entry: std::collections::hash_map::Entry<'_, K, Amount>,
     amount: Decimal,
     quantity: Decimal,
-    source: &Source,
+    (file, line): (Sym, u64),
+    strings: &Interner,
 ) -> Result<(), Error> {
     use std::collections::hash_map::Entry;
     match entry {
@@ -426,9 +442,9 @@ fn add_amount<K>(
                 .checked_add(quantity)
                 .ok_or_else(|| Error::overflow("summing quantities"))?;
             slot.rows = slot.rows.saturating_add(1);
-            // The smallest (line, file): order-independent, and cheap for rows read in order.
-            if (source.line, &source.file) < (slot.source.line, &slot.source.file) {
-                slot.source = source.clone();
+            if (line, strings.name(file)) < (slot.line, strings.name(slot.file)) {
+                slot.file = file;
+                slot.line = line;
             }
         }
         Entry::Vacant(slot) => {
@@ -436,7 +452,8 @@ fn add_amount<K>(
                 amount,
                 quantity,
                 rows: 1,
-                source: source.clone(),
+                file,
+                line,
             });
         }
     }
@@ -452,7 +469,7 @@ impl Store {
             .lines
             .iter()
             .map(|((k, p), a)| CostLine {
-                source: a.source.clone(),
+                source: a.source(s),
                 org_id: s.name(k.org).to_string(),
                 id: String::new(),
                 product: s.name(k.product).to_string(),
