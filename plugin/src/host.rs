@@ -15,7 +15,7 @@ use proxy_wasm::types::{
     Action, BufferType, ContextType, LogLevel, MapType, MetricType, PeerType, Status,
 };
 use tally::kafka::{ConnectionDecoder, Direction, Sink};
-use tally::meter::{ConnectionMeter, CounterSink, Meter, MeterStat, Series, OTHER};
+use tally::meter::{topic_id_hex, ConnectionMeter, CounterSink, Meter, MeterStat, Series, OTHER};
 use tally::time::Timestamp;
 use tally::usage::Metric;
 
@@ -39,6 +39,10 @@ fn now() -> Timestamp {
         .map(|d| Timestamp(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)))
         .unwrap_or_default()
 }
+
+/// Shared-data prefix of topic id → name (learned from Metadata on any connection
+/// of any worker: clients fetch by id on other connections than their Metadata).
+const TOPIC_ID_PREFIX: &str = "tally.topic_id.";
 
 /// Shared-data key of the number of labelled stats defined (all workers).
 const SERIES_COUNT_KEY: &str = "tally.stat_series.count";
@@ -201,6 +205,11 @@ impl CounterSink for Stats {
                 );
             }
         }
+    }
+
+    fn topic_name(&mut self, id_hex: &str) -> Option<String> {
+        let (value, _) = hostcalls::get_shared_data(&format!("{TOPIC_ID_PREFIX}{id_hex}")).ok()?;
+        String::from_utf8(value?).ok()
     }
 
     fn add_stat(&mut self, stat: MeterStat, value: u64) {
@@ -440,6 +449,17 @@ impl Connection {
             // Not readable: still count the bytes, undecoded.
             None if size > 0 => self.meter.unparsed(direction, size as u64),
             None => {}
+        }
+        let learned = self.meter.take_learned_topics();
+        if !learned.is_empty() {
+            if let Ok(mut w) = self.worker.try_borrow_mut() {
+                for (id, name) in learned {
+                    if w.meter.learn_topic(id, &name) {
+                        let key = format!("{TOPIC_ID_PREFIX}{}", topic_id_hex(id));
+                        let _ = hostcalls::set_shared_data(&key, Some(name.as_bytes()), None);
+                    }
+                }
+            }
         }
         if self.meter.wants_absorb() || t.0.saturating_sub(self.last_absorb) >= 1 {
             self.absorb(t.0);

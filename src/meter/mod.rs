@@ -149,7 +149,35 @@ pub trait CounterSink {
     fn add(&mut self, series: &Series<'_>, metric: Metric, value: u64);
     /// `value` was added to a meter-wide counter.
     fn add_stat(&mut self, _stat: MeterStat, _value: u64) {}
+    /// Host capability: the name of a topic id (32 lowercase hex digits) learned
+    /// elsewhere (another worker), if known. The meter asks only for ids its own
+    /// connections have not named.
+    fn topic_name(&mut self, _id_hex: &str) -> Option<String> {
+        None
+    }
 }
+
+/// A topic id as the decoder writes an unresolved one: 32 lowercase hex digits.
+pub fn topic_id_hex(id: [u8; 16]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(32);
+    for b in id {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+fn is_topic_id_hex(topic: &str) -> bool {
+    topic.len() == 32
+        && topic
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Most topic ids a connection keeps for the host between two takes, and most a
+/// meter remembers.
+const MAX_LEARNED_PER_CONNECTION: usize = 64;
+const MAX_TOPIC_NAMES: usize = 4096;
 
 /// A [`CounterSink`] that ignores everything.
 #[derive(Debug, Default, Clone, Copy)]
@@ -248,6 +276,7 @@ pub struct ConnectionMeter {
     authentication_failures: u64,
     folded_updates: u64,
     overflows: u64,
+    learned: Vec<([u8; 16], String)>,
 }
 
 fn bucket_of(now: Timestamp, width: i64) -> i64 {
@@ -278,6 +307,7 @@ impl ConnectionMeter {
             authentication_failures: 0,
             folded_updates: 0,
             overflows: 0,
+            learned: Vec::new(),
         };
         meter.current.bucket = bucket_of(now, meter.bucket_seconds);
         meter.decide(false);
@@ -312,6 +342,12 @@ impl ConnectionMeter {
     /// the topic accumulators are half full).
     pub fn wants_absorb(&self) -> bool {
         !self.closed.is_empty() || self.current.topics.len() * 2 >= self.max_topics
+    }
+
+    /// Topic ids this connection's Metadata responses named since the last take
+    /// (for the host to share with other connections and workers).
+    pub fn take_learned_topics(&mut self) -> Vec<([u8; 16], String)> {
+        std::mem::take(&mut self.learned)
     }
 
     /// The connection ends: decide with what is known, so nothing stays held.
@@ -592,6 +628,14 @@ impl Sink for ConnectionMeter {
     fn decode_error(&mut self, _direction: Direction, _reason: &'static str) {
         self.decode_errors = self.decode_errors.saturating_add(1);
     }
+
+    fn topic_id_learned(&mut self, topic_id: [u8; 16], name: &str) {
+        if self.learned.len() < MAX_LEARNED_PER_CONNECTION
+            && !self.learned.iter().any(|(id, _)| *id == topic_id)
+        {
+            self.learned.push((topic_id, name.to_string()));
+        }
+    }
 }
 
 /// The key of a series in the meter's table.
@@ -609,6 +653,7 @@ pub struct Meter {
     config: MeterConfig,
     table: HashMap<Key, [u64; 7]>,
     stats: MeterStats,
+    topic_names: HashMap<String, String>,
 }
 
 fn metric_index(metric: Metric) -> usize {
@@ -630,6 +675,7 @@ impl Meter {
             config,
             table: HashMap::new(),
             stats: MeterStats::default(),
+            topic_names: HashMap::new(),
         }
     }
 
@@ -646,6 +692,21 @@ impl Meter {
     /// Meter-wide totals so far.
     pub fn stats(&self) -> MeterStats {
         self.stats
+    }
+
+    /// Remembers a topic id's name (learned on any connection): record sets
+    /// labelled by that id are counted under the name from then on. Bounded:
+    /// when full, the memory starts afresh. True if it was new.
+    pub fn learn_topic(&mut self, topic_id: [u8; 16], name: &str) -> bool {
+        let hex = topic_id_hex(topic_id);
+        if self.topic_names.get(&hex).is_some_and(|n| n == name) {
+            return false;
+        }
+        if self.topic_names.len() >= MAX_TOPIC_NAMES {
+            self.topic_names.clear();
+        }
+        self.topic_names.insert(hex, name.to_string());
+        true
     }
 
     /// Number of series held (until the next drain).
@@ -727,6 +788,16 @@ impl Meter {
             self.add_series(window.bucket, who, "", &per_principal, counters);
         }
         for t in &window.topics {
+            let resolved;
+            let topic = if is_topic_id_hex(&t.topic) {
+                resolved = match self.topic_names.get(&t.topic) {
+                    Some(name) => Some(name.clone()),
+                    None => counters.topic_name(&t.topic),
+                };
+                resolved.as_deref().unwrap_or(&t.topic)
+            } else {
+                &t.topic
+            };
             let per_topic = [
                 (Metric::ProducedBytes, t.produced_bytes),
                 (Metric::ConsumedBytes, t.consumed_bytes),
@@ -734,7 +805,7 @@ impl Meter {
                 (Metric::ConsumedRecords, t.consumed_records),
             ];
             if per_topic.iter().any(|(_, v)| *v > 0) {
-                self.add_series(window.bucket, who, &t.topic, &per_topic, counters);
+                self.add_series(window.bucket, who, topic, &per_topic, counters);
             }
         }
     }

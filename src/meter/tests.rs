@@ -529,3 +529,58 @@ fn any_interleaving_of_absorbs_gives_the_same_rows() {
         );
     }
 }
+
+#[test]
+fn topic_ids_learned_on_one_connection_name_another() {
+    let id = [
+        0x01, 0xa2, 0x07, 0x2e, 0x3d, 0xbd, 0x7c, 0x20, 0xbe, 0xd0, 0x83, 0x40, 0x11, 0x3b, 0x7d,
+        0xab,
+    ];
+    let hex = topic_id_hex(id);
+    assert_eq!(hex, "01a2072e3dbd7c20bed08340113b7dab");
+    let mut meter = Meter::new(MeterConfig::default());
+    // Connection A: Metadata names the id.
+    let mut a = meter.connection(Timestamp(T0));
+    a.topic_id_learned(id, "audit_log");
+    a.topic_id_learned(id, "audit_log");
+    let learned = a.take_learned_topics();
+    assert_eq!(learned, vec![(id, "audit_log".to_string())]);
+    assert!(a.take_learned_topics().is_empty());
+    assert!(meter.learn_topic(id, "audit_log"));
+    assert!(!meter.learn_topic(id, "audit_log"));
+    // Connection B: a Fetch v13 record set labelled by the id.
+    let mut b = meter.connection(Timestamp(T0));
+    b.client_id("c");
+    b.frame(Direction::Request, Some(1), 10);
+    b.consumed(&set(&hex, 500, 5));
+    // An id nobody named, but the host (another worker) knows.
+    struct Host;
+    impl CounterSink for Host {
+        fn add(&mut self, _: &Series<'_>, _: Metric, _: u64) {}
+        fn topic_name(&mut self, id: &str) -> Option<String> {
+            (id == "ffffffffffffffffffffffffffffffff").then(|| "from-elsewhere".to_string())
+        }
+    }
+    b.consumed(&set("ffffffffffffffffffffffffffffffff", 7, 1));
+    b.consumed(&set("eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee", 3, 1));
+    meter.absorb(&mut b, &mut Host);
+    let t = totals(&meter.drain(Timestamp(T0 + 1000)));
+    assert_eq!(
+        t.get(&key("c", "client_id", "audit_log", "consumed_bytes")),
+        Some(&500)
+    );
+    assert_eq!(
+        t.get(&key("c", "client_id", "from-elsewhere", "consumed_bytes")),
+        Some(&7)
+    );
+    assert_eq!(
+        t.get(&key(
+            "c",
+            "client_id",
+            "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee",
+            "consumed_bytes"
+        )),
+        Some(&3),
+        "unknown ids stay as they are"
+    );
+}
