@@ -572,6 +572,85 @@ fn writer_treats_each_cluster_product_of_warpstream_as_one_origin_per_level() {
 }
 
 #[test]
+fn writer_takes_each_origins_remainder_out_of_the_buckets_unallocated_row() {
+    // As the engine writes it: a CKU line of 2.00 of which 1.50 found owners,
+    // and one unallocated row for the bucket holding that 0.50 remainder plus a
+    // -5.00 credit and 3.00 of Tableflow (no per-principal usage): -1.50.
+    let cku = line(
+        2,
+        "kafka",
+        "KafkaNumCKUs",
+        "2.00",
+        "720",
+        "CKU-hour",
+        "0.00277778",
+    );
+    let mut rows = vec![
+        row(&cku, "sa-abc", "0.90", "0.6", "usage_ratio", "usage_found"),
+        row(&cku, "sa-def", "0.60", "0.4", "usage_ratio", "usage_found"),
+    ];
+    let mut pool = row(
+        &cku,
+        "unallocated",
+        "-1.50",
+        "0",
+        "unallocated",
+        "credit+no_usage",
+    );
+    pool.resource_id.clear();
+    pool.environment_id.clear();
+    pool.product.clear();
+    pool.line_type.clear();
+    pool.original_amount = d("-1.50");
+    pool.source = Source {
+        file: "bill.csv".into(),
+        line: 0,
+    };
+    rows.push(pool);
+    let csv = write_focus(&rows, &[cku.clone()], &WriteOptions::default()).unwrap();
+    let recs = records(&csv);
+    let col = |name: &str| WRITE_COLUMNS.iter().position(|c| *c == name).unwrap();
+    let body = &recs[1..];
+    // (description, allocated resource, cost, ratio)
+    let got: Vec<(String, String, Decimal, Decimal)> = body
+        .iter()
+        .map(|r| {
+            (
+                r[col("ChargeDescription")].clone(),
+                r[col("AllocatedResourceId")].clone(),
+                d(&r[col("BilledCost")]),
+                ratio_of(&r[col("AllocatedMethodDetails")]),
+            )
+        })
+        .collect();
+    let origin = "KafkaNumCKUs (kafka) on lkc-123".to_string();
+    assert_eq!(
+        got,
+        vec![
+            (origin.clone(), "sa-abc".into(), d("0.90"), d("0.45")),
+            (origin.clone(), "sa-def".into(), d("0.60"), d("0.3")),
+            (origin, String::new(), d("0.50"), d("0.25")),
+            (
+                "Unallocated (credit+no_usage)".into(),
+                String::new(),
+                d("-2.00"),
+                d("1")
+            ),
+        ]
+    );
+    // Nothing created or lost: the file sums to the rows.
+    let total: Decimal = got.iter().map(|g| g.2).sum();
+    assert_eq!(
+        total,
+        rows.iter().map(|r| r.chargeback_cost).sum::<Decimal>()
+    );
+    // The remainder carries the origin's quantity share; the pool row is a credit.
+    assert_eq!(body[2][col("PricingQuantity")], "180");
+    assert_eq!(body[3][col("ChargeCategory")], "Credit");
+    assert_eq!(body[2][col("AllocatedMethodId")], "tally:unallocated");
+}
+
+#[test]
 fn writer_ratios_sum_to_one_when_thirds_do_not_divide() {
     let l = line(2, "kafka", "KafkaNetworkRead", "1.00", "10", "GB", "0.1");
     let rows = vec![
@@ -648,7 +727,19 @@ fn written_focus_passes_the_finops_foundation_validator() {
     let ws = tally::formats::warpstream::read_chargebacks(&warpstream, "mixed.json", "").unwrap();
     lines.extend(ws.cost_lines.iter().cloned());
     rows.extend(ws.rows.iter().cloned());
+    // And the engine's per-bucket unallocated row (no resource, no line type).
+    let mut pool = rows[0].clone();
+    pool.owner_id = "unallocated".into();
+    pool.resource_id.clear();
+    pool.environment_id.clear();
+    pool.product.clear();
+    pool.line_type.clear();
+    pool.chargeback_cost = d("-1.25");
+    pool.original_amount = d("-1.25");
+    pool.method = "unallocated".into();
+    rows.push(pool);
     let csv = write_focus(&rows, &lines, &WriteOptions::default()).unwrap();
+    assert!(csv.contains("Unallocated ("));
     if let Ok(keep) = std::env::var("TALLY_FOCUS_OUT") {
         std::fs::write(keep, &csv).unwrap();
     }

@@ -56,6 +56,15 @@
 //!   topic); **null on the unallocated remainder** (`owner_id` `unallocated`).
 //! * `AllocatedTags` = `{"tally/level": "principal"|"topic", "tally/method": …}`.
 //!
+//! The engine writes one `unallocated` row per bucket (no resource, no line
+//! type), as Confluent does. The writer treats it as a pool: an origin whose
+//! allocated charges fall short of its amount (`original_amount`) gets its
+//! remainder back as an allocated charge with a null `AllocatedResourceId`, taken
+//! out of the pool, so every origin's ratios sum to 1 over all of it; what stays
+//! in the pool (credits, lines with no usage at all) is one charge of its own,
+//! described `Unallocated (<reasons>)`. The written costs always sum exactly to
+//! the rows'.
+//!
 //! Columns written: the FOCUS 1.3 Cost and Usage columns tally can fill, without
 //! `ProviderName` and `PublisherName` (deprecated in 1.3 for `ServiceProviderName`
 //! and `HostProviderName`, removed in 1.4), and without commitment-discount,
@@ -64,6 +73,7 @@
 
 use super::csv::{ColumnMap, ColumnSpec, CsvReader, ParseRow, Record};
 use super::{parse_decimal, parse_time, set, Sink};
+use crate::allocate::UNALLOCATED;
 use crate::error::Error;
 use crate::model::{AllocationRow, CostLine, EntityLevel, Source};
 use crate::money;
@@ -577,8 +587,9 @@ fn decimal_text(d: Decimal) -> String {
 /// Writes allocation rows as a FOCUS 1.3 Cost and Usage CSV with split cost
 /// allocation columns (see the module docs). `lines` are the cost lines the rows
 /// were allocated from (matched by [`Source`], then by resource and line type);
-/// they give quantities, units and prices. Rows of both levels are written; pass
-/// only one level's rows to avoid counting a bill twice.
+/// they give quantities, units and prices. Rows of both levels are written, each
+/// level as its own split; pass one level's rows (and the unallocated rows) to
+/// avoid counting a bill twice.
 pub fn write_focus(
     rows: &[AllocationRow],
     lines: &[CostLine],
@@ -603,12 +614,36 @@ pub fn write_focus(
             .copied()
     };
 
+    // The engine's single unallocated row per bucket (no resource, no line type)
+    // is a pool: each origin's unallocated remainder is taken back out of it
+    // and written inside that origin, so the origin's ratios sum to 1 over its
+    // allocated charges plus its remainder; what is left (credits, lines with no
+    // usage at all) is written as its own charge.
+    let is_pool = |r: &AllocationRow| {
+        r.owner_id == UNALLOCATED && r.resource_id.is_empty() && r.line_type.is_empty()
+    };
+    let mut pools: BTreeMap<(Timestamp, Timestamp, String), (Decimal, AllocationRow)> =
+        BTreeMap::new();
+    for row in rows.iter().filter(|r| is_pool(r)) {
+        let key = (row.bucket_start, row.bucket_end, row.org_id.clone());
+        match pools.get_mut(&key) {
+            Some((total, _)) => {
+                *total = total
+                    .checked_add(row.chargeback_cost)
+                    .ok_or_else(|| Error::overflow("FOCUS unallocated pool"))?;
+            }
+            None => {
+                pools.insert(key, (row.chargeback_cost, row.clone()));
+            }
+        }
+    }
+
     // Group rows by origin charge, in a deterministic order. The rows of one
     // resource's line type in one bucket form one origin even when several cost
     // lines fed it (e.g. daily lines in a monthly bucket); each level is its own
     // split of the bill.
-    let mut origins: BTreeMap<OriginKey, Vec<&AllocationRow>> = BTreeMap::new();
-    for row in rows {
+    let mut origins: BTreeMap<OriginKey, Vec<AllocationRow>> = BTreeMap::new();
+    for row in rows.iter().filter(|r| !is_pool(r)) {
         origins
             .entry((
                 row.bucket_start,
@@ -621,12 +656,13 @@ pub fn write_focus(
                 row.line_type.clone(),
             ))
             .or_default()
-            .push(row);
+            .push(row.clone());
     }
 
     let mut out = String::with_capacity(256 * rows.len().saturating_add(1));
     out.push_str(&WRITE_COLUMNS.join(","));
     out.push('\n');
+    let mut groups: Vec<(Timestamp, Timestamp, Vec<AllocationRow>)> = Vec::new();
     for ((bucket_start, bucket_end, ..), mut group) in origins {
         group.sort_by(|a, b| {
             (a.owner_id.as_str(), &a.source, a.method.as_str()).cmp(&(
@@ -635,6 +671,56 @@ pub fn write_focus(
                 b.method.as_str(),
             ))
         });
+        // The origin's amount: each feeding line's amount in the bucket, once.
+        let mut line_amounts: BTreeMap<&Source, Decimal> = BTreeMap::new();
+        for r in &group {
+            line_amounts.entry(&r.source).or_insert(r.original_amount);
+        }
+        let origin_amount = money::checked_sum(line_amounts.values().copied(), "FOCUS origin")?;
+        let allocated =
+            money::checked_sum(group.iter().map(|r| r.chargeback_cost), "FOCUS origin")?;
+        let remainder = origin_amount
+            .checked_sub(allocated)
+            .ok_or_else(|| Error::overflow("FOCUS origin remainder"))?;
+        let has_unallocated = group.iter().any(|r| r.owner_id == UNALLOCATED);
+        if let (Some(first), false, false) = (group.first(), remainder.is_zero(), has_unallocated) {
+            let pool_key = (bucket_start, bucket_end, first.org_id.clone());
+            if let Some((pool, template)) = pools.get_mut(&pool_key) {
+                let mut rest = AllocationRow {
+                    chargeback_cost: remainder,
+                    original_amount: first.original_amount,
+                    ..template.clone()
+                };
+                rest.level = first.level;
+                rest.environment_id.clone_from(&first.environment_id);
+                rest.resource_id.clone_from(&first.resource_id);
+                rest.product.clone_from(&first.product);
+                rest.line_type.clone_from(&first.line_type);
+                rest.unit.clone_from(&first.unit);
+                rest.source = first.source.clone();
+                *pool = pool
+                    .checked_sub(remainder)
+                    .ok_or_else(|| Error::overflow("FOCUS unallocated pool"))?;
+                group.push(rest);
+            }
+        }
+        groups.push((bucket_start, bucket_end, group));
+    }
+    for ((bucket_start, bucket_end, _), (left, template)) in pools {
+        if !left.is_zero() {
+            groups.push((
+                bucket_start,
+                bucket_end,
+                vec![AllocationRow {
+                    chargeback_cost: left,
+                    original_amount: left,
+                    ..template
+                }],
+            ));
+        }
+    }
+
+    for (bucket_start, bucket_end, group) in groups {
         // Ratios: each row's share of the origin's cost, summing to exactly 1.
         let weights = group
             .iter()
@@ -652,7 +738,7 @@ pub fn write_focus(
         };
         // Each row's quantity is its line's quantity in proportion to cost;
         // the parts are then re-apportioned so they sum exactly to the origin's.
-        let lines: Vec<Option<&CostLine>> = group.iter().map(|r| line_of(r)).collect();
+        let lines: Vec<Option<&CostLine>> = group.iter().map(&line_of).collect();
         let mut raw = Vec::with_capacity(group.len());
         for (row, line) in group.iter().zip(&lines) {
             let q = match line {
@@ -736,7 +822,7 @@ fn write_row(
     let category = if credit { "Credit" } else { "Usage" };
     let frequency = if credit { "One-Time" } else { "Usage-Based" };
     let (service, service_category, subcategory) = service_of(&row.product);
-    let unallocated = row.owner_id == "unallocated" || row.owner_id.is_empty();
+    let unallocated = row.owner_id == UNALLOCATED || row.owner_id.is_empty();
     let level = match row.level {
         EntityLevel::Principal => "principal",
         EntityLevel::Topic => "topic",
@@ -791,7 +877,11 @@ fn write_row(
         &charge_end.to_string(),
         category,
         "",
-        &format!("{} ({}) on {}", row.line_type, row.product, row.resource_id),
+        &if row.line_type.is_empty() {
+            format!("Unallocated ({})", row.reason)
+        } else {
+            format!("{} ({}) on {}", row.line_type, row.product, row.resource_id)
+        },
         frequency,
         &cost,
         &cost,
