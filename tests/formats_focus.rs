@@ -607,7 +607,7 @@ fn writer_takes_each_origins_remainder_out_of_the_buckets_unallocated_row() {
         line: 0,
     };
     rows.push(pool);
-    let csv = write_focus(&rows, &[cku.clone()], &WriteOptions::default()).unwrap();
+    let csv = write_focus(&rows, std::slice::from_ref(&cku), &WriteOptions::default()).unwrap();
     let recs = records(&csv);
     let col = |name: &str| WRITE_COLUMNS.iter().position(|c| *c == name).unwrap();
     let body = &recs[1..];
