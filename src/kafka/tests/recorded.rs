@@ -5,11 +5,12 @@
 //! request, 1 response)][length u32 BE][bytes]` in the order the relay saw them.
 //! The librdkafka run produced 300 records of 100 bytes with lz4 to `orders`; the
 //! kafka-python run 200 records with gzip to `clicks`; each consumed them back.
+//! The `sasl-*` recordings add real SASL logins (see the test that reads them).
 
 use std::collections::BTreeMap;
 
 use super::{Event, Recorder};
-use crate::kafka::{ConnectionDecoder, DecoderConfig, Direction};
+use crate::kafka::{ConnectionDecoder, DecoderConfig, Direction, Mechanism};
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/kafka/tests/data");
 
@@ -123,4 +124,58 @@ fn kafka_python_traffic_decodes_exactly() {
     let (produced_bytes, produced, consumed_bytes, consumed) = totals["clicks"];
     assert_eq!((produced, consumed), (200, 200), "{totals:?}");
     assert_eq!(produced_bytes, consumed_bytes, "{totals:?}");
+}
+
+/// The SASL recordings (`data/sasl-<library>-<mechanism>-<user>-<n>.kafka`): the
+/// same clients through a SASL-answering front (host-tests'
+/// `clients/sasl_front.py`, real server-side PLAIN and SCRAM) in front of tansu,
+/// each producing then consuming 5 records; and one librdkafka PLAIN login with a
+/// wrong password.
+#[test]
+fn real_sasl_logins_are_attributed_after_the_brokers_success() {
+    let cases = [
+        ("sasl-confluent-plain-alice", Mechanism::Plain, "alice"),
+        (
+            "sasl-confluent-scram-sha-256-bob",
+            Mechanism::ScramSha256,
+            "bob",
+        ),
+        ("sasl-kafka-python-plain-bob", Mechanism::Plain, "bob"),
+        (
+            "sasl-kafka-python-scram-sha-512-alice",
+            Mechanism::ScramSha512,
+            "alice",
+        ),
+    ];
+    for (prefix, mechanism, user) in cases {
+        let (mut produced, mut consumed) = (0, 0);
+        for (index, log) in recordings(prefix).iter().enumerate() {
+            let (sink, fed) = replay(log, &[]);
+            let path = format!("{prefix} connection {index}");
+            assert_eq!(sink.errors(), Vec::<&str>::new(), "{path}");
+            assert_eq!(sink.accounted(Direction::Request), fed[0], "{path}");
+            assert_eq!(sink.accounted(Direction::Response), fed[1], "{path}");
+            assert_eq!(
+                sink.auth(),
+                vec![Event::Authenticated(mechanism, user.into())],
+                "{path}"
+            );
+            produced += sink.produced().iter().map(|set| set.records).sum::<u64>();
+            consumed += sink.consumed().iter().map(|set| set.records).sum::<u64>();
+        }
+        assert_eq!(produced, 5, "{prefix}");
+        // Runs of one library share a topic: later runs consume earlier records too.
+        assert!(consumed >= 5, "{prefix}");
+    }
+}
+
+#[test]
+fn a_real_failed_login_is_not_attributed() {
+    let log = &recordings("sasl-confluent-plain-wrong-password")[0];
+    let (sink, _) = replay(log, &[]);
+    assert_eq!(sink.errors(), Vec::<&str>::new());
+    assert_eq!(
+        sink.auth(),
+        vec![Event::AuthenticationFailed(Mechanism::Plain)]
+    );
 }
