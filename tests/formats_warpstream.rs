@@ -624,3 +624,89 @@ mod never_panics {
         assert!(buf.take().is_empty());
     }
 }
+
+#[test]
+fn writer_puts_a_clusters_unallocated_remainder_back_into_the_cluster() {
+    use tally::model::{AllocationRow, CostLine, Source};
+    use tally::time::Timestamp;
+    let t = |s: &str| Timestamp::parse(s).unwrap();
+    let line = CostLine {
+        source: Source {
+            file: "bill.csv".into(),
+            line: 2,
+        },
+        org_id: String::new(),
+        id: "l".into(),
+        product: "kafka".into(),
+        line_type: "Cluster minutes".into(),
+        resource_id: "vci_x".into(),
+        environment_id: "wi_x".into(),
+        start: t("2026-05-01"),
+        end: t("2026-06-01"),
+        amount: d("10.00"),
+        original_amount: d("10.00"),
+        quantity: d("44640"),
+        unit: "minute".into(),
+        price: d("0.000224014"),
+        currency: "USD".into(),
+        active_fraction: None,
+        owner_of_record: String::new(),
+    };
+    let topic = |owner: &str, cost: &str| AllocationRow {
+        bucket_start: t("2026-05-01"),
+        bucket_end: t("2026-06-01"),
+        partial_bucket: false,
+        org_id: String::new(),
+        owner_id: owner.into(),
+        level: EntityLevel::Topic,
+        environment_id: "wi_x".into(),
+        resource_id: "vci_x".into(),
+        product: "kafka".into(),
+        line_type: "Cluster minutes".into(),
+        unit: "minute".into(),
+        chargeback_cost: d(cost),
+        original_amount: d("10.00"),
+        usage_share: Decimal::ZERO,
+        currency: "USD".into(),
+        method: "lifetime".into(),
+        chain_step: 0,
+        reason: "usage_found".into(),
+        source: line.source.clone(),
+    };
+    // The engine's one unallocated row for the bucket: 0.50 of this line that
+    // found no topic, plus a -5.00 credit.
+    let pool = AllocationRow {
+        owner_id: "unallocated".into(),
+        level: EntityLevel::Principal,
+        environment_id: String::new(),
+        resource_id: String::new(),
+        product: String::new(),
+        line_type: String::new(),
+        chargeback_cost: d("-4.50"),
+        original_amount: d("-4.50"),
+        method: "unallocated".into(),
+        ..topic("x", "0")
+    };
+    let rows = vec![topic("orders", "7.50"), topic("payments", "2.00"), pool];
+    let json = write_chargebacks(&rows, &[line], &WriteOptions::default()).unwrap();
+    let back = read_chargebacks(json.as_bytes(), "w.json", "").unwrap();
+    assert!(
+        back.rejected.is_empty() && back.warnings.is_empty(),
+        "{json}"
+    );
+    let got: Vec<(String, Decimal, Decimal)> = back.clusters[0]
+        .entities
+        .iter()
+        .map(|e| (e.name.clone(), e.total, e.chargebacks[0].quantity))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("orders".into(), d("7.5"), d("33480")),
+            ("payments".into(), d("2"), d("8928")),
+            ("unallocated".into(), d("0.5"), d("2232")),
+        ]
+    );
+    // The cluster line is whole again; the credit is not a cluster charge.
+    assert_eq!(back.cost_lines[0].amount, d("10.00"));
+}

@@ -584,6 +584,115 @@ fn decimal_text(d: Decimal) -> String {
     }
 }
 
+fn origin_key(row: &AllocationRow) -> OriginKey {
+    (
+        row.bucket_start,
+        row.bucket_end,
+        row.level,
+        row.org_id.clone(),
+        row.environment_id.clone(),
+        row.resource_id.clone(),
+        row.product.clone(),
+        row.line_type.clone(),
+    )
+}
+
+/// Rows with each origin charge's unallocated remainder made explicit.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Remainders {
+    /// The input rows (without the per-bucket unallocated rows), plus one
+    /// `unallocated` row inside each origin whose allocated rows fall short of
+    /// its amount.
+    pub rows: Vec<AllocationRow>,
+    /// What is left of each bucket's unallocated row once the remainders are
+    /// taken out (credits, lines with no usage at all): not tied to a resource.
+    pub unattributed: Vec<AllocationRow>,
+}
+
+/// Splits the engine's one `unallocated` row per bucket (no resource, no line
+/// type) back over the origin charges it came from.
+///
+/// An origin charge is a resource's line type in one bucket at one level; its
+/// amount is the sum of `original_amount` over the distinct cost lines
+/// ([`Source`]s) that fed it. When its rows sum to less (part of the line found
+/// no owner), the difference is taken out of that bucket's unallocated row and
+/// becomes an `unallocated` row of the origin (same resource, line type and
+/// level). Money only moves between rows: the output sums exactly to the input.
+/// Without an unallocated row for the bucket nothing is moved.
+pub fn attribute_remainders(rows: &[AllocationRow]) -> Result<Remainders, Error> {
+    let is_pool = |r: &AllocationRow| {
+        r.owner_id == UNALLOCATED && r.resource_id.is_empty() && r.line_type.is_empty()
+    };
+    let mut pools: BTreeMap<(Timestamp, Timestamp, String), (Decimal, AllocationRow)> =
+        BTreeMap::new();
+    for row in rows.iter().filter(|r| is_pool(r)) {
+        let key = (row.bucket_start, row.bucket_end, row.org_id.clone());
+        match pools.get_mut(&key) {
+            Some((total, _)) => {
+                *total = total
+                    .checked_add(row.chargeback_cost)
+                    .ok_or_else(|| Error::overflow("unallocated pool"))?;
+            }
+            None => {
+                pools.insert(key, (row.chargeback_cost, row.clone()));
+            }
+        }
+    }
+    let mut origins: BTreeMap<OriginKey, Vec<&AllocationRow>> = BTreeMap::new();
+    for row in rows.iter().filter(|r| !is_pool(r)) {
+        origins.entry(origin_key(row)).or_default().push(row);
+    }
+    let mut out = Remainders::default();
+    for ((bucket_start, bucket_end, ..), group) in origins {
+        let mut line_amounts: BTreeMap<&Source, Decimal> = BTreeMap::new();
+        for r in &group {
+            line_amounts.entry(&r.source).or_insert(r.original_amount);
+        }
+        let origin_amount = money::checked_sum(line_amounts.values().copied(), "origin amount")?;
+        let allocated = money::checked_sum(group.iter().map(|r| r.chargeback_cost), "origin")?;
+        let remainder = origin_amount
+            .checked_sub(allocated)
+            .ok_or_else(|| Error::overflow("origin remainder"))?;
+        let has_unallocated = group.iter().any(|r| r.owner_id == UNALLOCATED);
+        out.rows.extend(group.iter().map(|r| (*r).clone()));
+        let Some(first) = group.first() else {
+            continue;
+        };
+        if remainder.is_zero() || has_unallocated {
+            continue;
+        }
+        let pool_key = (bucket_start, bucket_end, first.org_id.clone());
+        if let Some((pool, template)) = pools.get_mut(&pool_key) {
+            let mut rest = AllocationRow {
+                chargeback_cost: remainder,
+                original_amount: first.original_amount,
+                ..template.clone()
+            };
+            rest.level = first.level;
+            rest.environment_id.clone_from(&first.environment_id);
+            rest.resource_id.clone_from(&first.resource_id);
+            rest.product.clone_from(&first.product);
+            rest.line_type.clone_from(&first.line_type);
+            rest.unit.clone_from(&first.unit);
+            rest.source = first.source.clone();
+            *pool = pool
+                .checked_sub(remainder)
+                .ok_or_else(|| Error::overflow("unallocated pool"))?;
+            out.rows.push(rest);
+        }
+    }
+    for (left, template) in pools.into_values() {
+        if !left.is_zero() {
+            out.unattributed.push(AllocationRow {
+                chargeback_cost: left,
+                original_amount: left,
+                ..template
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// Writes allocation rows as a FOCUS 1.3 Cost and Usage CSV with split cost
 /// allocation columns (see the module docs). `lines` are the cost lines the rows
 /// were allocated from (matched by [`Source`], then by resource and line type);
@@ -614,55 +723,12 @@ pub fn write_focus(
             .copied()
     };
 
-    // The engine's single unallocated row per bucket (no resource, no line type)
-    // is a pool: each origin's unallocated remainder is taken back out of it
-    // and written inside that origin, so the origin's ratios sum to 1 over its
-    // allocated charges plus its remainder; what is left (credits, lines with no
-    // usage at all) is written as its own charge.
-    let is_pool = |r: &AllocationRow| {
-        r.owner_id == UNALLOCATED && r.resource_id.is_empty() && r.line_type.is_empty()
-    };
-    let mut pools: BTreeMap<(Timestamp, Timestamp, String), (Decimal, AllocationRow)> =
-        BTreeMap::new();
-    for row in rows.iter().filter(|r| is_pool(r)) {
-        let key = (row.bucket_start, row.bucket_end, row.org_id.clone());
-        match pools.get_mut(&key) {
-            Some((total, _)) => {
-                *total = total
-                    .checked_add(row.chargeback_cost)
-                    .ok_or_else(|| Error::overflow("FOCUS unallocated pool"))?;
-            }
-            None => {
-                pools.insert(key, (row.chargeback_cost, row.clone()));
-            }
-        }
+    let split = attribute_remainders(rows)?;
+    let mut origins: BTreeMap<OriginKey, Vec<&AllocationRow>> = BTreeMap::new();
+    for row in &split.rows {
+        origins.entry(origin_key(row)).or_default().push(row);
     }
-
-    // Group rows by origin charge, in a deterministic order. The rows of one
-    // resource's line type in one bucket form one origin even when several cost
-    // lines fed it (e.g. daily lines in a monthly bucket); each level is its own
-    // split of the bill.
-    let mut origins: BTreeMap<OriginKey, Vec<AllocationRow>> = BTreeMap::new();
-    for row in rows.iter().filter(|r| !is_pool(r)) {
-        origins
-            .entry((
-                row.bucket_start,
-                row.bucket_end,
-                row.level,
-                row.org_id.clone(),
-                row.environment_id.clone(),
-                row.resource_id.clone(),
-                row.product.clone(),
-                row.line_type.clone(),
-            ))
-            .or_default()
-            .push(row.clone());
-    }
-
-    let mut out = String::with_capacity(256 * rows.len().saturating_add(1));
-    out.push_str(&WRITE_COLUMNS.join(","));
-    out.push('\n');
-    let mut groups: Vec<(Timestamp, Timestamp, Vec<AllocationRow>)> = Vec::new();
+    let mut groups: Vec<(Timestamp, Timestamp, Vec<&AllocationRow>)> = Vec::new();
     for ((bucket_start, bucket_end, ..), mut group) in origins {
         group.sort_by(|a, b| {
             (a.owner_id.as_str(), &a.source, a.method.as_str()).cmp(&(
@@ -671,55 +737,15 @@ pub fn write_focus(
                 b.method.as_str(),
             ))
         });
-        // The origin's amount: each feeding line's amount in the bucket, once.
-        let mut line_amounts: BTreeMap<&Source, Decimal> = BTreeMap::new();
-        for r in &group {
-            line_amounts.entry(&r.source).or_insert(r.original_amount);
-        }
-        let origin_amount = money::checked_sum(line_amounts.values().copied(), "FOCUS origin")?;
-        let allocated =
-            money::checked_sum(group.iter().map(|r| r.chargeback_cost), "FOCUS origin")?;
-        let remainder = origin_amount
-            .checked_sub(allocated)
-            .ok_or_else(|| Error::overflow("FOCUS origin remainder"))?;
-        let has_unallocated = group.iter().any(|r| r.owner_id == UNALLOCATED);
-        if let (Some(first), false, false) = (group.first(), remainder.is_zero(), has_unallocated) {
-            let pool_key = (bucket_start, bucket_end, first.org_id.clone());
-            if let Some((pool, template)) = pools.get_mut(&pool_key) {
-                let mut rest = AllocationRow {
-                    chargeback_cost: remainder,
-                    original_amount: first.original_amount,
-                    ..template.clone()
-                };
-                rest.level = first.level;
-                rest.environment_id.clone_from(&first.environment_id);
-                rest.resource_id.clone_from(&first.resource_id);
-                rest.product.clone_from(&first.product);
-                rest.line_type.clone_from(&first.line_type);
-                rest.unit.clone_from(&first.unit);
-                rest.source = first.source.clone();
-                *pool = pool
-                    .checked_sub(remainder)
-                    .ok_or_else(|| Error::overflow("FOCUS unallocated pool"))?;
-                group.push(rest);
-            }
-        }
         groups.push((bucket_start, bucket_end, group));
     }
-    for ((bucket_start, bucket_end, _), (left, template)) in pools {
-        if !left.is_zero() {
-            groups.push((
-                bucket_start,
-                bucket_end,
-                vec![AllocationRow {
-                    chargeback_cost: left,
-                    original_amount: left,
-                    ..template
-                }],
-            ));
-        }
+    for left in &split.unattributed {
+        groups.push((left.bucket_start, left.bucket_end, vec![left]));
     }
 
+    let mut out = String::with_capacity(256 * rows.len().saturating_add(1));
+    out.push_str(&WRITE_COLUMNS.join(","));
+    out.push('\n');
     for (bucket_start, bucket_end, group) in groups {
         // Ratios: each row's share of the origin's cost, summing to exactly 1.
         let weights = group
@@ -738,7 +764,7 @@ pub fn write_focus(
         };
         // Each row's quantity is its line's quantity in proportion to cost;
         // the parts are then re-apportioned so they sum exactly to the origin's.
-        let lines: Vec<Option<&CostLine>> = group.iter().map(&line_of).collect();
+        let lines: Vec<Option<&CostLine>> = group.iter().map(|r| line_of(r)).collect();
         let mut raw = Vec::with_capacity(group.len());
         for (row, line) in group.iter().zip(&lines) {
             let q = match line {

@@ -905,6 +905,14 @@ type EntityKey = (String, String, String, String); // tenant, workspace, cluster
 /// line's price in US cents, as WarpStream writes it. Rows whose cost line is not
 /// among `lines` (matched by [`Source`], then by resource and line type) get
 /// quantity 0 and unit price 0. Entity totals are exact sums of their line totals.
+///
+/// The engine's one `unallocated` row per bucket is split back over the cluster
+/// lines whose topics did not take all of their amount
+/// ([`super::focus::attribute_remainders`]): each such cluster gets an entity
+/// named `unallocated` with that remainder, so a cluster's totals match its
+/// invoice lines. What is left of it (credits, products with no topic usage) is
+/// not tied to a cluster and is not written, as WarpStream's own chargebacks
+/// cover only the cluster line items in `covers_products`.
 pub fn write_chargebacks(
     rows: &[AllocationRow],
     lines: &[CostLine],
@@ -937,7 +945,10 @@ pub fn write_chargebacks(
     let mut products: Vec<String> = Vec::new();
     let mut acc: BTreeMap<EntityKey, BTreeMap<String, Acc>> = BTreeMap::new();
 
-    for row in rows {
+    // The engine's per-bucket unallocated row goes back into the clusters it
+    // came from (as an `unallocated` entity), so cluster totals match the bill.
+    let split = super::focus::attribute_remainders(rows)?;
+    for row in &split.rows {
         if row.level != EntityLevel::Topic {
             continue;
         }
