@@ -183,6 +183,22 @@ fn peak_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+/// CPU seconds (user + system) this process has used, from `/proc/self/stat`:
+/// on a shared machine wall time includes other processes; CPU time does not.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// Streams files into a session; returns (rows read, bytes).
 fn feed(session: &mut Session, paths: &[PathBuf]) -> (u64, u64) {
     let mut rows = 0;
@@ -208,11 +224,13 @@ fn feed(session: &mut Session, paths: &[PathBuf]) -> (u64, u64) {
 
 fn phase(name: &str, options: Options, paths: &[PathBuf], counted: usize) {
     let started = Instant::now();
+    let cpu_started = cpu_seconds();
     let mut session = Session::new(options);
     let (rows, bytes) = feed(&mut session, paths);
     let read = started.elapsed().as_secs_f64();
     let report = session.allocate().unwrap();
     let total = started.elapsed().as_secs_f64();
+    let cpu = (cpu_seconds() - cpu_started).max(0.01);
     let counted_rows: u64 = session
         .files()
         .iter()
@@ -221,11 +239,14 @@ fn phase(name: &str, options: Options, paths: &[PathBuf], counted: usize) {
         .sum();
     assert!(report.reconciliation.balanced || report.reconciliation.invoice_subtotal.is_some());
     println!(
-        "{name}: {rows} rows, {:.1} MiB: read {read:.2}s, total {total:.2}s; {:.2} M rows/s, {:.0} MiB/s; \
+        "{name}: {rows} rows, {:.1} MiB: wall {total:.2}s (read {read:.2}s), CPU {cpu:.2}s; \
+         {:.2} M rows/s and {:.0} MiB/s per wall second, {:.2} M rows/s and {:.0} MiB/s per CPU second; \
          {} output rows, {} teams; peak memory {:.0} MiB",
         bytes as f64 / 1048576.0,
         counted_rows as f64 / total / 1e6,
         bytes as f64 / 1048576.0 / total,
+        counted_rows as f64 / cpu / 1e6,
+        bytes as f64 / 1048576.0 / cpu,
         report.rows.len(),
         report.teams.len(),
         peak_mib()
