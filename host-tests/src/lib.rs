@@ -133,6 +133,15 @@ impl Workdir {
         Workdir { path }
     }
 
+    /// Creates (or empties) a work directory at an arbitrary path (the demo's `out/demo/`).
+    pub fn at(path: &Path) -> Workdir {
+        let _ = fs::remove_dir_all(path);
+        fs::create_dir_all(path).expect("create the work directory");
+        Workdir {
+            path: path.to_path_buf(),
+        }
+    }
+
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.path
@@ -211,6 +220,11 @@ impl Process {
     /// The process id (also its process group id).
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Whether the process has exited.
+    pub fn has_exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
     /// Panics if the process has already exited (e.g. a bad config).
@@ -326,7 +340,13 @@ impl Tansu {
 
     /// As [`Tansu::start`], logging to `<name>.log`: several brokers in one test
     /// (e.g. one per Envoy listener, each advertising its own) keep apart logs.
-    pub fn start_named(tools: &Tools, dir: &Workdir, name: &str, advertised_port: u16, extra: &[&str]) -> Tansu {
+    pub fn start_named(
+        tools: &Tools,
+        dir: &Workdir,
+        name: &str,
+        advertised_port: u16,
+        extra: &[&str],
+    ) -> Tansu {
         let port = free_port();
         let mut cmd = Command::new(&tools.tansu);
         cmd.arg("broker")
