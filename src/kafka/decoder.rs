@@ -43,8 +43,10 @@
 //! on each other, e.g. responses are decoded by what was requested) to raw
 //! counting. The sink gets `decode_error` once, then every byte not already
 //! reported in a complete frame — the partial frames of both directions and all
-//! later bytes — through `unparsed`. So for each direction the `frame` bytes plus
-//! the `unparsed` bytes always equal the bytes fed. Buffers are released then.
+//! later bytes — through `unparsed`. Buffers are released then. A frame still
+//! incomplete when the connection closes is reported as `unparsed` by
+//! [`ConnectionDecoder::on_close`] (without a decode error). So for each
+//! direction the `frame` bytes plus the `unparsed` bytes equal the bytes fed.
 //!
 //! # Reporting
 //!
@@ -53,7 +55,11 @@
 //! * `client_id` when a request's client.id differs from the previous request's
 //!   on this connection (clients send the same one on every request).
 //! * `produced` / `consumed` per partition with a non-empty record set; Fetch
-//!   responses to follower replicas (replica id >= 0) are not reported.
+//!   responses to follower replicas (replica id >= 0) are not reported. Produce
+//!   is counted as the client sent it, whether or not the broker then accepted
+//!   it (the Produce response is not decoded).
+//! * `topic_id_learned` when a Metadata response names a topic id new to the
+//!   connection.
 //! * `authenticated` / `authentication_failed` when the broker answers SASL.
 
 use std::collections::VecDeque;
