@@ -233,7 +233,7 @@ fn split_lines(
         let rounded = round(amount.amount, settings.precision);
         result.rounding = result
             .rounding
-            .checked_add(amount.amount - rounded)
+            .checked_add(amount.amount.checked_sub(rounded).unwrap_or_default())
             .ok_or_else(|| Error::overflow("rounding total"))?;
         for (bucket, part) in time_split(store, usage, key, period, rounded, settings.precision)? {
             let Some(bucket) = bucket else {

@@ -304,7 +304,12 @@ impl Report {
         let (teams, unmatched) = team_summaries(&allocation.rows, crosswalk, settings)?;
         let organizations = org_totals(&allocation.buckets)?;
         let clusters = cluster_entities(&allocation.rows, crosswalk, settings.filters)?;
-        let reconciliation = reconcile(&allocation, &files, settings.invoice_subtotal)?;
+        let reconciliation = reconcile(
+            &allocation,
+            &files,
+            settings.invoice_subtotal,
+            settings.precision,
+        )?;
         Ok(Report {
             precision: settings.precision,
             files,
@@ -429,7 +434,12 @@ fn distribute_unallocated(
         let weights: Vec<(String, Decimal)> = teams
             .iter()
             .filter(|((o, _), _)| o == org)
-            .map(|((_, team), s)| (team.clone(), (s.direct + s.shared).max(Decimal::ZERO)))
+            .map(|((_, team), s)| {
+                (
+                    team.clone(),
+                    s.direct.saturating_add(s.shared).max(Decimal::ZERO),
+                )
+            })
             .collect();
         if let Some(parts) = apportion(amount, weights, settings.precision)? {
             for (team, part) in parts {
@@ -477,8 +487,7 @@ fn cluster_entities(
 ) -> Result<Vec<ClusterEntities>, Error> {
     type Charges<'r> = BTreeMap<(&'r str, &'r str), Decimal>;
     type Entities<'r> = HashMap<(&'r str, EntityLevel), Charges<'r>>;
-    let mut by_cluster: BTreeMap<(&str, &str), Entities<'_>> =
-        BTreeMap::new();
+    let mut by_cluster: BTreeMap<(&str, &str), Entities<'_>> = BTreeMap::new();
     for row in rows {
         if row.owner_id == UNALLOCATED || filters.entity_kind.is_some_and(|k| k != row.level) {
             continue;
@@ -545,6 +554,7 @@ fn reconcile(
     allocation: &Allocation,
     files: &[FileSummary],
     invoice: Option<Decimal>,
+    precision: u32,
 ) -> Result<Reconciliation, Error> {
     let bill_total = checked_sum(
         allocation.buckets.iter().map(|b| b.bill_total),
@@ -571,7 +581,13 @@ fn reconcile(
     let charged = allocated_total
         .checked_add(unallocated_total)
         .ok_or_else(|| Error::overflow("charged total"))?;
-    let difference = invoice.map(|i| i - charged);
+    let difference = match invoice {
+        Some(i) => Some(
+            i.checked_sub(charged)
+                .ok_or_else(|| Error::overflow("invoice difference"))?,
+        ),
+        None => None,
+    };
     let mut explanations = Vec::new();
     if charged != bill_total {
         explanations.push(format!("allocated + unallocated ({charged}) differs from the bill total ({bill_total}): an internal error"));
@@ -600,12 +616,13 @@ fn reconcile(
              but not in usage exports; usage data can also arrive up to 48 hours late (re-run the export after the period closes)"
         ));
     }
+    let p = |d: Decimal| round(d, precision);
     Ok(Reconciliation {
-        bill_total,
-        allocated_total,
-        unallocated_total,
-        credits_total,
-        outside_range: allocation.outside_range,
+        bill_total: p(bill_total),
+        allocated_total: p(allocated_total),
+        unallocated_total: p(unallocated_total),
+        credits_total: p(credits_total),
+        outside_range: p(allocation.outside_range),
         rounding: allocation.rounding,
         rows_accepted,
         rows_rejected,
