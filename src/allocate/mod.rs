@@ -941,7 +941,7 @@ fn add_allocated_rows(store: &Store, result: &mut Allocation) -> Result<(), Erro
     };
     let unallocated_id = s.find(UNALLOCATED);
     let mut entries: Vec<(&store::AllocatedKey, &Amount)> = store.allocated.iter().collect();
-    entries.sort_unstable_by_key(|(k, _)| {
+    entries.sort_by_cached_key(|(k, _)| {
         (
             rank(k.org),
             k.bucket,
