@@ -39,9 +39,9 @@ const CURRENCY: usize = 15;
 
 /// The export's columns and the header names accepted for each.
 pub const COLUMNS: &[ColumnSpec] = &[
-    ColumnSpec {
-        name: "timestamp",
-        aliases: &[
+    ColumnSpec::required(
+        "timestamp",
+        &[
             "timestamp",
             "interval_start",
             "start_date",
@@ -49,88 +49,36 @@ pub const COLUMNS: &[ColumnSpec] = &[
             "start_time",
             "date",
         ],
-        required: true,
-    },
-    ColumnSpec {
-        name: "owner_id",
-        aliases: &["owner_id", "principal", "entity_id", "principal_id"],
-        required: true,
-    },
-    ColumnSpec {
-        name: "environment_id",
-        aliases: &["environment_id", "environment", "env_id"],
-        required: true,
-    },
-    ColumnSpec {
-        name: "resource_id",
-        aliases: &[
+    ),
+    ColumnSpec::required(
+        "owner_id",
+        &["owner_id", "principal", "entity_id", "principal_id"],
+    ),
+    ColumnSpec::required(
+        "environment_id",
+        &["environment_id", "environment", "env_id"],
+    ),
+    ColumnSpec::required(
+        "resource_id",
+        &[
             "resource_id",
             "resource",
             "logical_cluster_id",
             "cluster_id",
         ],
-        required: true,
-    },
-    ColumnSpec {
-        name: "product",
-        aliases: &["product", "product_category"],
-        required: true,
-    },
-    ColumnSpec {
-        name: "line_type",
-        aliases: &["line_type", "metric", "billable_metric"],
-        required: true,
-    },
-    ColumnSpec {
-        name: "unit",
-        aliases: &["unit", "units"],
-        required: false,
-    },
-    ColumnSpec {
-        name: "chargeback_cost",
-        aliases: &["chargeback_cost"],
-        required: true,
-    },
-    ColumnSpec {
-        name: "original_amount",
-        aliases: &["original_amount"],
-        required: false,
-    },
-    ColumnSpec {
-        name: "usage_share",
-        aliases: &["usage_share"],
-        required: false,
-    },
-    ColumnSpec {
-        name: "org_id",
-        aliases: &["org_id", "organization_id"],
-        required: false,
-    },
-    ColumnSpec {
-        name: "method",
-        aliases: &["method", "allocation_method"],
-        required: false,
-    },
-    ColumnSpec {
-        name: "chain_step",
-        aliases: &["chain_step"],
-        required: false,
-    },
-    ColumnSpec {
-        name: "reason",
-        aliases: &["reason", "reason_code"],
-        required: false,
-    },
-    ColumnSpec {
-        name: "entity_level",
-        aliases: &["entity_level", "level"],
-        required: false,
-    },
-    ColumnSpec {
-        name: "currency",
-        aliases: &["currency"],
-        required: false,
-    },
+    ),
+    ColumnSpec::required("product", &["product", "product_category"]),
+    ColumnSpec::required("line_type", &["line_type", "metric", "billable_metric"]),
+    ColumnSpec::optional("unit", &["unit", "units"]),
+    ColumnSpec::required("chargeback_cost", &["chargeback_cost"]),
+    ColumnSpec::optional("original_amount", &["original_amount"]),
+    ColumnSpec::optional("usage_share", &["usage_share"]),
+    ColumnSpec::optional("org_id", &["org_id", "organization_id"]),
+    ColumnSpec::optional("method", &["method", "allocation_method"]),
+    ColumnSpec::optional("chain_step", &["chain_step"]),
+    ColumnSpec::optional("reason", &["reason", "reason_code"]),
+    ColumnSpec::optional("entity_level", &["entity_level", "level"]),
+    ColumnSpec::optional("currency", &["currency"]),
 ];
 
 /// Streaming reader of a Confluent cost-allocation export.

@@ -39,86 +39,34 @@ const ORG: usize = 15;
 
 /// The CSV's columns and the header names accepted for each.
 pub const COLUMNS: &[ColumnSpec] = &[
-    ColumnSpec {
-        name: "id",
-        aliases: &["id", "line_id"],
-        required: false,
-    },
-    ColumnSpec {
-        name: "amount",
-        aliases: &["amount", "cost"],
-        required: true,
-    },
-    ColumnSpec {
-        name: "original_amount",
-        aliases: &["original_amount"],
-        required: false,
-    },
-    ColumnSpec {
-        name: "price",
-        aliases: &["price", "unit_price"],
-        required: false,
-    },
-    ColumnSpec {
-        name: "quantity",
-        aliases: &["quantity"],
-        required: false,
-    },
-    ColumnSpec {
-        name: "unit",
-        aliases: &["unit"],
-        required: false,
-    },
-    ColumnSpec {
-        name: "product",
-        aliases: &["product"],
-        required: true,
-    },
-    ColumnSpec {
-        name: "line_type",
-        aliases: &["line_type", "metric", "billable_metric"],
-        required: true,
-    },
-    ColumnSpec {
-        name: "resource_id",
-        aliases: &["resource_id", "resource", "resource_id_", "resource_id_id"],
-        required: true,
-    },
-    ColumnSpec {
-        name: "environment_id",
-        aliases: &["environment_id", "environment", "resource_environment_id"],
-        required: false,
-    },
-    ColumnSpec {
-        name: "start_date",
-        aliases: &["start_date", "start", "interval_start", "timestamp"],
-        required: true,
-    },
-    ColumnSpec {
-        name: "end_date",
-        aliases: &["end_date", "end", "interval_end"],
-        required: false,
-    },
-    ColumnSpec {
-        name: "owner_of_record",
-        aliases: &["owner_of_record", "parent_resource_id", "kafka_cluster_id"],
-        required: false,
-    },
-    ColumnSpec {
-        name: "active_fraction",
-        aliases: &["active_fraction"],
-        required: false,
-    },
-    ColumnSpec {
-        name: "currency",
-        aliases: &["currency"],
-        required: false,
-    },
-    ColumnSpec {
-        name: "org_id",
-        aliases: &["org_id", "organization_id"],
-        required: false,
-    },
+    ColumnSpec::optional("id", &["id", "line_id"]),
+    ColumnSpec::required("amount", &["amount", "cost"]),
+    ColumnSpec::optional("original_amount", &["original_amount"]),
+    ColumnSpec::optional("price", &["price", "unit_price"]),
+    ColumnSpec::optional("quantity", &["quantity"]),
+    ColumnSpec::optional("unit", &["unit"]),
+    ColumnSpec::required("product", &["product"]),
+    ColumnSpec::required("line_type", &["line_type", "metric", "billable_metric"]),
+    ColumnSpec::required(
+        "resource_id",
+        &["resource_id", "resource", "resource_id_", "resource_id_id"],
+    ),
+    ColumnSpec::optional(
+        "environment_id",
+        &["environment_id", "environment", "resource_environment_id"],
+    ),
+    ColumnSpec::required(
+        "start_date",
+        &["start_date", "start", "interval_start", "timestamp"],
+    ),
+    ColumnSpec::optional("end_date", &["end_date", "end", "interval_end"]),
+    ColumnSpec::optional(
+        "owner_of_record",
+        &["owner_of_record", "parent_resource_id", "kafka_cluster_id"],
+    ),
+    ColumnSpec::optional("active_fraction", &["active_fraction"]),
+    ColumnSpec::optional("currency", &["currency"]),
+    ColumnSpec::optional("org_id", &["org_id", "organization_id"]),
 ];
 
 /// A blank cost line with `file` as its source (the readers' scratch record).

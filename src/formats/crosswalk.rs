@@ -21,36 +21,12 @@ const PATTERN: usize = 5;
 
 /// The crosswalk's columns and the header names accepted for each.
 pub const COLUMNS: &[ColumnSpec] = &[
-    ColumnSpec {
-        name: "org_id",
-        aliases: &["org_id", "organization_id", "org"],
-        required: false,
-    },
-    ColumnSpec {
-        name: "owner_id",
-        aliases: &["owner_id", "principal", "entity_id", "owner"],
-        required: false,
-    },
-    ColumnSpec {
-        name: "team",
-        aliases: &["team", "team_name", "business_unit"],
-        required: true,
-    },
-    ColumnSpec {
-        name: "cost_center",
-        aliases: &["cost_center", "costcenter", "cost_centre"],
-        required: false,
-    },
-    ColumnSpec {
-        name: "pattern_on",
-        aliases: &["pattern_on", "match_on"],
-        required: false,
-    },
-    ColumnSpec {
-        name: "pattern",
-        aliases: &["pattern", "regex"],
-        required: false,
-    },
+    ColumnSpec::optional("org_id", &["org_id", "organization_id", "org"]),
+    ColumnSpec::optional("owner_id", &["owner_id", "principal", "entity_id", "owner"]),
+    ColumnSpec::required("team", &["team", "team_name", "business_unit"]),
+    ColumnSpec::optional("cost_center", &["cost_center", "costcenter", "cost_centre"]),
+    ColumnSpec::optional("pattern_on", &["pattern_on", "match_on"]),
+    ColumnSpec::optional("pattern", &["pattern", "regex"]),
 ];
 
 /// Streaming reader of a crosswalk CSV.

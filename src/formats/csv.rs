@@ -324,6 +324,26 @@ pub struct ColumnSpec {
     pub required: bool,
 }
 
+impl ColumnSpec {
+    /// A required column.
+    pub const fn required(name: &'static str, aliases: &'static [&'static str]) -> Self {
+        ColumnSpec {
+            name,
+            aliases,
+            required: true,
+        }
+    }
+
+    /// An optional column.
+    pub const fn optional(name: &'static str, aliases: &'static [&'static str]) -> Self {
+        ColumnSpec {
+            name,
+            aliases,
+            required: false,
+        }
+    }
+}
+
 /// Lower-cases a header name and turns spaces, dashes and dots into underscores.
 pub fn normalize_header(name: &str) -> String {
     name.trim()

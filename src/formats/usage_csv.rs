@@ -27,56 +27,22 @@ const ORG: usize = 9;
 
 /// The usage CSV's columns and accepted names.
 pub const COLUMNS: &[ColumnSpec] = &[
-    ColumnSpec {
-        name: "version",
-        aliases: &["version"],
-        required: false,
-    },
-    ColumnSpec {
-        name: "bucket_start",
-        aliases: &["bucket_start", "start", "timestamp", "interval_start"],
-        required: true,
-    },
-    ColumnSpec {
-        name: "bucket_end",
-        aliases: &["bucket_end", "end", "interval_end"],
-        required: false,
-    },
-    ColumnSpec {
-        name: "cluster",
-        aliases: &["cluster", "cluster_id", "resource_id", "resource"],
-        required: true,
-    },
-    ColumnSpec {
-        name: "principal",
-        aliases: &["principal", "owner_id", "principal_id"],
-        required: true,
-    },
-    ColumnSpec {
-        name: "principal_source",
-        aliases: &["principal_source"],
-        required: false,
-    },
-    ColumnSpec {
-        name: "topic",
-        aliases: &["topic", "entity"],
-        required: false,
-    },
-    ColumnSpec {
-        name: "metric",
-        aliases: &["metric"],
-        required: true,
-    },
-    ColumnSpec {
-        name: "value",
-        aliases: &["value", "quantity"],
-        required: true,
-    },
-    ColumnSpec {
-        name: "org_id",
-        aliases: &["org_id", "organization_id"],
-        required: false,
-    },
+    ColumnSpec::optional("version", &["version"]),
+    ColumnSpec::required(
+        "bucket_start",
+        &["bucket_start", "start", "timestamp", "interval_start"],
+    ),
+    ColumnSpec::optional("bucket_end", &["bucket_end", "end", "interval_end"]),
+    ColumnSpec::required(
+        "cluster",
+        &["cluster", "cluster_id", "resource_id", "resource"],
+    ),
+    ColumnSpec::required("principal", &["principal", "owner_id", "principal_id"]),
+    ColumnSpec::optional("principal_source", &["principal_source"]),
+    ColumnSpec::optional("topic", &["topic", "entity"]),
+    ColumnSpec::required("metric", &["metric"]),
+    ColumnSpec::required("value", &["value", "quantity"]),
+    ColumnSpec::optional("org_id", &["org_id", "organization_id"]),
 ];
 
 /// Streaming reader of a usage CSV.
