@@ -284,24 +284,31 @@ fn optional_decimal(
     parse_decimal(file, line, cols.name(which), text).map(Some)
 }
 
-fn product_of(category: &str, service: &str) -> String {
-    match category.to_ascii_lowercase().as_str() {
-        "credit" => return "credit".to_string(),
-        "tax" => return "tax".to_string(),
-        _ => {}
+/// Writes the product category of a charge into `out` (reusing its buffer).
+fn product_of(out: &mut String, category: &str, service: &str) {
+    out.clear();
+    if category.eq_ignore_ascii_case("credit") {
+        out.push_str("credit");
+        return;
+    }
+    if category.eq_ignore_ascii_case("tax") {
+        out.push_str("tax");
+        return;
     }
     if service.is_empty() {
-        return "unknown".to_string();
+        out.push_str("unknown");
+        return;
     }
-    let mut out = String::with_capacity(service.len());
     for c in service.chars() {
         if c.is_alphanumeric() {
             out.extend(c.to_lowercase());
-        } else if !out.ends_with('_') {
+        } else if !out.is_empty() && !out.ends_with('_') {
             out.push('_');
         }
     }
-    out.trim_matches('_').to_string()
+    while out.ends_with('_') {
+        out.pop();
+    }
 }
 
 impl ParseRow for FocusRows {
@@ -312,17 +319,18 @@ impl ParseRow for FocusRows {
         sink: &mut dyn Sink,
     ) -> Result<(), Error> {
         let line = record.line;
-        let file = self.scratch.source.file.clone();
+        let s = &mut self.scratch;
+        let file = s.source.file.as_str();
         let cost_col = match self.cost {
             CostColumn::Billed => BILLED,
             CostColumn::Effective => EFFECTIVE,
         };
-        let amount = parse_decimal(&file, line, cols.name(cost_col), cols.get(record, cost_col))?;
-        let start = parse_time(&file, line, cols.name(START), cols.get(record, START))?;
-        let end = parse_time(&file, line, cols.name(END), cols.get(record, END))?;
+        let amount = parse_decimal(file, line, cols.name(cost_col), cols.get(record, cost_col))?;
+        let start = parse_time(file, line, cols.name(START), cols.get(record, START))?;
+        let end = parse_time(file, line, cols.name(END), cols.get(record, END))?;
         if end <= start {
             return Err(Error::input(
-                &file,
+                file,
                 line,
                 cols.name(END),
                 format!("ChargePeriodEnd {end} is not after ChargePeriodStart {start}"),
@@ -331,41 +339,44 @@ impl ParseRow for FocusRows {
         let currency = cols.get(record, CURRENCY);
         if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_alphabetic()) {
             return Err(Error::input(
-                &file,
+                file,
                 line,
                 cols.name(CURRENCY),
                 format!("`{currency}` is not an ISO 4217 currency code"),
             ));
         }
-        let list_cost = optional_decimal(&file, line, cols, record, LIST_COST)?;
-        let (quantity, unit) = match optional_decimal(&file, line, cols, record, PRICING_QTY)? {
+        let list_cost = optional_decimal(file, line, cols, record, LIST_COST)?;
+        let (quantity, unit) = match optional_decimal(file, line, cols, record, PRICING_QTY)? {
             Some(q) => (q, cols.get(record, PRICING_UNIT)),
-            None => match optional_decimal(&file, line, cols, record, CONSUMED_QTY)? {
+            None => match optional_decimal(file, line, cols, record, CONSUMED_QTY)? {
                 Some(q) => (q, cols.get(record, CONSUMED_UNIT)),
                 None => (Decimal::ZERO, ""),
             },
         };
-        let price = match optional_decimal(&file, line, cols, record, CONTRACTED_PRICE)? {
+        let price = match optional_decimal(file, line, cols, record, CONTRACTED_PRICE)? {
             Some(p) => p,
-            None => optional_decimal(&file, line, cols, record, LIST_PRICE)?.unwrap_or_default(),
+            None => optional_decimal(file, line, cols, record, LIST_PRICE)?.unwrap_or_default(),
         };
         let line_type = [DESCRIPTION, SKU_METER, SKU_ID]
             .iter()
             .map(|&c| cols.get(record, c))
             .find(|t| !t.is_empty())
             .unwrap_or("");
-        let s = &mut self.scratch;
         s.source.line = line;
         set(&mut s.org_id, &self.org_id);
         let detail = cols.get(record, DETAIL_ID);
         if detail.is_empty() {
+            use std::fmt::Write;
             s.id.clear();
-            s.id.push_str("line-");
-            s.id.push_str(&line.to_string());
+            let _ = write!(s.id, "line-{line}");
         } else {
             set(&mut s.id, detail);
         }
-        s.product = product_of(cols.get(record, CATEGORY), cols.get(record, SERVICE));
+        product_of(
+            &mut s.product,
+            cols.get(record, CATEGORY),
+            cols.get(record, SERVICE),
+        );
         set(&mut s.line_type, line_type);
         set(&mut s.resource_id, cols.get(record, RESOURCE));
         set(&mut s.environment_id, cols.get(record, SUB_ACCOUNT));
@@ -377,7 +388,8 @@ impl ParseRow for FocusRows {
         set(&mut s.unit, unit);
         s.price = price;
         s.currency.clear();
-        s.currency.push_str(&currency.to_ascii_uppercase());
+        s.currency
+            .extend(currency.chars().map(|c| c.to_ascii_uppercase()));
         s.active_fraction = None;
         set(&mut s.owner_of_record, cols.get(record, ALLOCATED_RESOURCE));
         sink.cost_line(s);
