@@ -11,10 +11,10 @@
 import { openSync, writeSync, closeSync, statSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-export const OWNERS = 4000;
+export const OWNERS = 2000;
 export const TEAMS = 40;
 export const RESOURCES = 40;
-export const DAYS = 30;
+export const HOURS = 720; // April 2026, hourly buckets
 const LINES = [
   ['kafka', 'KafkaNetworkWrite', 'GB'],
   ['kafka', 'KafkaNetworkRead', 'GB'],
@@ -23,7 +23,7 @@ const LINES = [
   ['kafka', 'KafkaPartition', 'Partition-hour'],
   ['connect', 'ConnectNumTasks', 'Task-hour'],
 ];
-const VERSION = 2; // bump when the generated content changes
+const VERSION = 3; // bump when the generated content changes
 
 // A small deterministic PRNG (xorshift32), so every run writes the same file.
 function rng(seed) {
@@ -63,39 +63,33 @@ export function generate({ csv, crosswalk, rows = 5_000_000 }) {
     writeSync(fd, block);
     block = '';
   };
-  // Rows per bucket (day); each bucket: groups of up to 50 owners per (resource, line) + 1 unallocated row.
-  const perDay = Math.ceil(rows / DAYS);
-  let ownerCursor = 0;
-  for (let day = 0; day < DAYS && written < rows; day++) {
-    const ts = `2026-04-${pad(day + 1, 2)}T00:00:00Z`;
-    let dayRows = Math.min(perDay, rows - written);
-    const credit = `-${micro(1_000_000 + (next() % 5_000_000))}`;
+  // Every hour of April: one `unallocated` credit row, then for each line type and
+  // cluster the owners of that cluster active in the hour (each owner uses one
+  // cluster: owner i is on cluster i mod RESOURCES), like a real hourly export.
+  const perCluster = OWNERS / RESOURCES;
+  const perHour = Math.ceil(rows / HOURS);
+  const activePercent = Math.min(100, Math.ceil((perHour / (LINES.length * OWNERS)) * 100));
+  for (let hour = 0; hour < HOURS && written < rows; hour++) {
+    const ts = `2026-04-${pad(1 + Math.floor(hour / 24), 2)}T${pad(hour % 24, 2)}:00:00Z`;
+    const credit = `-${micro(10_000 + (next() % 50_000))}`;
     block += `${ts},unallocated,,,credit,PromoCredit,USD,${credit},${credit},0\n`;
     written++;
-    dayRows--;
-    while (dayRows > 0) {
-      const r = next() % RESOURCES;
-      const [product, line, unit] = LINES[next() % LINES.length];
-      const k = Math.min(dayRows, 10 + (next() % 41));
-      const costs = [];
-      let total = 0;
-      for (let j = 0; j < k; j++) {
-        const c = 1 + (next() % 20_000_000); // up to $20
-        costs.push(c);
-        total += c;
+    for (const [product, line, unit] of LINES) {
+      for (let r = 0; r < RESOURCES && written < rows; r++) {
+        const owners = [];
+        for (let k = 0; k < perCluster; k++) if (next() % 100 < activePercent) owners.push(r + k * RESOURCES);
+        if (!owners.length) continue;
+        const costs = owners.map(() => 1 + (next() % 2_000_000)); // up to $2 per owner-hour
+        const total = costs.reduce((a, c) => a + c, 0);
+        const env = `env-${pad(r, 5)}`;
+        const res = `lkc-${pad(r, 5)}`;
+        const orig = micro(total);
+        owners.forEach((o, j) => {
+          block += `${ts},${ownerId(o)},${env},${res},${product},${line},${unit},${micro(costs[j])},${orig},${(costs[j] / total).toFixed(6)}\n`;
+        });
+        written += owners.length;
+        if (block.length > 4_000_000) flush();
       }
-      const env = `env-${pad(r, 5)}`;
-      const res = `lkc-${pad(r, 5)}`;
-      const orig = micro(total);
-      for (let j = 0; j < k; j++) {
-        const owner = ownerId(ownerCursor);
-        ownerCursor = (ownerCursor + 1 + (next() % 7)) % OWNERS;
-        const share = (costs[j] / total).toFixed(6);
-        block += `${ts},${owner},${env},${res},${product},${line},${unit},${micro(costs[j])},${orig},${share}\n`;
-      }
-      written += k;
-      dayRows -= k;
-      if (block.length > 4_000_000) flush();
     }
   }
   flush();

@@ -10,7 +10,7 @@ export const CHROMIUM_ARGS = [
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
 ];
 
-/** Launches Chromium with a fresh profile; returns { browser, context, page, requests }.
+/** Launches Chromium with a fresh profile; returns { context, page, requests, consoleLines, userDataDir }.
  *  `requests` collects every URL the page asked for, for the offline/privacy check. */
 export async function launch({ downloads = false } = {}) {
   const userDataDir = mkdtempSync(join(tmpdir(), 'tally-chromium-'));
@@ -27,7 +27,7 @@ export async function launch({ downloads = false } = {}) {
   const consoleLines = [];
   page.on('console', (m) => consoleLines.push(`${m.type()}: ${m.text()}`));
   page.on('pageerror', (e) => consoleLines.push(`pageerror: ${e.message}`));
-  return { context, page, requests, consoleLines };
+  return { context, page, requests, consoleLines, userDataDir };
 }
 
 /** Fails the script with a message (exit code 1) after printing what the page logged. */

@@ -15,19 +15,37 @@ use std::process::Command;
 use std::time::Duration;
 
 fn testdata(path: &str) -> String {
-    repo_root().join("testdata").join(path).display().to_string()
+    repo_root()
+        .join("testdata")
+        .join(path)
+        .display()
+        .to_string()
 }
 
 fn fixture(name: &str) -> String {
-    repo_root().join("host-tests/browser/fixtures").join(name).display().to_string()
+    repo_root()
+        .join("host-tests/browser/fixtures")
+        .join(name)
+        .display()
+        .to_string()
 }
 
 /// Serves dist/web, runs `page.mjs` with `scenario`, checks the requests, returns what the page showed.
 fn run_page(dir: &Workdir, scenario: Value) -> Value {
     let tools = Tools::locate();
-    let server = Server::start(0, ServerConfig { static_root: Some(web_dist()), ..ServerConfig::default() }).unwrap();
+    let server = Server::start(
+        0,
+        ServerConfig {
+            static_root: Some(web_dist()),
+            ..ServerConfig::default()
+        },
+    )
+    .unwrap();
     let url = format!("http://127.0.0.1:{}/", server.port);
-    let scenario_path = dir.write("scenario.json", serde_json::to_vec_pretty(&scenario).unwrap());
+    let scenario_path = dir.write(
+        "scenario.json",
+        serde_json::to_vec_pretty(&scenario).unwrap(),
+    );
     let (ok, out, err) = run_with_timeout(
         dir,
         "chromium",
@@ -54,7 +72,9 @@ fn assert_only_own_files(url: &str, seen: &Value, served: &[String]) {
     for r in requests {
         let r = r.as_str().unwrap();
         assert!(
-            r.starts_with(&format!("{origin}/")) || r.starts_with("blob:") || r.starts_with("data:"),
+            r.starts_with(&format!("{origin}/"))
+                || r.starts_with("blob:")
+                || r.starts_with("data:"),
             "the page requested {r}, which is not one of its own files"
         );
     }
@@ -69,8 +89,14 @@ fn assert_only_own_files(url: &str, seen: &Value, served: &[String]) {
             "the server was asked for {path}, which is not a file of the page"
         );
     }
-    assert!(served.iter().any(|r| r.ends_with("/pkg/tally_web_bg.wasm")), "wasm never fetched: {served:?}");
-    assert!(served.iter().any(|r| r.ends_with("/worker.js")), "worker never started: {served:?}");
+    assert!(
+        served.iter().any(|r| r.ends_with("/pkg/tally_web_bg.wasm")),
+        "wasm never fetched: {served:?}"
+    );
+    assert!(
+        served.iter().any(|r| r.ends_with("/worker.js")),
+        "worker never started: {served:?}"
+    );
 }
 
 /// team → exact total shown in the page's team table (data-value), checking the
@@ -83,16 +109,26 @@ fn page_teams(seen: &Value) -> BTreeMap<String, String> {
         .map(|(team, cell)| {
             let value = cell["value"].as_str().unwrap().to_string();
             let text = cell["text"].as_str().unwrap();
-            let digits: String = text.chars().filter(|c| c.is_ascii_digit() || *c == '.' || *c == '-').collect();
+            let digits: String = text
+                .chars()
+                .filter(|c| c.is_ascii_digit() || *c == '.' || *c == '-')
+                .collect();
             let digits = digits.replace("-$", "-");
-            assert_eq!(digits.trim_start_matches('-'), value.trim_start_matches('-'), "{team}: shown `{text}` for {value}");
+            assert_eq!(
+                digits.trim_start_matches('-'),
+                value.trim_start_matches('-'),
+                "{team}: shown `{text}` for {value}"
+            );
             (team.clone(), value)
         })
         .collect()
 }
 
 fn teams(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(t, v)| (t.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(t, v)| (t.to_string(), v.to_string()))
+        .collect()
 }
 
 /// team → total from a downloaded team summary CSV (org_id,team,cost_center,direct,shared,unallocated,total,owners).
@@ -112,12 +148,19 @@ fn csv_teams(path: &PathBuf) -> BTreeMap<String, String> {
 }
 
 fn download(seen: &Value, kind: &str) -> PathBuf {
-    PathBuf::from(seen["downloads"][kind].as_str().unwrap_or_else(|| panic!("no {kind} download: {seen}")))
+    PathBuf::from(
+        seen["downloads"][kind]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {kind} download: {seen}")),
+    )
 }
 
 fn assert_screenshot(dir: &Workdir) {
     let png = std::fs::read(dir.join("results.png")).expect("results.png was written");
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "results.png looks empty");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "results.png looks empty"
+    );
 }
 
 /// The seed's $33 worked example as a bill (Confluent billing costs CSV) + tally
@@ -135,24 +178,64 @@ fn seed_example_bill_and_usage_gives_the_exact_team_totals() {
             "screenshot": "results.png",
         }),
     );
-    let formats: Vec<(&str, &str)> =
-        seen["files"].as_array().unwrap().iter().map(|f| (f["name"].as_str().unwrap(), f["format"].as_str().unwrap())).collect();
-    assert_eq!(formats, [("bill.csv", "confluent_costs_csv"), ("usage.csv", "usage_csv"), ("crosswalk.csv", "crosswalk")]);
+    let formats: Vec<(&str, &str)> = seen["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["name"].as_str().unwrap(), f["format"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        formats,
+        [
+            ("bill.csv", "confluent_costs_csv"),
+            ("usage.csv", "usage_csv"),
+            ("crosswalk.csv", "crosswalk")
+        ]
+    );
     assert_eq!(seen["errors"], json!([]), "{seen}");
-    let expected = teams(&[("analytics", "16.81"), ("data", "3.09"), ("payments", "6.91"), ("platform", "6.19")]);
+    let expected = teams(&[
+        ("analytics", "16.81"),
+        ("data", "3.09"),
+        ("payments", "6.91"),
+        ("platform", "6.19"),
+    ]);
     assert_eq!(page_teams(&seen), expected);
     assert_eq!(seen["teams"]["analytics"]["text"], "$16.81");
     assert_eq!(csv_teams(&download(&seen, "team_summary_csv")), expected);
     // Identical to the core's golden files (what `tally allocate` writes).
-    for (kind, golden) in [("team_summary_csv", "seed33/expected_team_summary.csv"), ("confluent_csv", "seed33/expected_confluent.csv")] {
+    for (kind, golden) in [
+        ("team_summary_csv", "seed33/expected_team_summary.csv"),
+        ("confluent_csv", "seed33/expected_confluent.csv"),
+    ] {
         let got = std::fs::read_to_string(download(&seen, kind)).unwrap();
         let want = std::fs::read_to_string(testdata(golden)).unwrap();
-        assert_eq!(got.trim_end(), want.trim_end(), "{kind} differs from testdata/{golden}");
+        assert_eq!(
+            got.trim_end(),
+            want.trim_end(),
+            "{kind} differs from testdata/{golden}"
+        );
     }
-    let reconciliation: Vec<&str> = seen["reconciliation"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    assert!(reconciliation.windows(2).any(|w| w == ["Bill total (usage charges)", "$33.00"]), "{reconciliation:?}");
-    assert!(reconciliation.windows(2).any(|w| w == ["Invoice − bill", "$0.00"]), "{reconciliation:?}");
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(download(&seen, "report_json")).unwrap()).unwrap();
+    let reconciliation: Vec<&str> = seen["reconciliation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        reconciliation
+            .windows(2)
+            .any(|w| w == ["Bill total (usage charges)", "$33.00"]),
+        "{reconciliation:?}"
+    );
+    assert!(
+        reconciliation
+            .windows(2)
+            .any(|w| w == ["Invoice − bill", "$0.00"]),
+        "{reconciliation:?}"
+    );
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(download(&seen, "report_json")).unwrap())
+            .unwrap();
     assert_eq!(report["reconciliation"]["bill_total"], "33.00");
     assert_eq!(report["reconciliation"]["balanced"], true);
     assert_screenshot(&dir);
@@ -199,13 +282,39 @@ fn confluent_export_and_crosswalk_give_team_totals_with_the_credit_unallocated()
             units.parse::<i64>().unwrap() * 100 + sign * frac
         })
         .sum();
-    assert_eq!(cents, 3000, "the export's chargeback_cost must sum to the bill (33.00 − 3.00 credit)");
-    let reconciliation: Vec<&str> = seen["reconciliation"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    assert!(reconciliation.windows(2).any(|w| w == ["Bill total (usage charges)", "$30.00"]), "{reconciliation:?}");
-    assert!(reconciliation.windows(2).any(|w| w == ["Unallocated (credits included)", "-$3.00"]), "{reconciliation:?}");
-    assert!(reconciliation.windows(2).any(|w| w == ["Invoice − bill", "$1.25"]), "{reconciliation:?}");
+    assert_eq!(
+        cents, 3000,
+        "the export's chargeback_cost must sum to the bill (33.00 − 3.00 credit)"
+    );
+    let reconciliation: Vec<&str> = seen["reconciliation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        reconciliation
+            .windows(2)
+            .any(|w| w == ["Bill total (usage charges)", "$30.00"]),
+        "{reconciliation:?}"
+    );
+    assert!(
+        reconciliation
+            .windows(2)
+            .any(|w| w == ["Unallocated (credits included)", "-$3.00"]),
+        "{reconciliation:?}"
+    );
+    assert!(
+        reconciliation
+            .windows(2)
+            .any(|w| w == ["Invoice − bill", "$1.25"]),
+        "{reconciliation:?}"
+    );
     let explain = seen["explain"].to_string();
-    assert!(explain.contains("more than the bill files") && explain.contains("48 hours"), "{explain}");
+    assert!(
+        explain.contains("more than the bill files") && explain.contains("48 hours"),
+        "{explain}"
+    );
     assert_screenshot(&dir);
 }
 
@@ -228,9 +337,23 @@ fn a_malformed_file_is_named_with_its_line_and_the_good_files_still_allocate() {
     );
     // The file that is not a known format: named, with the reason, in the alert region.
     let errors = seen["errors"].to_string();
-    assert!(errors.contains("notes.txt") && errors.contains("unrecognised format"), "{errors}");
-    let notes = seen["files"].as_array().unwrap().iter().find(|f| f["name"] == "notes.txt").unwrap();
-    assert!(notes["status"].as_str().unwrap().starts_with("Error: notes.txt"), "{notes}");
+    assert!(
+        errors.contains("notes.txt") && errors.contains("unrecognised format"),
+        "{errors}"
+    );
+    let notes = seen["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "notes.txt")
+        .unwrap();
+    assert!(
+        notes["status"]
+            .as_str()
+            .unwrap()
+            .starts_with("Error: notes.txt"),
+        "{notes}"
+    );
     // The bad row: file, line 2, column `value`, and why.
     let rejections = seen["rejections"].as_array().unwrap();
     assert_eq!(rejections.len(), 1, "{rejections:?}");
@@ -239,10 +362,20 @@ fn a_malformed_file_is_named_with_its_line_and_the_good_files_still_allocate() {
     assert_eq!(r["1"]["text"], "2");
     assert_eq!(r["2"]["text"], "value");
     assert!(r["3"]["text"].as_str().unwrap().contains("12x"), "{r}");
-    let broken = seen["files"].as_array().unwrap().iter().find(|f| f["name"] == "broken_usage.csv").unwrap();
+    let broken = seen["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "broken_usage.csv")
+        .unwrap();
     assert_eq!(broken["format"], "usage_csv");
     // The good files: the seed's totals, unchanged.
-    let expected = teams(&[("analytics", "16.81"), ("data", "3.09"), ("payments", "6.91"), ("platform", "6.19")]);
+    let expected = teams(&[
+        ("analytics", "16.81"),
+        ("data", "3.09"),
+        ("payments", "6.91"),
+        ("platform", "6.19"),
+    ]);
     assert_eq!(page_teams(&seen), expected);
     assert_eq!(csv_teams(&download(&seen, "team_summary_csv")), expected);
     assert_screenshot(&dir);

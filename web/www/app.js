@@ -4,11 +4,10 @@
 // default rules, rules TOML ⇄ JSON).
 
 import init, { version, default_rules_toml, rules_toml_to_json } from './pkg/tally_web.js';
-import { formatMoney, formatBytes, formatCount, subDecimal, isZeroDecimal, compareDecimal, sumDecimals, parseDecimal } from './decimal.js';
+import { formatMoney, formatBytes, formatCount, subDecimal, isZeroDecimal, compareDecimal, sumDecimals, parseDecimal, sortByDecimal } from './decimal.js';
 import { DataTable } from './table.js';
 import { stackedColumns, horizontalBars, PALETTE, OTHER_COLOR } from './charts.js';
 import { RulesEditor, rulesToToml } from './rules-editor.js';
-import { viewOf } from './view.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -82,11 +81,13 @@ function onWorkerMessage(msg) {
       onFile(msg);
       break;
     case 'report':
-      state.report = msg.report;
+      mark('report received');
+      state.view = msg.view;
       state.heap = msg.heap;
       state.peakHeap = msg.peakHeap;
       state.timing = msg.timing;
       renderResults();
+      mark('results rendered');
       break;
     case 'output': {
       const w = outputWaiters.get(msg.id);
@@ -124,7 +125,13 @@ function onWorkerMessage(msg) {
 function doneText() {
   const n = [...state.files.values()].filter((f) => f.status === 'loaded').length;
   const t = state.timing ? ` in ${(state.timing.totalMs / 1000).toFixed(2)} s` : '';
-  return state.report ? `Allocated ${n} file${n === 1 ? '' : 's'}${t}.` : 'Ready.';
+  return state.view ? `Allocated ${n} file${n === 1 ? '' : 's'}${t}.` : 'Ready.';
+}
+
+/** Timestamps of milestones (benchmarks read them). */
+function mark(what) {
+  (state.stats.marks ??= []).push([what, performance.now()]);
+  if (state.stats.marks.length > 200) state.stats.marks.shift();
 }
 
 // ---------------------------------------------------------------- status, progress, errors
@@ -194,6 +201,8 @@ function onFile(msg) {
 function addFiles(fileList) {
   const files = [...fileList];
   if (!files.length) return;
+  state.stats.lastAddAt = performance.now();
+  state.stats.marks = [];
   clearErrors();
   const orgId = $('opt-org').value.trim();
   const items = files.map((file) => {
@@ -328,7 +337,7 @@ function cancel() {
     worker.terminate();
     startWorker();
     state.files.clear();
-    state.report = null;
+    state.view = null;
     renderFiles();
     renderResults();
     state.busy = false;
@@ -632,24 +641,15 @@ function card(label, value, extra, id) {
 }
 
 function renderResults() {
-  const report = state.report;
-  $('results-empty').hidden = !!report;
-  $('results-body').hidden = !report;
+  const v = state.view;
+  $('results-empty').hidden = !!v;
+  $('results-body').hidden = !v;
   state.outputs.clear();
-  if (!report) {
-    state.view = null;
+  if (!v) {
     state.tables = {};
     renderUnmatched([]);
     return;
   }
-  let v;
-  try {
-    v = viewOf(report);
-  } catch (e) {
-    showError(`Could not display the report: ${e.message}`);
-    return;
-  }
-  state.view = v;
   const cur = v.currency;
   const money = (x) => formatMoney(x, cur);
   $('cards').replaceChildren(
@@ -719,16 +719,24 @@ function renderResults() {
         { key: 'usage_share', label: 'Share', type: 'share' },
         { key: 'chargeback_cost', label: 'Cost', type: 'money' },
       ],
-      rows: v.lines, currency: cur, caption: 'Allocated cost lines (why each owner was charged)',
+      rows: v.lines, currency: cur,
+      caption: v.linesTotal > v.lines.length
+        ? `The ${formatCount(v.lines.length)} largest of ${formatCount(v.linesTotal)} allocated cost lines (all are in the Confluent-format CSV)`
+        : 'Allocated cost lines (why each owner was charged)',
     }),
   };
   for (const [key] of TABS) $(`tab-${key}`).hidden = !state.tables[key] || (key !== 'team' && state.tables[key].rows.length === 0);
   if ($(`tab-${state.tab}`).hidden) state.tab = 'team';
   selectTab(state.tab);
-  renderUnallocated(v);
   renderReconciliation();
-  renderCharts(v);
-  renderUnmatched(v.unmatched);
+  // The rest in later tasks, so that no single task holds the main thread long.
+  const token = (state.renderToken = (state.renderToken ?? 0) + 1);
+  const later = (f) => setTimeout(() => {
+    if (state.renderToken === token) f();
+  }, 0);
+  later(() => renderUnallocated(v));
+  later(() => renderCharts(v));
+  later(() => renderUnmatched(v.unmatched));
 }
 
 function renderUnallocated(v) {
@@ -821,7 +829,7 @@ function renderReconciliation() {
 
 function renderCharts(v) {
   const num = (s) => Number(s) || 0;
-  const topTeams = [...v.teams].sort((a, b) => compareDecimal(b.total, a.total));
+  const topTeams = sortByDecimal(v.teams, 'total');
   const shown = topTeams.slice(0, 9).map((t) => t.team);
   const rest = topTeams.slice(9).map((t) => t.team);
   const series = shown.map((team, i) => ({
@@ -835,7 +843,7 @@ function renderCharts(v) {
     series.push({ name: `${rest.length} other teams`, color: OTHER_COLOR, values: sums.map(num), labels: sums.map((s) => formatMoney(s, v.currency)) });
   }
   stackedColumns($('chart-time'), { buckets: v.bucketLabels, series, currency: v.currency });
-  const top = (rows, key) => [...rows].sort((a, b) => compareDecimal(b.total, a.total)).slice(0, 10)
+  const top = (rows, key) => sortByDecimal(rows, 'total').slice(0, 10)
     .map((r, i) => ({ name: r[key], value: num(r.total), label: formatMoney(r.total, v.currency), color: PALETTE[i % PALETTE.length] }));
   horizontalBars($('chart-principals'), { items: top(v.principals, 'owner_id'), emptyText: 'No principals' });
   horizontalBars($('chart-topics'), { items: top(v.topics, 'topic'), emptyText: 'No per-topic costs: set Entities to topics (and load per-topic usage) to allocate to topics' });
@@ -862,19 +870,16 @@ const OUTPUTS = {
 };
 
 async function downloadOutput(kind) {
-  if (!state.report) return;
+  if (!state.view) return;
   const [name, type] = OUTPUTS[kind];
   try {
     let text = state.outputs.get(kind);
     if (text === undefined) {
-      if (kind === 'report_json') text = JSON.stringify(state.report, null, 2);
-      else {
-        const id = nextOutputId++;
-        text = await new Promise((resolve, reject) => {
-          outputWaiters.set(id, { resolve, reject });
-          worker.postMessage({ type: 'output', id, kind });
-        });
-      }
+      const id = nextOutputId++;
+      text = await new Promise((resolve, reject) => {
+        outputWaiters.set(id, { resolve, reject });
+        worker.postMessage({ type: 'output', id, kind });
+      });
       state.outputs.set(kind, text);
     }
     download(name, text, type);

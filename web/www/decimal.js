@@ -118,3 +118,44 @@ export function formatBytes(n) {
   }
   return `${v.toFixed(i ? 1 : 0)} ${units[i]}`;
 }
+
+/** A decimal string as BigInt units at `scale` decimals (extra digits truncated; for
+ *  the core's amounts, which have at most the report's precision). */
+export function toUnits(text, scale) {
+  const s = String(text);
+  const neg = s.startsWith('-');
+  const body = neg ? s.slice(1) : s;
+  const dot = body.indexOf('.');
+  const int = dot < 0 ? body : body.slice(0, dot);
+  const frac = dot < 0 ? '' : body.slice(dot + 1);
+  const digits = int + (frac.length >= scale ? frac.slice(0, scale) : frac.padEnd(scale, '0'));
+  const units = BigInt(digits || '0');
+  return neg ? -units : units;
+}
+
+/** BigInt units at `scale` decimals back to a decimal string. */
+export function fromUnits(units, scale) {
+  const neg = units < 0n;
+  let digits = (neg ? -units : units).toString();
+  if (scale > 0) {
+    digits = digits.padStart(scale + 1, '0');
+    digits = `${digits.slice(0, -scale)}.${digits.slice(-scale)}`;
+  }
+  return (neg ? '-' : '') + digits;
+}
+
+/** Rows sorted by a decimal-string field (each value parsed once). */
+export function sortByDecimal(rows, key, dir = -1) {
+  const scale = rows.reduce((m, r) => {
+    const v = String(r[key] ?? '');
+    const dot = v.indexOf('.');
+    return Math.max(m, dot < 0 ? 0 : v.length - dot - 1);
+  }, 0);
+  return rows
+    .map((r) => [parseDecimal(r[key]) ? toUnits(r[key], scale) : null, r])
+    .sort((a, b) => {
+      if (a[0] === null || b[0] === null) return (a[0] === null ? 0 : 1) - (b[0] === null ? 0 : 1);
+      return dir * (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0);
+    })
+    .map(([, r]) => r);
+}

@@ -2,7 +2,7 @@
 // Money cells show the formatted amount and carry the exact decimal string in
 // data-value; sorting money compares exact decimals.
 
-import { compareDecimal, formatMoney, formatCount } from './decimal.js';
+import { formatMoney, formatCount, sortByDecimal } from './decimal.js';
 
 const MAX_ROWS = 1000;
 
@@ -33,10 +33,10 @@ export class DataTable {
     }
     const col = this.columns.find((c) => c.key === this.sortKey) ?? this.columns[0];
     const dir = this.sortDir === 'asc' ? 1 : -1;
-    const cmp = col.type === 'money' || col.type === 'count' || col.type === 'share'
-      ? (a, b) => compareDecimal(a[col.key], b[col.key])
-      : (a, b) => String(a[col.key] ?? '').localeCompare(String(b[col.key] ?? ''));
-    return [...rows].sort((a, b) => dir * cmp(a, b) || String(a[this.columns[0].key]).localeCompare(String(b[this.columns[0].key])));
+    const first = this.columns[0].key;
+    const byName = [...rows].sort((a, b) => String(a[first] ?? '').localeCompare(String(b[first] ?? '')));
+    if (col.type === 'money' || col.type === 'count' || col.type === 'share') return sortByDecimal(byName, col.key, dir);
+    return byName.sort((a, b) => dir * String(a[col.key] ?? '').localeCompare(String(b[col.key] ?? '')));
   }
 
   cell(col, row) {

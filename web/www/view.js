@@ -1,7 +1,7 @@
 // Turns the core's report (src/report: Report as JSON) into what the page shows.
 // Amounts stay exact decimal strings; sums across rows are exact (BigInt).
 
-import { addDecimal, sumDecimals, isZeroDecimal } from './decimal.js';
+import { addDecimal, sumDecimals, isZeroDecimal, toUnits, fromUnits } from './decimal.js';
 
 const UNALLOCATED = 'unallocated';
 
@@ -20,6 +20,11 @@ function addTo(map, key, amount) {
 
 export function viewOf(report) {
   const rows = report.rows ?? [];
+  const scale = Math.max(0, ...rows.slice(0, 1000).map((r) => {
+    const v = String(r.chargeback_cost ?? '');
+    const dot = v.indexOf('.');
+    return dot < 0 ? 0 : v.length - dot - 1;
+  }), Number(report.precision) || 0);
   const currency = rows.find((r) => r.currency)?.currency || 'USD';
   const rec = report.reconciliation ?? {};
   const orgIds = new Set((report.organizations ?? []).map((o) => o.org_id));
@@ -55,8 +60,17 @@ export function viewOf(report) {
   const teamByBucket = {};
   const bucketSet = new Map();
   const unallocRows = [];
+  const labels = new Map();
+  const labelOf = (r) => {
+    let l = labels.get(r.bucket_start);
+    if (l === undefined) {
+      l = bucketLabel(r.bucket_start, r.bucket_end);
+      labels.set(r.bucket_start, l);
+    }
+    return l;
+  };
   for (const r of rows) {
-    const label = bucketLabel(r.bucket_start, r.bucket_end);
+    const label = labelOf(r);
     bucketSet.set(r.bucket_start, label);
     if (r.owner_id === UNALLOCATED) {
       unallocRows.push({
@@ -69,15 +83,25 @@ export function viewOf(report) {
     const key = `${r.org_id}\u0000${r.owner_id}`;
     let e = target.get(key);
     if (!e) {
-      e = { org_id: r.org_id, total: '0', team: ownerTeam(r.org_id, r.owner_id) };
+      e = { org_id: r.org_id, units: 0n, team: ownerTeam(r.org_id, r.owner_id) };
       if (r.level === 'topic') e.topic = r.owner_id;
       else e.owner_id = r.owner_id;
       target.set(key, e);
     }
-    e.total = addDecimal(e.total, r.chargeback_cost);
+    const units = toUnits(r.chargeback_cost, scale);
+    e.units += units;
     const team = e.team || '(unmatched)';
-    (teamByBucket[team] ??= {});
-    teamByBucket[team][label] = addDecimal(teamByBucket[team][label] ?? '0', r.chargeback_cost);
+    const perBucket = (teamByBucket[team] ??= {});
+    perBucket[label] = (perBucket[label] ?? 0n) + units;
+  }
+  for (const m of [principals, topics]) {
+    for (const e of m.values()) {
+      e.total = fromUnits(e.units, scale);
+      delete e.units;
+    }
+  }
+  for (const perBucket of Object.values(teamByBucket)) {
+    for (const [label, units] of Object.entries(perBucket)) perBucket[label] = fromUnits(units, scale);
   }
   const bucketLabels = [...bucketSet.entries()].sort((a, b) => a[0].localeCompare(b[0])).map(([, l]) => l);
 
@@ -111,8 +135,15 @@ export function viewOf(report) {
       ? `It was charged to the shared cost center “${distribution[0].team}”.`
       : '';
 
-  const lines = rows.map((r) => ({
-    bucket: bucketLabel(r.bucket_start, r.bucket_end),
+  // The page lists the largest lines; every line is in the Confluent-format download.
+  const MAX_LINES = 2000;
+  const largest = rows.length <= MAX_LINES ? rows : rows
+    .map((r) => [Math.abs(Number(r.chargeback_cost)), r]) // ordering only; shown amounts stay exact
+    .sort((a, b) => b[0] - a[0])
+    .slice(0, MAX_LINES)
+    .map(([, r]) => r);
+  const lines = largest.map((r) => ({
+    bucket: labelOf(r),
     owner_id: r.owner_id,
     team: r.owner_id === UNALLOCATED ? '' : ownerTeam(r.org_id, r.owner_id),
     product: r.product,
@@ -142,6 +173,7 @@ export function viewOf(report) {
     orgs,
     buckets: [...buckets.values()],
     lines,
+    linesTotal: rows.length,
     bucketLabels,
     teamByBucket,
     unallocated: { total: rec.unallocated_total ?? sumDecimals(unallocRows.map((r) => r.amount)), rows: unallocRows, distribution, policyText },

@@ -18,8 +18,10 @@
 // (worker → main): ready, progress, file, job-done, report, output, error, cancelled
 
 import init, { WebSession, version, default_rules_toml, wasm_memory_bytes } from './pkg/tally_web.js';
+import { viewOf } from './view.js';
 
-const CHUNK = 4 * 1024 * 1024;
+const CHUNK = 4 * 1024 * 1024; // read from the File at a time
+const FEED = 1024 * 1024; // handed to wasm at a time (progress is posted in between)
 const PROGRESS_EVERY_MS = 100;
 const INLINE_CROSSWALK = 'crosswalk (edited on page).csv';
 
@@ -65,9 +67,14 @@ async function feedBlob(s, blob, name, orgId, progress) {
     if (cancelRequested) throw new Cancelled();
     const end = offset + buffer.byteLength;
     next = end < blob.size ? blob.slice(end, Math.min(end + CHUNK, blob.size)).arrayBuffer() : null;
-    s.feed(id, new Uint8Array(buffer));
+    const bytes = new Uint8Array(buffer);
+    for (let at = 0; at < bytes.length; at += FEED) {
+      const piece = bytes.subarray(at, Math.min(at + FEED, bytes.length));
+      s.feed(id, piece);
+      progress(offset + at + piece.length);
+      if (cancelRequested) throw new Cancelled();
+    }
     offset = end;
-    progress(offset);
   }
   return JSON.parse(s.end_file(id));
 }
@@ -115,18 +122,21 @@ function inlineCrosswalk() {
   return [{ key: '__inline_crosswalk', name: INLINE_CROSSWALK, orgId: '', hidden: true, file: new Blob([csv]) }];
 }
 
+/** Allocates and posts what the page shows (the view is built here, off the main thread). */
 function allocateAndPost(started) {
   if (!kept.length) {
-    postMessage({ type: 'report', report: null, heap: heap(), peakHeap });
+    postMessage({ type: 'report', view: null, heap: heap(), peakHeap });
     return;
   }
   const t0 = performance.now();
   const json = session.allocate();
-  const report = JSON.parse(json);
+  heap();
   const t1 = performance.now();
+  const view = viewOf(JSON.parse(json));
+  const t2 = performance.now();
   postMessage({
-    type: 'report', report, heap: heap(), peakHeap,
-    timing: { allocateMs: t1 - t0, totalMs: t1 - started },
+    type: 'report', view, heap: heap(), peakHeap,
+    timing: { readMs: t0 - started, allocateMs: t1 - t0, viewMs: t2 - t1, totalMs: t2 - started },
   });
 }
 
@@ -166,7 +176,7 @@ async function handle(msg) {
       kept = [];
       if (session) session.free();
       session = null;
-      postMessage({ type: 'report', report: null, heap: heap(), peakHeap });
+      postMessage({ type: 'report', view: null, heap: heap(), peakHeap });
       break;
     case 'output': {
       if (!session) throw new Error('nothing allocated yet');
@@ -203,7 +213,7 @@ async function pump() {
           session = null;
           kept = [];
           postMessage({ type: 'cancelled', cleared: true });
-          postMessage({ type: 'report', report: null, heap: heap(), peakHeap });
+          postMessage({ type: 'report', view: null, heap: heap(), peakHeap });
         }
       } else {
         postMessage({ type: 'error', of: msg.type, id: msg.id, message: errorText(e) });
