@@ -19,7 +19,12 @@
 //!
 //! Usage: `bench-envoy [--reps-large N] [--reps-small N] [--rounds N]`
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -29,7 +34,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use host_tests::metering::{envoy_json, parse_stats, MListener};
-use host_tests::{free_port, plugin_wasm, repo_root, run_with_timeout, wait_for_port, Envoy, Tansu, Tools, Workdir};
+use host_tests::{
+    free_port, plugin_wasm, repo_root, run_with_timeout, wait_for_port, Envoy, Tansu, Tools,
+    Workdir,
+};
 use serde_json::json;
 
 type Frames = Vec<Vec<u8>>;
@@ -66,20 +74,40 @@ fn split_frames(mut data: &[u8]) -> Frames {
 fn record(tools: &Tools, dir: &Workdir, scenario: &str, client_args: &[&str]) -> (Frames, Frames) {
     let relay = TcpListener::bind("127.0.0.1:0").unwrap();
     let relay_port = relay.local_addr().unwrap().port();
-    let tansu = Tansu::start_named(tools, dir, &format!("tansu-record-{scenario}"), relay_port, &[]);
+    let tansu = Tansu::start_named(
+        tools,
+        dir,
+        &format!("tansu-record-{scenario}"),
+        relay_port,
+        &[],
+    );
     let mut create = Command::new(&tools.tansu);
-    create.args(["topic", "create", "bench", "--partitions", "1", "--broker"]).arg(format!("tcp://127.0.0.1:{}", tansu.port));
-    run_with_timeout(dir, &format!("topic-{scenario}"), &mut create, Duration::from_secs(30));
+    create
+        .args(["topic", "create", "bench", "--partitions", "1", "--broker"])
+        .arg(format!("tcp://127.0.0.1:{}", tansu.port));
+    run_with_timeout(
+        dir,
+        &format!("topic-{scenario}"),
+        &mut create,
+        Duration::from_secs(30),
+    );
     let upstream = tansu.port;
     let conns: Arc<Mutex<Vec<(Arc<Mutex<Vec<u8>>>, Arc<Mutex<Vec<u8>>>)>>> = Arc::default();
     let conns2 = conns.clone();
     std::thread::spawn(move || {
         for client in relay.incoming().flatten() {
             let server = TcpStream::connect(("127.0.0.1", upstream)).unwrap();
-            let (req, resp) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
+            let (req, resp) = (
+                Arc::new(Mutex::new(Vec::new())),
+                Arc::new(Mutex::new(Vec::new())),
+            );
             conns2.lock().unwrap().push((req.clone(), resp.clone()));
             for (mut from, mut to, log) in [
-                (client.try_clone().unwrap(), server.try_clone().unwrap(), req),
+                (
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    req,
+                ),
                 (server, client, resp),
             ] {
                 std::thread::spawn(move || {
@@ -97,15 +125,31 @@ fn record(tools: &Tools, dir: &Workdir, scenario: &str, client_args: &[&str]) ->
     });
     let mut cmd = Command::new(&tools.python);
     cmd.arg(repo_root().join("host-tests/clients/kafka_client.py"))
-        .args(["--lib", "confluent", "--topic", "bench", "--produce-only", "--client-id", "bench-producer"])
+        .args([
+            "--lib",
+            "confluent",
+            "--topic",
+            "bench",
+            "--produce-only",
+            "--client-id",
+            "bench-producer",
+        ])
         .arg("--bootstrap")
         .arg(format!("127.0.0.1:{relay_port}"))
         .args(client_args);
-    let (ok, out, err) = run_with_timeout(dir, &format!("record-{scenario}"), &mut cmd, Duration::from_secs(300));
+    let (ok, out, err) = run_with_timeout(
+        dir,
+        &format!("record-{scenario}"),
+        &mut cmd,
+        Duration::from_secs(300),
+    );
     assert!(ok, "recording client failed: {out}\n{err}");
     std::thread::sleep(Duration::from_millis(500));
     let conns = conns.lock().unwrap();
-    let (req, resp) = conns.iter().max_by_key(|(r, _)| r.lock().unwrap().len()).expect("a recorded connection");
+    let (req, resp) = conns
+        .iter()
+        .max_by_key(|(r, _)| r.lock().unwrap().len())
+        .expect("a recorded connection");
     let requests = split_frames(&req.lock().unwrap());
     let mut responses = split_frames(&resp.lock().unwrap());
     let n = requests.len().min(responses.len());
@@ -142,12 +186,14 @@ fn cpu_ticks(pid: u32) -> u64 {
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
     // Fields after the command: state is index 0, so utime (14) is 11, stime (15) is 12.
-    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
 }
 
 fn clk_tck() -> f64 {
     let out = Command::new("getconf").arg("CLK_TCK").output().ok();
-    out.and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok()).unwrap_or(100.0)
+    out.and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
 }
 
 struct Sample {
@@ -176,7 +222,10 @@ fn replay(envoy: &Envoy, port: u16, requests: &Frames, responses: &Frames, reps:
     let mut buf = vec![0u8; 1 << 16];
     while got < resp_total {
         let n = reader.read(&mut buf).unwrap();
-        assert!(n > 0, "connection closed after {got} of {resp_total} response bytes");
+        assert!(
+            n > 0,
+            "connection closed after {got} of {resp_total} response bytes"
+        );
         got += n;
     }
     let elapsed = start.elapsed().as_secs_f64();
@@ -192,13 +241,25 @@ fn replay(envoy: &Envoy, port: u16, requests: &Frames, responses: &Frames, reps:
 }
 
 /// Envoy's allocated heap per open connection that did `warm` requests.
-fn memory_per_connection(envoy: &Envoy, port: u16, requests: &Frames, responses: &Frames, conns: usize, warm: usize) -> f64 {
+fn memory_per_connection(
+    envoy: &Envoy,
+    port: u16,
+    requests: &Frames,
+    responses: &Frames,
+    conns: usize,
+    warm: usize,
+) -> f64 {
     // `/memory` is computed on request (the `server.memory_allocated` gauge only
     // moves on a stats flush).
     let allocated = || {
-        let body = host_tests::http::get(envoy.admin_port, "/memory").map(|r| r.body_text()).unwrap_or_default();
+        let body = host_tests::http::get(envoy.admin_port, "/memory")
+            .map(|r| r.body_text())
+            .unwrap_or_default();
         let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        v["allocated"].as_str().and_then(|a| a.parse::<f64>().ok()).unwrap_or(0.0)
+        v["allocated"]
+            .as_str()
+            .and_then(|a| a.parse::<f64>().ok())
+            .unwrap_or(0.0)
     };
     std::thread::sleep(Duration::from_millis(300));
     let before = allocated();
@@ -228,7 +289,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn main() {
@@ -236,19 +301,44 @@ fn main() {
     let dir = Workdir::new("bench-envoy");
     let tally = plugin_wasm();
     let noop = repo_root().join("dist/tally_plugin_noop.wasm");
-    assert!(noop.exists(), "{} is missing: run scripts/build", noop.display());
+    assert!(
+        noop.exists(),
+        "{} is missing: run scripts/build",
+        noop.display()
+    );
     let rounds = arg("--rounds", 3);
     let scenarios = [
         (
             "large batches (64 KiB of 1 KiB records)",
             "large",
-            vec!["--count", "19200", "--size", "1024", "--linger-ms", "200", "--batch-bytes", "65536", "--codec", "none"],
+            vec![
+                "--count",
+                "19200",
+                "--size",
+                "1024",
+                "--linger-ms",
+                "200",
+                "--batch-bytes",
+                "65536",
+                "--codec",
+                "none",
+            ],
             arg("--reps-large", 40),
         ),
         (
             "many small requests (one 100-byte record each)",
             "small",
-            vec!["--count", "3000", "--size", "100", "--linger-ms", "0", "--one-record-per-request", "--codec", "none"],
+            vec![
+                "--count",
+                "3000",
+                "--size",
+                "100",
+                "--linger-ms",
+                "0",
+                "--one-record-per-request",
+                "--codec",
+                "none",
+            ],
             arg("--reps-small", 150),
         ),
     ];
@@ -259,8 +349,23 @@ fn main() {
     for (title, short, client_args, reps) in scenarios {
         let args: Vec<&str> = client_args.to_vec();
         let (requests, responses) = record(&tools, &dir, short, &args);
+        // Kept for native profiling of the same traffic (frames concatenated).
+        std::fs::write(
+            dir.join(&format!("{short}.requests.bin")),
+            requests.concat(),
+        )
+        .ok();
+        std::fs::write(
+            dir.join(&format!("{short}.responses.bin")),
+            responses.concat(),
+        )
+        .ok();
         let req_bytes: usize = requests.iter().map(Vec::len).sum();
-        eprintln!("{title}: recorded {} request frames ({} bytes), replayed {reps}x per round", requests.len(), req_bytes);
+        eprintln!(
+            "{title}: recorded {} request frames ({} bytes), replayed {reps}x per round",
+            requests.len(),
+            req_bytes
+        );
         let sink = start_sink(Arc::new(responses.clone()));
         let mut results: BTreeMap<&str, (Vec<f64>, Vec<f64>, Vec<f64>, f64)> = BTreeMap::new();
         for round in 0..rounds {
@@ -271,15 +376,31 @@ fn main() {
                     "no-op wasm" => Some(json!({})),
                     _ => None,
                 };
-                let wasm = if variant == "no-op wasm" { noop.clone() } else { tally.clone() };
-                let listeners = vec![MListener { name: "bench".into(), port, plugin, tls: None, cluster: "sink".into() }];
+                let wasm = if variant == "no-op wasm" {
+                    noop.clone()
+                } else {
+                    tally.clone()
+                };
+                let listeners = vec![MListener {
+                    name: "bench".into(),
+                    port,
+                    plugin,
+                    tls: None,
+                    cluster: "sink".into(),
+                }];
                 let config = envoy_json(admin, &wasm, &listeners, &[("sink", sink)]);
                 let envoy = Envoy::start(&tools, &dir, &config, admin);
                 wait_for_port(port, Duration::from_secs(10), "the bench listener");
                 replay(&envoy, port, &requests, &responses, 1); // warm-up
                 let s = replay(&envoy, port, &requests, &responses, reps);
-                let mem = if round == 0 { memory_per_connection(&envoy, port, &requests, &responses, 200, 3) } else { 0.0 };
-                let e = results.entry(variant).or_insert((Vec::new(), Vec::new(), Vec::new(), 0.0));
+                let mem = if round == 0 {
+                    memory_per_connection(&envoy, port, &requests, &responses, 200, 3)
+                } else {
+                    0.0
+                };
+                let e = results
+                    .entry(variant)
+                    .or_insert((Vec::new(), Vec::new(), Vec::new(), 0.0));
                 e.0.push(s.mb_s);
                 e.1.push(s.req_s);
                 e.2.push(s.cpu_s_per_gb);
@@ -288,18 +409,30 @@ fn main() {
                 }
                 if variant == "tally" {
                     let stats = parse_stats(&envoy.stats());
-                    let metered: u64 = stats.iter().filter(|(k, _)| k.starts_with("wasmcustom.tally_requests")).map(|(_, v)| *v).sum();
+                    let metered: u64 = stats
+                        .iter()
+                        .filter(|(k, _)| k.starts_with("wasmcustom.tally_requests"))
+                        .map(|(_, v)| *v)
+                        .sum();
                     assert!(metered > 0, "tally metered nothing: is the filter loaded?");
                 }
             }
         }
         let m = |v: &str| {
             let r = &results[v];
-            (median(r.0.clone()), median(r.1.clone()), median(r.2.clone()), r.3)
+            (
+                median(r.0.clone()),
+                median(r.1.clone()),
+                median(r.2.clone()),
+                r.3,
+            )
         };
         for v in variants {
             let (mb, rq, cpu, mem) = m(v);
-            report.push_str(&format!("| {title} | {v} | {mb:.1} | {rq:.0} | {cpu:.2} | {:.1} KiB |\n", mem / 1024.0));
+            report.push_str(&format!(
+                "| {title} | {v} | {mb:.1} | {rq:.0} | {cpu:.2} | {:.1} KiB |\n",
+                mem / 1024.0
+            ));
         }
         let (p, n, t) = (m("plain tcp_proxy"), m("no-op wasm"), m("tally"));
         ratios.push_str(&format!(
