@@ -249,7 +249,12 @@ mod tests {
 
     #[test]
     fn table() {
-        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], u32, &'a [(&'a str, &'a str)]);
+        type Case<'a> = (
+            &'a str,
+            &'a [(&'a str, &'a str)],
+            u32,
+            &'a [(&'a str, &'a str)],
+        );
         let cases: &[Case<'_>] = &[
             (
                 "1.00",
