@@ -13,7 +13,7 @@
 //! 4. The page is served on localhost with the demo's files one click away.
 //!
 //! ```text
-//! tally-demo [--duration SECONDS] [--port PORT] [--flush-seconds N] [--no-serve]
+//! tally-demo [--duration SECONDS] [--port PORT] [--flush-seconds N] [--no-serve] [--out DIR]
 //! ```
 //! Ctrl-C stops everything: every process is in a guard that kills its group.
 
@@ -52,6 +52,7 @@ struct Args {
     port: u16,
     flush_seconds: u64,
     serve: bool,
+    out: std::path::PathBuf,
 }
 
 fn parse_args() -> Args {
@@ -60,6 +61,7 @@ fn parse_args() -> Args {
         port: 8080,
         flush_seconds: 10,
         serve: true,
+        out: repo_root().join("out/demo"),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -73,6 +75,12 @@ fn parse_args() -> Args {
             "--port" => args.port = number() as u16,
             "--flush-seconds" => args.flush_seconds = number().max(1),
             "--no-serve" => args.serve = false,
+            "--out" => {
+                args.out = it
+                    .next()
+                    .map(Into::into)
+                    .unwrap_or_else(|| usage("--out needs a directory"))
+            }
             "-h" | "--help" => usage(""),
             other => usage(&format!("unknown flag {other}")),
         }
@@ -84,7 +92,7 @@ fn usage(problem: &str) -> ! {
     if !problem.is_empty() {
         eprintln!("tally-demo: {problem}");
     }
-    eprintln!("usage: tally-demo [--duration SECONDS (90)] [--port PORT (8080)] [--flush-seconds N (10)] [--no-serve]");
+    eprintln!("usage: tally-demo [--duration SECONDS (90)] [--port PORT (8080)] [--flush-seconds N (10)] [--no-serve] [--out DIR (out/demo)]");
     std::process::exit(if problem.is_empty() { 0 } else { 2 })
 }
 
@@ -296,7 +304,8 @@ fn print_counters(envoy: &Envoy) {
     }
 }
 
-fn run_tally(dir: &Workdir, name: &str, args: &[String]) -> String {
+/// Runs the `tally` command line; its summary (files read, reconciliation) goes to stderr.
+fn run_tally(dir: &Workdir, name: &str, args: &[String]) {
     let tally = repo_root().join("target/release/tally");
     let (ok, out, err) = run_with_timeout(
         dir,
@@ -305,10 +314,7 @@ fn run_tally(dir: &Workdir, name: &str, args: &[String]) -> String {
         Duration::from_secs(120),
     );
     assert!(ok, "tally {args:?} failed:\n{out}\n{err}");
-    if !err.trim().is_empty() {
-        eprint!("{err}");
-    }
-    out
+    eprint!("{err}");
 }
 
 fn main() {
@@ -320,7 +326,7 @@ fn main() {
             .expect("install the Ctrl-C handler");
     }
     let tools = Tools::locate();
-    let out_dir = repo_root().join("out/demo");
+    let out_dir = args.out.clone();
     let dir = Workdir::at(&out_dir);
     println!("tally demo: working in {}", out_dir.display());
 
@@ -471,7 +477,7 @@ fn main() {
     fs::copy(demo.join("crosswalk.csv"), out_dir.join("crosswalk.csv"))
         .expect("copy the crosswalk");
     let p = |name: &str| out_dir.join(name).display().to_string();
-    let summary = run_tally(
+    run_tally(
         &dir,
         "tally-allocate",
         &[
@@ -492,7 +498,7 @@ fn main() {
             p("usage.csv"),
         ],
     );
-    let topics = run_tally(
+    run_tally(
         &dir,
         "tally-allocate-topics",
         &[
@@ -511,20 +517,11 @@ fn main() {
             p("usage.csv"),
         ],
     );
-    let _ = topics;
     let team_summary = fs::read_to_string(out_dir.join("team-summary.csv")).unwrap_or_default();
     println!("\nConfluent-style bill for {start} allocated to principals, rolled up by team:\n");
     for line in team_summary.lines() {
         println!("  {line}");
     }
-    println!(
-        "\n{}",
-        summary
-            .lines()
-            .filter(|l| l.starts_with("total"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
     let topic_summary =
         fs::read_to_string(out_dir.join("team-summary-topics.csv")).unwrap_or_default();
     println!("\nWarpStream-style invoice allocated to topics, rolled up by team:\n");
