@@ -2,7 +2,12 @@
 //! the same calls the page's worker makes, on the seed's $33 example.
 
 #![cfg(target_arch = "wasm32")]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use serde_json::Value;
 use tally_web::{default_rules_toml, rules_toml_to_json, version, wasm_memory_bytes, WebSession};
@@ -37,7 +42,12 @@ fn message(e: wasm_bindgen::JsError) -> String {
 #[wasm_bindgen_test]
 fn version_and_default_rules() {
     assert!(version().starts_with("tally "));
-    let rules: Value = serde_json::from_str(&rules_toml_to_json(&default_rules_toml()).map_err(JsValue::from).unwrap()).unwrap();
+    let rules: Value = serde_json::from_str(
+        &rules_toml_to_json(&default_rules_toml())
+            .map_err(JsValue::from)
+            .unwrap(),
+    )
+    .unwrap();
     assert!(rules["rule"].as_array().unwrap().len() > 5);
     assert!(wasm_memory_bytes() > 0.0);
 }
@@ -49,13 +59,24 @@ fn seed_example_in_small_chunks_gives_the_golden_team_summary() {
         let bill = feed(&mut s, "bill.csv", BILL, chunk);
         assert_eq!(bill["format"], "confluent_costs_csv");
         assert_eq!(bill["rows_accepted"], 8);
-        assert_eq!(feed(&mut s, "usage.csv", USAGE, chunk)["format"], "usage_csv");
-        assert_eq!(feed(&mut s, "crosswalk.csv", CROSSWALK, chunk)["format"], "crosswalk");
-        let report: Value = serde_json::from_str(&s.allocate().map_err(JsValue::from).unwrap()).unwrap();
+        assert_eq!(
+            feed(&mut s, "usage.csv", USAGE, chunk)["format"],
+            "usage_csv"
+        );
+        assert_eq!(
+            feed(&mut s, "crosswalk.csv", CROSSWALK, chunk)["format"],
+            "crosswalk"
+        );
+        let report: Value =
+            serde_json::from_str(&s.allocate().map_err(JsValue::from).unwrap()).unwrap();
         assert_eq!(report["reconciliation"]["bill_total"], "33.00");
         assert_eq!(report["reconciliation"]["balanced"], true);
         let summary = s.output("team_summary_csv").map_err(JsValue::from).unwrap();
-        assert_eq!(summary.trim_end(), TEAM_SUMMARY.trim_end(), "chunk size {chunk}");
+        assert_eq!(
+            summary.trim_end(),
+            TEAM_SUMMARY.trim_end(),
+            "chunk size {chunk}"
+        );
         let confluent = s.output("confluent_csv").map_err(JsValue::from).unwrap();
         assert!(confluent.starts_with("timestamp,owner_id,"));
     }
@@ -63,12 +84,22 @@ fn seed_example_in_small_chunks_gives_the_golden_team_summary() {
 
 #[wasm_bindgen_test]
 fn every_output_is_written() {
-    let mut s = WebSession::new(r#"{"granularity":"monthly","precision":2}"#).map_err(JsValue::from).unwrap();
+    let mut s = WebSession::new(r#"{"granularity":"monthly","precision":2}"#)
+        .map_err(JsValue::from)
+        .unwrap();
     feed(&mut s, "bill.csv", BILL, 64);
     feed(&mut s, "usage.csv", USAGE, 64);
     s.allocate().map_err(JsValue::from).unwrap();
-    for kind in ["confluent_csv", "focus_csv", "warpstream_json", "team_summary_csv", "report_json"] {
-        let out = s.output(kind).unwrap_or_else(|e| panic!("{kind}: {}", message(e)));
+    for kind in [
+        "confluent_csv",
+        "focus_csv",
+        "warpstream_json",
+        "team_summary_csv",
+        "report_json",
+    ] {
+        let out = s
+            .output(kind)
+            .unwrap_or_else(|e| panic!("{kind}: {}", message(e)));
         assert!(!out.is_empty(), "{kind}");
     }
     assert!(message(s.output("pdf").unwrap_err()).contains("unknown output `pdf`"));
@@ -81,7 +112,10 @@ fn errors_are_thrown_with_the_core_message() {
     let f = s.begin_file("notes.txt", "");
     let _ = s.feed(f, b"hello, world\nnothing here\n");
     let e = message(s.end_file(f).unwrap_err());
-    assert!(e.contains("notes.txt") && e.contains("unrecognised format"), "{e}");
+    assert!(
+        e.contains("notes.txt") && e.contains("unrecognised format"),
+        "{e}"
+    );
     // A bad row is a rejection with file, line, column and reason; the file still loads.
     let summary = feed(
         &mut s,
@@ -92,10 +126,22 @@ fn errors_are_thrown_with_the_core_message() {
     );
     assert_eq!(summary["rows_rejected"], 1);
     let r = &summary["rejections"][0];
-    assert_eq!((r["file"].as_str(), r["line"].as_u64(), r["column"].as_str()), (Some("usage.csv"), Some(2), Some("value")));
+    assert_eq!(
+        (r["file"].as_str(), r["line"].as_u64(), r["column"].as_str()),
+        (Some("usage.csv"), Some(2), Some("value"))
+    );
     // Bad options, bad rules, a bad handle: thrown, nothing panics.
-    assert!(message(WebSession::new(r#"{"granularity":"fortnightly"}"#).err().unwrap()).contains("invalid options"));
-    assert!(message(s.set_rules("[[rule]]\nchain = [{ method = \"nope\" }]").unwrap_err()).contains("rules file"));
+    assert!(message(
+        WebSession::new(r#"{"granularity":"fortnightly"}"#)
+            .err()
+            .unwrap()
+    )
+    .contains("invalid options"));
+    assert!(message(
+        s.set_rules("[[rule]]\nchain = [{ method = \"nope\" }]")
+            .unwrap_err()
+    )
+    .contains("rules file"));
     assert!(message(s.feed(99, b"x").unwrap_err()).contains("no file with handle 99"));
     assert!(rules_toml_to_json("not = [toml").is_err());
 }
