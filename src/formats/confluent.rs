@@ -13,7 +13,7 @@
 //! reader of Confluent's export reads tally's output and tally reads it back.
 
 use super::csv::{ColumnMap, ColumnSpec, CsvReader, ParseRow, Record};
-use super::{parse_decimal, parse_time, set, Sink};
+use super::{parse_decimal, set, Sink, TimeCache};
 use crate::error::Error;
 use crate::model::{AllocationRow, EntityLevel, Source};
 use crate::time::Timestamp;
@@ -88,6 +88,7 @@ pub type ExportReader = CsvReader<ExportRows>;
 pub struct ExportRows {
     org_id: String,
     scratch: AllocationRow,
+    times: TimeCache,
 }
 
 /// An export reader for `file`, rows tagged with `org_id` unless the file has its own.
@@ -99,6 +100,7 @@ pub fn reader(file: &str, org_id: &str, max_record: usize) -> ExportReader {
         ExportRows {
             org_id: org_id.to_string(),
             scratch: empty_row(file),
+            times: TimeCache::default(),
         },
     )
 }
@@ -138,7 +140,7 @@ impl ParseRow for ExportRows {
         r: &Record<'_>,
         sink: &mut dyn Sink,
     ) -> Result<(), Error> {
-        parse_row(&mut self.scratch, &self.org_id, cols, r)?;
+        parse_row(&mut self.scratch, &mut self.times, &self.org_id, cols, r)?;
         sink.allocated(&self.scratch);
         Ok(())
     }
@@ -155,13 +157,14 @@ fn optional_decimal(file: &str, line: u64, column: &str, text: &str) -> Result<D
 
 fn parse_row(
     s: &mut AllocationRow,
+    times: &mut TimeCache,
     org: &str,
     cols: &ColumnMap,
     r: &Record<'_>,
 ) -> Result<(), Error> {
     let file = s.source.file.as_str();
     let line = r.line;
-    let start = parse_time(file, line, "timestamp", cols.get(r, TIMESTAMP))?;
+    let start = times.parse(file, line, "timestamp", cols.get(r, TIMESTAMP))?;
     let cost = parse_decimal(file, line, "chargeback_cost", cols.get(r, COST))?;
     let original = optional_decimal(file, line, "original_amount", cols.get(r, ORIGINAL))?;
     let share = optional_decimal(file, line, "usage_share", cols.get(r, SHARE))?;

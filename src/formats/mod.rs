@@ -181,9 +181,48 @@ pub fn parse_decimal(file: &str, line: u64, column: &str, text: &str) -> Result<
             "empty; a number is required",
         ));
     }
+    if let Some(quick) = plain_decimal(t) {
+        return Ok(quick);
+    }
     Decimal::from_str(t)
         .or_else(|_| Decimal::from_scientific(t))
         .map_err(|_| Error::input(file, line, column, format!("`{text}` is not a number")))
+}
+
+/// The fast path of [`parse_decimal`]: `-?digits(.digits)?` with at most 18
+/// digits, read straight into a mantissa and scale (`Decimal::from_str` is several
+/// times slower, and this is the shape of nearly every amount). `None`: use the
+/// general parser.
+pub fn plain_decimal(text: &str) -> Option<Decimal> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let bytes = digits.as_bytes();
+    if bytes.is_empty() || bytes.len() > 19 {
+        return None;
+    }
+    let mut mantissa: i64 = 0;
+    let mut scale: Option<u32> = None;
+    let mut count = 0u32;
+    for &b in bytes {
+        match b {
+            b'0'..=b'9' => {
+                mantissa = mantissa.checked_mul(10)?.checked_add(i64::from(b - b'0'))?;
+                count += 1;
+                if let Some(s) = scale.as_mut() {
+                    *s += 1;
+                }
+            }
+            b'.' if scale.is_none() => scale = Some(0),
+            _ => return None,
+        }
+    }
+    if count == 0 || scale == Some(0) {
+        return None;
+    }
+    let value = Decimal::new(if negative { -mantissa } else { mantissa }, scale.unwrap_or(0));
+    Some(value)
 }
 
 /// Parses a UTC timestamp, or an input error naming the column.
@@ -203,8 +242,55 @@ pub fn parse_time(
     })
 }
 
+/// The last timestamp parsed in a column: consecutive rows mostly repeat it.
+#[derive(Debug, Default)]
+pub struct TimeCache {
+    text: String,
+    value: Option<crate::time::Timestamp>,
+}
+
+impl TimeCache {
+    /// [`parse_time`], reusing the previous result when the text repeats.
+    pub fn parse(&mut self, file: &str, line: u64, column: &str, text: &str) -> Result<crate::time::Timestamp, Error> {
+        if let Some(value) = self.value.filter(|_| self.text == text) {
+            return Ok(value);
+        }
+        let value = parse_time(file, line, column, text)?;
+        set(&mut self.text, text);
+        self.value = Some(value);
+        Ok(value)
+    }
+}
+
 /// Replaces `target`'s text by `text`, reusing its allocation.
 pub fn set(target: &mut String, text: &str) {
     target.clear();
     target.push_str(text);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn plain_decimals_agree_with_the_general_parser() {
+        for text in ["0", "12.50", "-3", "-0.001", ".5", "1.", "9223372036854775807", "99999999999999999999", "1e3", "1.2.3", "", "-", "+1", "00.10"] {
+            let general = Decimal::from_str(text).ok();
+            // When the fast path declines, the general parser decides.
+            if let Some(quick) = plain_decimal(text) {
+                assert_eq!(Some(quick), general, "{text}");
+            }
+        }
+        assert_eq!(plain_decimal("12.50").map(|d| d.to_string()).as_deref(), Some("12.50"));
+    }
+
+    proptest! {
+        #[test]
+        fn plain_decimal_matches_from_str(text in "-?[0-9]{0,20}(\\.[0-9]{0,20})?") {
+            if let Some(quick) = plain_decimal(&text) {
+                prop_assert_eq!(Some(quick), Decimal::from_str(&text).ok());
+            }
+        }
+    }
 }

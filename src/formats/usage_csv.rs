@@ -7,7 +7,7 @@
 //! present, overrides the organization given for the file.
 
 use super::csv::{ColumnMap, ColumnSpec, CsvReader, ParseRow, Record};
-use super::{parse_decimal, parse_time, set, Sink};
+use super::{parse_decimal, set, Sink, TimeCache};
 use crate::error::Error;
 use crate::model::{Source, UsageSample};
 use crate::time::Timestamp;
@@ -52,6 +52,8 @@ pub type UsageReader = CsvReader<UsageRows>;
 pub struct UsageRows {
     org_id: String,
     scratch: UsageSample,
+    starts: TimeCache,
+    ends: TimeCache,
 }
 
 /// A usage CSV reader for `file`, rows tagged with `org_id` unless the file has its own.
@@ -77,6 +79,8 @@ pub fn reader(file: &str, org_id: &str, max_record: usize) -> UsageReader {
                 metric: String::new(),
                 value: Decimal::ZERO,
             },
+            starts: TimeCache::default(),
+            ends: TimeCache::default(),
         },
     )
 }
@@ -88,7 +92,8 @@ impl ParseRow for UsageRows {
         r: &Record<'_>,
         sink: &mut dyn Sink,
     ) -> Result<(), Error> {
-        parse_row(&mut self.scratch, &self.org_id, cols, r)?;
+        let times = (&mut self.starts, &mut self.ends);
+        parse_row(&mut self.scratch, times, &self.org_id, cols, r)?;
         sink.usage(&self.scratch);
         Ok(())
     }
@@ -97,6 +102,7 @@ impl ParseRow for UsageRows {
 /// Parses one row into `s` (reusing its strings).
 fn parse_row(
     s: &mut UsageSample,
+    (starts, ends): (&mut TimeCache, &mut TimeCache),
     org: &str,
     cols: &ColumnMap,
     r: &Record<'_>,
@@ -124,12 +130,12 @@ fn parse_row(
             ));
         }
     }
-    let start = parse_time(file, line, "bucket_start", cols.get(r, START))?;
+    let start = starts.parse(file, line, "bucket_start", cols.get(r, START))?;
     let end_text = cols.get(r, END);
     let end = if end_text.is_empty() {
         start
     } else {
-        parse_time(file, line, "bucket_end", end_text)?
+        ends.parse(file, line, "bucket_end", end_text)?
     };
     if end < start {
         return Err(Error::input(
