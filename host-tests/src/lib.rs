@@ -18,7 +18,6 @@
     clippy::indexing_slicing
 )]
 
-pub mod envoy_config;
 pub mod http;
 pub mod metering;
 
