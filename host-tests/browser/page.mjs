@@ -42,7 +42,12 @@ try {
     await page.fill('#opt-org', step.org ?? '');
     const before = await jobs();
     await page.setInputFiles('#file-input', step.files);
-    await waitIdle(before);
+    if (step.cancel) {
+      // Cancel once the big file is being read; the page restores the files that had loaded.
+      await page.waitForFunction(() => window.tally.busy && (window.tally.lastProgress?.done ?? 0) > 0, null, { polling: 20 });
+      await page.click('#btn-cancel');
+    }
+    await waitIdle(before, step.timeout ?? 60000);
   }
   if (scenario.invoice) {
     await page.fill('#invoice', scenario.invoice);
@@ -81,6 +86,8 @@ try {
       explain: text('#recon-explain p'),
       unmatched: text('#unmatched li span'),
       progressIntervals: window.tally.stats.progressIntervals,
+      cancelled: window.tally.stats.cancelled ?? 0,
+      progressSeen: window.tally.lastProgress,
     };
   });
   seen.downloads = {};

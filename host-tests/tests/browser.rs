@@ -380,3 +380,71 @@ fn a_malformed_file_is_named_with_its_line_and_the_good_files_still_allocate() {
     assert_eq!(csv_teams(&download(&seen, "team_summary_csv")), expected);
     assert_screenshot(&dir);
 }
+
+/// A big file is read in chunks with a progress bar and can be cancelled: the
+/// page stops between chunks, says so, and restores the results of the files
+/// that had loaded before (the seed's totals, to the cent).
+#[test]
+fn a_big_file_shows_progress_and_cancel_restores_the_other_files() {
+    let dir = Workdir::new("browser_cancel");
+    let tools = Tools::locate();
+    let big = dir.join("big_export.csv");
+    let crosswalk = dir.join("big_crosswalk.csv");
+    let (ok, out, err) = run_with_timeout(
+        &dir,
+        "generate",
+        Command::new(&tools.node)
+            .arg(repo_root().join("host-tests/browser/gen-confluent.mjs"))
+            .arg(&big)
+            .arg(&crosswalk)
+            .arg("1000000"),
+        Duration::from_secs(120),
+    );
+    assert!(ok, "generator failed:\n{out}\n{err}");
+    let seen = run_page(
+        &dir,
+        json!({
+            "steps": [
+                {"files": [testdata("seed33/bill.csv"), testdata("seed33/usage.csv"), testdata("seed33/crosswalk.csv")]},
+                {"files": [big.display().to_string()], "cancel": true, "timeout": 120000},
+            ],
+            "screenshot": "results.png",
+        }),
+    );
+    assert_eq!(seen["cancelled"], 1, "{seen}");
+    // The last progress message is the restore's (the files that had loaded, read again).
+    assert_eq!(seen["progressSeen"]["job"], "restore", "{}", seen["progressSeen"]);
+    let big_row = seen["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "big_export.csv")
+        .unwrap();
+    assert_eq!(big_row["status"], "cancelled", "{big_row}");
+    assert!(
+        seen["status"]
+            .as_str()
+            .unwrap()
+            .starts_with("Cancelled: big_export.csv not loaded"),
+        "{}",
+        seen["status"]
+    );
+    let expected = teams(&[
+        ("analytics", "16.81"),
+        ("data", "3.09"),
+        ("payments", "6.91"),
+        ("platform", "6.19"),
+    ]);
+    assert_eq!(page_teams(&seen), expected);
+    // Progress reached the page at least every 250 ms while reading.
+    let gaps: Vec<f64> = seen["progressIntervals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert!(
+        gaps.len() >= 3 && gaps.iter().all(|g| *g < 1000.0),
+        "a progress gap over a second: {gaps:?}"
+    );
+}

@@ -89,6 +89,12 @@ function onWorkerMessage(msg) {
       renderResults();
       mark('results rendered');
       break;
+    case 'report-part':
+      state.view?.[msg.key]?.push(...msg.rows);
+      break;
+    case 'report-done':
+      if (state.view) renderDetails(state.view);
+      break;
     case 'output': {
       const w = outputWaiters.get(msg.id);
       outputWaiters.delete(msg.id);
@@ -104,13 +110,22 @@ function onWorkerMessage(msg) {
       showError(msg.message);
       break;
     }
-    case 'cancelled':
-      setStatus(msg.cleared ? 'Cancelled; the results were cleared.' : 'Cancelled. Restoring the files that had loaded…');
-      for (const f of state.files.values()) if (f.status === 'queued' || f.status === 'reading') {
-        f.status = 'cancelled';
+    case 'cancelled': {
+      state.stats.cancelled = (state.stats.cancelled ?? 0) + 1;
+      const dropped = [];
+      for (const f of state.files.values()) {
+        if (f.status === 'queued' || f.status === 'reading') {
+          f.status = 'cancelled';
+          dropped.push(f.name);
+        }
       }
+      state.cancelNote = msg.cleared
+        ? 'Cancelled; the results were cleared.'
+        : `Cancelled: ${dropped.join(', ') || 'the reading'} not loaded; the results are those of the other files.`;
+      setStatus(msg.cleared ? state.cancelNote : 'Cancelled. Restoring the files that had loaded…');
       renderFiles();
       break;
+    }
     case 'job-done':
       state.stats.jobs.push({ of: msg.of, at: performance.now(), peakHeap: msg.peakHeap });
       state.peakHeap = msg.peakHeap;
@@ -123,6 +138,11 @@ function onWorkerMessage(msg) {
 }
 
 function doneText() {
+  if (state.cancelNote) {
+    const note = state.cancelNote;
+    state.cancelNote = null;
+    return note;
+  }
   const n = [...state.files.values()].filter((f) => f.status === 'loaded').length;
   const t = state.timing ? ` in ${(state.timing.totalMs / 1000).toFixed(2)} s` : '';
   return state.view ? `Allocated ${n} file${n === 1 ? '' : 's'}${t}.` : 'Ready.';
@@ -654,7 +674,7 @@ function renderResults() {
   const money = (x) => formatMoney(x, cur);
   $('cards').replaceChildren(
     card('Bill total', money(v.billTotal), v.period, 'card-bill'),
-    card('Allocated to owners', money(v.allocatedToOwners), `${formatCount(v.principals.length)} principals, ${formatCount(v.topics.length)} topics`, 'card-allocated'),
+    card('Allocated to owners', money(v.allocatedToOwners), `${formatCount(v.counts?.principals ?? v.principals.length)} principals, ${formatCount(v.counts?.topics ?? v.topics.length)} topics`, 'card-allocated'),
     card('Unallocated', money(v.unallocated.total), 'credits, refunds, products without per-principal usage', 'card-unallocated'),
     card('Teams', formatCount(v.teams.length), v.unmatched.length ? `${formatCount(v.unmatched.length)} owners with no team` : 'every owner has a team', 'card-teams'),
   );
@@ -720,20 +740,37 @@ function renderResults() {
         { key: 'chargeback_cost', label: 'Cost', type: 'money' },
       ],
       rows: v.lines, currency: cur,
-      caption: v.linesTotal > v.lines.length
-        ? `The ${formatCount(v.lines.length)} largest of ${formatCount(v.linesTotal)} allocated cost lines (all are in the Confluent-format CSV)`
+      caption: v.linesTotal > (v.counts?.lines ?? v.lines.length)
+        ? `The ${formatCount(v.counts?.lines ?? v.lines.length)} largest of ${formatCount(v.linesTotal)} allocated cost lines (all are in the Confluent-format CSV)`
         : 'Allocated cost lines (why each owner was charged)',
     }),
   };
-  for (const [key] of TABS) $(`tab-${key}`).hidden = !state.tables[key] || (key !== 'team' && state.tables[key].rows.length === 0);
+  showTabs();
+  renderReconciliation();
+}
+
+function showTabs() {
+  const counts = state.view?.counts ?? {};
+  for (const [key] of TABS) {
+    const t = state.tables[key];
+    const known = key === 'principal' ? counts.principals : key === 'topic' ? counts.topics : key === 'line' ? counts.lines : undefined;
+    $(`tab-${key}`).hidden = !t || (key !== 'team' && (known ?? t.rows.length) === 0);
+  }
   if ($(`tab-${state.tab}`).hidden) state.tab = 'team';
   selectTab(state.tab);
-  renderReconciliation();
-  // The rest in later tasks, so that no single task holds the main thread long.
+}
+
+/** Once the long lists have arrived: their tables, charts, the unallocated panel. */
+function renderDetails(v) {
+  // The rest in separate tasks, so that no single task holds the main thread long.
   const token = (state.renderToken = (state.renderToken ?? 0) + 1);
   const later = (f) => setTimeout(() => {
     if (state.renderToken === token) f();
   }, 0);
+  later(() => {
+    for (const key of ['principal', 'topic', 'line']) state.tables[key].rows = key === 'principal' ? v.principals : key === 'topic' ? v.topics : v.lines;
+    if (['principal', 'topic', 'line'].includes(state.tab)) renderTab();
+  });
   later(() => renderUnallocated(v));
   later(() => renderCharts(v));
   later(() => renderUnmatched(v.unmatched));

@@ -134,10 +134,19 @@ function allocateAndPost(started) {
   const t1 = performance.now();
   const view = viewOf(JSON.parse(json));
   const t2 = performance.now();
+  // The totals first, the long lists after in slices: each message is a short task
+  // for the main thread to receive.
+  const { principals, topics, lines, ...head } = view;
   postMessage({
-    type: 'report', view, heap: heap(), peakHeap,
+    type: 'report',
+    view: { ...head, principals: [], topics: [], lines: [], counts: { principals: principals.length, topics: topics.length, lines: lines.length } },
+    heap: heap(), peakHeap,
     timing: { readMs: t0 - started, allocateMs: t1 - t0, viewMs: t2 - t1, totalMs: t2 - started },
   });
+  for (const [key, list] of [['principals', principals], ['topics', topics], ['lines', lines]]) {
+    for (let i = 0; i < list.length; i += 500) postMessage({ type: 'report-part', key, rows: list.slice(i, i + 500) });
+  }
+  postMessage({ type: 'report-done' });
 }
 
 async function rebuild(label) {
