@@ -45,6 +45,32 @@ let t = Date.now();
 const gen = generate({ csv, crosswalk, rows: ROWS });
 console.error(`data: ${gen.rows} rows, ${(gen.bytes / 2 ** 20).toFixed(0)} MiB ${gen.cached ? '(cached)' : `written in ${((Date.now() - t) / 1000).toFixed(1)} s`}`);
 
+// ------------------------------------------------------------------ the same .wasm alone, in Node (no page, no worker)
+// Separates the core's speed from the page's overhead (reading File slices,
+// messages, rendering).
+async function coreAlone() {
+  const glue = await import(join(DIST, 'pkg/tally_web.js'));
+  glue.initSync({ module: readFileSync(join(DIST, 'pkg/tally_web_bg.wasm')) });
+  const { openSync, readSync, closeSync } = await import('node:fs');
+  const t0 = performance.now();
+  const s = new glue.WebSession('{"precision":6}');
+  const buf = Buffer.alloc(1 << 20);
+  for (const [path, name] of [[csv, 'export.csv'], [crosswalk, 'crosswalk.csv']]) {
+    const id = s.begin_file(name, '');
+    const fd = openSync(path, 'r');
+    let n;
+    while ((n = readSync(fd, buf, 0, buf.length, null)) > 0) s.feed(id, buf.subarray(0, n));
+    closeSync(fd);
+    s.end_file(id);
+  }
+  const t1 = performance.now();
+  s.allocate();
+  const t2 = performance.now();
+  return { readMs: t1 - t0, allocateMs: t2 - t1, totalMs: t2 - t0, wasmHeap: glue.wasm_memory_bytes() };
+}
+const core = await coreAlone();
+console.error(`core alone (Node, same .wasm): ${(core.totalMs / 1000).toFixed(2)} s (read ${(core.readMs / 1000).toFixed(2)} s, allocate ${(core.allocateMs / 1000).toFixed(2)} s)`);
+
 // ------------------------------------------------------------------ bench-only static files
 const WWW = join(OUT, 'www');
 const NM = join(HERE, 'node_modules');
@@ -115,7 +141,7 @@ function sampler(userDataDir) {
 
 // ------------------------------------------------------------------ runs
 const { context, page, requests, consoleLines, userDataDir: udd } = await launch();
-const result = { rows: gen.rows, bytes: gen.bytes, command: `node host-tests/browser/bench.mjs --rows ${ROWS}` };
+const result = { rows: gen.rows, bytes: gen.bytes, command: `node host-tests/browser/bench.mjs --rows ${ROWS}`, core };
 try {
   // tally
   await page.addInitScript(() => {
@@ -225,6 +251,7 @@ console.log(`== browser bench: ${f(result.rows)} rows, ${M(result.bytes)} Conflu
 console.log(`tally page   ${f(sec, 2)} s drop → team totals   ${f(result.tally.rowsPerSec)} rows/s   ${f(result.tally.mibPerSec, 1)} MiB/s`);
 console.log(`             wasm heap peak ${M(result.tally.wasmHeapPeak)}   renderer RSS peak ${M(result.tally.peakRendererRss)} (${M(result.tally.baselineRendererRss)} before the drop)`);
 console.log(`             main thread: ${result.tally.longTasks} long tasks (longest ${f(result.tally.longestTaskMs)} ms)   progress: ${result.tally.progressUpdates} updates, max gap ${f(result.tally.progressMaxIntervalMs)} ms`);
+console.log(`core alone   ${f(result.core.totalMs / 1000, 2)} s in Node with the same .wasm (read ${f(result.core.readMs / 1000, 2)} s + allocate ${f(result.core.allocateMs / 1000, 2)} s)   ${f(result.rows / (result.core.totalMs / 1000))} rows/s   ${f(mib / (result.core.totalMs / 1000), 1)} MiB/s`);
 if (result.duckdb.totalMs) {
   console.log(`DuckDB-WASM  ${f(result.duckdb.totalMs / 1000, 2)} s (init ${f(result.duckdb.initMs / 1000, 2)} s + query ${f(result.duckdb.queryMs / 1000, 2)} s)   ${f(result.duckdb.rowsPerSec)} rows/s   ${f(result.duckdb.mibPerSec, 1)} MiB/s   renderer RSS peak ${M(result.duckdb.peakRendererRss)}`);
   console.log(`ratio        tally is ${f(result.speedupVsDuckdb, 2)}× DuckDB-WASM's speed; same team totals: ${result.sameTotals ? 'yes' : `NO ${JSON.stringify(result.mismatches.slice(0, 3))}`}`);
