@@ -18,6 +18,7 @@ import { readFileSync, existsSync, mkdirSync, cpSync, statSync, readdirSync, wri
 import { join, dirname, extname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
+import { loadavg, cpus } from 'node:os';
 import { launch } from './lib.mjs';
 import { generate } from './gen-confluent.mjs';
 
@@ -141,7 +142,7 @@ function sampler(userDataDir) {
 
 // ------------------------------------------------------------------ runs
 const { context, page, requests, consoleLines, userDataDir: udd } = await launch();
-const result = { rows: gen.rows, bytes: gen.bytes, command: `node host-tests/browser/bench.mjs --rows ${ROWS}`, core };
+const result = { rows: gen.rows, bytes: gen.bytes, command: `node host-tests/browser/bench.mjs --rows ${ROWS}`, core, cpus: cpus().length, loadBefore: loadavg()[0] };
 try {
   // tally
   await page.addInitScript(() => {
@@ -241,13 +242,14 @@ if (result.duckdb.totalMs) {
   result.duckdb.mibPerSec = mib / (result.duckdb.totalMs / 1000);
   result.speedupVsDuckdb = result.duckdb.totalMs / result.tally.ms;
 }
+result.loadAfter = loadavg()[0];
 result.offline = requests.every((u) => u.startsWith(base) || u.startsWith('about:') || u.startsWith('blob:'));
 result.console = consoleLines.slice(-20);
 writeFileSync(JSON_OUT, JSON.stringify(result, null, 2));
 
 const f = (n, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
 const M = (b) => `${f(b / 2 ** 20, 1)} MiB`;
-console.log(`== browser bench: ${f(result.rows)} rows, ${M(result.bytes)} Confluent export + crosswalk, headless Chromium`);
+console.log(`== browser bench: ${f(result.rows)} rows, ${M(result.bytes)} Confluent export + crosswalk, headless Chromium (${result.cpus} CPUs, load average ${f(result.loadBefore, 1)} → ${f(result.loadAfter, 1)})`);
 console.log(`tally page   ${f(sec, 2)} s drop → team totals   ${f(result.tally.rowsPerSec)} rows/s   ${f(result.tally.mibPerSec, 1)} MiB/s`);
 console.log(`             wasm heap peak ${M(result.tally.wasmHeapPeak)}   renderer RSS peak ${M(result.tally.peakRendererRss)} (${M(result.tally.baselineRendererRss)} before the drop)`);
 console.log(`             main thread: ${result.tally.longTasks} long tasks (longest ${f(result.tally.longestTaskMs)} ms)   progress: ${result.tally.progressUpdates} updates, max gap ${f(result.tally.progressMaxIntervalMs)} ms`);

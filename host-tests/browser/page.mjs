@@ -70,7 +70,8 @@ try {
     }
     const files = [...document.querySelectorAll('#files tbody tr')].map((tr) => ({
       name: tr.dataset.file,
-      format: tr.querySelector('[data-col="format"]')?.textContent.trim(),
+      format: tr.querySelector('[data-col="format"]')?.dataset.format || tr.querySelector('[data-col="format"]')?.textContent.trim(),
+      formatShown: tr.querySelector('[data-col="format"]')?.textContent.trim(),
       status: tr.querySelector('[data-col="status"]')?.textContent.trim(),
       cells: [...tr.children].map((c) => c.textContent.trim()),
     }));

@@ -192,6 +192,7 @@ fn seed_example_bill_and_usage_gives_the_exact_team_totals() {
             ("crosswalk.csv", "crosswalk")
         ]
     );
+    assert_eq!(seen["files"][0]["formatShown"], "Confluent billing costs (CSV)");
     assert_eq!(seen["errors"], json!([]), "{seen}");
     let expected = teams(&[
         ("analytics", "16.81"),

@@ -218,6 +218,16 @@ function onFile(msg) {
 }
 
 // ---------------------------------------------------------------- files
+const FORMAT_NAMES = {
+  confluent_export: 'Confluent cost-allocation export',
+  confluent_costs_csv: 'Confluent billing costs (CSV)',
+  confluent_costs_json: 'Confluent billing costs (JSON)',
+  usage_csv: 'tally usage CSV',
+  crosswalk: 'crosswalk (owner → team)',
+  warpstream_chargebacks: 'WarpStream chargebacks (JSON)',
+  prometheus_query_range: 'Prometheus query_range (usage)',
+  focus: 'FOCUS cost and usage (CSV)',
+};
 function addFiles(fileList) {
   const files = [...fileList];
   if (!files.length) return;
@@ -263,7 +273,11 @@ function renderFiles() {
       const td = tr.insertCell();
       td.textContent = typeof v === 'number' ? formatCount(v) : String(v);
       if (i >= 3) td.className = 'num';
-      if (i === 2) td.dataset.col = 'format';
+      if (i === 2) {
+        td.dataset.col = 'format';
+        td.dataset.format = s.format ?? '';
+        if (FORMAT_NAMES[s.format]) td.textContent = FORMAT_NAMES[s.format];
+      }
     });
     const st = tr.insertCell();
     st.dataset.col = 'status';
