@@ -49,6 +49,12 @@ try {
     }
     await waitIdle(before, step.timeout ?? 60000);
   }
+  if (scenario.applyRulesFromTable) {
+    // The rules table → TOML (written by the page) → the core's parser → a recompute.
+    const before = await jobs();
+    await page.click('#btn-rules-apply');
+    await waitIdle(before);
+  }
   if (scenario.invoice) {
     await page.fill('#invoice', scenario.invoice);
     await page.click('#btn-invoice');
@@ -88,6 +94,8 @@ try {
       unmatched: text('#unmatched li span'),
       progressIntervals: window.tally.stats.progressIntervals,
       cancelled: window.tally.stats.cancelled ?? 0,
+      rulesStatus: document.getElementById('rules-status').textContent,
+      rulesToml: document.getElementById('rules-toml').value,
       progressSeen: window.tally.lastProgress,
     };
   });

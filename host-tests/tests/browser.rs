@@ -173,6 +173,7 @@ fn seed_example_bill_and_usage_gives_the_exact_team_totals() {
         &dir,
         json!({
             "steps": [{"files": [testdata("seed33/bill.csv"), testdata("seed33/usage.csv"), testdata("seed33/crosswalk.csv")]}],
+            "applyRulesFromTable": true,
             "invoice": "33.00",
             "downloads": ["confluent_csv", "team_summary_csv", "warpstream_json", "report_json"],
             "screenshot": "results.png",
@@ -192,7 +193,10 @@ fn seed_example_bill_and_usage_gives_the_exact_team_totals() {
             ("crosswalk.csv", "crosswalk")
         ]
     );
-    assert_eq!(seen["files"][0]["formatShown"], "Confluent billing costs (CSV)");
+    assert_eq!(
+        seen["files"][0]["formatShown"],
+        "Confluent billing costs (CSV)"
+    );
     assert_eq!(seen["errors"], json!([]), "{seen}");
     let expected = teams(&[
         ("analytics", "16.81"),
@@ -216,6 +220,14 @@ fn seed_example_bill_and_usage_gives_the_exact_team_totals() {
             "{kind} differs from testdata/{golden}"
         );
     }
+    // The rules were applied from the editor's table (TOML written by the page,
+    // parsed by the core) and the results did not move: the round trip is exact.
+    assert_eq!(seen["rulesStatus"], "Rules applied.");
+    let toml = seen["rulesToml"].as_str().unwrap();
+    assert!(
+        toml.contains("[[rule]]") && toml.contains("method = \"weighted\""),
+        "{toml}"
+    );
     let reconciliation: Vec<&str> = seen["reconciliation"]
         .as_array()
         .unwrap()
@@ -414,7 +426,11 @@ fn a_big_file_shows_progress_and_cancel_restores_the_other_files() {
     );
     assert_eq!(seen["cancelled"], 1, "{seen}");
     // The last progress message is the restore's (the files that had loaded, read again).
-    assert_eq!(seen["progressSeen"]["job"], "restore", "{}", seen["progressSeen"]);
+    assert_eq!(
+        seen["progressSeen"]["job"], "restore",
+        "{}",
+        seen["progressSeen"]
+    );
     let big_row = seen["files"]
         .as_array()
         .unwrap()
