@@ -41,6 +41,10 @@ use host_tests::{
 use serde_json::json;
 
 type Frames = Vec<Vec<u8>>;
+/// One recorded connection: (client→broker bytes, broker→client bytes).
+type Recorded = (Arc<Mutex<Vec<u8>>>, Arc<Mutex<Vec<u8>>>);
+/// Per variant: MB/s, requests/s, CPU s per GB of each round, heap per connection.
+type Results = (Vec<f64>, Vec<f64>, Vec<f64>, f64);
 
 /// Reads one size-prefixed frame (prefix included).
 fn read_frame(s: &mut impl Read) -> Option<Vec<u8>> {
@@ -92,7 +96,7 @@ fn record(tools: &Tools, dir: &Workdir, scenario: &str, client_args: &[&str]) ->
         Duration::from_secs(30),
     );
     let upstream = tansu.port;
-    let conns: Arc<Mutex<Vec<(Arc<Mutex<Vec<u8>>>, Arc<Mutex<Vec<u8>>>)>>> = Arc::default();
+    let conns: Arc<Mutex<Vec<Recorded>>> = Arc::default();
     let conns2 = conns.clone();
     std::thread::spawn(move || {
         for client in relay.incoming().flatten() {
@@ -387,7 +391,7 @@ fn main() {
             req_bytes
         );
         let sink = start_sink(Arc::new(responses.clone()));
-        let mut results: BTreeMap<&str, (Vec<f64>, Vec<f64>, Vec<f64>, f64)> = BTreeMap::new();
+        let mut results: BTreeMap<&str, Results> = BTreeMap::new();
         for round in 0..rounds {
             for variant in variants {
                 let (admin, port) = (free_port(), free_port());
