@@ -597,6 +597,16 @@ fn metering_end_to_end() {
         ) > 0
     );
 
+    // The broker's rejection was seen as such (SCRAM server-final `e=...`).
+    assert!(
+        stat(
+            &stats,
+            "tally_authentication_failures",
+            &[("cluster", CLUSTER)]
+        ) >= 1,
+        "the failed login is counted"
+    );
+
     // 6. The junk frame was counted as a decode error and raw bytes.
     assert!(
         stat(&stats, "tally_decode_errors", &[("cluster", CLUSTER)]) >= 1,
