@@ -358,6 +358,19 @@ impl Store {
         let topic = s.id_at(12, &sample.topic);
         let metric = s.id_at(13, &sample.metric);
         let gauge = is_gauge(&sample.metric);
+        let first = sample.start.floor(self.granularity);
+        let key = |bucket| UsageKey {
+            org,
+            bucket,
+            resource,
+            principal,
+            topic,
+            metric,
+        };
+        if sample.end <= first.next_bucket(self.granularity) {
+            // The common case: the sample lies inside one bucket.
+            return add_usage_value(&mut self.usage, key(first), sample.value, gauge);
+        }
         for (bucket, value) in split_by_time(
             sample.start,
             sample.end,
@@ -365,21 +378,7 @@ impl Store {
             self.granularity,
             gauge,
         )? {
-            let key = UsageKey {
-                org,
-                bucket,
-                resource,
-                principal,
-                topic,
-                metric,
-            };
-            let slot = self.usage.entry(key).or_insert(Decimal::ZERO);
-            *slot = if gauge {
-                (*slot).max(value)
-            } else {
-                slot.checked_add(value)
-                    .ok_or_else(|| Error::overflow("summing usage"))?
-            };
+            add_usage_value(&mut self.usage, key(bucket), value, gauge)?;
         }
         Ok(())
     }
@@ -418,6 +417,23 @@ impl Store {
             &self.strings,
         )
     }
+}
+
+/// Folds one usage value into its slot: summed, or the maximum for a gauge.
+fn add_usage_value(
+    usage: &mut HashMap<UsageKey, Decimal>,
+    key: UsageKey,
+    value: Decimal,
+    gauge: bool,
+) -> Result<(), Error> {
+    let slot = usage.entry(key).or_insert(Decimal::ZERO);
+    *slot = if gauge {
+        (*slot).max(value)
+    } else {
+        slot.checked_add(value)
+            .ok_or_else(|| Error::overflow("summing usage"))?
+    };
+    Ok(())
 }
 
 /// Adds `amount` from `(file, line)` to an aggregate slot; the slot keeps the
