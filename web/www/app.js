@@ -273,6 +273,7 @@ function renderFiles() {
       const td = tr.insertCell();
       td.textContent = typeof v === 'number' ? formatCount(v) : String(v);
       if (i >= 3) td.className = 'num';
+      if (i === 1) td.className = 'nowrap';
       if (i === 2) {
         td.dataset.col = 'format';
         td.dataset.format = s.format ?? '';
@@ -281,7 +282,8 @@ function renderFiles() {
     });
     const st = tr.insertCell();
     st.dataset.col = 'status';
-    st.textContent = f.error ? `Error: ${f.error}` : f.status;
+    st.textContent = f.error ? 'not loaded (see the message above)' : f.status;
+    if (f.error) st.title = f.error;
     const ops = tr.insertCell();
     if (f.status === 'loaded' || f.status === 'failed') {
       const b = document.createElement('button');

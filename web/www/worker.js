@@ -21,7 +21,7 @@ import init, { WebSession, version, default_rules_toml, wasm_memory_bytes } from
 import { viewOf } from './view.js';
 
 const CHUNK = 4 * 1024 * 1024; // read from the File at a time
-const FEED = 1024 * 1024; // handed to wasm at a time (progress is posted in between)
+const FEED = 512 * 1024; // handed to wasm at a time (progress is posted in between)
 const PROGRESS_EVERY_MS = 100;
 const INLINE_CROSSWALK = 'crosswalk (edited on page).csv';
 
