@@ -38,6 +38,16 @@ try {
     await inputs.nth(1).fill(row.owner_id);
     await inputs.nth(2).fill(row.team);
   }
+  if (scenario.clickDemo) {
+    await page.waitForSelector('#btn-demo:not([hidden])', { timeout: 15000 });
+    const before = await jobs();
+    await page.click('#btn-demo');
+    await waitIdle(before);
+  }
+  if (scenario.waitLoad) {
+    // ?load= starts by itself once the page is up.
+    await waitIdle(0);
+  }
   for (const step of scenario.steps ?? []) {
     await page.fill('#opt-org', step.org ?? '');
     const before = await jobs();

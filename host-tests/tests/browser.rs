@@ -32,11 +32,22 @@ fn fixture(name: &str) -> String {
 
 /// Serves dist/web, runs `page.mjs` with `scenario`, checks the requests, returns what the page showed.
 fn run_page(dir: &Workdir, scenario: Value) -> Value {
+    run_page_with(dir, scenario, Vec::new(), "")
+}
+
+/// [`run_page`] with extra directories mounted (e.g. `/demo/`) and a query string.
+fn run_page_with(
+    dir: &Workdir,
+    scenario: Value,
+    mounts: Vec<(String, PathBuf)>,
+    query: &str,
+) -> Value {
     let tools = Tools::locate();
     let server = Server::start(
         0,
         ServerConfig {
             static_root: Some(web_dist()),
+            mounts: mounts.clone(),
             ..ServerConfig::default()
         },
     )
@@ -51,21 +62,21 @@ fn run_page(dir: &Workdir, scenario: Value) -> Value {
         "chromium",
         Command::new(&tools.node)
             .arg(repo_root().join("host-tests/browser/page.mjs"))
-            .arg(&url)
+            .arg(format!("{url}{query}"))
             .arg(dir.path())
             .arg(&scenario_path),
         Duration::from_secs(120),
     );
     assert!(ok, "browser script failed:\n{out}\n{err}");
     let seen: Value = serde_json::from_str(out.trim().lines().last().unwrap_or("")).unwrap();
-    assert_only_own_files(&url, &seen, &server.requests());
+    assert_only_own_files(&url, &seen, &server.requests(), &mounts);
     seen
 }
 
 /// Nothing but the page's own static files was requested: by the browser's own
 /// account (every request URL on the page's origin) and by the server's log (only
 /// GETs of files under dist/web, or the optional demo manifest).
-fn assert_only_own_files(url: &str, seen: &Value, served: &[String]) {
+fn assert_only_own_files(url: &str, seen: &Value, served: &[String], mounts: &[(String, PathBuf)]) {
     let origin = url.trim_end_matches('/');
     let requests = seen["requests"].as_array().unwrap();
     assert!(!requests.is_empty());
@@ -84,8 +95,12 @@ fn assert_only_own_files(url: &str, seen: &Value, served: &[String]) {
         assert_eq!(method, "GET", "unexpected request {line}");
         let file = path.split('?').next().unwrap().trim_start_matches('/');
         let file = if file.is_empty() { "index.html" } else { file };
+        let mounted = mounts.iter().any(|(prefix, dir)| {
+            path.strip_prefix(prefix.as_str())
+                .is_some_and(|rest| dir.join(rest.split('?').next().unwrap()).is_file())
+        });
         assert!(
-            dist.join(file).is_file() || file == "demo/manifest.json",
+            dist.join(file).is_file() || file == "demo/manifest.json" || mounted,
             "the server was asked for {path}, which is not a file of the page"
         );
     }
@@ -461,5 +476,44 @@ fn a_big_file_shows_progress_and_cancel_restores_the_other_files() {
     assert!(
         gaps.len() >= 3 && gaps.iter().all(|g| *g < 1000.0),
         "a progress gap over a second: {gaps:?}"
+    );
+}
+
+/// The demo's one-click load (`demo/manifest.json` next to the page) and the
+/// `?load=` parameter (same-origin URLs only) load files like a drop does.
+#[test]
+fn demo_manifest_button_and_load_parameter_load_same_origin_files() {
+    let dir = Workdir::new("browser_demo_load");
+    let demo = dir.join("demo");
+    std::fs::create_dir_all(&demo).unwrap();
+    for f in ["bill.csv", "usage.csv", "crosswalk.csv"] {
+        std::fs::copy(testdata(&format!("seed33/{f}")), demo.join(f)).unwrap();
+    }
+    std::fs::write(
+        demo.join("manifest.json"),
+        r#"{"files": ["bill.csv", {"url": "usage.csv"}, "crosswalk.csv"]}"#,
+    )
+    .unwrap();
+    let expected = teams(&[
+        ("analytics", "16.81"),
+        ("data", "3.09"),
+        ("payments", "6.91"),
+        ("platform", "6.19"),
+    ]);
+    let mounts = vec![("/demo/".to_string(), demo.clone())];
+    let seen = run_page_with(&dir, json!({"clickDemo": true}), mounts.clone(), "");
+    assert_eq!(page_teams(&seen), expected, "{seen}");
+    // ?load= with two same-origin files and one from elsewhere, which is refused.
+    let seen = run_page_with(
+        &dir,
+        json!({"waitLoad": true}),
+        mounts,
+        "?load=demo/bill.csv,demo/usage.csv,demo/crosswalk.csv,http://example.com/x.csv",
+    );
+    assert_eq!(page_teams(&seen), expected, "{seen}");
+    let errors = seen["errors"].to_string();
+    assert!(
+        errors.contains("http://example.com/x.csv") && errors.contains("own origin"),
+        "{errors}"
     );
 }

@@ -405,14 +405,16 @@ async function fetchAsFile(url) {
 
 async function loadUrls(urls) {
   const files = [];
+  const problems = [];
   for (const url of urls) {
     try {
       files.push(await fetchAsFile(url));
     } catch (e) {
-      showError(e.message);
+      problems.push(e.message);
     }
   }
   addFiles(files);
+  for (const p of problems) showError(p);
 }
 
 async function setupDemo() {
