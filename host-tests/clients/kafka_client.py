@@ -7,7 +7,9 @@ read, and prints one JSON line: {"produced": n, "consumed": n, "lib": ...}.
 
 Two client libraries: `confluent` (librdkafka) and `kafka-python`. TLS client
 certificates (--ca/--cert/--key) and SASL (--sasl MECH USER PASSWORD) are
-passed through. With --expect-auth-failure the script only tries to fetch
+passed through; for OAUTHBEARER (librdkafka only) USER is the `sub` of an
+unsecured JWT that librdkafka makes itself (`enable.sasl.oauthbearer.unsecure.jwt`)
+and PASSWORD is ignored. With --expect-auth-failure the script only tries to fetch
 metadata and exits 0 if authentication failed (1 otherwise).
 """
 import argparse
@@ -59,9 +61,14 @@ def confluent(a):
         conf.update({
             "security.protocol": "SASL_SSL" if a.ca else "SASL_PLAINTEXT",
             "sasl.mechanism": a.sasl[0],
-            "sasl.username": a.sasl[1],
-            "sasl.password": a.sasl[2],
         })
+        if a.sasl[0] == "OAUTHBEARER":
+            conf.update({
+                "enable.sasl.oauthbearer.unsecure.jwt": True,
+                "sasl.oauthbearer.config": "principal=" + a.sasl[1],
+            })
+        else:
+            conf.update({"sasl.username": a.sasl[1], "sasl.password": a.sasl[2]})
     if a.expect_auth_failure:
         errors = []
         p = ck.Producer(dict(conf, error_cb=lambda e: errors.append(e)))
@@ -113,6 +120,8 @@ def kafka_python(a):
         conf.update({"security_protocol": "SSL", "ssl_cafile": a.ca, "ssl_certfile": a.cert,
                      "ssl_keyfile": a.key, "ssl_check_hostname": False})
     if a.sasl:
+        if a.sasl[0] == "OAUTHBEARER":
+            raise SystemExit("OAUTHBEARER is run with --lib confluent only")
         conf.update({"security_protocol": "SASL_SSL" if a.ca else "SASL_PLAINTEXT",
                      "sasl_mechanism": a.sasl[0], "sasl_plain_username": a.sasl[1],
                      "sasl_plain_password": a.sasl[2]})

@@ -5,9 +5,24 @@
 //! produced-versus-consumed record-set bytes, the flushed usage CSV, and a real
 //! Prometheus scraping Envoy.
 //!
-//! See `docs/metering.md`. What tansu 0.6.0 cannot do (a successful SASL login
-//! of any mechanism, see `sasl_logins_tansu_can_and_cannot_do`) is asserted as a
-//! finding, not faked.
+//! Principals: three mTLS client certificates (TLS listener), two client.id-only
+//! clients (plaintext listener), and on the SASL listener four SASL logins —
+//! PLAIN (librdkafka), SCRAM-SHA-256 (kafka-python), SCRAM-SHA-512 (librdkafka),
+//! OAUTHBEARER (librdkafka's unsecured JWT) — plus a login with a wrong password.
+//!
+//! **The SASL answers come from a stand-in.** tansu 0.6.0 cannot complete a SASL
+//! login of any mechanism (its SaslHandshake answers UNSUPPORTED_SASL_MECHANISM;
+//! with `--authentication` it refuses even `tansu user create`), so the SASL
+//! listener's upstream is `host-tests/clients/sasl_front.py`, which plays the
+//! broker's SASL part: it answers SaslHandshake and SaslAuthenticate itself with a
+//! real server side (PLAIN password check, SCRAM-SHA-256/512 with salted PBKDF2,
+//! proof checked and server signature returned, OAUTHBEARER unsecured JWT `sub`)
+//! and forwards every other byte, both ways, unchanged to and from the real tansu.
+//! The clients and the SASL exchanges crossing the filter are the real ones; only
+//! the broker's SASL verdicts are the front's. The front logs one line per finished
+//! login, which the test counts against `tally_authentication_failures`.
+//!
+//! See `docs/metering.md`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -20,11 +35,22 @@ use host_tests::metering::{
     envoy_json, parse_stats, sum_usage, tally_stats, Certs, MListener, Prometheus, TallyStat,
 };
 use host_tests::{
-    free_port, plugin_wasm, repo_root, run_with_timeout, Envoy, Process, Tansu, Tools, Workdir,
+    free_port, plugin_wasm, repo_root, run_with_timeout, wait_for_port, Envoy, Process, Tansu,
+    Tools, Workdir,
 };
 use serde_json::json;
 
 const CLUSTER: &str = "kafka-test";
+
+/// The SASL front's users (`user:password`); `mallory` is the one who gets her password wrong.
+const SASL_USERS: [&str; 5] = [
+    "sa-payments.writer:plain-secret",
+    "ledger_scram256:scram256-secret",
+    "analytics.scram512:scram512-secret",
+    "mallory:the-real-one",
+    // OAUTHBEARER needs no password (unsecured JWT); listed for the record only.
+    "oauth-clicks-svc:unused",
+];
 
 fn tansu(
     tools: &Tools,
@@ -63,6 +89,8 @@ struct Run {
     /// Expected principal and source.
     principal: &'static str,
     source: &'static str,
+    /// SASL login: (mechanism, user, password).
+    sasl: Option<(&'static str, &'static str, &'static str)>,
 }
 
 fn client(
@@ -98,6 +126,9 @@ fn client(
             .arg(cert)
             .arg("--key")
             .arg(key);
+    }
+    if let Some((mechanism, user, password)) = r.sasl {
+        cmd.args(["--sasl", mechanism, user, password]);
     }
     let log = format!("client-{}-{}", r.lib, r.topic);
     let dir_path = dir.path().to_path_buf();
@@ -255,12 +286,32 @@ fn metering_end_to_end() {
     // One broker per listener: each advertises its own listener so clients stay on it.
     let (plain_up, _t1) = tansu(&tools, &dir, "tansu-plain", plain, &[]);
     let (tls_up, _t2) = tansu(&tools, &dir, "tansu-tls", tls, &[]);
-    let (auth_up, _t3) = tansu(&tools, &dir, "tansu-auth", auth, &["--authentication"]);
+    // The SASL listener's broker sits behind the SASL front (see the module doc).
+    let (auth_broker, _t3) = tansu(&tools, &dir, "tansu-auth", auth, &[]);
+    let auth_up = free_port();
+    let front = Process::spawn(
+        &dir,
+        "sasl-front",
+        Command::new(&tools.python)
+            .arg(repo_root().join("host-tests/clients/sasl_front.py"))
+            .arg(auth_up.to_string())
+            .arg(auth_broker.to_string())
+            .args(SASL_USERS),
+    );
+    wait_for_port(auth_up, Duration::from_secs(15), "the SASL front to listen");
     for t in ["reports.daily", "legacy-events"] {
         create_topic(&tools, &dir, plain_up, t);
     }
     for t in ["orders.v1", "billing-events", "audit_log"] {
         create_topic(&tools, &dir, tls_up, t);
+    }
+    for t in [
+        "payments.v2",
+        "ledger-entries",
+        "clicks_raw",
+        "search.queries",
+    ] {
+        create_topic(&tools, &dir, auth_broker, t);
     }
     let cfg = plugin_config("usage_sink");
     let listeners = vec![
@@ -346,6 +397,7 @@ fn metering_end_to_end() {
             size: 200,
             principal: "reporting-app",
             source: "client_id",
+            sasl: None,
         },
         Run {
             lib: "kafka-python",
@@ -358,6 +410,7 @@ fn metering_end_to_end() {
             size: 300,
             principal: "legacy.py",
             source: "client_id",
+            sasl: None,
         },
         Run {
             lib: "confluent",
@@ -370,6 +423,7 @@ fn metering_end_to_end() {
             size: 1024,
             principal: "orders-svc",
             source: "mtls",
+            sasl: None,
         },
         Run {
             lib: "kafka-python",
@@ -382,6 +436,7 @@ fn metering_end_to_end() {
             size: 500,
             principal: "billing.svc",
             source: "mtls",
+            sasl: None,
         },
         Run {
             lib: "confluent",
@@ -394,13 +449,67 @@ fn metering_end_to_end() {
             size: 64,
             principal: "audit-ops",
             source: "mtls",
+            sasl: None,
+        },
+        Run {
+            lib: "confluent",
+            port: auth,
+            cert: None,
+            client_id: "payments-writer",
+            topic: "payments.v2",
+            codec: "zstd",
+            count: 300,
+            size: 256,
+            principal: "sa-payments.writer",
+            source: "sasl_plain",
+            sasl: Some(("PLAIN", "sa-payments.writer", "plain-secret")),
+        },
+        Run {
+            lib: "kafka-python",
+            port: auth,
+            cert: None,
+            client_id: "ledger",
+            topic: "ledger-entries",
+            codec: "gzip",
+            count: 120,
+            size: 400,
+            principal: "ledger_scram256",
+            source: "sasl_scram_sha_256",
+            sasl: Some(("SCRAM-SHA-256", "ledger_scram256", "scram256-secret")),
+        },
+        Run {
+            lib: "confluent",
+            port: auth,
+            cert: None,
+            client_id: "analytics",
+            topic: "clicks_raw",
+            codec: "snappy",
+            count: 250,
+            size: 150,
+            principal: "analytics.scram512",
+            source: "sasl_scram_sha_512",
+            sasl: Some(("SCRAM-SHA-512", "analytics.scram512", "scram512-secret")),
+        },
+        Run {
+            lib: "confluent",
+            port: auth,
+            cert: None,
+            client_id: "search",
+            topic: "search.queries",
+            codec: "lz4",
+            count: 180,
+            size: 120,
+            principal: "oauth-clicks-svc",
+            source: "sasl_oauthbearer",
+            sasl: Some(("OAUTHBEARER", "oauth-clicks-svc", "-")),
         },
     ];
     let handles: Vec<_> = runs
         .iter()
         .map(|r| client(&tools, &dir, &certs, r))
         .collect();
-    // A failed SASL login (tansu has no such user): never attributed to the name it tried.
+    // A failed SASL login (a real user, the wrong password, answered by the SASL
+    // front): never attributed to the name it tried.
     let mut fail = Command::new(&tools.python);
     fail.arg(repo_root().join("host-tests/clients/kafka_client.py"))
         .args([
@@ -412,7 +521,7 @@ fn metering_end_to_end() {
             "sasl-fail-client",
             "--expect-auth-failure",
         ])
-        .args(["--sasl", "SCRAM-SHA-256", "mallory", "not-her-password"])
+        .args(["--sasl", "SCRAM-SHA-256", "mallory", "not-the-real-one"])
         .arg("--bootstrap")
         .arg(format!("127.0.0.1:{auth}"));
     let (failed_ok, out, err) =
@@ -527,7 +636,12 @@ fn metering_end_to_end() {
     // 4. Wire bytes equal Envoy's own counters, per listener (plaintext side).
     let plain_principals: BTreeSet<&str> = ["reporting-app", "legacy.py", "ANONYMOUS"].into();
     let tls_principals: BTreeSet<&str> = ["orders-svc", "billing.svc", "audit-ops"].into();
-    let auth_principals: BTreeSet<&str> = ["sasl-fail-client", "ANONYMOUS_AUTH_UNUSED"].into();
+    let auth_principals: BTreeSet<&str> = runs
+        .iter()
+        .filter(|r| r.sasl.is_some())
+        .map(|r| r.principal)
+        .chain(["sasl-fail-client"])
+        .collect();
     let envoy_stat = |k: &str| {
         stats_map
             .get(k)
@@ -597,14 +711,61 @@ fn metering_end_to_end() {
         ) > 0
     );
 
-    // The broker's rejection was seen as such (SCRAM server-final `e=...`).
+    // Each SASL principal's wire bytes and requests carry its mechanism's source
+    // label only (no connection of theirs fell through to client.id or ANONYMOUS),
+    // and the failed client's only `client_id`.
+    for (principal, source) in runs
+        .iter()
+        .filter(|r| r.sasl.is_some())
+        .map(|r| (r.principal, r.source))
+        .chain([("sasl-fail-client", "client_id")])
+    {
+        for metric in ["tally_wire_bytes", "tally_requests"] {
+            let all = stat(&stats, metric, &[("principal", principal)]);
+            assert!(all > 0, "{principal}: {metric} counted");
+            assert_eq!(
+                stat(
+                    &stats,
+                    metric,
+                    &[("principal", principal), ("source", source)]
+                ),
+                all,
+                "{principal}: every {metric} labelled source={source}"
+            );
+        }
+    }
+    for r in runs.iter().filter(|r| r.sasl.is_some()) {
+        assert!(
+            !stats
+                .iter()
+                .any(|(s, _)| s.tags.get("principal").map(String::as_str) == Some(r.client_id)),
+            "{}: a SASL client is named by its login, not its client.id `{}`",
+            r.principal,
+            r.client_id
+        );
+    }
+
+    // The broker's (front's) rejections, one per failed connection (librdkafka
+    // retries until its metadata timeout), are each counted, and the successful
+    // logins are not.
+    let front_log = front.log();
+    let rejected = front_log
+        .lines()
+        .filter(|l| *l == "sasl_front: SCRAM-SHA-256 failed")
+        .count() as u64;
+    assert!(rejected >= 1, "the front rejected mallory: {front_log}");
     assert!(
+        front_log.lines().filter(|l| l.contains(" ok ")).count() >= 4,
+        "the four SASL principals logged in: {front_log}"
+    );
+    assert_eq!(
         stat(
             &stats,
             "tally_authentication_failures",
             &[("cluster", CLUSTER)]
-        ) >= 1,
-        "the failed login is counted"
+        ),
+        rejected,
+        "every rejected login is counted in tally_authentication_failures, and only those"
     );
 
     // 6. The junk frame was counted as a decode error and raw bytes.
