@@ -70,6 +70,26 @@ pub type BuildFx = BuildHasherDefault<FxHasher>;
 /// A `HashMap` with [`FxHasher`].
 pub type HashMap<K, V> = std::collections::HashMap<K, V, BuildFx>;
 
+/// String equality without a library call for short strings (the interner's
+/// per-field cache compares one pair per field of every row).
+fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    if a.len() > 16 {
+        return a == b;
+    }
+    let word = |s: &[u8], from: usize| {
+        let mut w = [0u8; 8];
+        for (d, x) in w.iter_mut().zip(s.iter().skip(from)) {
+            *d = *x;
+        }
+        u64::from_le_bytes(w)
+    };
+    word(a, 0) == word(b, 0) && word(a, 8) == word(b, 8)
+}
+
 /// An interned string's id.
 pub type Sym = u32;
 
@@ -102,7 +122,7 @@ impl Interner {
     pub fn id_at(&mut self, slot: usize, text: &str) -> Sym {
         let cached = self.recent.get(slot).copied().unwrap_or(Sym::MAX);
         let known = usize::try_from(cached).ok().and_then(|i| self.names.get(i));
-        if known.is_some_and(|name| name == text) {
+        if known.is_some_and(|name| same(name, text)) {
             return cached;
         }
         let id = self.id(text);

@@ -485,49 +485,66 @@ fn cluster_entities(
     crosswalk: &Crosswalk,
     filters: &Filters,
 ) -> Result<Vec<ClusterEntities>, Error> {
-    type Charges<'r> = BTreeMap<(&'r str, &'r str), Decimal>;
-    type Entities<'r> = HashMap<(&'r str, EntityLevel), Charges<'r>>;
-    let mut by_cluster: BTreeMap<(&str, &str), Entities<'_>> = BTreeMap::new();
-    for row in rows {
-        if row.owner_id == UNALLOCATED || filters.entity_kind.is_some_and(|k| k != row.level) {
-            continue;
-        }
-        let charges = by_cluster
+    type Entity<'r> = (&'r str, EntityLevel);
+    let shown = |row: &&AllocationRow| {
+        row.owner_id != UNALLOCATED && filters.entity_kind.is_none_or(|k| k == row.level)
+    };
+    // Pass 1: totals per cluster × entity (cheap), then the filters pick the entities.
+    let mut totals: BTreeMap<(&str, &str), HashMap<Entity<'_>, Decimal>> = BTreeMap::new();
+    for row in rows.iter().filter(shown) {
+        let slot = totals
             .entry((&row.org_id, &row.resource_id))
             .or_default()
             .entry((&row.owner_id, row.level))
             .or_default();
-        add(
-            charges.entry((&row.product, &row.line_type)).or_default(),
-            row.chargeback_cost,
-        )?;
+        add(slot, row.chargeback_cost)?;
     }
-    let mut out = Vec::with_capacity(by_cluster.len());
-    for ((org_id, cluster_id), entities) in by_cluster {
-        let (org_id, cluster_id) = (org_id.to_string(), cluster_id.to_string());
-        let mut totals = Vec::with_capacity(entities.len());
-        for (key, charges) in entities {
-            totals.push((
-                checked_sum(charges.values().copied(), "entity total")?,
-                key,
-                charges,
-            ));
+    let mut picked: BTreeMap<(&str, &str), (Vec<(Decimal, Entity<'_>)>, bool, usize)> =
+        BTreeMap::new();
+    for (cluster, entities) in totals {
+        let mut list: Vec<(Decimal, Entity<'_>)> =
+            entities.into_iter().map(|(e, t)| (t, e)).collect();
+        let before = list.len();
+        list.retain(|(total, _)| filters.min_total.is_none_or(|m| *total >= m));
+        let below = before - list.len();
+        list.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        let truncated = list.len() > filters.max_entities_per_cluster;
+        list.truncate(filters.max_entities_per_cluster);
+        picked.insert(cluster, (list, truncated, below));
+    }
+    // Pass 2: line-item breakdown of the picked entities only.
+    let mut charges: HashMap<((&str, &str), Entity<'_>), BTreeMap<(&str, &str), Decimal>> =
+        HashMap::new();
+    for (cluster, (list, _, _)) in &picked {
+        for (_, entity) in list {
+            charges.insert((*cluster, *entity), BTreeMap::new());
         }
-        let before = totals.len();
-        totals.retain(|(total, _, _)| filters.min_total.is_none_or(|m| *total >= m));
-        let below = before - totals.len();
-        totals.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-        let truncated = totals.len() > filters.max_entities_per_cluster;
-        totals.truncate(filters.max_entities_per_cluster);
-        let list = totals
+    }
+    for row in rows.iter().filter(shown) {
+        let key = (
+            (row.org_id.as_str(), row.resource_id.as_str()),
+            (row.owner_id.as_str(), row.level),
+        );
+        if let Some(items) = charges.get_mut(&key) {
+            add(
+                items.entry((&row.product, &row.line_type)).or_default(),
+                row.chargeback_cost,
+            )?;
+        }
+    }
+    let mut out = Vec::with_capacity(picked.len());
+    for ((org_id, cluster_id), (list, truncated, below)) in picked {
+        let entities = list
             .into_iter()
-            .map(|(total, (name, level), charges)| EntityTotal {
+            .map(|(total, (name, level))| EntityTotal {
                 name: name.to_string(),
                 level,
                 team: crosswalk
-                    .team_of(&org_id, name, level)
+                    .team_of(org_id, name, level)
                     .map_or_else(|| UNMATCHED_TEAM.to_string(), |t| t.0),
                 chargebacks: charges
+                    .remove(&((org_id, cluster_id), (name, level)))
+                    .unwrap_or_default()
                     .into_iter()
                     .map(|((product, line_type), total)| EntityCharge {
                         product: product.to_string(),
@@ -539,9 +556,9 @@ fn cluster_entities(
             })
             .collect();
         out.push(ClusterEntities {
-            org_id,
-            cluster_id,
-            entities: list,
+            org_id: org_id.to_string(),
+            cluster_id: cluster_id.to_string(),
+            entities,
             truncated,
             below_min_total: below,
         });
