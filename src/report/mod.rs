@@ -486,6 +486,10 @@ fn cluster_entities(
     filters: &Filters,
 ) -> Result<Vec<ClusterEntities>, Error> {
     type Entity<'r> = (&'r str, EntityLevel);
+    type Cluster<'r> = (&'r str, &'r str);
+    /// Picked entities (largest first), truncated, how many were below min_total.
+    type Picked<'r> = (Vec<(Decimal, Entity<'r>)>, bool, usize);
+    type Items<'r> = BTreeMap<(&'r str, &'r str), Decimal>;
     let shown = |row: &&AllocationRow| {
         row.owner_id != UNALLOCATED && filters.entity_kind.is_none_or(|k| k == row.level)
     };
@@ -499,8 +503,7 @@ fn cluster_entities(
             .or_default();
         add(slot, row.chargeback_cost)?;
     }
-    let mut picked: BTreeMap<(&str, &str), (Vec<(Decimal, Entity<'_>)>, bool, usize)> =
-        BTreeMap::new();
+    let mut picked: BTreeMap<Cluster<'_>, Picked<'_>> = BTreeMap::new();
     for (cluster, entities) in totals {
         let mut list: Vec<(Decimal, Entity<'_>)> =
             entities.into_iter().map(|(e, t)| (t, e)).collect();
@@ -513,8 +516,7 @@ fn cluster_entities(
         picked.insert(cluster, (list, truncated, below));
     }
     // Pass 2: line-item breakdown of the picked entities only.
-    let mut charges: HashMap<((&str, &str), Entity<'_>), BTreeMap<(&str, &str), Decimal>> =
-        HashMap::new();
+    let mut charges: HashMap<(Cluster<'_>, Entity<'_>), Items<'_>> = HashMap::new();
     for (cluster, (list, _, _)) in &picked {
         for (_, entity) in list {
             charges.insert((*cluster, *entity), BTreeMap::new());
