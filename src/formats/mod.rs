@@ -221,7 +221,10 @@ pub fn plain_decimal(text: &str) -> Option<Decimal> {
     if count == 0 || scale == Some(0) {
         return None;
     }
-    let value = Decimal::new(if negative { -mantissa } else { mantissa }, scale.unwrap_or(0));
+    let value = Decimal::new(
+        if negative { -mantissa } else { mantissa },
+        scale.unwrap_or(0),
+    );
     Some(value)
 }
 
@@ -251,7 +254,13 @@ pub struct TimeCache {
 
 impl TimeCache {
     /// [`parse_time`], reusing the previous result when the text repeats.
-    pub fn parse(&mut self, file: &str, line: u64, column: &str, text: &str) -> Result<crate::time::Timestamp, Error> {
+    pub fn parse(
+        &mut self,
+        file: &str,
+        line: u64,
+        column: &str,
+        text: &str,
+    ) -> Result<crate::time::Timestamp, Error> {
         if let Some(value) = self.value.filter(|_| self.text == text) {
             return Ok(value);
         }
@@ -275,14 +284,32 @@ mod tests {
 
     #[test]
     fn plain_decimals_agree_with_the_general_parser() {
-        for text in ["0", "12.50", "-3", "-0.001", ".5", "1.", "9223372036854775807", "99999999999999999999", "1e3", "1.2.3", "", "-", "+1", "00.10"] {
+        for text in [
+            "0",
+            "12.50",
+            "-3",
+            "-0.001",
+            ".5",
+            "1.",
+            "9223372036854775807",
+            "99999999999999999999",
+            "1e3",
+            "1.2.3",
+            "",
+            "-",
+            "+1",
+            "00.10",
+        ] {
             let general = Decimal::from_str(text).ok();
             // When the fast path declines, the general parser decides.
             if let Some(quick) = plain_decimal(text) {
                 assert_eq!(Some(quick), general, "{text}");
             }
         }
-        assert_eq!(plain_decimal("12.50").map(|d| d.to_string()).as_deref(), Some("12.50"));
+        assert_eq!(
+            plain_decimal("12.50").map(|d| d.to_string()).as_deref(),
+            Some("12.50")
+        );
     }
 
     proptest! {
