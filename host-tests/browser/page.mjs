@@ -105,6 +105,7 @@ try {
       progressIntervals: window.tally.stats.progressIntervals,
       cancelled: window.tally.stats.cancelled ?? 0,
       rulesStatus: document.getElementById('rules-status').textContent,
+      orgs: window.tally.view?.orgs ?? [],
       rulesToml: document.getElementById('rules-toml').value,
       progressSeen: window.tally.lastProgress,
     };

@@ -517,3 +517,47 @@ fn demo_manifest_button_and_load_parameter_load_same_origin_files() {
         "{errors}"
     );
 }
+
+/// Exports of two organizations (tagged at ingest with the org id typed before
+/// the drop): totals per organization, and each team's total summed exactly
+/// over both.
+#[test]
+fn two_organizations_roll_up_per_org_and_per_team() {
+    let dir = Workdir::new("browser_two_orgs");
+    let seen = run_page(
+        &dir,
+        json!({
+            "steps": [
+                {"files": [fixture("confluent_export_april.csv")], "org": "org-eu"},
+                {"files": [fixture("confluent_export_april.csv")], "org": "org-us"},
+                {"files": [fixture("export_crosswalk.csv")]},
+            ],
+        }),
+    );
+    let orgs: Vec<(String, String)> = seen["orgs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["org_id"].as_str().unwrap().to_string(),
+                o["total"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        orgs,
+        [
+            ("org-eu".to_string(), "30.00".to_string()),
+            ("org-us".to_string(), "30.00".to_string())
+        ]
+    );
+    let expected = teams(&[
+        ("analytics", "33.62"),
+        ("data", "6.18"),
+        ("payments", "13.82"),
+        ("platform", "12.38"),
+        ("shared", "-6.00"),
+    ]);
+    assert_eq!(page_teams(&seen), expected);
+}
