@@ -263,7 +263,7 @@ impl Stream {
             .unwrap_or_default();
         match self.state {
             State::Size => self.read_size(rest, shared, config),
-            State::Header => self.read_header(in_frame, shared, sink),
+            State::Header => self.read_header(in_frame, shared),
             State::Walk => self.walk(in_frame, shared, sink),
             State::Skip => Ok(self.skip(in_frame.len())),
             State::RawToken => {
@@ -344,12 +344,7 @@ impl Stream {
         }
     }
 
-    fn read_header(
-        &mut self,
-        in_frame: &[u8],
-        shared: &mut Shared,
-        sink: &mut impl Sink,
-    ) -> Result<usize, Reason> {
+    fn read_header(&mut self, in_frame: &[u8], shared: &mut Shared) -> Result<usize, Reason> {
         let (taken, complete) = self.accumulate(in_frame, self.header_len());
         self.skip(taken);
         if complete {
@@ -358,10 +353,9 @@ impl Stream {
                 Direction::Request => self.begin_request(),
                 Direction::Response => self.begin_response(shared)?,
             }
-            if self.state == State::Walk {
-                // Roles of the header tail (client.id) may already act.
-                self.walk(&[], shared, sink)?;
-            }
+            // The walk starts with the next byte of the frame (or at its end,
+            // in `complete_frame`): starting it here on no input would only cost
+            // the walker's whole-frame fast path.
         }
         Ok(taken)
     }
@@ -512,12 +506,18 @@ struct Semantics<'a, S: Sink> {
 
 impl<S: Sink> Semantics<'_, S> {
     fn report_client_id(&mut self, client_id: &[u8]) {
+        // Every request repeats it: compare the bytes before validating UTF-8.
+        if self
+            .shared
+            .last_client_id
+            .as_deref()
+            .is_some_and(|last| last.as_bytes() == client_id)
+        {
+            return;
+        }
         let Ok(client_id) = std::str::from_utf8(client_id) else {
             return;
         };
-        if self.shared.last_client_id.as_deref() == Some(client_id) {
-            return;
-        }
         self.sink.client_id(client_id);
         let last = self
             .shared

@@ -101,6 +101,35 @@ impl RecordWalker {
         consumed
     }
 
+    /// What a whole record set, all at hand, holds: the same as feeding it to
+    /// [`RecordWalker::new`] in pieces, read in place without copying headers.
+    pub(crate) fn whole(set: &[u8]) -> RecordStats {
+        let mut walker = RecordWalker::new(len_u32(set.len()));
+        let mut rest = set;
+        while let Some(prefix) = rest.get(..LENGTH_PREFIX_BYTES) {
+            let size = read_i32(prefix, 8)
+                .and_then(|length| u64::try_from(length).ok())
+                .map(|length| length + LENGTH_PREFIX_BYTES as u64);
+            let size = match size {
+                Some(size) if size <= rest.len() as u64 && size > LENGTH_PREFIX_BYTES as u64 => {
+                    size as usize
+                }
+                // Truncated or unreadable: the rest counts in bytes only.
+                _ => break,
+            };
+            if let Some(header) = rest
+                .get(..BATCH_HEADER_BYTES)
+                .filter(|_| size >= BATCH_HEADER_BYTES)
+            {
+                if header.get(MAGIC_OFFSET) == Some(&CURRENT_MAGIC) {
+                    walker.count_batch_of(header);
+                }
+            }
+            rest = rest.get(size..).unwrap_or_default();
+        }
+        walker.stats
+    }
+
     /// Skips the current batch's payload; returns the bytes skipped.
     fn skip_payload(&mut self, available: usize, left: u32) -> u32 {
         let step = left.min(len_u32(available));
@@ -181,10 +210,16 @@ impl RecordWalker {
     }
 
     fn count_batch(&mut self) {
-        let records = read_i32(&self.header, RECORDS_COUNT_OFFSET).unwrap_or(0);
+        let header = self.header;
+        self.count_batch_of(&header);
+    }
+
+    /// Counts a magic-2 batch from its first [`BATCH_HEADER_BYTES`] bytes.
+    fn count_batch_of(&mut self, header: &[u8]) {
+        let records = read_i32(header, RECORDS_COUNT_OFFSET).unwrap_or(0);
         self.stats.records += u64::try_from(records).unwrap_or(0);
         self.stats.batches = self.stats.batches.saturating_add(1);
-        let attributes = read_i16(&self.header, ATTRIBUTES_OFFSET).unwrap_or(0);
+        let attributes = read_i16(header, ATTRIBUTES_OFFSET).unwrap_or(0);
         if let Some(codec) = codec_of(attributes) {
             self.stats.codecs |= 1 << (codec as u8);
         }

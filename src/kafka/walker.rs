@@ -149,6 +149,12 @@ pub(crate) struct Walker {
     capture: Vec<u8>,
     /// A reusable record walker, so record sets do not allocate.
     spare_records: Option<Box<RecordWalker>>,
+    /// The structs the frame started with (header tail first), for the
+    /// whole-frame fast path ([`Walker::feed_whole`]).
+    roots: [Option<&'static Struct>; 2],
+    /// Nothing of the frame consumed and nothing reported yet: the fast path may
+    /// still start from `roots`.
+    pristine: bool,
 }
 
 impl Default for Walker {
@@ -165,6 +171,8 @@ impl Default for Walker {
             varint_shift: 0,
             capture: Vec::new(),
             spare_records: None,
+            roots: [None, None],
+            pristine: false,
         }
     }
 }
@@ -191,6 +199,8 @@ impl Walker {
         self.varint = 0;
         self.varint_shift = 0;
         self.capture.clear();
+        self.roots = [inner, outer];
+        self.pristine = true;
     }
 
     /// Whether nothing more is to be read (the rest of the frame is skippable).
@@ -221,6 +231,9 @@ impl Walker {
         input: &[u8],
         visitor: &mut impl Visitor,
     ) -> Result<usize, Reason> {
+        if self.pristine && !input.is_empty() && input.len() >= self.left as usize {
+            return self.feed_whole(input, visitor);
+        }
         let mut consumed = 0;
         loop {
             let rest = input.get(consumed..).unwrap_or_default();
@@ -253,6 +266,7 @@ impl Walker {
 
     /// Consumes bytes for the current step; returns how many.
     fn consume(&mut self, rest: &[u8], visitor: &mut impl Visitor) -> Result<usize, Reason> {
+        self.pristine = false;
         match std::mem::replace(&mut self.step, Step::Next) {
             Step::Integer { encoding, purpose } => {
                 self.read_integer(rest, encoding, purpose, visitor)
@@ -308,6 +322,20 @@ impl Walker {
     /// Accumulates a big-endian integer; the value once all `width` bytes are in
     /// (uuids are left in `self.integer`).
     fn read_fixed(&mut self, rest: &[u8], width: usize) -> (usize, Option<i64>) {
+        // Fast path: the whole integer is at hand (the usual case), read in place.
+        if self.integer_len == 0 && width <= 8 {
+            if let Some(bytes) = rest.get(..width) {
+                let mut value: i64 = if bytes.first().is_some_and(|b| b & 0x80 != 0) {
+                    -1
+                } else {
+                    0
+                };
+                for byte in bytes {
+                    value = (value << 8) | i64::from(*byte);
+                }
+                return (width, Some(value));
+            }
+        }
         let take = width.saturating_sub(self.integer_len).min(rest.len());
         if let (Some(dst), Some(src)) = (
             self.integer
@@ -359,6 +387,14 @@ impl Walker {
         role: Role,
         visitor: &mut impl Visitor,
     ) -> Result<usize, Reason> {
+        if self.capture.is_empty() {
+            // Fast path: the whole string is at hand; no copy into the buffer.
+            if let Some(whole) = rest.get(..len as usize) {
+                self.took(whole.len());
+                visitor.string(role, Some(whole))?;
+                return Ok(whole.len());
+            }
+        }
         let want = (len as usize).saturating_sub(self.capture.len());
         let take = want.min(rest.len());
         self.capture
@@ -603,6 +639,7 @@ impl Walker {
     /// A struct element is complete: act on it, then go to the next element, the
     /// end of a tagged field's data, or the enclosing struct.
     fn end_element(&mut self, visitor: &mut impl Visitor) -> Result<(), Reason> {
+        self.pristine = false;
         let left = self.left;
         let Some(level) = self.stack.last_mut() else {
             return Ok(());
@@ -667,5 +704,251 @@ impl Walker {
             Kind::Records => length(compact, 4, Purpose::RecordsLength { compact }),
             Kind::Array(element) => length(compact, 4, Purpose::ArrayLength { element, compact }),
         };
+    }
+}
+
+/// The rest of a frame, all at hand: the whole-frame fast path reads it with a
+/// cursor instead of the resumable state machine.
+struct Cursor<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+/// Whether the walk goes on after a struct (false: a `stop_after` prefix ended).
+type Go = bool;
+
+const CUT: Reason = "frame ended inside a field";
+
+impl<'a> Cursor<'a> {
+    /// Bytes of the frame not yet read (the resumable walker's `left`).
+    fn left(&self) -> u32 {
+        u32::try_from(self.data.len().saturating_sub(self.pos)).unwrap_or(u32::MAX)
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Reason> {
+        let bytes = self
+            .data
+            .get(self.pos..self.pos.saturating_add(n))
+            .ok_or(CUT)?;
+        self.pos += n;
+        Ok(bytes)
+    }
+
+    fn fixed(&mut self, width: usize) -> Result<i64, Reason> {
+        let bytes = self.take(width)?;
+        let mut value: i64 = if bytes.first().is_some_and(|b| b & 0x80 != 0) {
+            -1
+        } else {
+            0
+        };
+        for byte in bytes {
+            value = (value << 8) | i64::from(*byte);
+        }
+        Ok(value)
+    }
+
+    fn varint(&mut self) -> Result<i64, Reason> {
+        let mut value = 0u64;
+        let mut shift = 0u32;
+        loop {
+            let byte = *self.data.get(self.pos).ok_or(CUT)?;
+            if shift > 28 {
+                return Err("unsigned varint longer than 5 bytes");
+            }
+            self.pos += 1;
+            value |= u64::from(byte & 0x7f) << shift;
+            shift += 7;
+            if byte & 0x80 == 0 {
+                return Ok(i64::try_from(value).unwrap_or(i64::MAX));
+            }
+        }
+    }
+
+    /// A length prefix: compact (varint) or fixed `width` bytes.
+    fn length_prefix(&mut self, compact: bool, width: usize) -> Result<i64, Reason> {
+        if compact {
+            self.varint()
+        } else {
+            self.fixed(width)
+        }
+    }
+
+    /// As [`Walker::length`]: `None` for null; fails when it exceeds the frame.
+    fn length(&self, value: i64, compact: bool, negative: Reason) -> Result<Option<u32>, Reason> {
+        let len = if compact { value - 1 } else { value };
+        if len == -1 {
+            return Ok(None);
+        }
+        let len = u32::try_from(len).map_err(|_| negative)?;
+        if len > self.left() {
+            return Err("length exceeds the frame");
+        }
+        Ok(Some(len))
+    }
+}
+
+impl Walker {
+    /// The whole-frame fast path: `input` holds the rest of the frame and nothing
+    /// of it was read yet. Makes exactly the visitor calls, in the same order, and
+    /// fails with the same reasons as the resumable walk over the same bytes (the
+    /// chunking property tests compare the two), without its per-step state.
+    fn feed_whole(&mut self, input: &[u8], visitor: &mut impl Visitor) -> Result<usize, Reason> {
+        self.pristine = false;
+        self.step = Step::Done;
+        self.stack.clear();
+        let mut cursor = Cursor {
+            data: input.get(..self.left as usize).unwrap_or_default(),
+            pos: 0,
+        };
+        // The inner root (the header tail) sits on top of the outer one: its
+        // level is as deep as the roots on the stack.
+        let roots = self.roots;
+        let mut depth = roots.iter().flatten().count();
+        let mut result = Ok(());
+        for schema in roots.into_iter().flatten() {
+            match self.whole_element(schema, &mut cursor, depth, visitor) {
+                Ok(true) => depth -= 1,
+                Ok(false) => break,
+                Err(reason) => {
+                    result = Err(reason);
+                    break;
+                }
+            }
+        }
+        self.took(cursor.pos);
+        result.map(|()| cursor.pos)
+    }
+
+    /// One element of `schema`, whose level is `depth` deep on the stack.
+    fn whole_element(
+        &mut self,
+        schema: &'static Struct,
+        cursor: &mut Cursor<'_>,
+        depth: usize,
+        visitor: &mut impl Visitor,
+    ) -> Result<Go, Reason> {
+        if !self.whole_fields(schema, cursor, depth, visitor)? {
+            return Ok(false);
+        }
+        visitor.struct_end(schema.end)?;
+        Ok(!schema.stop_after)
+    }
+
+    /// The fields and the tagged-field section of one element.
+    fn whole_fields(
+        &mut self,
+        schema: &'static Struct,
+        cursor: &mut Cursor<'_>,
+        depth: usize,
+        visitor: &mut impl Visitor,
+    ) -> Result<Go, Reason> {
+        let (version, compact) = (self.version, self.flexible);
+        for field in schema
+            .fields
+            .iter()
+            .filter(|f| f.versions.contains(version))
+        {
+            let role = field.role;
+            match field.kind {
+                Kind::Int8 => visitor.integer(role, cursor.fixed(1)?)?,
+                Kind::Int16 => visitor.integer(role, cursor.fixed(2)?)?,
+                Kind::Int32 => visitor.integer(role, cursor.fixed(4)?)?,
+                Kind::Int64 => visitor.integer(role, cursor.fixed(8)?)?,
+                Kind::Uuid => {
+                    let mut uuid = [0u8; 16];
+                    uuid.copy_from_slice(cursor.take(16)?);
+                    visitor.uuid(role, uuid)?;
+                }
+                Kind::String | Kind::LegacyString => {
+                    let compact = compact && matches!(field.kind, Kind::String);
+                    let value = cursor.length_prefix(compact, 2)?;
+                    let len = cursor.length(value, compact, "negative string length")?;
+                    match len {
+                        None => visitor.string(role, None)?,
+                        Some(len) if role == Role::Skip => {
+                            cursor.take(len as usize)?;
+                        }
+                        Some(len) if len as usize > MAX_CAPTURE => {
+                            cursor.take(len as usize)?;
+                            visitor.string(role, None)?;
+                        }
+                        Some(len) => visitor.string(role, Some(cursor.take(len as usize)?))?,
+                    }
+                }
+                Kind::Bytes => {
+                    let value = cursor.length_prefix(compact, 4)?;
+                    let len = cursor.length(value, compact, "negative bytes length")?;
+                    visitor.bytes_start(role, len);
+                    if let Some(len) = len.filter(|l| *l > 0) {
+                        visitor.bytes_piece(role, cursor.take(len as usize)?);
+                    }
+                    visitor.bytes_end(role)?;
+                }
+                Kind::Records => {
+                    let value = cursor.length_prefix(compact, 4)?;
+                    let len = cursor.length(value, compact, "negative records length")?;
+                    let len = len.unwrap_or(0);
+                    if len == 0 {
+                        visitor.records(RecordStats::default())?;
+                    } else {
+                        let set = cursor.take(len as usize)?;
+                        visitor.records(RecordWalker::whole(set))?;
+                    }
+                }
+                Kind::Array(element) => {
+                    let value = cursor.length_prefix(compact, 4)?;
+                    let count = cursor
+                        .length(value, compact, "negative array length")?
+                        .unwrap_or(0);
+                    if count > 0 {
+                        if count > cursor.left() {
+                            return Err("array longer than the frame");
+                        }
+                        if depth >= MAX_DEPTH {
+                            return Err("structs nested too deeply");
+                        }
+                        for _ in 0..count {
+                            if !self.whole_element(element, cursor, depth + 1, visitor)? {
+                                return Ok(false);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if compact && schema.has_tags {
+            let count = u64::try_from(cursor.varint()?).unwrap_or(0);
+            for _ in 0..count {
+                let tag = u64::try_from(cursor.varint()?).unwrap_or(u64::MAX);
+                let size = u32::try_from(cursor.varint()?).map_err(|_| "tagged field too large")?;
+                if size > cursor.left() {
+                    return Err("tagged field exceeds the frame");
+                }
+                let known = schema
+                    .tagged
+                    .iter()
+                    .find(|t| t.tag == tag && t.versions.contains(version));
+                match known {
+                    Some(tagged) if size > 0 => {
+                        if depth >= MAX_DEPTH {
+                            return Err("structs nested too deeply");
+                        }
+                        let ends_at = cursor.pos + size as usize;
+                        if !self.whole_fields(tagged.schema, cursor, depth + 1, visitor)? {
+                            return Ok(false);
+                        }
+                        visitor.struct_end(tagged.schema.end)?;
+                        let extra = ends_at
+                            .checked_sub(cursor.pos)
+                            .ok_or("tagged field overran its size")?;
+                        cursor.take(extra)?;
+                    }
+                    _ => {
+                        cursor.take(size as usize)?;
+                    }
+                }
+            }
+        }
+        Ok(true)
     }
 }

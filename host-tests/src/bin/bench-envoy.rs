@@ -18,6 +18,15 @@
 //!    `--rounds` interleaved rounds (default 3). Prints a Markdown table and ratios.
 //!
 //! Usage: `bench-envoy [--reps-large N] [--reps-small N] [--rounds N]`
+//!
+//! `bench-envoy --native SCENARIO [--reps N]` instead runs the filter's core
+//! natively over a recording a previous run left in `target/host-tests/bench-envoy/`
+//! (`SCENARIO.requests.bin` / `.responses.bin`), as the plugin drives it: requests
+//! and responses in [`WINDOW`]-frame chunks, each chunk copied (as `get_buffer`
+//! copies it into the VM) and fed to one `ConnectionDecoder` with its
+//! `ConnectionMeter`, absorbed into a worker `Meter` once per replay. Meant for
+//! `valgrind --tool=callgrind` (instruction counts are stable on a noisy machine);
+//! prints instructions-free figures: frames, and wall time per frame.
 
 #![allow(
     clippy::unwrap_used,
@@ -320,7 +329,65 @@ fn arg(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// The filter's core over a recorded conversation, natively (see the module doc).
+fn native(scenario: &str, reps: usize) {
+    use tally::kafka::{ConnectionDecoder, DecoderConfig};
+    use tally::meter::{Meter, MeterConfig, NoCounters};
+    use tally::time::Timestamp;
+    let dir = repo_root().join("target/host-tests/bench-envoy");
+    let read = |what: &str| {
+        let path = dir.join(format!("{scenario}.{what}.bin"));
+        std::fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (run scripts/bench-envoy once to record)",
+                path.display()
+            )
+        })
+    };
+    let (requests, responses) = (
+        split_frames(&read("requests")),
+        split_frames(&read("responses")),
+    );
+    let n = requests.len().min(responses.len());
+    let chunks =
+        |frames: &[Vec<u8>]| -> Frames { frames[..n].chunks(WINDOW).map(|c| c.concat()).collect() };
+    let (req_chunks, resp_chunks) = (chunks(&requests), chunks(&responses));
+    let mut meter = Meter::new(MeterConfig {
+        cluster: "bench".into(),
+        ..MeterConfig::default()
+    });
+    let start = Instant::now();
+    for _ in 0..reps {
+        let mut decoder = ConnectionDecoder::new(DecoderConfig::default());
+        let mut conn = meter.connection(Timestamp(1_700_000_000));
+        for (req, resp) in req_chunks.iter().zip(&resp_chunks) {
+            conn.set_now(Timestamp(1_700_000_000));
+            let copy = req.to_vec();
+            decoder.on_request_bytes(&copy, &mut conn);
+            conn.set_now(Timestamp(1_700_000_000));
+            let copy = resp.to_vec();
+            decoder.on_response_bytes(&copy, &mut conn);
+        }
+        decoder.on_close(&mut conn);
+        conn.finish();
+        meter.absorb(&mut conn, &mut NoCounters);
+        assert_eq!(meter.stats().decode_errors, 0, "decoded without errors");
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let frames = (2 * n * reps) as f64;
+    println!(
+        "native {scenario}: {reps} x {n} request/response pairs in {} chunks each way; {:.0} ns per frame (wall), {} series",
+        req_chunks.len(),
+        elapsed * 1e9 / frames,
+        meter.series()
+    );
+}
+
 fn main() {
+    if let Some(scenario) = std::env::args().skip_while(|a| a != "--native").nth(1) {
+        native(&scenario, arg("--reps", 10));
+        return;
+    }
     let tools = Tools::locate();
     let dir = Workdir::new("bench-envoy");
     let tally = plugin_wasm();

@@ -232,6 +232,43 @@ proptest! {
         }
     }
 
+    /// Whole messages at once take the walker's whole-frame fast path; one byte
+    /// at a time never does. Valid or corrupted, the events (decode error reasons
+    /// included) and the byte accounting must be the same.
+    #[test]
+    fn the_whole_frame_fast_path_equals_the_resumable_walk(index in any::<prop::sample::Index>(), byte in any::<u8>(), corrupt in any::<bool>()) {
+        let mut conversation = everything();
+        if corrupt {
+            let message = index.index(conversation.len());
+            let position = index.index(conversation[message].1.len());
+            conversation[message].1[position] = byte;
+        }
+        let whole = run(&conversation);
+        let bytewise = run_chunked(&conversation, 1);
+        prop_assert_eq!(whole.normalized(), bytewise.normalized());
+    }
+
+    /// A record set read whole, in place, holds what the streaming walk finds.
+    #[test]
+    fn a_whole_record_set_reads_as_streamed(batches in prop::collection::vec((0usize..200, 0i32..5, 0u8..4, any::<bool>()), 0..5), garbage in prop::collection::vec(any::<u8>(), 0..80), cut in any::<prop::sample::Index>(), chunk in 1usize..70) {
+        use super::super::records::RecordWalker;
+        let mut set = Vec::new();
+        for (payload, records, magic, sane) in batches {
+            let mut batch = encode::batch(records.max(1), i16::from(magic), payload);
+            if !sane {
+                batch[16] = magic; // another magic: bytes only
+            }
+            set.extend(batch);
+        }
+        set.extend(garbage);
+        set.truncate(cut.index(set.len() + 1));
+        let mut streamed = RecordWalker::new(set.len() as u32);
+        for piece in set.chunks(chunk) {
+            streamed.feed(piece);
+        }
+        prop_assert_eq!(RecordWalker::whole(&set), streamed.stats());
+    }
+
     #[test]
     fn corrupting_one_byte_never_loses_count(index in any::<prop::sample::Index>(), byte in any::<u8>(), chunk in 1usize..64) {
         let mut conversation = everything();
