@@ -27,7 +27,10 @@ use crate::money::{apportion, checked_sum, round};
 use crate::session::FileSummary;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+// The Fx hasher: these maps are keyed by short strings per output row, where
+// SipHash dominated the report's cost (iteration order was never relied on).
+use crate::allocate::store::HashMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The team of owners no crosswalk row matches.
 pub const UNMATCHED_TEAM: &str = "(unmatched)";
@@ -354,7 +357,7 @@ fn team_summaries(
     settings: &ReportSettings<'_>,
 ) -> Result<(Vec<TeamSummary>, Vec<String>), Error> {
     // First per owner (few) rather than per row (many), then per team.
-    let mut by_owner: HashMap<(&str, &str, EntityLevel), (Decimal, Decimal)> = HashMap::new();
+    let mut by_owner: HashMap<(&str, &str, EntityLevel), (Decimal, Decimal)> = HashMap::default();
     let mut unallocated: BTreeMap<String, Decimal> = BTreeMap::new();
     for row in rows {
         if row.owner_id == UNALLOCATED {
@@ -516,7 +519,7 @@ fn cluster_entities(
         picked.insert(cluster, (list, truncated, below));
     }
     // Pass 2: line-item breakdown of the picked entities only.
-    let mut charges: HashMap<(Cluster<'_>, Entity<'_>), Items<'_>> = HashMap::new();
+    let mut charges: HashMap<(Cluster<'_>, Entity<'_>), Items<'_>> = HashMap::default();
     for (cluster, (list, _, _)) in &picked {
         for (_, entity) in list {
             charges.insert((*cluster, *entity), BTreeMap::new());
