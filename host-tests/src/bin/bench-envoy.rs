@@ -537,12 +537,29 @@ fn main() {
             ));
         }
         let (p, n, t) = (m("plain tcp_proxy"), m("no-op wasm"), m("tally"));
+        // Paired per round (the three Envoys of a round run back to back, so a
+        // burst of load from elsewhere on the machine hits them alike).
+        let paired = |a: &Vec<f64>, b: &Vec<f64>| -> Vec<f64> {
+            a.iter().zip(b).map(|(x, y)| x / y).collect()
+        };
+        let cpu_rounds = paired(&results["tally"].2, &results["no-op wasm"].2);
+        let tput_rounds = paired(&results["tally"].0, &results["plain tcp_proxy"].0);
+        let list = |v: &[f64]| {
+            v.iter()
+                .map(|x| format!("{x:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         ratios.push_str(&format!(
-            "- {title}: tally throughput = {:.1}% of plain tcp_proxy ({:.1}% of no-op wasm); tally CPU per GB = {:.2}x no-op wasm ({:.2}x plain)\n",
+            "- {title}: tally throughput = {:.1}% of plain tcp_proxy ({:.1}% of no-op wasm); tally CPU per GB = {:.2}x no-op wasm ({:.2}x plain); paired per round: CPU {:.2}x no-op wasm (rounds {}), throughput {:.1}% of plain (rounds {})\n",
             100.0 * t.0 / p.0,
             100.0 * t.0 / n.0,
             t.2 / n.2,
-            t.2 / p.2
+            t.2 / p.2,
+            median(cpu_rounds.clone()),
+            list(&cpu_rounds),
+            100.0 * median(tput_rounds.clone()),
+            list(&tput_rounds),
         ));
     }
     let out = format!("{report}\n{ratios}");
