@@ -9,8 +9,10 @@
 //! of their aggregates.
 //!
 //! ```text
-//! cargo bench --bench allocate -- [--rows N] [--dir DIR] [--generate-only]
+//! cargo bench --bench allocate -- [--rows N] [--dir DIR] [--generate-only] [--only export|usage]
 //! ```
+//!
+//! `--only` runs one phase (for instruction counts under `valgrind --tool=callgrind`).
 //!
 //! `--dir` keeps the generated files (`export.csv`, `crosswalk.csv`, `bill.csv`,
 //! `usage.csv`) so `scripts/bench-pandas.py DIR` can do the same roll-up on the
@@ -47,6 +49,7 @@ struct Config {
     dir: PathBuf,
     keep: bool,
     generate_only: bool,
+    only: Option<String>,
 }
 
 fn config() -> Config {
@@ -56,6 +59,7 @@ fn config() -> Config {
         dir: std::env::temp_dir().join(format!("tally-bench-{}", std::process::id())),
         keep: false,
         generate_only: false,
+        only: None,
     };
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -70,6 +74,7 @@ fn config() -> Config {
                 config.keep = true;
             }
             "--generate-only" => config.generate_only = true,
+            "--only" => config.only = args.next(),
             _ => {} // cargo passes --bench
         }
     }
@@ -270,18 +275,23 @@ fn main() {
             ..Options::default()
         };
         let d = &config.dir;
-        phase(
-            "confluent export + crosswalk",
-            Options::default(),
-            &[d.join("export.csv"), d.join("crosswalk.csv")],
-            1,
-        );
-        phase(
-            "bill + usage (daily)",
-            daily,
-            &[d.join("bill.csv"), d.join("usage.csv")],
-            2,
-        );
+        let wanted = |name: &str| config.only.as_deref().is_none_or(|o| o == name);
+        if wanted("export") {
+            phase(
+                "confluent export + crosswalk",
+                Options::default(),
+                &[d.join("export.csv"), d.join("crosswalk.csv")],
+                1,
+            );
+        }
+        if wanted("usage") {
+            phase(
+                "bill + usage (daily)",
+                daily,
+                &[d.join("bill.csv"), d.join("usage.csv")],
+                2,
+            );
+        }
     }
     if !config.keep {
         let _ = std::fs::remove_dir_all(&config.dir);

@@ -151,6 +151,75 @@ pub struct AllocationRow {
     pub source: Source,
 }
 
+/// The fields of an already-allocated input row that the aggregation keeps,
+/// borrowed (from a reader's record, or from an [`AllocationRow`]): a reader can
+/// hand a row over without copying each field into an owned string first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AllocatedRef<'a> {
+    /// Bucket start (UTC).
+    pub bucket_start: Timestamp,
+    /// Organization (may be empty).
+    pub org_id: &'a str,
+    /// Who is charged.
+    pub owner_id: &'a str,
+    /// Whether `owner_id` is a principal or a topic.
+    pub level: EntityLevel,
+    /// Environment of the charged resource.
+    pub environment_id: &'a str,
+    /// The resource whose cost this is.
+    pub resource_id: &'a str,
+    /// Product category.
+    pub product: &'a str,
+    /// Billable metric.
+    pub line_type: &'a str,
+    /// Unit of the line.
+    pub unit: &'a str,
+    /// The part of the line charged to `owner_id`.
+    pub chargeback_cost: Decimal,
+    /// The line's whole amount, as the input gives it.
+    pub original_amount: Decimal,
+    /// The owner's usage share, as the input gives it.
+    pub usage_share: Decimal,
+    /// Currency of the amount.
+    pub currency: &'a str,
+    /// The allocation method.
+    pub method: &'a str,
+    /// Step of the fallback chain.
+    pub chain_step: u32,
+    /// Why that step applied.
+    pub reason: &'a str,
+    /// The file the row came from.
+    pub file: &'a str,
+    /// The row's line in that file.
+    pub line: u64,
+}
+
+impl AllocationRow {
+    /// The row's aggregated fields, borrowed.
+    pub fn as_ref(&self) -> AllocatedRef<'_> {
+        AllocatedRef {
+            bucket_start: self.bucket_start,
+            org_id: &self.org_id,
+            owner_id: &self.owner_id,
+            level: self.level,
+            environment_id: &self.environment_id,
+            resource_id: &self.resource_id,
+            product: &self.product,
+            line_type: &self.line_type,
+            unit: &self.unit,
+            chargeback_cost: self.chargeback_cost,
+            original_amount: self.original_amount,
+            usage_share: self.usage_share,
+            currency: &self.currency,
+            method: &self.method,
+            chain_step: self.chain_step,
+            reason: &self.reason,
+            file: &self.source.file,
+            line: self.source.line,
+        }
+    }
+}
+
 /// What a crosswalk pattern row matches on.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,

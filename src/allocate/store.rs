@@ -8,7 +8,7 @@
 //! active for only part of the line's period), which is only known at the end.
 
 use crate::error::Error;
-use crate::model::{AllocationRow, CostLine, EntityLevel, Source, UsageSample};
+use crate::model::{AllocatedRef, CostLine, EntityLevel, Source, UsageSample};
 use crate::time::{Granularity, Timestamp};
 use rust_decimal::Decimal;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -30,9 +30,19 @@ impl FxHasher {
 
 impl Hasher for FxHasher {
     fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
+        // Whole words are read directly (the interner hashes a string per new
+        // field value); the tail is zero-padded. Same words, same hash, as a
+        // byte-by-byte copy of every chunk.
+        let mut words = bytes.chunks_exact(8);
+        for chunk in &mut words {
             let mut word = [0u8; 8];
-            for (d, s) in word.iter_mut().zip(chunk) {
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let tail = words.remainder();
+        if !tail.is_empty() {
+            let mut word = [0u8; 8];
+            for (d, s) in word.iter_mut().zip(tail) {
                 *d = *s;
             }
             self.add(u64::from_le_bytes(word));
@@ -290,6 +300,9 @@ pub struct Store {
     pub usage: HashMap<UsageKey, Decimal>,
     /// Already-allocated rows by key.
     pub allocated: HashMap<AllocatedKey, Amount>,
+    /// The last (timestamp, its bucket) computed by [`Store::bucket_of`]:
+    /// consecutive export rows mostly share a timestamp.
+    last_bucket: Option<(Timestamp, Timestamp)>,
 }
 
 /// Whether a metric is a level (aggregated by maximum) rather than a count (summed).
@@ -309,6 +322,7 @@ impl Store {
             lines: HashMap::default(),
             usage: HashMap::default(),
             allocated: HashMap::default(),
+            last_bucket: None,
         }
     }
 
@@ -403,37 +417,51 @@ impl Store {
         Ok(())
     }
 
+    /// The bucket of `at` at the session's granularity (the last answer reused).
+    fn bucket_of(&mut self, at: Timestamp) -> Timestamp {
+        if let Some((last, bucket)) = self.last_bucket {
+            if last == at {
+                return bucket;
+            }
+        }
+        let bucket = at.floor(self.granularity);
+        self.last_bucket = Some((at, bucket));
+        bucket
+    }
+
     /// Folds in an already-allocated row (re-bucketed at the session's granularity).
-    pub fn add_allocated(&mut self, row: &AllocationRow) -> Result<(), Error> {
+    /// The row is borrowed: strings are copied only the first time they are seen.
+    pub fn add_allocated(&mut self, row: &AllocatedRef<'_>) -> Result<(), Error> {
         if self.outside(row.bucket_start, row.bucket_start) {
             return Err(Error::input(
-                &row.source.file,
-                row.source.line,
+                row.file,
+                row.line,
                 "timestamp",
                 "outside the requested range",
             ));
         }
+        let bucket = self.bucket_of(row.bucket_start);
         let s = &mut self.strings;
         let key = AllocatedKey {
-            org: s.id_at(14, &row.org_id),
-            bucket: row.bucket_start.floor(self.granularity),
-            owner: s.id_at(15, &row.owner_id),
+            org: s.id_at(14, row.org_id),
+            bucket,
+            owner: s.id_at(15, row.owner_id),
             level: row.level,
-            environment: s.id_at(16, &row.environment_id),
-            resource: s.id_at(17, &row.resource_id),
-            product: s.id_at(18, &row.product),
-            line_type: s.id_at(19, &row.line_type),
-            unit: s.id_at(20, &row.unit),
-            currency: s.id_at(21, &row.currency),
-            method: s.id_at(22, &row.method),
+            environment: s.id_at(16, row.environment_id),
+            resource: s.id_at(17, row.resource_id),
+            product: s.id_at(18, row.product),
+            line_type: s.id_at(19, row.line_type),
+            unit: s.id_at(20, row.unit),
+            currency: s.id_at(21, row.currency),
+            method: s.id_at(22, row.method),
             chain_step: row.chain_step,
-            reason: s.id_at(23, &row.reason),
+            reason: s.id_at(23, row.reason),
         };
         add_amount(
             self.allocated.entry(key),
             row.chargeback_cost,
             Decimal::ZERO,
-            (s.id_at(25, &row.source.file), row.source.line),
+            (s.id_at(25, row.file), row.line),
             &self.strings,
         )
     }

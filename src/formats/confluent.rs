@@ -4,7 +4,7 @@
 //! already allocated (see `shared/seeds/001_…`). Its exact header is not public,
 //! so the reader finds columns by name through an alias table ([`COLUMNS`]) and a
 //! missing one is an error naming the names accepted. Rows are handed to the sink
-//! as [`AllocationRow`]s (one scratch row reused, no allocation per row); the
+//! as borrowed [`AllocatedRef`]s (no copy or allocation per row); the
 //! session rolls them up by team and organization and reconciles them.
 //!
 //! The writer ([`write`]) emits the same ten columns first, in the order the
@@ -13,9 +13,9 @@
 //! reader of Confluent's export reads tally's output and tally reads it back.
 
 use super::csv::{ColumnMap, ColumnSpec, CsvReader, ParseRow, Record};
-use super::{parse_decimal, set, Sink, TimeCache};
+use super::{parse_decimal, Sink, TimeCache};
 use crate::error::Error;
-use crate::model::{AllocationRow, EntityLevel, Source};
+use crate::model::{AllocatedRef, AllocationRow, EntityLevel, Source};
 use crate::time::Timestamp;
 use crate::usage::push_csv_field;
 use rust_decimal::Decimal;
@@ -86,8 +86,8 @@ pub type ExportReader = CsvReader<ExportRows>;
 
 /// The row parser of [`ExportReader`].
 pub struct ExportRows {
+    file: String,
     org_id: String,
-    scratch: AllocationRow,
     times: TimeCache,
 }
 
@@ -98,8 +98,8 @@ pub fn reader(file: &str, org_id: &str, max_record: usize) -> ExportReader {
         COLUMNS,
         max_record,
         ExportRows {
+            file: file.to_string(),
             org_id: org_id.to_string(),
-            scratch: empty_row(file),
             times: TimeCache::default(),
         },
     )
@@ -140,8 +140,10 @@ impl ParseRow for ExportRows {
         r: &Record<'_>,
         sink: &mut dyn Sink,
     ) -> Result<(), Error> {
-        parse_row(&mut self.scratch, &mut self.times, &self.org_id, cols, r)?;
-        sink.allocated(&self.scratch);
+        // Borrowed from the record: no field is copied unless the store meets it
+        // for the first time.
+        let row = parse_row(&self.file, &mut self.times, &self.org_id, cols, r)?;
+        sink.allocated_ref(&row);
         Ok(())
     }
 }
@@ -155,14 +157,22 @@ fn optional_decimal(file: &str, line: u64, column: &str, text: &str) -> Result<D
     }
 }
 
-fn parse_row(
-    s: &mut AllocationRow,
+/// `text`, or `default` when it is empty.
+fn or_default<'a>(text: &'a str, default: &'a str) -> &'a str {
+    if text.is_empty() {
+        default
+    } else {
+        text
+    }
+}
+
+fn parse_row<'a>(
+    file: &'a str,
     times: &mut TimeCache,
-    org: &str,
+    org: &'a str,
     cols: &ColumnMap,
-    r: &Record<'_>,
-) -> Result<(), Error> {
-    let file = s.source.file.as_str();
+    r: &Record<'a>,
+) -> Result<AllocatedRef<'a>, Error> {
     let line = r.line;
     let start = times.parse(file, line, "timestamp", cols.get(r, TIMESTAMP))?;
     let cost = parse_decimal(file, line, "chargeback_cost", cols.get(r, COST))?;
@@ -197,41 +207,26 @@ fn parse_row(
             ))
         }
     };
-    s.source.line = line;
-    s.bucket_start = start;
-    s.bucket_end = start;
-    s.chargeback_cost = cost;
-    s.original_amount = original;
-    s.usage_share = share;
-    s.chain_step = chain_step;
-    s.level = level;
-    let row_org = cols.get(r, ORG);
-    set(
-        &mut s.org_id,
-        if row_org.is_empty() { org } else { row_org },
-    );
-    set(&mut s.owner_id, owner);
-    set(&mut s.environment_id, cols.get(r, ENVIRONMENT));
-    set(&mut s.resource_id, cols.get(r, RESOURCE));
-    set(&mut s.product, cols.get(r, PRODUCT));
-    set(&mut s.line_type, cols.get(r, LINE_TYPE));
-    set(&mut s.unit, cols.get(r, UNIT));
-    let currency = cols.get(r, CURRENCY);
-    set(
-        &mut s.currency,
-        if currency.is_empty() { "USD" } else { currency },
-    );
-    let method = cols.get(r, METHOD);
-    set(
-        &mut s.method,
-        if method.is_empty() {
-            "confluent_export"
-        } else {
-            method
-        },
-    );
-    set(&mut s.reason, cols.get(r, REASON));
-    Ok(())
+    Ok(AllocatedRef {
+        bucket_start: start,
+        org_id: or_default(cols.get(r, ORG), org),
+        owner_id: owner,
+        level,
+        environment_id: cols.get(r, ENVIRONMENT),
+        resource_id: cols.get(r, RESOURCE),
+        product: cols.get(r, PRODUCT),
+        line_type: cols.get(r, LINE_TYPE),
+        unit: cols.get(r, UNIT),
+        chargeback_cost: cost,
+        original_amount: original,
+        usage_share: share,
+        currency: or_default(cols.get(r, CURRENCY), "USD"),
+        method: or_default(cols.get(r, METHOD), "confluent_export"),
+        chain_step,
+        reason: cols.get(r, REASON),
+        file,
+        line,
+    })
 }
 
 /// The header [`write`] emits.

@@ -32,7 +32,7 @@ pub mod usage_csv;
 pub mod warpstream;
 
 use crate::error::Error;
-use crate::model::{AllocationRow, CostLine, CrosswalkEntry, UsageSample};
+use crate::model::{AllocatedRef, AllocationRow, CostLine, CrosswalkEntry, UsageSample};
 use rust_decimal::Decimal;
 use std::str::FromStr;
 
@@ -44,10 +44,43 @@ pub trait Sink {
     fn usage(&mut self, sample: &UsageSample);
     /// A row that is already allocated (Confluent export, WarpStream chargebacks).
     fn allocated(&mut self, row: &AllocationRow);
+    /// The same as [`Sink::allocated`], borrowed from the reader's record (the
+    /// Confluent export's per-row path). Sinks that keep rows get an owned copy.
+    fn allocated_ref(&mut self, row: &AllocatedRef<'_>) {
+        self.allocated(&owned_row(row));
+    }
     /// A crosswalk row (owner → team, or a pattern).
     fn crosswalk(&mut self, entry: &CrosswalkEntry);
     /// A refused row; reading goes on.
     fn reject(&mut self, error: Error);
+}
+
+/// An [`AllocationRow`] holding the fields of `row` (bucket end = start, as readers set it).
+pub fn owned_row(row: &AllocatedRef<'_>) -> AllocationRow {
+    AllocationRow {
+        bucket_start: row.bucket_start,
+        bucket_end: row.bucket_start,
+        partial_bucket: false,
+        org_id: row.org_id.to_string(),
+        owner_id: row.owner_id.to_string(),
+        level: row.level,
+        environment_id: row.environment_id.to_string(),
+        resource_id: row.resource_id.to_string(),
+        product: row.product.to_string(),
+        line_type: row.line_type.to_string(),
+        unit: row.unit.to_string(),
+        chargeback_cost: row.chargeback_cost,
+        original_amount: row.original_amount,
+        usage_share: row.usage_share,
+        currency: row.currency.to_string(),
+        method: row.method.to_string(),
+        chain_step: row.chain_step,
+        reason: row.reason.to_string(),
+        source: crate::model::Source {
+            file: row.file.to_string(),
+            line: row.line,
+        },
+    }
 }
 
 /// A streaming reader of one file.
@@ -171,7 +204,7 @@ pub fn detect(file: &str, head: &[u8]) -> Result<Format, Error> {
 /// Parses a decimal amount (`12.5`, `-3`, `1e-3`, `$4.00`), or an input error
 /// naming the column.
 pub fn parse_decimal(file: &str, line: u64, column: &str, text: &str) -> Result<Decimal, Error> {
-    let t = text.trim();
+    let t = csv::trim(text);
     let t = t.strip_prefix('$').unwrap_or(t);
     if t.is_empty() {
         return Err(Error::input(
@@ -281,6 +314,30 @@ pub fn set(target: &mut String, text: &str) {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_borrowed_export_row_converts_back_to_the_same_owned_row() {
+        let mut row = confluent::empty_row("export.csv");
+        row.bucket_start = crate::time::Timestamp(1_775_001_600);
+        row.bucket_end = row.bucket_start;
+        row.org_id = "org-1".into();
+        row.owner_id = "sa-1".into();
+        row.level = crate::model::EntityLevel::Topic;
+        row.environment_id = "env-1".into();
+        row.resource_id = "lkc-1".into();
+        row.product = "kafka".into();
+        row.line_type = "KafkaNetworkRead".into();
+        row.unit = "GB".into();
+        row.chargeback_cost = Decimal::new(-1234, 2);
+        row.original_amount = Decimal::new(5000, 2);
+        row.usage_share = Decimal::new(25, 2);
+        row.currency = "EUR".into();
+        row.method = "usage_ratio".into();
+        row.chain_step = 2;
+        row.reason = "usage_found".into();
+        row.source.line = 7;
+        assert_eq!(owned_row(&row.as_ref()), row);
+    }
 
     #[test]
     fn plain_decimals_agree_with_the_general_parser() {

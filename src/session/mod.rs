@@ -25,7 +25,9 @@ use crate::allocate::store::Store;
 use crate::allocate::{allocate, Settings};
 use crate::error::Error;
 use crate::formats::{detect, Format, Reader, Sink, DETECT_BYTES};
-use crate::model::{AllocationRow, CostLine, CrosswalkEntry, EntityLevel, Rejection, UsageSample};
+use crate::model::{
+    AllocatedRef, AllocationRow, CostLine, CrosswalkEntry, EntityLevel, Rejection, UsageSample,
+};
 use crate::report::{Crosswalk, Filters, Report, ReportSettings, UnallocatedPolicy};
 use crate::time::{Granularity, Timestamp};
 use rust_decimal::Decimal;
@@ -193,6 +195,10 @@ impl Sink for Ingest<'_> {
     }
 
     fn allocated(&mut self, row: &AllocationRow) {
+        self.allocated_ref(&row.as_ref());
+    }
+
+    fn allocated_ref(&mut self, row: &AllocatedRef<'_>) {
         let result = self.store.add_allocated(row);
         if self.accepted(result, row.chargeback_cost) {
             self.summary.allocated_rows += 1;
