@@ -17,7 +17,9 @@
 //!    a few requests, minus before, divided by 200). Each figure is the median of
 //!    `--rounds` interleaved rounds (default 3). Prints a Markdown table and ratios.
 //!
-//! Usage: `bench-envoy [--reps-large N] [--reps-small N] [--rounds N]`
+//! Usage: `bench-envoy [--reps-large N] [--reps-small N] [--rounds N] [--tally-wasm PATH]
+//! [--compare-wasm PATH]` (a second tally build in the same rounds, e.g. the one
+//! before a change).
 //!
 //! `bench-envoy --native SCENARIO [--reps N]` instead runs the filter's core
 //! natively over a recording a previous run left in `target/host-tests/bench-envoy/`
@@ -390,7 +392,11 @@ fn main() {
     }
     let tools = Tools::locate();
     let dir = Workdir::new("bench-envoy");
-    let tally = plugin_wasm();
+    // `--tally-wasm PATH`: another build of the filter (e.g. a before/after pair).
+    let tally = std::env::args()
+        .skip_while(|a| a != "--tally-wasm")
+        .nth(1)
+        .map_or_else(plugin_wasm, std::path::PathBuf::from);
     let noop = repo_root().join("dist/tally_plugin_noop.wasm");
     assert!(
         noop.exists(),
@@ -433,7 +439,16 @@ fn main() {
             arg("--reps-small", 150),
         ),
     ];
-    let variants = ["plain tcp_proxy", "no-op wasm", "tally"];
+    // `--compare-wasm PATH`: a second tally build run in the same rounds
+    // (variant "tally (compare)"), e.g. the build before a change.
+    let compare = std::env::args()
+        .skip_while(|a| a != "--compare-wasm")
+        .nth(1)
+        .map(std::path::PathBuf::from);
+    let mut variants = vec!["plain tcp_proxy", "no-op wasm", "tally"];
+    if compare.is_some() {
+        variants.push("tally (compare)");
+    }
     let mut report = String::new();
     report.push_str("| scenario | Envoy | MB/s (requests) | requests/s | CPU s per GB | heap per connection |\n|---|---|---:|---:|---:|---:|\n");
     let mut ratios = String::new();
@@ -460,17 +475,19 @@ fn main() {
         let sink = start_sink(Arc::new(responses.clone()));
         let mut results: BTreeMap<&str, Results> = BTreeMap::new();
         for round in 0..rounds {
-            for variant in variants {
+            for &variant in &variants {
                 let (admin, port) = (free_port(), free_port());
                 let plugin = match variant {
-                    "tally" => Some(json!({"cluster": "bench", "flush_interval_seconds": 300})),
+                    "tally" | "tally (compare)" => {
+                        Some(json!({"cluster": "bench", "flush_interval_seconds": 300}))
+                    }
                     "no-op wasm" => Some(json!({})),
                     _ => None,
                 };
-                let wasm = if variant == "no-op wasm" {
-                    noop.clone()
-                } else {
-                    tally.clone()
+                let wasm = match (variant, &compare) {
+                    ("no-op wasm", _) => noop.clone(),
+                    ("tally (compare)", Some(path)) => path.clone(),
+                    _ => tally.clone(),
                 };
                 let listeners = vec![MListener {
                     name: "bench".into(),
@@ -498,7 +515,7 @@ fn main() {
                 if round == 0 {
                     e.3 = mem;
                 }
-                if variant == "tally" {
+                if variant.starts_with("tally") {
                     // Honest figures: tally decoded everything (no fail-open to raw counting).
                     let stats = parse_stats(&envoy.stats());
                     let sum = |prefix: &str| {
@@ -529,7 +546,7 @@ fn main() {
                 r.3,
             )
         };
-        for v in variants {
+        for &v in &variants {
             let (mb, rq, cpu, mem) = m(v);
             report.push_str(&format!(
                 "| {title} | {v} | {mb:.1} | {rq:.0} | {cpu:.2} | {:.1} KiB |\n",
@@ -561,6 +578,16 @@ fn main() {
             100.0 * median(tput_rounds.clone()),
             list(&tput_rounds),
         ));
+        if variants.contains(&"tally (compare)") {
+            let c = m("tally (compare)");
+            let rounds = paired(&results["tally"].2, &results["tally (compare)"].2);
+            ratios.push_str(&format!(
+                "- {title}: tally (compare) CPU per GB = {:.2}x no-op wasm; tally / tally (compare) CPU per GB paired per round: {:.2}x (rounds {})\n",
+                c.2 / n.2,
+                median(rounds.clone()),
+                list(&rounds),
+            ));
+        }
     }
     let out = format!("{report}\n{ratios}");
     println!("{out}");
