@@ -51,6 +51,7 @@ pub mod allocate;
 pub mod error;
 pub mod formats;
 pub mod kafka;
+pub mod labels;
 pub mod meter;
 pub mod model;
 pub mod money;

@@ -255,26 +255,6 @@ pub fn parse_stats(text: &str) -> BTreeMap<String, u64> {
         .collect()
 }
 
-/// Reverses the plugin's label escaping (`docs/metering.md`, "Escaping").
-pub fn unescape(text: &str) -> Option<String> {
-    if text == "_" {
-        return Some(String::new());
-    }
-    let mut out = Vec::new();
-    let b = text.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'_' {
-            out.push(u8::from_str_radix(text.get(i + 1..i + 3)?, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 /// A labelled tally stat, parsed back from its flat name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct TallyStat {
@@ -294,7 +274,7 @@ pub fn tally_stats(stats: &BTreeMap<String, u64>) -> Vec<(TallyStat, u64)> {
             let metric = parts.next()?.to_string();
             let mut tags = BTreeMap::new();
             while let (Some(k), Some(val)) = (parts.next(), parts.next()) {
-                tags.insert(k.to_string(), unescape(val)?);
+                tags.insert(k.to_string(), tally::labels::unescape(val)?);
             }
             Some((TallyStat { metric, tags }, *v))
         })

@@ -12,63 +12,16 @@
 //! (Envoy adds `wasmcustom.` in front; on `/stats/prometheus` that namespace is
 //! dropped, so the series is `tally_bytes{cluster="prod",principal="CN_3Dorders",…}`.)
 //!
-//! **Escaping.** Values are principals and topics, user text that may hold dots
-//! (the separator), dashes, commas, `=`, `/`, `:`, anything. A value keeps the
-//! ASCII letters, digits and `-` as they are, and writes every other byte of its
-//! UTF-8 as `_` followed by two upper-case hex digits (`.` → `_2E`, `=` → `_3D`,
-//! `,` → `_2C`, `_` → `_5F`); the empty value is `_`. The escaped text never
+//! **Escaping** of values is the core's [`tally::labels`]: the escaped text never
 //! contains a dot, so the tag regexes below can match `[^.]+` and always cut
-//! exactly one value; [`unescape`] gives back the original text exactly.
+//! exactly one value, and [`unescape`] gives back the original text exactly.
 
 use std::fmt::Write;
 
 /// The tag names, in the order they appear in a stat name.
 pub const TAGS: [&str; 5] = ["cluster", "principal", "source", "topic", "direction"];
 
-/// Escapes a label value for use inside a stat name (see the module docs).
-pub fn escape(value: &str) -> String {
-    if value.is_empty() {
-        return "_".to_string();
-    }
-    let mut out = String::with_capacity(value.len() + 8);
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || b == b'-' {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "_{b:02X}");
-        }
-    }
-    out
-}
-
-/// Reverses [`escape`]; `None` if `text` is not an escaped value.
-pub fn unescape(text: &str) -> Option<String> {
-    if text == "_" {
-        return Some(String::new());
-    }
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        if b == b'_' {
-            let hex = text.get(i + 1..i + 3)?;
-            if !hex
-                .bytes()
-                .all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(&c))
-            {
-                return None;
-            }
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else if b.is_ascii_alphanumeric() || b == b'-' {
-            out.push(b);
-            i += 1;
-        } else {
-            return None;
-        }
-    }
-    String::from_utf8(out).ok()
-}
+pub use tally::labels::{escape, unescape};
 
 /// Builds `<metric>.<tag>.<escaped value>…` from (tag, raw value) pairs.
 pub fn stat_name(metric: &str, tags: &[(&str, &str)]) -> String {
@@ -105,35 +58,6 @@ pub fn stats_config_yaml() -> String {
 mod tests {
     use super::*;
     use regex_lite::Regex;
-
-    #[test]
-    fn escaping_round_trips_and_never_leaves_a_dot() {
-        for value in [
-            "",
-            "orders",
-            "orders.v1",
-            "CN=orders-svc,OU=payments,O=acme",
-            "spiffe://acme/ns/a b",
-            "_5F",
-            "_",
-            "ünïcode-τοπικό",
-            "a.b-c,d=e",
-        ] {
-            let e = escape(value);
-            assert!(!e.contains('.') && !e.is_empty(), "{e}");
-            assert!(
-                e.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
-                "{e}"
-            );
-            assert_eq!(unescape(&e).as_deref(), Some(value), "{value} -> {e}");
-        }
-        assert_eq!(escape("orders.v1"), "orders_2Ev1");
-        assert_eq!(escape("CN=a,O=b"), "CN_3Da_2CO_3Db");
-        assert_eq!(unescape("bad.dot"), None);
-        assert_eq!(unescape("_2"), None);
-        assert_eq!(unescape("_zz"), None);
-    }
 
     /// Applies the tag regexes the way Envoy does: each on the full name; group 1
     /// is cut out, group 2 is the value.

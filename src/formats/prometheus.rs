@@ -60,7 +60,7 @@
 //! broker-style series that carry a `principal` label (the plugin's
 //! `broker_metric_names` option; a real broker's exporter has no principal),
 //! have their `cluster`, `principal`, `source` and `topic` values unescaped with
-//! [`unescape_label`]; a value that is not validly escaped is kept as it is.
+//! [`crate::labels::unescape`]; a value that is not validly escaped is kept as it is.
 //!
 //! A real broker's `BrokerTopicMetrics` know no principal: their samples have an
 //! empty `principal` and `principal_source` `broker_metrics`, so they drive
@@ -109,36 +109,6 @@ fn direction_is_produce(direction: &str) -> Option<bool> {
         "consume" | "consumed" | "out" | "egress" | "read" | "fetch" => Some(false),
         _ => None,
     }
-}
-
-/// Reverses the plugin's label escaping (see the module docs); `None` if `text`
-/// is not an escaped value.
-pub fn unescape_label(text: &str) -> Option<String> {
-    if text == "_" {
-        return Some(String::new());
-    }
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        if b == b'_' {
-            let hex = text.get(i + 1..i + 3)?;
-            if !hex
-                .bytes()
-                .all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(&c))
-            {
-                return None;
-            }
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else if b.is_ascii_alphanumeric() || b == b'-' {
-            out.push(b);
-            i += 1;
-        } else {
-            return None;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// The usage metric a series counts, from its `__name__` and `direction` label;
@@ -349,7 +319,7 @@ fn read_series(
     let get = |key: &str| -> Option<String> {
         let raw = label(metric, key)?;
         Some(if escaped {
-            unescape_label(raw).unwrap_or_else(|| raw.to_string())
+            crate::labels::unescape(raw).unwrap_or_else(|| raw.to_string())
         } else {
             raw.to_string()
         })
@@ -605,24 +575,6 @@ mod tests {
         ];
         for (name, dir, want) in cases {
             assert_eq!(classify(name, *dir).ok(), *want, "{name} {dir:?}");
-        }
-    }
-
-    #[test]
-    fn unescapes_the_plugins_label_values() {
-        for (escaped, raw) in [
-            ("orders_2Ev1", Some("orders.v1")),
-            ("CN_3Dorders_2CO_3Dacme", Some("CN=orders,O=acme")),
-            ("_5Fother", Some("_other")),
-            ("_", Some("")),
-            ("plain-name", Some("plain-name")),
-            ("caf_C3_A9", Some("café")),
-            ("bad.dot", None),
-            ("_2", None),
-            ("_2e", None),
-            ("_FF", None),
-        ] {
-            assert_eq!(unescape_label(escaped).as_deref(), raw, "{escaped}");
         }
     }
 
