@@ -929,7 +929,8 @@ fn add_allocated_rows(store: &Store, result: &mut Allocation) -> Result<(), Erro
             .checked_add(v.amount)
             .ok_or_else(|| Error::overflow("export totals"))?;
     }
-    let mut buckets: BTreeMap<(String, Timestamp), (Decimal, Decimal)> = BTreeMap::new();
+    // Keyed by the interned name (no String per entry); same order as by String.
+    let mut buckets: BTreeMap<(&str, Timestamp), (Decimal, Decimal)> = BTreeMap::new();
     // In output order (by names, through integer ranks), so the final sort is a merge.
     let ranks = s.ranks();
     let rank = |id: Sym| {
@@ -983,7 +984,7 @@ fn add_allocated_rows(store: &Store, result: &mut Allocation) -> Result<(), Erro
         };
         let share = round(share, SHARE_DECIMALS);
         let totals = buckets
-            .entry((s.name(k.org).to_string(), k.bucket))
+            .entry((s.name(k.org), k.bucket))
             .or_insert((Decimal::ZERO, Decimal::ZERO));
         if is_unallocated {
             totals.1 = totals
@@ -1027,7 +1028,7 @@ fn add_allocated_rows(store: &Store, result: &mut Allocation) -> Result<(), Erro
             .checked_add(unallocated)
             .ok_or_else(|| Error::overflow("export totals"))?;
         result.buckets.push(BucketTotal {
-            org_id: org,
+            org_id: org.to_string(),
             bucket_start: start,
             bucket_end: end,
             partial,
