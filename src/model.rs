@@ -20,7 +20,7 @@ pub struct Source {
 ///
 /// Read from Confluent's Billing API costs (JSON or CSV), WarpStream invoices,
 /// FOCUS charges, or reconstructed from a Confluent cost-allocation export.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Default)]
 pub struct CostLine {
     /// Where the line was read.
     pub source: Source,

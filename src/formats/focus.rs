@@ -244,28 +244,7 @@ pub fn reader_with(file: &str, org_id: &str, max_record: usize, cost: CostColumn
         FocusRows {
             org_id: org_id.to_string(),
             cost,
-            scratch: CostLine {
-                source: Source {
-                    file: file.to_string(),
-                    line: 0,
-                },
-                org_id: String::new(),
-                id: String::new(),
-                product: String::new(),
-                line_type: String::new(),
-                resource_id: String::new(),
-                environment_id: String::new(),
-                start: Timestamp(0),
-                end: Timestamp(0),
-                amount: Decimal::ZERO,
-                original_amount: Decimal::ZERO,
-                quantity: Decimal::ZERO,
-                unit: String::new(),
-                price: Decimal::ZERO,
-                currency: String::new(),
-                active_fraction: None,
-                owner_of_record: String::new(),
-            },
+            scratch: super::confluent_costs::empty_line(file),
         },
     )
 }
