@@ -426,14 +426,14 @@ fn main() {
     }
 
     // 3. Let the filter flush what it counted, then collect.
-    let flushed_rows = |c: &Server| c.posts().iter().map(|b| b.len()).sum::<usize>();
+    let flushed_bytes = |c: &Server| c.posts().iter().map(|b| b.len()).sum::<usize>();
     let mut last = usize::MAX;
     let settle = Instant::now();
     while settle.elapsed() < Duration::from_secs(3 * args.flush_seconds + 10)
         && !stop.load(Ordering::SeqCst)
     {
         std::thread::sleep(Duration::from_secs(args.flush_seconds + 1));
-        let now = flushed_rows(&collector);
+        let now = flushed_bytes(&collector);
         if now == last && now > 0 {
             break;
         }
@@ -556,25 +556,15 @@ fn main() {
     if !args.serve {
         return;
     }
-    let server = Server::start(
-        args.port,
-        ServerConfig {
-            static_root: Some(web_dist()),
-            mounts: vec![("/demo/".into(), out_dir.clone())],
-            collect_posts_to: None,
-        },
-    )
-    .or_else(|_| {
-        Server::start(
-            0,
-            ServerConfig {
-                static_root: Some(web_dist()),
-                mounts: vec![("/demo/".into(), out_dir.clone())],
-                collect_posts_to: None,
-            },
-        )
-    })
-    .expect("serve the page");
+    let page = ServerConfig {
+        static_root: Some(web_dist()),
+        mounts: vec![("/demo/".into(), out_dir.clone())],
+        collect_posts_to: None,
+    };
+    // The asked-for port, else any free one (the URL printed below says which).
+    let server = Server::start(args.port, page.clone())
+        .or_else(|_| Server::start(0, page))
+        .expect("serve the page");
     println!(
         "\nthe page: http://127.0.0.1:{port}/  (press “Load demo files”, or open http://127.0.0.1:{port}/?load=demo/bill-confluent.csv,demo/usage.csv,demo/crosswalk.csv)\nCtrl-C to stop.",
         port = server.port
