@@ -1,7 +1,9 @@
 //! Fuzzes `ConnectionDecoder` with arbitrary bytes split into both directions.
 //!
 //! The input is a sequence of segments: one control byte (bit 0: direction,
-//! bits 1-7: length - 1) followed by that many bytes. Besides "never panics", it
+//! bits 1-7: length - 1) followed by that many bytes, handed over as the plugin
+//! does (`on_chunk`: what the decoder skips is passed unread, the rest read
+//! from the segment). Besides "never panics", it
 //! checks the accounting invariant (every byte fed is reported once, in a frame
 //! or as unparsed) and the memory bound.
 #![no_main]
@@ -57,10 +59,10 @@ fuzz_target!(|data: &[u8]| {
         };
         let len = usize::from(control >> 1) + 1;
         let (segment, tail) = tail.split_at(len.min(tail.len()));
-        match direction {
-            Direction::Request => decoder.on_request_bytes(segment, &mut sink),
-            Direction::Response => decoder.on_response_bytes(segment, &mut sink),
-        }
+        // As the plugin feeds it: skippable bytes passed unread, the rest read.
+        decoder.on_chunk(direction, segment.len(), &mut sink, |offset, len| {
+            segment.get(offset..offset + len)
+        });
         fed[index(direction)] += segment.len() as u64;
         assert!(decoder.state_bytes() <= decoder.max_state_bytes());
         rest = tail;

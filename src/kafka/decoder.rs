@@ -20,6 +20,20 @@
 //! Both directions share the in-flight FIFO, the learned topic ids and the SASL
 //! state of the connection.
 //!
+//! # Bytes passed unread
+//!
+//! What a direction steps over by count — `Skip`, and inside `Walk` the
+//! walker's skipped fields and record batch payloads — need not be copied to
+//! the decoder at all: [`ConnectionDecoder::skippable`] says how many of the
+//! next bytes it will not look at, and [`ConnectionDecoder::on_skipped_bytes`]
+//! accounts for them without their content, through the same steps as feeding
+//! them (frame sizes, record set sizes and every event are the same; the
+//! property tests compare the two). A host that copies bytes on demand (the
+//! proxy-wasm plugin) uses [`ConnectionDecoder::on_chunk`], which reads only
+//! what the decoder needs, in windows (see there), and passes the rest unread.
+//! Passing more than is skippable fails the connection open (the decoder
+//! would have lost its place).
+//!
 //! # What is buffered
 //!
 //! Only what a header needs, at most [`MAX_BUFFER_BYTES`] (< 4 KiB) per
@@ -46,7 +60,8 @@
 //! later bytes — through `unparsed`. Buffers are released then. A frame still
 //! incomplete when the connection closes is reported as `unparsed` by
 //! [`ConnectionDecoder::on_close`] (without a decode error). So for each
-//! direction the `frame` bytes plus the `unparsed` bytes equal the bytes fed.
+//! direction the `frame` bytes plus the `unparsed` bytes equal the bytes fed
+//! (read or passed unread).
 //!
 //! # Reporting
 //!
@@ -186,6 +201,10 @@ struct Stream {
     frame_bytes: u64,
     frame: FrameInfo,
     walker: Walker,
+    /// How many bytes [`ConnectionDecoder::on_chunk`] reads next when it must
+    /// read: doubles with each read, back to [`FIRST_WINDOW_BYTES`] after a
+    /// skip of at least [`SPARSE_SKIP_BYTES`].
+    window: usize,
 }
 
 /// Bytes of the request header's fixed part: api_key, api_version, correlation_id.
@@ -197,8 +216,16 @@ const SIZE_PREFIX: usize = 4;
 /// size, ~369 MB, so TLS traffic fails open; this names the likely cause.
 const TLS_HANDSHAKE_RECORD: [u8; 2] = [0x16, 0x03];
 
+/// The first read of [`ConnectionDecoder::on_chunk`] after a long skip: enough
+/// for the headers between two record batches' payloads.
+pub const FIRST_WINDOW_BYTES: usize = 1024;
+/// A skip this long makes `on_chunk` read small windows again: the traffic has
+/// payloads worth a read of their own (a host call costs about as much as
+/// copying several KiB).
+pub const SPARSE_SKIP_BYTES: usize = 16 * 1024;
+
 /// A decode failure: the reason, and the bytes of the chunk not yet accounted for.
-type Failure = (Reason, usize);
+type Failure = (Reason, u64);
 
 impl Stream {
     fn new(direction: Direction) -> Self {
@@ -211,6 +238,7 @@ impl Stream {
             frame_bytes: 0,
             frame: FrameInfo::new(),
             walker: Walker::default(),
+            window: FIRST_WINDOW_BYTES,
         }
     }
 
@@ -234,17 +262,55 @@ impl Stream {
             let state_before = self.state;
             let taken = self
                 .step(rest, shared, config, sink)
-                .map_err(|reason| (reason, rest.len()))?;
+                .map_err(|reason| (reason, rest.len() as u64))?;
             if taken == 0 && self.state == state_before && self.frame_left > 0 {
                 // Cannot happen by construction; failing open beats spinning.
-                return Err(("decoder made no progress", rest.len()));
+                return Err(("decoder made no progress", rest.len() as u64));
             }
             self.frame_bytes += taken as u64;
             rest = rest.get(taken..).unwrap_or_default();
             if self.state != State::Size && self.frame_left == 0 {
                 self.complete_frame(shared, config, sink)
-                    .map_err(|reason| (reason, rest.len()))?;
+                    .map_err(|reason| (reason, rest.len() as u64))?;
             }
+        }
+        Ok(())
+    }
+
+    /// Bytes from here on this direction steps over without looking at them:
+    /// the rest of a frame not decoded, or what the walker skips (an unused
+    /// field, a record batch's payload). Zero when the next byte is read.
+    fn skippable(&self) -> u32 {
+        match self.state {
+            State::Skip => self.frame_left,
+            State::Walk => self.walker.skippable().min(self.frame_left),
+            State::Size | State::Header | State::RawToken => 0,
+        }
+    }
+
+    /// Accounts for `n` bytes (at most [`skippable`](Self::skippable)) passed
+    /// without their content, exactly as [`feed`](Self::feed) would.
+    fn pass(
+        &mut self,
+        n: u32,
+        shared: &mut Shared,
+        config: &DecoderConfig,
+        sink: &mut impl Sink,
+    ) -> Result<(), Failure> {
+        if n == 0 {
+            return Ok(());
+        }
+        if self.state == State::Walk {
+            self.with_walker(shared, sink, |walker, semantics| {
+                walker.skip_unread(n, semantics)
+            })
+            .map_err(|reason| (reason, u64::from(n)))?;
+        }
+        self.skip(n as usize);
+        self.frame_bytes += u64::from(n);
+        if self.frame_left == 0 {
+            self.complete_frame(shared, config, sink)
+                .map_err(|reason| (reason, 0))?;
         }
         Ok(())
     }
@@ -420,17 +486,31 @@ impl Stream {
         shared: &mut Shared,
         sink: &mut impl Sink,
     ) -> Result<usize, Reason> {
+        let taken = self.with_walker(shared, sink, |walker, semantics| {
+            walker.feed(in_frame, semantics)
+        })?;
+        Ok(self.skip(taken))
+    }
+
+    /// Runs the walker with this frame's semantics; once it is done, the rest of
+    /// the frame is skipped.
+    fn with_walker<S: Sink, T>(
+        &mut self,
+        shared: &mut Shared,
+        sink: &mut S,
+        run: impl FnOnce(&mut Walker, &mut Semantics<'_, S>) -> Result<T, Reason>,
+    ) -> Result<T, Reason> {
         let mut semantics = Semantics {
             direction: self.direction,
             frame: &mut self.frame,
             shared,
             sink,
         };
-        let taken = self.walker.feed(in_frame, &mut semantics)?;
+        let result = run(&mut self.walker, &mut semantics)?;
         if self.walker.is_done() {
             self.state = State::Skip;
         }
-        Ok(self.skip(taken))
+        Ok(result)
     }
 
     /// The frame's last byte was consumed.
@@ -441,13 +521,7 @@ impl Stream {
         sink: &mut impl Sink,
     ) -> Result<(), Reason> {
         if self.state == State::Walk {
-            let mut semantics = Semantics {
-                direction: self.direction,
-                frame: &mut self.frame,
-                shared,
-                sink,
-            };
-            self.walker.finish(&mut semantics)?;
+            self.with_walker(shared, sink, |walker, semantics| walker.finish(semantics))?;
         }
         let api_key = match (self.state, self.direction) {
             (State::RawToken, Direction::Request) => {
@@ -769,6 +843,105 @@ impl ConnectionDecoder {
                 .map_or(0, String::capacity)
     }
 
+    /// Bytes of `direction` from here on that the decoder steps over without
+    /// looking at them (the rest of an undecoded frame, an unused field, a
+    /// record batch's payload): a host may pass them with
+    /// [`on_skipped_bytes`](Self::on_skipped_bytes) instead of copying them.
+    /// Zero when the next byte is read; `u64::MAX` once failed open.
+    pub fn skippable(&self, direction: Direction) -> u64 {
+        if self.failed {
+            return u64::MAX;
+        }
+        u64::from(self.stream(direction).skippable())
+    }
+
+    /// `n` bytes of `direction` passed without their content. Up to
+    /// [`skippable`](Self::skippable) they are accounted exactly as if fed
+    /// (frames, record set sizes and events are the same); more than that and
+    /// the decoder has lost its place: the connection fails open, and every
+    /// byte is still counted.
+    pub fn on_skipped_bytes(&mut self, direction: Direction, n: u64, sink: &mut impl Sink) {
+        if n == 0 {
+            return;
+        }
+        if self.failed {
+            sink.unparsed(direction, n);
+            return;
+        }
+        let (stream, shared, config) = self.parts(direction);
+        let result = match u32::try_from(n).ok().filter(|n| *n <= stream.skippable()) {
+            Some(n) => stream.pass(n, shared, config, sink),
+            None => Err(("bytes passed unread where the decoder reads them", n)),
+        };
+        if let Err(failure) = result {
+            self.fail(direction, failure, sink);
+        }
+    }
+
+    /// A chunk of `size` bytes of `direction` that the host copies on demand:
+    /// `read(offset, len)` returns up to `len` bytes from `offset` in the chunk
+    /// (`None` if they cannot be read). Bytes the decoder would skip are passed
+    /// unread; the rest is read in windows that grow while the traffic leaves
+    /// nothing worth skipping, and shrink back after a skip of at least
+    /// [`SPARSE_SKIP_BYTES`]. Unreadable bytes are passed unread (the
+    /// connection fails open if they were needed). Events and counts are the
+    /// same as feeding the whole chunk.
+    pub fn on_chunk<B: AsRef<[u8]>>(
+        &mut self,
+        direction: Direction,
+        size: usize,
+        sink: &mut impl Sink,
+        mut read: impl FnMut(usize, usize) -> Option<B>,
+    ) {
+        let mut offset = 0;
+        while offset < size {
+            let left = size - offset;
+            let skip = usize::try_from(self.skippable(direction))
+                .unwrap_or(usize::MAX)
+                .min(left);
+            if skip > 0 {
+                self.on_skipped_bytes(direction, skip as u64, sink);
+                offset += skip;
+                if skip >= SPARSE_SKIP_BYTES {
+                    self.stream_mut(direction).window = FIRST_WINDOW_BYTES;
+                }
+                continue;
+            }
+            let len = left.min(self.stream(direction).window);
+            let data = read(offset, len);
+            let bytes = data.as_ref().map_or(&[][..], AsRef::as_ref);
+            let bytes = bytes.get(..len).unwrap_or(bytes);
+            if bytes.is_empty() {
+                self.on_skipped_bytes(direction, left as u64, sink);
+                return;
+            }
+            self.on_bytes(direction, bytes, sink);
+            offset += bytes.len();
+            let stream = self.stream_mut(direction);
+            stream.window = stream.window.saturating_mul(2);
+        }
+    }
+
+    fn stream(&self, direction: Direction) -> &Stream {
+        match direction {
+            Direction::Request => &self.request,
+            Direction::Response => &self.response,
+        }
+    }
+
+    fn stream_mut(&mut self, direction: Direction) -> &mut Stream {
+        self.parts(direction).0
+    }
+
+    /// A direction's stream with what its decoding borrows besides.
+    fn parts(&mut self, direction: Direction) -> (&mut Stream, &mut Shared, &DecoderConfig) {
+        let stream = match direction {
+            Direction::Request => &mut self.request,
+            Direction::Response => &mut self.response,
+        };
+        (stream, &mut self.shared, &self.config)
+    }
+
     fn on_bytes(&mut self, direction: Direction, data: &[u8], sink: &mut impl Sink) {
         if data.is_empty() {
             return;
@@ -777,20 +950,25 @@ impl ConnectionDecoder {
             sink.unparsed(direction, data.len() as u64);
             return;
         }
-        let (stream, other) = match direction {
-            Direction::Request => (&mut self.request, &mut self.response),
-            Direction::Response => (&mut self.response, &mut self.request),
-        };
-        if let Err((reason, unaccounted)) = stream.feed(data, &mut self.shared, &self.config, sink)
-        {
-            sink.decode_error(direction, reason);
-            let this_partial = stream.frame_bytes + unaccounted as u64;
-            sink.unparsed(direction, this_partial);
-            if other.frame_bytes > 0 {
-                sink.unparsed(other.direction, other.frame_bytes);
-            }
-            self.fail_open();
+        let (stream, shared, config) = self.parts(direction);
+        if let Err(failure) = stream.feed(data, shared, config, sink) {
+            self.fail(direction, failure, sink);
         }
+    }
+
+    /// A decode failure in `direction`: reports it and every byte not yet in a
+    /// complete frame (both directions), then fails open.
+    fn fail(&mut self, direction: Direction, (reason, unaccounted): Failure, sink: &mut impl Sink) {
+        sink.decode_error(direction, reason);
+        let (stream, other) = match direction {
+            Direction::Request => (&self.request, &self.response),
+            Direction::Response => (&self.response, &self.request),
+        };
+        sink.unparsed(direction, stream.frame_bytes + unaccounted);
+        if other.frame_bytes > 0 {
+            sink.unparsed(other.direction, other.frame_bytes);
+        }
+        self.fail_open();
     }
 
     /// Drops all decoding state: from now on bytes are only counted.

@@ -90,15 +90,41 @@ impl RecordWalker {
             if rest.is_empty() {
                 break;
             }
-            let step = match self.position {
-                Position::Header => self.copy_header(rest),
-                Position::Payload { left } => self.skip_payload(rest.len(), left),
-                Position::Opaque => self.left.min(len_u32(rest.len())),
+            let step = if self.position == Position::Header {
+                let step = self.copy_header(rest);
+                self.left -= step.min(self.left);
+                step
+            } else {
+                // What is skipped is never looked at: the same as passing it unread.
+                self.skip_unread(len_u32(rest.len()))
             };
-            self.left -= step.min(self.left);
             consumed += step as usize;
         }
         consumed
+    }
+
+    /// Bytes from here on that [`feed`](Self::feed) would step over without
+    /// looking at them: the rest of the current batch's payload, or of an
+    /// opaque set.
+    pub(crate) fn skippable(&self) -> u32 {
+        match self.position {
+            Position::Header => 0,
+            Position::Payload { left } => left.min(self.left),
+            Position::Opaque => self.left,
+        }
+    }
+
+    /// Accounts for up to `n` bytes passed without their content, exactly as
+    /// [`feed`](Self::feed) would; returns how many were taken (at most
+    /// [`skippable`](Self::skippable)).
+    pub(crate) fn skip_unread(&mut self, n: u32) -> u32 {
+        let step = match self.position {
+            Position::Header => 0,
+            Position::Payload { left } => self.skip_payload(n as usize, left),
+            Position::Opaque => self.left.min(n),
+        };
+        self.left -= step.min(self.left);
+        step
     }
 
     /// What a whole record set, all at hand, holds: the same as feeding it to

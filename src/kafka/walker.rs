@@ -254,6 +254,36 @@ impl Walker {
         Ok(consumed)
     }
 
+    /// Bytes from here on the walker steps over without looking at them (an
+    /// unused field's content, a record batch's payload); zero when the next
+    /// byte is read.
+    pub(crate) fn skippable(&self) -> u32 {
+        let skippable = match &self.step {
+            Step::Skip { left } => *left,
+            Step::Records(walker) => walker.skippable(),
+            _ => 0,
+        };
+        skippable.min(self.left)
+    }
+
+    /// Accounts for `n` bytes (at most [`skippable`](Self::skippable)) passed
+    /// without their content, with the same visitor calls as feeding them, then
+    /// moves on to the next step that needs input.
+    pub(crate) fn skip_unread(&mut self, n: u32, visitor: &mut impl Visitor) -> Result<(), Reason> {
+        self.pristine = false;
+        match std::mem::replace(&mut self.step, Step::Next) {
+            Step::Skip { left } => {
+                self.skipped(left, n as usize);
+            }
+            Step::Records(mut walker) => {
+                let taken = walker.skip_unread(n);
+                self.records_took(walker, taken as usize, visitor)?;
+            }
+            step => self.step = step,
+        }
+        self.feed(&[], visitor).map(|_| ())
+    }
+
     /// Called at the end of the frame: fails if a field was cut off.
     pub(crate) fn finish(&mut self, visitor: &mut impl Visitor) -> Result<(), Reason> {
         self.feed(&[], visitor)?;
@@ -273,24 +303,10 @@ impl Walker {
             }
             Step::Capture { len, role } => self.read_capture(rest, len, role, visitor),
             Step::Pass { left, role } => self.pass(rest, left, role, visitor),
-            Step::Skip { left } => {
-                let taken = (left as usize).min(rest.len());
-                self.took(taken);
-                let left = left - u32::try_from(taken).unwrap_or(left);
-                if left > 0 {
-                    self.step = Step::Skip { left };
-                }
-                Ok(taken)
-            }
+            Step::Skip { left } => Ok(self.skipped(left, rest.len())),
             Step::Records(mut walker) => {
                 let taken = walker.feed(rest);
-                self.took(taken);
-                if walker.is_done() {
-                    visitor.records(walker.stats())?;
-                    self.spare_records = Some(walker);
-                } else {
-                    self.step = Step::Records(walker);
-                }
+                self.records_took(walker, taken, visitor)?;
                 Ok(taken)
             }
             step @ (Step::Next | Step::Done) => {
@@ -298,6 +314,34 @@ impl Walker {
                 Ok(0)
             }
         }
+    }
+
+    /// Steps over up to `available` bytes of a `Skip { left }` step; returns how
+    /// many.
+    fn skipped(&mut self, left: u32, available: usize) -> usize {
+        let taken = left.min(u32::try_from(available).unwrap_or(u32::MAX));
+        self.took(taken as usize);
+        if left > taken {
+            self.step = Step::Skip { left: left - taken };
+        }
+        taken as usize
+    }
+
+    /// The record set's walker took `taken` bytes: reports the set once complete.
+    fn records_took(
+        &mut self,
+        walker: Box<RecordWalker>,
+        taken: usize,
+        visitor: &mut impl Visitor,
+    ) -> Result<(), Reason> {
+        self.took(taken);
+        if walker.is_done() {
+            visitor.records(walker.stats())?;
+            self.spare_records = Some(walker);
+        } else {
+            self.step = Step::Records(walker);
+        }
+        Ok(())
     }
 
     fn read_integer(

@@ -7,9 +7,13 @@ use super::{feed, req, resp, run, run_chunked, Conversation, Event, Recorder};
 use crate::kafka::{ConnectionDecoder, DecoderConfig, Direction};
 
 /// A conversation exercising every decoded API.
-fn everything() -> Conversation {
-    let records = batch(3, 1, 300);
-    let partitions = [(0, Some(&records[..])), (1, Some(&records[..]))];
+pub(super) fn everything() -> Conversation {
+    everything_with(&batch(3, 1, 300))
+}
+
+/// [`everything`], with `records` as each partition's record set.
+pub(super) fn everything_with(records: &[u8]) -> Conversation {
+    let partitions = [(0, Some(records)), (1, Some(records))];
     let id = [7; 16];
     vec![
         req(encode::api_versions_request(1)),
@@ -184,7 +188,7 @@ fn chunking() -> impl Strategy<Value = Vec<usize>> {
 
 /// Joins consecutive messages of one direction, so that chunks can straddle
 /// frames as pipelined requests do.
-fn pipelined(conversation: &Conversation) -> Conversation {
+pub(super) fn pipelined(conversation: &Conversation) -> Conversation {
     let mut joined: Conversation = Vec::new();
     for (direction, bytes) in conversation {
         match joined.last_mut() {

@@ -7,6 +7,7 @@ mod framing;
 mod produce;
 mod recorded;
 mod sasl;
+mod skip;
 
 use super::{Codec, ConnectionDecoder, DecoderConfig, Direction, Mechanism, RecordSet, Sink};
 

@@ -17,6 +17,12 @@ const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/kafka/tests/data");
 /// Replays one recorded connection, its decoder taught `known` topic ids first;
 /// returns the events and the bytes per direction.
 fn replay(log: &[u8], known: &[([u8; 16], String)]) -> (Recorder, [u64; 2]) {
+    replay_with(log, known, false)
+}
+
+/// As [`replay`]; with `windows`, each segment goes through `on_chunk` as the
+/// plugin feeds it (skippable bytes passed unread, the rest read in windows).
+fn replay_with(log: &[u8], known: &[([u8; 16], String)], windows: bool) -> (Recorder, [u64; 2]) {
     let mut decoder = ConnectionDecoder::new(DecoderConfig::default());
     for (id, name) in known {
         decoder.learn_topic(*id, name);
@@ -27,13 +33,19 @@ fn replay(log: &[u8], known: &[([u8; 16], String)]) -> (Recorder, [u64; 2]) {
     while rest.len() >= 5 {
         let len = u32::from_be_bytes(rest[1..5].try_into().unwrap()) as usize;
         let bytes = &rest[5..5 + len];
-        if rest[0] == 0 {
-            decoder.on_request_bytes(bytes, &mut sink);
-            fed[0] += len as u64;
+        let direction = if rest[0] == 0 {
+            Direction::Request
         } else {
-            decoder.on_response_bytes(bytes, &mut sink);
-            fed[1] += len as u64;
+            Direction::Response
+        };
+        if windows {
+            decoder.on_chunk(direction, len, &mut sink, |offset, len| {
+                Some(&bytes[offset..offset + len])
+            });
+        } else {
+            super::feed(&mut decoder, direction, bytes, &mut sink);
         }
+        fed[usize::from(rest[0] != 0)] += len as u64;
         rest = &rest[5 + len..];
     }
     decoder.on_close(&mut sink);
@@ -95,6 +107,24 @@ fn recorded(library: &str, known: &[([u8; 16], String)]) -> Totals {
         }
     }
     totals
+}
+
+#[test]
+fn every_recording_read_in_windows_decodes_the_same() {
+    let mut files: Vec<_> = std::fs::read_dir(DATA)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "kafka"))
+        .collect();
+    files.sort();
+    assert!(files.len() > 8, "{files:?}");
+    for path in files {
+        let log = std::fs::read(&path).unwrap();
+        let (fed, fed_bytes) = replay_with(&log, &[], false);
+        let (windowed, windowed_bytes) = replay_with(&log, &[], true);
+        assert_eq!(windowed.events, fed.events, "{path:?}");
+        assert_eq!(windowed_bytes, fed_bytes, "{path:?}");
+    }
 }
 
 #[test]
