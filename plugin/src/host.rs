@@ -14,7 +14,7 @@ use proxy_wasm::traits::{Context, RootContext, StreamContext};
 use proxy_wasm::types::{
     Action, BufferType, ContextType, LogLevel, MapType, MetricType, PeerType, Status,
 };
-use tally::kafka::{ConnectionDecoder, Direction, Sink};
+use tally::kafka::{ConnectionDecoder, Direction};
 use tally::meter::{topic_id_hex, ConnectionMeter, CounterSink, Meter, MeterStat, Series, OTHER};
 use tally::time::Timestamp;
 use tally::usage::Metric;
@@ -441,15 +441,13 @@ impl Connection {
             Direction::Request => BufferType::DownstreamData,
             Direction::Response => BufferType::UpstreamData,
         };
-        match hostcalls::get_buffer(buffer, 0, size).ok().flatten() {
-            Some(data) => match direction {
-                Direction::Request => self.decoder.on_request_bytes(&data, &mut self.meter),
-                Direction::Response => self.decoder.on_response_bytes(&data, &mut self.meter),
-            },
-            // Not readable: still count the bytes, undecoded.
-            None if size > 0 => self.meter.unparsed(direction, size as u64),
-            None => {}
-        }
+        // Only the bytes the decoder reads are copied into the VM: record
+        // payloads and other skipped bytes are passed by count. Unreadable
+        // bytes are still counted, undecoded.
+        self.decoder
+            .on_chunk(direction, size, &mut self.meter, |offset, len| {
+                hostcalls::get_buffer(buffer, offset, len).ok().flatten()
+            });
         let learned = self.meter.take_learned_topics();
         if !learned.is_empty() {
             if let Ok(mut w) = self.worker.try_borrow_mut() {
