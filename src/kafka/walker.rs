@@ -268,7 +268,8 @@ impl Walker {
 
     /// Accounts for `n` bytes (at most [`skippable`](Self::skippable)) passed
     /// without their content, with the same visitor calls as feeding them, then
-    /// moves on to the next step that needs input.
+    /// moves on to the next step that needs input, as feeding does (so that
+    /// `skippable` at once sees a skip that follows, or the walk's end).
     pub(crate) fn skip_unread(&mut self, n: u32, visitor: &mut impl Visitor) -> Result<(), Reason> {
         self.pristine = false;
         match std::mem::replace(&mut self.step, Step::Next) {
