@@ -14,7 +14,22 @@
 //! spreadsheets). A record longer than the limit (default 1 MiB) is refused with
 //! [`Error::TooLarge`] *as soon as it crosses the limit*: the tokenizer discards
 //! bytes up to the next line break and goes on, so memory stays bounded by the
-//! limit whatever the input. Invalid UTF-8 rejects that record only.
+//! limit whatever the input. Invalid UTF-8 rejects that record only (each
+//! field must be valid by itself).
+//!
+//! ### Two paths, one behaviour
+//!
+//! Nearly every record of a real export is plain: no quote, ending in `\n` or
+//! `\r\n` inside the chunk at hand. Those take the fast path, which emits them
+//! straight from the chunk without copying: it scans eight bytes at a time (SWAR
+//! on a `u64`, portable to wasm32) for the bytes that are ASCII and at most `,`
+//! — which covers `,` `"` `\r` `\n` — and visits only those, recording comma
+//! positions as field ends. UTF-8 is validated once per chunk, up to its last
+//! line break, not record by record. Any other record (a quote, a lone `\r`, a
+//! line cut by the end of the chunk, one near the limit) is left to the
+//! byte-wise state machine, which copies fields into a buffer. Tests feed
+//! arbitrary bytes in arbitrary chunks and compare with the byte-wise path alone
+//! (fed a byte at a time), so the two cannot drift apart.
 //!
 //! [`ColumnMap`] maps a header record to column indices through an alias table
 //! ([`ColumnSpec`]), so files are read by column *name*, never by position, and a
@@ -130,20 +145,19 @@ impl Tokenizer {
     /// by the callback stops the feed and is returned.
     pub fn feed(&mut self, chunk: &[u8], on_record: &mut impl OnRecord) -> Result<(), Error> {
         let chunk = self.strip_bom(chunk);
+        let mut utf8 = Utf8Region::new(chunk);
         let mut i = 0;
-        while let Some(&byte) = chunk.get(i) {
+        loop {
             if self.state == State::FieldStart
                 && self.buf.is_empty()
                 && self.ends.is_empty()
                 && !self.after_cr
             {
-                if let Some(consumed) =
-                    self.quick_record(chunk.get(i..).unwrap_or_default(), on_record)?
-                {
-                    i += consumed;
-                    continue;
-                }
+                i = self.quick_records(chunk, i, &mut utf8, on_record)?;
             }
+            let Some(&byte) = chunk.get(i) else {
+                break;
+            };
             i += 1;
             if self.after_cr {
                 self.after_cr = false;
@@ -167,7 +181,7 @@ impl Tokenizer {
                     }
                 }
                 State::FieldStart | State::Unquoted => match byte {
-                    b',' => self.end_field(),
+                    b',' => self.end_field(on_record)?,
                     b'\n' => {
                         self.end_record(on_record)?;
                         self.line += 1;
@@ -180,7 +194,7 @@ impl Tokenizer {
                     b'"' if self.state == State::FieldStart => self.state = State::Quoted,
                     _ => {
                         self.state = State::Unquoted;
-                        // Fast path: copy the run of plain bytes up to the next special one.
+                        // Copy the run of plain bytes up to the next special one at once.
                         let rest = chunk.get(i - 1..).unwrap_or_default();
                         let run = rest
                             .iter()
@@ -205,7 +219,7 @@ impl Tokenizer {
                         self.state = State::Quoted;
                         self.push_run(b"\"", on_record)?;
                     }
-                    b',' => self.end_field(),
+                    b',' => self.end_field(on_record)?,
                     b'\n' => {
                         self.end_record(on_record)?;
                         self.line += 1;
@@ -225,74 +239,80 @@ impl Tokenizer {
         Ok(())
     }
 
-    /// The fast path for the common record: no quotes, ending (`\n` or `\r\n`)
-    /// inside this chunk, not over the limit. It is emitted straight from the
-    /// chunk, without copying; returns the bytes consumed, or `None` to leave the
-    /// record to the byte-wise path.
-    fn quick_record(
+    /// The fast path (see the module docs): emits the records starting at
+    /// `start` that have no quote, end with `\n` or `\r\n` inside this chunk and
+    /// are within the limit, straight from the chunk; returns where the first
+    /// other record starts, left to the byte-wise path.
+    fn quick_records(
         &mut self,
-        rest: &[u8],
+        chunk: &[u8],
+        mut start: usize,
+        utf8: &mut Utf8Region<'_>,
         on_record: &mut impl OnRecord,
-    ) -> Result<Option<usize>, Error> {
-        self.ends.clear();
-        let window = rest.get(..self.limit.saturating_add(2)).unwrap_or(rest);
-        for (pos, &b) in window.iter().enumerate() {
-            // The bytes that matter (`,` `"` `\r` `\n`) are all at most `,`:
-            // one comparison passes over the letters and digits of a field.
-            if b > b',' {
-                continue;
-            }
-            match b {
-                b',' => self.ends.push(pos),
-                b'\n' | b'\r' => {
-                    let consumed = match (b, rest.get(pos + 1)) {
-                        (b'\n', _) => pos + 1,
-                        (_, Some(b'\n')) => pos + 2,
-                        _ => break,
-                    };
-                    if pos + self.ends.len() > self.limit {
-                        break;
+    ) -> Result<usize, Error> {
+        'records: loop {
+            self.ends.clear();
+            // A line break past the limit cannot end an acceptable record: the
+            // scan stops there, so an endless line costs no memory here.
+            let window = chunk
+                .len()
+                .min(start.saturating_add(self.limit).saturating_add(2));
+            let mut at = start;
+            while at < window {
+                let word = load_word(chunk, at, window);
+                let mut hits = special_bytes(word);
+                while hits != 0 {
+                    let offset = (hits.trailing_zeros() / 8) as usize;
+                    hits &= hits - 1;
+                    let pos = at + offset;
+                    match word.to_le_bytes().get(offset) {
+                        Some(b',') => self.ends.push(pos - start),
+                        Some(b'"') => break 'records,
+                        Some(&byte @ (b'\n' | b'\r')) => {
+                            let next = match (byte, chunk.get(pos + 1)) {
+                                (b'\n', _) => pos + 1,
+                                (_, Some(b'\n')) => pos + 2,
+                                _ => break 'records,
+                            };
+                            if pos - start > self.limit {
+                                break 'records;
+                            }
+                            let line = self.line;
+                            self.line += 1;
+                            self.record_line = self.line;
+                            // An empty line is a blank line, skipped.
+                            if pos > start {
+                                self.ends.push(pos - start);
+                                let result = match utf8.text(start, pos) {
+                                    Some(text) => on_record(Ok(Record {
+                                        line,
+                                        text,
+                                        ends: &self.ends,
+                                        sep: 1,
+                                    })),
+                                    None => on_record(Err(Error::input(
+                                        &self.file,
+                                        line,
+                                        "",
+                                        "not valid UTF-8",
+                                    ))),
+                                };
+                                self.ends.clear();
+                                result?;
+                            }
+                            start = next;
+                            continue 'records;
+                        }
+                        _ => {}
                     }
-                    let result =
-                        self.emit_line(rest.get(..pos).unwrap_or_default(), pos, on_record);
-                    self.ends.clear();
-                    self.line += 1;
-                    self.record_line = self.line;
-                    return result.map(|()| Some(consumed));
                 }
-                b'"' => break,
-                _ => {}
+                at += 8;
             }
+            break;
         }
+        // The record is left to the byte-wise path, which starts with no field.
         self.ends.clear();
-        Ok(None)
-    }
-
-    /// Emits a raw line whose comma positions are in `ends` (blank lines are skipped).
-    fn emit_line(
-        &mut self,
-        line: &[u8],
-        end: usize,
-        on_record: &mut impl OnRecord,
-    ) -> Result<(), Error> {
-        if line.is_empty() {
-            return Ok(());
-        }
-        self.ends.push(end);
-        match std::str::from_utf8(line) {
-            Ok(text) => on_record(Ok(Record {
-                line: self.line,
-                text,
-                ends: &self.ends,
-                sep: 1,
-            })),
-            Err(_) => on_record(Err(Error::input(
-                &self.file,
-                self.line,
-                "",
-                "not valid UTF-8",
-            ))),
-        }
+        Ok(start)
     }
 
     /// Ends the input: a last record without a line break is emitted. An
@@ -343,26 +363,37 @@ impl Tokenizer {
 
     fn push_run(&mut self, run: &[u8], on_record: &mut impl OnRecord) -> Result<(), Error> {
         if self.buf.len() + run.len() + self.ends.len() > self.limit {
-            let error = Error::TooLarge {
-                at: Location {
-                    file: self.file.clone(),
-                    line: self.record_line,
-                    column: String::new(),
-                },
-                limit: self.limit as u64,
-            };
-            self.buf.clear();
-            self.ends.clear();
-            self.state = State::Skipping;
-            return on_record(Err(error));
+            return self.refuse(on_record);
         }
         self.buf.extend_from_slice(run);
         Ok(())
     }
 
-    fn end_field(&mut self) {
+    fn end_field(&mut self, on_record: &mut impl OnRecord) -> Result<(), Error> {
+        // The comma counts too: a line of commas alone must not grow `ends`
+        // past the limit.
+        if self.buf.len() + self.ends.len() + 1 > self.limit {
+            return self.refuse(on_record);
+        }
         self.ends.push(self.buf.len());
         self.state = State::FieldStart;
+        Ok(())
+    }
+
+    /// Refuses the current record as too large and skips to its line break.
+    fn refuse(&mut self, on_record: &mut impl OnRecord) -> Result<(), Error> {
+        let error = Error::TooLarge {
+            at: Location {
+                file: self.file.clone(),
+                line: self.record_line,
+                column: String::new(),
+            },
+            limit: self.limit as u64,
+        };
+        self.buf.clear();
+        self.ends.clear();
+        self.state = State::Skipping;
+        on_record(Err(error))
     }
 
     fn end_record(&mut self, on_record: &mut impl OnRecord) -> Result<(), Error> {
@@ -372,14 +403,19 @@ impl Tokenizer {
             return Ok(());
         }
         self.ends.push(self.buf.len());
-        let result = match std::str::from_utf8(&self.buf) {
-            Ok(text) => on_record(Ok(Record {
+        // Each field must be valid on its own: the halves of a character cut by
+        // a comma are invalid in the line even though they join up in `buf`.
+        let text = std::str::from_utf8(&self.buf)
+            .ok()
+            .filter(|text| self.ends.iter().all(|end| text.is_char_boundary(*end)));
+        let result = match text {
+            Some(text) => on_record(Ok(Record {
                 line: self.record_line,
                 text,
                 ends: &self.ends,
                 sep: 0,
             })),
-            Err(_) => on_record(Err(Error::input(
+            None => on_record(Err(Error::input(
                 &self.file,
                 self.record_line,
                 "",
@@ -395,6 +431,95 @@ impl Tokenizer {
         self.ends.clear();
         self.state = State::FieldStart;
         self.record_line = self.line;
+    }
+}
+
+/// The bytes the fast path stops at (`,` `"` `\r` `\n`) are all ASCII and at
+/// most `,`; a word-wide test for "ASCII and below `-`" finds them with a few
+/// operations per eight bytes, and the rare other bytes it also flags (space and
+/// some punctuation) are passed over one by one.
+const SPECIAL_BELOW: u8 = b',' + 1;
+const LOW7: u64 = u64::from_le_bytes([0x7f; 8]);
+const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+const TO_HIGH: u64 = u64::from_le_bytes([0x80 - SPECIAL_BELOW; 8]);
+
+/// The high bit of each byte of `word` that is ASCII and below [`SPECIAL_BELOW`].
+/// Exact per byte: the seven low bits plus `0x80 - SPECIAL_BELOW` never carry
+/// into the next byte.
+fn special_bytes(word: u64) -> u64 {
+    !(((word & LOW7) + TO_HIGH) | word) & HIGH
+}
+
+/// The eight bytes of `bytes` at `at` as a little-endian word (byte `k` in bits
+/// `8k..8k+8`); bytes at or past `end` read as `a`, which is not special.
+fn load_word(bytes: &[u8], at: usize, end: usize) -> u64 {
+    if let Some(word) = at
+        .checked_add(8)
+        .filter(|&stop| stop <= end)
+        .and_then(|stop| bytes.get(at..stop))
+        .and_then(|s| <[u8; 8]>::try_from(s).ok())
+    {
+        return u64::from_le_bytes(word);
+    }
+    let mut word = [b'a'; 8];
+    let tail = bytes.get(at..end.min(bytes.len())).unwrap_or_default();
+    for (slot, byte) in word.iter_mut().zip(tail) {
+        *slot = *byte;
+    }
+    u64::from_le_bytes(word)
+}
+
+/// The part of a chunk known to be valid UTF-8, validated once up to the
+/// chunk's last line break (a line break is ASCII, so a chunk that ends inside
+/// a character never taints it) rather than record by record. Only a record
+/// with invalid bytes makes it validate again, from the next record on, so the
+/// work stays linear in the chunk.
+struct Utf8Region<'c> {
+    chunk: &'c [u8],
+    /// Where `text` starts in `chunk`.
+    from: usize,
+    text: &'c str,
+    /// One past the chunk's last `\n` (found on first use).
+    stop: Option<usize>,
+}
+
+impl<'c> Utf8Region<'c> {
+    fn new(chunk: &'c [u8]) -> Self {
+        Utf8Region {
+            chunk,
+            from: 0,
+            text: "",
+            stop: None,
+        }
+    }
+
+    /// The bytes `start..end` of the chunk as text, or `None` if they are not
+    /// valid UTF-8. `start` must not be before a previous call's.
+    fn text(&mut self, start: usize, end: usize) -> Option<&'c str> {
+        let known = start
+            .checked_sub(self.from)
+            .zip(end.checked_sub(self.from))
+            .and_then(|(s, e)| self.text.get(s..e));
+        if known.is_some() {
+            return known;
+        }
+        let chunk = self.chunk;
+        let stop = *self.stop.get_or_insert_with(|| {
+            chunk
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |pos| pos + 1)
+        });
+        let bytes = chunk.get(start..stop.max(end)).unwrap_or_default();
+        self.from = start;
+        self.text = match std::str::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(error) => bytes
+                .get(..error.valid_up_to())
+                .and_then(|valid| std::str::from_utf8(valid).ok())
+                .unwrap_or_default(),
+        };
+        end.checked_sub(start).and_then(|len| self.text.get(..len))
     }
 }
 
@@ -486,6 +611,18 @@ impl ColumnMap {
     /// The canonical name of spec `which`.
     pub fn name(&self, which: usize) -> &'static str {
         self.names.get(which).copied().unwrap_or("")
+    }
+
+    /// The trimmed values of the first `N` specs in `record`, in spec order
+    /// (empty when absent): one pass for a reader that wants nearly every column.
+    pub fn values<'a, const N: usize>(&self, record: &Record<'a>) -> [&'a str; N] {
+        let mut values = [""; N];
+        for (value, index) in values.iter_mut().zip(&self.index) {
+            if let Some(i) = index {
+                *value = trim(record.get(*i).unwrap_or(""));
+            }
+        }
+        values
     }
 
     /// The trimmed value of spec `which` in `record` (empty when absent).
@@ -770,7 +907,79 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_line_of_commas_alone_is_held_to_the_limit() {
+        let commas = ",".repeat(100);
+        let input = format!("a,b\n{commas}\nc,d\n");
+        for chunk in [1, 7, input.len()] {
+            let chunks: Vec<&[u8]> = input.as_bytes().chunks(chunk).collect();
+            let got = tokenize(&chunks, 50);
+            assert_eq!(got.len(), 3, "chunk size {chunk}");
+            assert!(got[1].as_ref().unwrap_err().contains("t.csv:2"));
+            assert_eq!(got[2], ok(3, &["c", "d"]));
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_in_the_fast_path_rejects_that_record_only() {
+        // Valid records before and after, a multi-byte character split over two
+        // chunks, and invalid bytes in two records of one chunk.
+        let input = "a,\u{e9}\nb,\u{e9}\n".as_bytes();
+        let mut bad = input.to_vec();
+        bad.extend_from_slice(b"x,\xff\ny\nz,\xc3\n\xe9t\xc3\xa9\nw\n");
+        for chunk in 1..bad.len() {
+            let chunks: Vec<&[u8]> = bad.chunks(chunk).collect();
+            let got = tokenize(&chunks, 100);
+            assert_eq!(got.len(), 7, "chunk size {chunk}");
+            assert_eq!(got[0], ok(1, &["a", "\u{e9}"]));
+            assert_eq!(got[1], ok(2, &["b", "\u{e9}"]));
+            assert!(got[2].as_ref().unwrap_err().contains("t.csv:3"));
+            assert_eq!(got[3], ok(4, &["y"]));
+            assert!(got[4].as_ref().unwrap_err().contains("t.csv:5"));
+            assert!(got[5].as_ref().unwrap_err().contains("t.csv:6"));
+            assert_eq!(got[6], ok(7, &["w"]));
+        }
+    }
+
+    /// Bytes a CSV parser must tell apart: the specials, bytes the word test
+    /// flags without being special (space, `!`, `+`, NUL, tab), ordinary ones,
+    /// the parts of `é`, a byte never valid in UTF-8, and `-` (just above `,`).
+    const ALPHABET: &[u8] = b"\n\r,\",\",  !+\0\tab-\xc3\xa9\xff";
+
+    fn arbitrary_input() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(proptest::sample::select(ALPHABET), 0..120)
+    }
+
     proptest::proptest! {
+        #[test]
+        fn special_bytes_flags_exactly_the_ascii_bytes_up_to_a_comma(word in proptest::num::u64::ANY) {
+            let flags = special_bytes(word);
+            for (k, byte) in word.to_le_bytes().into_iter().enumerate() {
+                proptest::prop_assert_eq!(flags >> (8 * k) & 0xff, if byte <= b',' { 0x80 } else { 0 });
+            }
+        }
+
+        #[test]
+        fn the_fast_path_agrees_with_the_byte_wise_path(
+            input in arbitrary_input(),
+            cuts in proptest::collection::vec(0usize..120, 0..4),
+            limit in 1usize..60,
+        ) {
+            // Fed a byte at a time, no record but a blank line ends inside its
+            // chunk, so the byte-wise path does all the work: the reference.
+            let reference = tokenize(&input.chunks(1).collect::<Vec<_>>(), limit);
+            let mut cuts: Vec<usize> = cuts.into_iter().filter(|c| *c < input.len()).collect();
+            cuts.sort_unstable();
+            cuts.dedup();
+            let mut chunks = Vec::new();
+            let mut from = 0;
+            for cut in cuts.into_iter().chain([input.len()]) {
+                chunks.push(&input[from..cut]);
+                from = cut;
+            }
+            proptest::prop_assert_eq!(tokenize(&chunks, limit), reference);
+        }
+
         #[test]
         fn the_trim_shortcut_agrees_with_str_trim(field in "[ \t\r\n\u{a0}\u{2003}a-z0-9.,~!-]{0,8}") {
             proptest::prop_assert_eq!(trim(&field), field.trim());
