@@ -123,15 +123,12 @@ impl ParseRow for ExportRows {
         r: &Record<'_>,
         sink: &mut dyn Sink,
     ) -> Result<(), Error> {
-        // Borrowed from the record: no field is copied unless the store meets it
-        // for the first time.
-        let row = parse_row(&self.file, &mut self.times, &self.org_id, cols, r)?;
-        sink.allocated_ref(&row);
-        Ok(())
+        parse_row(&self.file, &mut self.times, &self.org_id, cols, r, sink)
     }
 }
 
 /// Parses an optional decimal column (empty → zero).
+#[inline]
 fn optional_decimal(file: &str, line: u64, column: &str, text: &str) -> Result<Decimal, Error> {
     if text.is_empty() {
         Ok(Decimal::ZERO)
@@ -149,13 +146,17 @@ fn or_default<'a>(text: &'a str, default: &'a str) -> &'a str {
     }
 }
 
-fn parse_row<'a>(
-    file: &'a str,
+/// Parses one row and hands it to `sink`, borrowed from the record: no field
+/// is copied unless the store meets it for the first time (and the row is
+/// built where the sink reads it, not returned and moved).
+fn parse_row(
+    file: &str,
     times: &mut TimeCache,
-    org: &'a str,
+    org: &str,
     cols: &ColumnMap,
-    r: &Record<'a>,
-) -> Result<AllocatedRef<'a>, Error> {
+    r: &Record<'_>,
+    sink: &mut dyn Sink,
+) -> Result<(), Error> {
     let line = r.line;
     // In the order of [`COLUMNS`].
     let [timestamp, owner, environment, resource, product, line_type, unit, cost, original, share, org_id, method, step, reason, level, currency] =
@@ -191,7 +192,7 @@ fn parse_row<'a>(
             ))
         }
     };
-    Ok(AllocatedRef {
+    sink.allocated_ref(&AllocatedRef {
         bucket_start: start,
         org_id: or_default(org_id, org),
         owner_id: owner,
@@ -210,7 +211,8 @@ fn parse_row<'a>(
         reason,
         file,
         line,
-    })
+    });
+    Ok(())
 }
 
 /// The header [`write`] emits.

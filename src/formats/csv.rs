@@ -246,72 +246,50 @@ impl Tokenizer {
     fn quick_records(
         &mut self,
         chunk: &[u8],
-        mut start: usize,
+        start: usize,
         utf8: &mut Utf8Region<'_>,
         on_record: &mut impl OnRecord,
     ) -> Result<usize, Error> {
-        'records: loop {
-            self.ends.clear();
-            // A line break past the limit cannot end an acceptable record: the
-            // scan stops there, so an endless line costs no memory here.
-            let window = chunk
-                .len()
-                .min(start.saturating_add(self.limit).saturating_add(2));
-            let mut at = start;
-            while at < window {
-                let word = load_word(chunk, at, window);
-                let mut hits = special_bytes(word);
-                while hits != 0 {
-                    let offset = (hits.trailing_zeros() / 8) as usize;
-                    hits &= hits - 1;
-                    let pos = at + offset;
-                    match word.to_le_bytes().get(offset) {
-                        Some(b',') => self.ends.push(pos - start),
-                        Some(b'"') => break 'records,
-                        Some(&byte @ (b'\n' | b'\r')) => {
-                            let next = match (byte, chunk.get(pos + 1)) {
-                                (b'\n', _) => pos + 1,
-                                (_, Some(b'\n')) => pos + 2,
-                                _ => break 'records,
-                            };
-                            if pos - start > self.limit {
-                                break 'records;
-                            }
-                            let line = self.line;
-                            self.line += 1;
-                            self.record_line = self.line;
-                            // An empty line is a blank line, skipped.
-                            if pos > start {
-                                self.ends.push(pos - start);
-                                let result = match utf8.text(start, pos) {
-                                    Some(text) => on_record(Ok(Record {
-                                        line,
-                                        text,
-                                        ends: &self.ends,
-                                        sep: 1,
-                                    })),
-                                    None => on_record(Err(Error::input(
-                                        &self.file,
-                                        line,
-                                        "",
-                                        "not valid UTF-8",
-                                    ))),
-                                };
-                                self.ends.clear();
-                                result?;
-                            }
-                            start = next;
-                            continue 'records;
-                        }
-                        _ => {}
-                    }
-                }
-                at += 8;
+        // A local vector stays in registers across the scan; `self.ends` keeps
+        // its allocation for the next call.
+        let mut ends = std::mem::take(&mut self.ends);
+        let result = self.scan(chunk, start, utf8, &mut ends, on_record);
+        // The byte-wise path takes over with no field.
+        ends.clear();
+        self.ends = ends;
+        result
+    }
+
+    /// [`Tokenizer::quick_records`] with the field ends in `ends`.
+    fn scan(
+        &mut self,
+        chunk: &[u8],
+        mut start: usize,
+        utf8: &mut Utf8Region<'_>,
+        ends: &mut Vec<usize>,
+        on_record: &mut impl OnRecord,
+    ) -> Result<usize, Error> {
+        while let Some((end, next)) = plain_record(chunk, start, self.limit, ends) {
+            let line = self.line;
+            self.line += 1;
+            self.record_line = self.line;
+            // An empty line is a blank line, skipped.
+            if end > start {
+                ends.push(end - start);
+                let result = match utf8.text(start, end) {
+                    Some(text) => on_record(Ok(Record {
+                        line,
+                        text,
+                        ends,
+                        sep: 1,
+                    })),
+                    None => on_record(Err(Error::input(&self.file, line, "", "not valid UTF-8"))),
+                };
+                ends.clear();
+                result?;
             }
-            break;
+            start = next;
         }
-        // The record is left to the byte-wise path, which starts with no field.
-        self.ends.clear();
         Ok(start)
     }
 
@@ -450,19 +428,58 @@ fn special_bytes(word: u64) -> u64 {
     !(((word & LOW7) + TO_HIGH) | word) & HIGH
 }
 
-/// The eight bytes of `bytes` at `at` as a little-endian word (byte `k` in bits
-/// `8k..8k+8`); bytes at or past `end` read as `a`, which is not special.
-fn load_word(bytes: &[u8], at: usize, end: usize) -> u64 {
-    if let Some(word) = at
-        .checked_add(8)
-        .filter(|&stop| stop <= end)
-        .and_then(|stop| bytes.get(at..stop))
-        .and_then(|s| <[u8; 8]>::try_from(s).ok())
-    {
-        return u64::from_le_bytes(word);
+/// Scans the record at `start` for the fast path: pushes its comma positions
+/// (from `start`) onto `ends` and returns where its line break is and where the
+/// next record starts; `None` when the record is not plain (a quote, a lone
+/// `\r`, no line break in `chunk`, longer than `limit`). Not inlined: alone, its
+/// loop keeps everything in registers.
+#[inline(never)]
+fn plain_record(
+    chunk: &[u8],
+    start: usize,
+    limit: usize,
+    ends: &mut Vec<usize>,
+) -> Option<(usize, usize)> {
+    let mut at = start;
+    loop {
+        let offset = at - start;
+        // Checked by word, not by comma: commas past the limit mean a line
+        // break past it too, and `ends` stays bounded by the limit.
+        if offset > limit {
+            return None;
+        }
+        let word = match chunk.get(at..).and_then(|rest| rest.first_chunk::<8>()) {
+            Some(word) => u64::from_le_bytes(*word),
+            None => padded_word(chunk.get(at..).filter(|rest| !rest.is_empty())?),
+        };
+        let mut flags = special_bytes(word);
+        while flags != 0 {
+            // The flag is the high bit of its byte.
+            let bit = flags.trailing_zeros();
+            flags &= flags - 1;
+            let len = offset + (bit / 8) as usize;
+            let byte = (word >> (bit & 0x38)) as u8;
+            // Commas first: ten of them for one line break.
+            if byte == b',' {
+                ends.push(len);
+                continue;
+            }
+            let pos = start + len;
+            let next = match byte {
+                b'\n' => pos + 1,
+                b'\r' if chunk.get(pos + 1) == Some(&b'\n') => pos + 2,
+                b'\r' | b'"' => return None,
+                _ => continue,
+            };
+            return (len <= limit).then_some((pos, next));
+        }
+        at += 8;
     }
+}
+
+/// The last, short word of a chunk: `tail` then bytes `a`, which are not special.
+fn padded_word(tail: &[u8]) -> u64 {
     let mut word = [b'a'; 8];
-    let tail = bytes.get(at..end.min(bytes.len())).unwrap_or_default();
     for (slot, byte) in word.iter_mut().zip(tail) {
         *slot = *byte;
     }
@@ -495,6 +512,7 @@ impl<'c> Utf8Region<'c> {
 
     /// The bytes `start..end` of the chunk as text, or `None` if they are not
     /// valid UTF-8. `start` must not be before a previous call's.
+    #[inline]
     fn text(&mut self, start: usize, end: usize) -> Option<&'c str> {
         let known = start
             .checked_sub(self.from)
@@ -503,6 +521,13 @@ impl<'c> Utf8Region<'c> {
         if known.is_some() {
             return known;
         }
+        self.validate_from(start, end);
+        end.checked_sub(start).and_then(|len| self.text.get(..len))
+    }
+
+    /// Validates from `start` up to the last line break (at least to `end`).
+    #[inline(never)]
+    fn validate_from(&mut self, start: usize, end: usize) {
         let chunk = self.chunk;
         let stop = *self.stop.get_or_insert_with(|| {
             chunk
@@ -519,7 +544,6 @@ impl<'c> Utf8Region<'c> {
                 .and_then(|valid| std::str::from_utf8(valid).ok())
                 .unwrap_or_default(),
         };
-        end.checked_sub(start).and_then(|len| self.text.get(..len))
     }
 }
 
@@ -572,6 +596,11 @@ pub fn normalize_header(name: &str) -> String {
 pub struct ColumnMap {
     index: Vec<Option<usize>>,
     names: Vec<&'static str>,
+    /// Per column up to the last one wanted: the spec it feeds, or `usize::MAX`
+    /// (for [`ColumnMap::values`], which walks a record's fields in order).
+    slots: Vec<usize>,
+    /// (spec, earlier spec) pairs of specs that found the same column.
+    shared: Vec<(usize, usize)>,
 }
 
 impl ColumnMap {
@@ -597,9 +626,23 @@ impl ColumnMap {
             }
             index.push(found);
         }
+        let mut slots = vec![usize::MAX; index.iter().flatten().max().map_or(0, |last| last + 1)];
+        let mut shared = Vec::new();
+        for (spec, column) in index.iter().enumerate() {
+            let Some(slot) = column.and_then(|c| slots.get_mut(c)) else {
+                continue;
+            };
+            if *slot == usize::MAX {
+                *slot = spec;
+            } else {
+                shared.push((spec, *slot));
+            }
+        }
         Ok(ColumnMap {
             index,
             names: specs.iter().map(|s| s.name).collect(),
+            slots,
+            shared,
         })
     }
 
@@ -614,12 +657,22 @@ impl ColumnMap {
     }
 
     /// The trimmed values of the first `N` specs in `record`, in spec order
-    /// (empty when absent): one pass for a reader that wants nearly every column.
+    /// (empty when absent): one pass over the fields for a reader that wants
+    /// most columns, cheaper than a lookup per column.
     pub fn values<'a, const N: usize>(&self, record: &Record<'a>) -> [&'a str; N] {
         let mut values = [""; N];
-        for (value, index) in values.iter_mut().zip(&self.index) {
-            if let Some(i) = index {
-                *value = trim(record.get(*i).unwrap_or(""));
+        let mut start = 0;
+        for (&end, &slot) in record.ends.iter().zip(&self.slots) {
+            if let Some(value) = values.get_mut(slot) {
+                *value = trim(record.text.get(start..end).unwrap_or(""));
+            }
+            start = end + record.sep;
+        }
+        for &(spec, from) in &self.shared {
+            if let Some(&value) = values.get(from) {
+                if let Some(slot) = values.get_mut(spec) {
+                    *slot = value;
+                }
             }
         }
         values
@@ -948,6 +1001,34 @@ mod tests {
 
     fn arbitrary_input() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
         proptest::collection::vec(proptest::sample::select(ALPHABET), 0..120)
+    }
+
+    #[test]
+    fn values_agree_with_get_even_for_a_column_two_specs_share() {
+        const SPECS: &[ColumnSpec] = &[
+            ColumnSpec::optional("b", &["b"]),
+            ColumnSpec::optional("missing", &["zzz"]),
+            ColumnSpec::optional("d", &["d"]),
+            ColumnSpec::optional("also_b", &["b"]),
+            ColumnSpec::optional("a", &["a"]),
+        ];
+        let mut maps = Vec::new();
+        let mut t = Tokenizer::new("v.csv");
+        let mut cb = |r: Result<Record<'_>, Error>| {
+            let r = r.unwrap();
+            match maps.first() {
+                None => maps.push(ColumnMap::new("v.csv", &r, SPECS).unwrap()),
+                Some(map) => {
+                    let one_by_one: Vec<&str> = (0..SPECS.len()).map(|i| map.get(&r, i)).collect();
+                    assert_eq!(map.values::<5>(&r).to_vec(), one_by_one);
+                    assert_eq!(map.values::<3>(&r).to_vec(), one_by_one[..3]);
+                    assert_eq!(one_by_one, ["2", "", "4", "2", "1"]);
+                }
+            }
+            Ok(())
+        };
+        t.feed(b"a,b,c,d,e\n1, 2 ,3,4,5\n\"1\",2,3,4\n", &mut cb)
+            .unwrap();
     }
 
     proptest::proptest! {

@@ -281,6 +281,7 @@ pub fn plain_decimal(text: &str) -> Option<Decimal> {
 }
 
 /// Parses a UTC timestamp, or an input error naming the column.
+#[inline(never)]
 pub fn parse_time(
     file: &str,
     line: u64,
@@ -314,13 +315,18 @@ impl TimeCache {
         column: &str,
         text: &str,
     ) -> Result<crate::time::Timestamp, Error> {
-        if let Some(value) = self.value.filter(|_| self.text == text) {
-            return Ok(value);
+        match self.value {
+            Some(value) if self.text == text => Ok(value),
+            _ => Ok(self.remember(text, parse_time(file, line, column, text)?)),
         }
-        let value = parse_time(file, line, column, text)?;
+    }
+
+    /// Keeps `value` as the time of `text`.
+    #[inline(never)]
+    fn remember(&mut self, text: &str, value: crate::time::Timestamp) -> crate::time::Timestamp {
         set(&mut self.text, text);
         self.value = Some(value);
-        Ok(value)
+        value
     }
 }
 
