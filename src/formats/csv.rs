@@ -22,18 +22,21 @@
 //! Nearly every record of a real export is plain: no quote, ending in `\n` or
 //! `\r\n` inside the chunk at hand. Those take the fast path, which emits them
 //! straight from the chunk without copying: it scans eight bytes at a time (SWAR
-//! on a `u64`, portable to wasm32) for the bytes that are ASCII and at most `,`
-//! — which covers `,` `"` `\r` `\n` — and visits only those, recording comma
-//! positions as field ends. UTF-8 is validated once per chunk, up to its last
-//! line break, not record by record. Any other record (a quote, a lone `\r`, a
-//! line cut by the end of the chunk, one near the limit) is left to the
-//! byte-wise state machine, which copies fields into a buffer. Tests feed
-//! arbitrary bytes in arbitrary chunks and compare with the byte-wise path alone
-//! (fed a byte at a time), so the two cannot drift apart.
+//! on a `u64`, portable to wasm32; no unsafe code) for the bytes that are ASCII
+//! and at most `,` — which covers `,` `"` `\r` `\n` — split into commas, whose
+//! positions are pushed as field ends in a tight loop, and the rest, looked at
+//! one by one (the line break, once per record). UTF-8 is validated once per
+//! chunk, up to its last line break, not record by record. Any other record (a
+//! quote, a lone `\r`, a line cut by the end of the chunk, one over the limit)
+//! is left to the byte-wise state machine, which copies fields into a buffer.
+//! Tests feed arbitrary bytes in arbitrary chunks and compare with the
+//! byte-wise path alone (fed a byte at a time), so the two cannot drift apart.
 //!
 //! [`ColumnMap`] maps a header record to column indices through an alias table
 //! ([`ColumnSpec`]), so files are read by column *name*, never by position, and a
 //! missing required column is an [`Error::MissingColumn`] naming the aliases.
+//! [`ColumnMap::get`] fetches one column; [`ColumnMap::values`] fetches all of
+//! a reader's columns in one walk over the record, for the per-row hot path.
 
 use crate::error::{Error, Location};
 
@@ -420,12 +423,22 @@ const SPECIAL_BELOW: u8 = b',' + 1;
 const LOW7: u64 = u64::from_le_bytes([0x7f; 8]);
 const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
 const TO_HIGH: u64 = u64::from_le_bytes([0x80 - SPECIAL_BELOW; 8]);
+const COMMA_TO_HIGH: u64 = u64::from_le_bytes([0x80 - b','; 8]);
 
 /// The high bit of each byte of `word` that is ASCII and below [`SPECIAL_BELOW`].
 /// Exact per byte: the seven low bits plus `0x80 - SPECIAL_BELOW` never carry
 /// into the next byte.
 fn special_bytes(word: u64) -> u64 {
     !(((word & LOW7) + TO_HIGH) | word) & HIGH
+}
+
+/// [`special_bytes`] as (commas, the others). Among special bytes the commas
+/// are those not below `,`: one more addition on the seven low bits tells.
+fn special_bytes_split(word: u64) -> (u64, u64) {
+    let low = word & LOW7;
+    let special = !((low + TO_HIGH) | word) & HIGH;
+    let commas = (low + COMMA_TO_HIGH) & special;
+    (commas, special ^ commas)
 }
 
 /// Scans the record at `start` for the fast path: pushes its comma positions
@@ -440,41 +453,70 @@ fn plain_record(
     limit: usize,
     ends: &mut Vec<usize>,
 ) -> Option<(usize, usize)> {
-    let mut at = start;
-    loop {
-        let offset = at - start;
+    let rest = chunk.get(start..)?;
+    let mut words = rest.chunks_exact(8);
+    let mut offset = 0;
+    for word in &mut words {
         // Checked by word, not by comma: commas past the limit mean a line
         // break past it too, and `ends` stays bounded by the limit.
         if offset > limit {
             return None;
         }
-        let word = match chunk.get(at..).and_then(|rest| rest.first_chunk::<8>()) {
-            Some(word) => u64::from_le_bytes(*word),
-            None => padded_word(chunk.get(at..).filter(|rest| !rest.is_empty())?),
-        };
-        let mut flags = special_bytes(word);
-        while flags != 0 {
-            // The flag is the high bit of its byte.
-            let bit = flags.trailing_zeros();
-            flags &= flags - 1;
-            let len = offset + (bit / 8) as usize;
-            let byte = (word >> (bit & 0x38)) as u8;
-            // Commas first: ten of them for one line break.
-            if byte == b',' {
-                ends.push(len);
-                continue;
-            }
-            let pos = start + len;
-            let next = match byte {
-                b'\n' => pos + 1,
-                b'\r' if chunk.get(pos + 1) == Some(&b'\n') => pos + 2,
-                b'\r' | b'"' => return None,
-                _ => continue,
-            };
-            return (len <= limit).then_some((pos, next));
+        let word = u64::from_le_bytes(word.try_into().ok()?);
+        let (commas, others) = special_bytes_split(word);
+        if others == 0 {
+            push_flagged(ends, offset, commas);
+        } else if let Some(end) = record_end(rest, word, offset, ends) {
+            return end
+                .filter(|(len, _)| *len <= limit)
+                .map(|(len, next)| (start + len, start + next));
         }
-        at += 8;
+        offset += 8;
     }
+    let tail = words.remainder();
+    if tail.is_empty() || offset > limit {
+        return None;
+    }
+    record_end(rest, padded_word(tail), offset, ends)
+        .flatten()
+        .filter(|(len, _)| *len <= limit)
+        .map(|(len, next)| (start + len, start + next))
+}
+
+/// Pushes `offset` plus the byte index of each flag in `flags`.
+#[inline]
+fn push_flagged(ends: &mut Vec<usize>, offset: usize, mut flags: u64) {
+    while flags != 0 {
+        ends.push(offset + (flags.trailing_zeros() / 8) as usize);
+        flags &= flags - 1;
+    }
+}
+
+/// The flags of [`plain_record`]'s word at `offset` in `rest`, in order, for a
+/// word with special bytes other than commas (once per record: the line
+/// break). `Some(Some((length, next record)))` ends the record, `Some(None)`
+/// leaves it to the byte-wise path, `None` means it goes on.
+#[inline(never)]
+fn record_end(
+    rest: &[u8],
+    word: u64,
+    offset: usize,
+    ends: &mut Vec<usize>,
+) -> Option<Option<(usize, usize)>> {
+    let mut flags = special_bytes(word);
+    while flags != 0 {
+        let bit = flags.trailing_zeros();
+        flags &= flags - 1;
+        let len = offset + (bit / 8) as usize;
+        match (word >> (bit & 0x38)) as u8 {
+            b',' => ends.push(len),
+            b'\n' => return Some(Some((len, len + 1))),
+            b'\r' if rest.get(len + 1) == Some(&b'\n') => return Some(Some((len, len + 2))),
+            b'\r' | b'"' => return Some(None),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// The last, short word of a chunk: `tail` then bytes `a`, which are not special.
@@ -1037,6 +1079,20 @@ mod tests {
             let flags = special_bytes(word);
             for (k, byte) in word.to_le_bytes().into_iter().enumerate() {
                 proptest::prop_assert_eq!(flags >> (8 * k) & 0xff, if byte <= b',' { 0x80 } else { 0 });
+            }
+        }
+
+        #[test]
+        fn special_bytes_split_separates_the_commas(word in proptest::num::u64::ANY, commas_at in proptest::collection::vec(0usize..8, 0..4)) {
+            let mut bytes = word.to_le_bytes();
+            for at in commas_at {
+                bytes[at] = b',';
+            }
+            let word = u64::from_le_bytes(bytes);
+            let (commas, others) = special_bytes_split(word);
+            proptest::prop_assert_eq!(commas | others, special_bytes(word));
+            for (k, byte) in bytes.into_iter().enumerate() {
+                proptest::prop_assert_eq!(commas >> (8 * k) & 0xff, if byte == b',' { 0x80 } else { 0 });
             }
         }
 
