@@ -67,6 +67,9 @@ pub struct Record<'a> {
     /// Bytes between fields in `text`: 0 when fields were copied out (the
     /// byte-wise path), 1 when `text` is the raw line (the fast path).
     sep: usize,
+    /// Known to hold no whitespace at all (no ASCII byte below `,` but the
+    /// separators, no byte of a multi-byte character): no field needs trimming.
+    bare: bool,
 }
 
 impl<'a> Record<'a> {
@@ -272,7 +275,7 @@ impl Tokenizer {
         ends: &mut Vec<usize>,
         on_record: &mut impl OnRecord,
     ) -> Result<usize, Error> {
-        while let Some((end, next)) = plain_record(chunk, start, self.limit, ends) {
+        while let Some((end, next, bare)) = plain_record(chunk, start, self.limit, ends) {
             let line = self.line;
             self.line += 1;
             self.record_line = self.line;
@@ -285,6 +288,7 @@ impl Tokenizer {
                         text,
                         ends,
                         sep: 1,
+                        bare,
                     })),
                     None => on_record(Err(Error::input(&self.file, line, "", "not valid UTF-8"))),
                 };
@@ -395,6 +399,7 @@ impl Tokenizer {
                 text,
                 ends: &self.ends,
                 sep: 0,
+                bare: false,
             })),
             None => on_record(Err(Error::input(
                 &self.file,
@@ -442,20 +447,24 @@ fn special_bytes_split(word: u64) -> (u64, u64) {
 }
 
 /// Scans the record at `start` for the fast path: pushes its comma positions
-/// (from `start`) onto `ends` and returns where its line break is and where the
-/// next record starts; `None` when the record is not plain (a quote, a lone
-/// `\r`, no line break in `chunk`, longer than `limit`). Not inlined: alone, its
-/// loop keeps everything in registers.
+/// (from `start`) onto `ends` and returns where its line break is, where the
+/// next record starts and whether it is bare (see [`Record`]); `None` when the
+/// record is not plain (a quote, a lone `\r`, no line break in `chunk`, longer
+/// than `limit`). Not inlined: alone, its loop keeps everything in registers.
 #[inline(never)]
 fn plain_record(
     chunk: &[u8],
     start: usize,
     limit: usize,
     ends: &mut Vec<usize>,
-) -> Option<(usize, usize)> {
+) -> Option<(usize, usize, bool)> {
     let rest = chunk.get(start..)?;
     let mut words = rest.chunks_exact(8);
     let mut offset = 0;
+    // Every byte of the words seen, or'ed: a high bit means a non-ASCII byte
+    // (perhaps of the next record: bareness errs on the safe side).
+    let mut seen = 0;
+    let mut bare = true;
     for word in &mut words {
         // Checked by word, not by comma: commas past the limit mean a line
         // break past it too, and `ends` stays bounded by the limit.
@@ -463,13 +472,23 @@ fn plain_record(
             return None;
         }
         let word = u64::from_le_bytes(word.try_into().ok()?);
+        seen |= word;
         let (commas, others) = special_bytes_split(word);
         if others == 0 {
             push_flagged(ends, offset, commas);
-        } else if let Some(end) = record_end(rest, word, offset, ends) {
-            return end
-                .filter(|(len, _)| *len <= limit)
-                .map(|(len, next)| (start + len, start + next));
+        } else {
+            match record_end(rest, word, offset, ends) {
+                RecordEnd::At {
+                    len,
+                    next,
+                    bare: last,
+                } => {
+                    let bare = bare && last && seen & HIGH == 0;
+                    return (len <= limit).then_some((start + len, start + next, bare));
+                }
+                RecordEnd::NotPlain => return None,
+                RecordEnd::Further => bare = false,
+            }
         }
         offset += 8;
     }
@@ -477,10 +496,18 @@ fn plain_record(
     if tail.is_empty() || offset > limit {
         return None;
     }
-    record_end(rest, padded_word(tail), offset, ends)
-        .flatten()
-        .filter(|(len, _)| *len <= limit)
-        .map(|(len, next)| (start + len, start + next))
+    let word = padded_word(tail);
+    match record_end(rest, word, offset, ends) {
+        RecordEnd::At {
+            len,
+            next,
+            bare: last,
+        } => {
+            let bare = bare && last && (seen | word) & HIGH == 0;
+            (len <= limit).then_some((start + len, start + next, bare))
+        }
+        RecordEnd::NotPlain | RecordEnd::Further => None,
+    }
 }
 
 /// Pushes `offset` plus the byte index of each flag in `flags`.
@@ -492,31 +519,43 @@ fn push_flagged(ends: &mut Vec<usize>, offset: usize, mut flags: u64) {
     }
 }
 
+/// What [`record_end`] found in a word.
+enum RecordEnd {
+    /// The line break at `len` from the record's start; the next record at
+    /// `next`; `bare`: no special byte but commas before it in this word.
+    At { len: usize, next: usize, bare: bool },
+    /// A quote or a lone `\r`: the record is for the byte-wise path.
+    NotPlain,
+    /// Only other special bytes (a space, say): the record goes on.
+    Further,
+}
+
 /// The flags of [`plain_record`]'s word at `offset` in `rest`, in order, for a
-/// word with special bytes other than commas (once per record: the line
-/// break). `Some(Some((length, next record)))` ends the record, `Some(None)`
-/// leaves it to the byte-wise path, `None` means it goes on.
+/// word with special bytes other than commas (once per record: the line break).
 #[inline(never)]
-fn record_end(
-    rest: &[u8],
-    word: u64,
-    offset: usize,
-    ends: &mut Vec<usize>,
-) -> Option<Option<(usize, usize)>> {
+fn record_end(rest: &[u8], word: u64, offset: usize, ends: &mut Vec<usize>) -> RecordEnd {
     let mut flags = special_bytes(word);
+    let mut bare = true;
     while flags != 0 {
         let bit = flags.trailing_zeros();
         flags &= flags - 1;
         let len = offset + (bit / 8) as usize;
-        match (word >> (bit & 0x38)) as u8 {
-            b',' => ends.push(len),
-            b'\n' => return Some(Some((len, len + 1))),
-            b'\r' if rest.get(len + 1) == Some(&b'\n') => return Some(Some((len, len + 2))),
-            b'\r' | b'"' => return Some(None),
-            _ => {}
-        }
+        let next = match (word >> (bit & 0x38)) as u8 {
+            b',' => {
+                ends.push(len);
+                continue;
+            }
+            b'\n' => len + 1,
+            b'\r' if rest.get(len + 1) == Some(&b'\n') => len + 2,
+            b'\r' | b'"' => return RecordEnd::NotPlain,
+            _ => {
+                bare = false;
+                continue;
+            }
+        };
+        return RecordEnd::At { len, next, bare };
     }
-    None
+    RecordEnd::Further
 }
 
 /// The last, short word of a chunk: `tail` then bytes `a`, which are not special.
@@ -706,7 +745,8 @@ impl ColumnMap {
         let mut start = 0;
         for (&end, &slot) in record.ends.iter().zip(&self.slots) {
             if let Some(value) = values.get_mut(slot) {
-                *value = trim(record.text.get(start..end).unwrap_or(""));
+                let field = record.text.get(start..end).unwrap_or("");
+                *value = if record.bare { field } else { trim(field) };
             }
             start = end + record.sep;
         }
@@ -1041,6 +1081,25 @@ mod tests {
     /// the parts of `é`, a byte never valid in UTF-8, and `-` (just above `,`).
     const ALPHABET: &[u8] = b"\n\r,\",\",  !+\0\tab-\xc3\xa9\xff";
 
+    /// Pieces of CSV text, whitespace of both kinds among them (ASCII and
+    /// Unicode, such as a no-break space), for the trimming of fields.
+    const TOKENS: &[&[u8]] = &[
+        b",",
+        b",",
+        b"\"",
+        b"\n",
+        b"\r\n",
+        b" ",
+        b"\t",
+        b"ab",
+        b"1.5",
+        b"-",
+        b"\xc3\xa9",
+        b"\xc2\xa0",
+        b"\xe2\x80\x83",
+        b"\xff",
+    ];
+
     fn arbitrary_input() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
         proptest::collection::vec(proptest::sample::select(ALPHABET), 0..120)
     }
@@ -1094,6 +1153,40 @@ mod tests {
             for (k, byte) in bytes.into_iter().enumerate() {
                 proptest::prop_assert_eq!(commas >> (8 * k) & 0xff, if byte == b',' { 0x80 } else { 0 });
             }
+        }
+
+        #[test]
+        fn values_agree_with_trimmed_gets_on_any_input(
+            tokens in proptest::collection::vec(proptest::sample::select(TOKENS), 0..80),
+            chunk in 1usize..50,
+        ) {
+            const SPECS: &[ColumnSpec] = &[
+                ColumnSpec::optional("a", &["a"]),
+                ColumnSpec::optional("b", &["b"]),
+                ColumnSpec::optional("c", &["c"]),
+            ];
+            let input: Vec<u8> = [b"a,b,c\n".as_slice()].into_iter().chain(tokens).flatten().copied().collect();
+            let mut map: Option<ColumnMap> = None;
+            let mut disagreements = Vec::new();
+            let mut t = Tokenizer::new("p.csv");
+            let mut cb = |r: Result<Record<'_>, Error>| {
+                let Ok(r) = r else { return Ok(()) };
+                match &map {
+                    None => map = Some(ColumnMap::new("p.csv", &r, SPECS).unwrap()),
+                    Some(m) => {
+                        let one_by_one = [m.get(&r, 0), m.get(&r, 1), m.get(&r, 2)];
+                        if m.values::<3>(&r) != one_by_one {
+                            disagreements.push((r.line, one_by_one.map(String::from)));
+                        }
+                    }
+                }
+                Ok(())
+            };
+            for piece in input.chunks(chunk) {
+                t.feed(piece, &mut cb).unwrap();
+            }
+            t.finish(&mut cb).unwrap();
+            proptest::prop_assert!(disagreements.is_empty(), "{:?}", disagreements);
         }
 
         #[test]
