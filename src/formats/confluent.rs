@@ -20,23 +20,6 @@ use crate::time::Timestamp;
 use crate::usage::push_csv_field;
 use rust_decimal::Decimal;
 
-const TIMESTAMP: usize = 0;
-const OWNER: usize = 1;
-const ENVIRONMENT: usize = 2;
-const RESOURCE: usize = 3;
-const PRODUCT: usize = 4;
-const LINE_TYPE: usize = 5;
-const UNIT: usize = 6;
-const COST: usize = 7;
-const ORIGINAL: usize = 8;
-const SHARE: usize = 9;
-const ORG: usize = 10;
-const METHOD: usize = 11;
-const STEP: usize = 12;
-const REASON: usize = 13;
-const LEVEL: usize = 14;
-const CURRENCY: usize = 15;
-
 /// The export's columns and the header names accepted for each.
 pub const COLUMNS: &[ColumnSpec] = &[
     ColumnSpec::required(
@@ -140,15 +123,12 @@ impl ParseRow for ExportRows {
         r: &Record<'_>,
         sink: &mut dyn Sink,
     ) -> Result<(), Error> {
-        // Borrowed from the record: no field is copied unless the store meets it
-        // for the first time.
-        let row = parse_row(&self.file, &mut self.times, &self.org_id, cols, r)?;
-        sink.allocated_ref(&row);
-        Ok(())
+        parse_row(&self.file, &mut self.times, &self.org_id, cols, r, sink)
     }
 }
 
 /// Parses an optional decimal column (empty → zero).
+#[inline]
 fn optional_decimal(file: &str, line: u64, column: &str, text: &str) -> Result<Decimal, Error> {
     if text.is_empty() {
         Ok(Decimal::ZERO)
@@ -166,23 +146,28 @@ fn or_default<'a>(text: &'a str, default: &'a str) -> &'a str {
     }
 }
 
-fn parse_row<'a>(
-    file: &'a str,
+/// Parses one row and hands it to `sink`, borrowed from the record: no field
+/// is copied unless the store meets it for the first time (and the row is
+/// built where the sink reads it, not returned and moved).
+fn parse_row(
+    file: &str,
     times: &mut TimeCache,
-    org: &'a str,
+    org: &str,
     cols: &ColumnMap,
-    r: &Record<'a>,
-) -> Result<AllocatedRef<'a>, Error> {
+    r: &Record<'_>,
+    sink: &mut dyn Sink,
+) -> Result<(), Error> {
     let line = r.line;
-    let start = times.parse(file, line, "timestamp", cols.get(r, TIMESTAMP))?;
-    let cost = parse_decimal(file, line, "chargeback_cost", cols.get(r, COST))?;
-    let original = optional_decimal(file, line, "original_amount", cols.get(r, ORIGINAL))?;
-    let share = optional_decimal(file, line, "usage_share", cols.get(r, SHARE))?;
-    let owner = cols.get(r, OWNER);
+    // In the order of [`COLUMNS`].
+    let [timestamp, owner, environment, resource, product, line_type, unit, cost, original, share, org_id, method, step, reason, level, currency] =
+        cols.values(r);
+    let start = times.parse(file, line, "timestamp", timestamp)?;
+    let cost = parse_decimal(file, line, "chargeback_cost", cost)?;
+    let original = optional_decimal(file, line, "original_amount", original)?;
+    let share = optional_decimal(file, line, "usage_share", share)?;
     if owner.is_empty() {
         return Err(Error::input(file, line, "owner_id", "empty; required"));
     }
-    let step = cols.get(r, STEP);
     let chain_step = if step.is_empty() {
         0
     } else {
@@ -195,7 +180,7 @@ fn parse_row<'a>(
             )
         })?
     };
-    let level = match cols.get(r, LEVEL) {
+    let level = match level {
         "" | "principal" => EntityLevel::Principal,
         "topic" => EntityLevel::Topic,
         other => {
@@ -207,26 +192,27 @@ fn parse_row<'a>(
             ))
         }
     };
-    Ok(AllocatedRef {
+    sink.allocated_ref(&AllocatedRef {
         bucket_start: start,
-        org_id: or_default(cols.get(r, ORG), org),
+        org_id: or_default(org_id, org),
         owner_id: owner,
         level,
-        environment_id: cols.get(r, ENVIRONMENT),
-        resource_id: cols.get(r, RESOURCE),
-        product: cols.get(r, PRODUCT),
-        line_type: cols.get(r, LINE_TYPE),
-        unit: cols.get(r, UNIT),
+        environment_id: environment,
+        resource_id: resource,
+        product,
+        line_type,
+        unit,
         chargeback_cost: cost,
         original_amount: original,
         usage_share: share,
-        currency: or_default(cols.get(r, CURRENCY), "USD"),
-        method: or_default(cols.get(r, METHOD), "confluent_export"),
+        currency: or_default(currency, "USD"),
+        method: or_default(method, "confluent_export"),
         chain_step,
-        reason: cols.get(r, REASON),
+        reason,
         file,
         line,
-    })
+    });
+    Ok(())
 }
 
 /// The header [`write`] emits.

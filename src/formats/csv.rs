@@ -14,11 +14,29 @@
 //! spreadsheets). A record longer than the limit (default 1 MiB) is refused with
 //! [`Error::TooLarge`] *as soon as it crosses the limit*: the tokenizer discards
 //! bytes up to the next line break and goes on, so memory stays bounded by the
-//! limit whatever the input. Invalid UTF-8 rejects that record only.
+//! limit whatever the input. Invalid UTF-8 rejects that record only (each
+//! field must be valid by itself).
+//!
+//! ### Two paths, one behaviour
+//!
+//! Nearly every record of a real export is plain: no quote, ending in `\n` or
+//! `\r\n` inside the chunk at hand. Those take the fast path, which emits them
+//! straight from the chunk without copying: it scans eight bytes at a time (SWAR
+//! on a `u64`, portable to wasm32; no unsafe code) for the bytes that are ASCII
+//! and at most `,` — which covers `,` `"` `\r` `\n` — split into commas, whose
+//! positions are pushed as field ends in a tight loop, and the rest, looked at
+//! one by one (the line break, once per record). UTF-8 is validated once per
+//! chunk, up to its last line break, not record by record. Any other record (a
+//! quote, a lone `\r`, a line cut by the end of the chunk, one over the limit)
+//! is left to the byte-wise state machine, which copies fields into a buffer.
+//! Tests feed arbitrary bytes in arbitrary chunks and compare with the
+//! byte-wise path alone (fed a byte at a time), so the two cannot drift apart.
 //!
 //! [`ColumnMap`] maps a header record to column indices through an alias table
 //! ([`ColumnSpec`]), so files are read by column *name*, never by position, and a
 //! missing required column is an [`Error::MissingColumn`] naming the aliases.
+//! [`ColumnMap::get`] fetches one column; [`ColumnMap::values`] fetches all of
+//! a reader's columns in one walk over the record, for the per-row hot path.
 
 use crate::error::{Error, Location};
 
@@ -49,6 +67,9 @@ pub struct Record<'a> {
     /// Bytes between fields in `text`: 0 when fields were copied out (the
     /// byte-wise path), 1 when `text` is the raw line (the fast path).
     sep: usize,
+    /// Known to hold no whitespace at all (no ASCII byte below `,` but the
+    /// separators, no byte of a multi-byte character): no field needs trimming.
+    bare: bool,
 }
 
 impl<'a> Record<'a> {
@@ -130,20 +151,19 @@ impl Tokenizer {
     /// by the callback stops the feed and is returned.
     pub fn feed(&mut self, chunk: &[u8], on_record: &mut impl OnRecord) -> Result<(), Error> {
         let chunk = self.strip_bom(chunk);
+        let mut utf8 = Utf8Region::new(chunk);
         let mut i = 0;
-        while let Some(&byte) = chunk.get(i) {
+        loop {
             if self.state == State::FieldStart
                 && self.buf.is_empty()
                 && self.ends.is_empty()
                 && !self.after_cr
             {
-                if let Some(consumed) =
-                    self.quick_record(chunk.get(i..).unwrap_or_default(), on_record)?
-                {
-                    i += consumed;
-                    continue;
-                }
+                i = self.quick_records(chunk, i, &mut utf8, on_record)?;
             }
+            let Some(&byte) = chunk.get(i) else {
+                break;
+            };
             i += 1;
             if self.after_cr {
                 self.after_cr = false;
@@ -167,7 +187,7 @@ impl Tokenizer {
                     }
                 }
                 State::FieldStart | State::Unquoted => match byte {
-                    b',' => self.end_field(),
+                    b',' => self.end_field(on_record)?,
                     b'\n' => {
                         self.end_record(on_record)?;
                         self.line += 1;
@@ -180,7 +200,7 @@ impl Tokenizer {
                     b'"' if self.state == State::FieldStart => self.state = State::Quoted,
                     _ => {
                         self.state = State::Unquoted;
-                        // Fast path: copy the run of plain bytes up to the next special one.
+                        // Copy the run of plain bytes up to the next special one at once.
                         let rest = chunk.get(i - 1..).unwrap_or_default();
                         let run = rest
                             .iter()
@@ -205,7 +225,7 @@ impl Tokenizer {
                         self.state = State::Quoted;
                         self.push_run(b"\"", on_record)?;
                     }
-                    b',' => self.end_field(),
+                    b',' => self.end_field(on_record)?,
                     b'\n' => {
                         self.end_record(on_record)?;
                         self.line += 1;
@@ -225,74 +245,59 @@ impl Tokenizer {
         Ok(())
     }
 
-    /// The fast path for the common record: no quotes, ending (`\n` or `\r\n`)
-    /// inside this chunk, not over the limit. It is emitted straight from the
-    /// chunk, without copying; returns the bytes consumed, or `None` to leave the
-    /// record to the byte-wise path.
-    fn quick_record(
+    /// The fast path (see the module docs): emits the records starting at
+    /// `start` that have no quote, end with `\n` or `\r\n` inside this chunk and
+    /// are within the limit, straight from the chunk; returns where the first
+    /// other record starts, left to the byte-wise path.
+    fn quick_records(
         &mut self,
-        rest: &[u8],
+        chunk: &[u8],
+        start: usize,
+        utf8: &mut Utf8Region<'_>,
         on_record: &mut impl OnRecord,
-    ) -> Result<Option<usize>, Error> {
-        self.ends.clear();
-        let window = rest.get(..self.limit.saturating_add(2)).unwrap_or(rest);
-        for (pos, &b) in window.iter().enumerate() {
-            // The bytes that matter (`,` `"` `\r` `\n`) are all at most `,`:
-            // one comparison passes over the letters and digits of a field.
-            if b > b',' {
-                continue;
-            }
-            match b {
-                b',' => self.ends.push(pos),
-                b'\n' | b'\r' => {
-                    let consumed = match (b, rest.get(pos + 1)) {
-                        (b'\n', _) => pos + 1,
-                        (_, Some(b'\n')) => pos + 2,
-                        _ => break,
-                    };
-                    if pos + self.ends.len() > self.limit {
-                        break;
-                    }
-                    let result =
-                        self.emit_line(rest.get(..pos).unwrap_or_default(), pos, on_record);
-                    self.ends.clear();
-                    self.line += 1;
-                    self.record_line = self.line;
-                    return result.map(|()| Some(consumed));
-                }
-                b'"' => break,
-                _ => {}
-            }
-        }
-        self.ends.clear();
-        Ok(None)
+    ) -> Result<usize, Error> {
+        // A local vector stays in registers across the scan; `self.ends` keeps
+        // its allocation for the next call.
+        let mut ends = std::mem::take(&mut self.ends);
+        let result = self.scan(chunk, start, utf8, &mut ends, on_record);
+        // The byte-wise path takes over with no field.
+        ends.clear();
+        self.ends = ends;
+        result
     }
 
-    /// Emits a raw line whose comma positions are in `ends` (blank lines are skipped).
-    fn emit_line(
+    /// [`Tokenizer::quick_records`] with the field ends in `ends`.
+    fn scan(
         &mut self,
-        line: &[u8],
-        end: usize,
+        chunk: &[u8],
+        mut start: usize,
+        utf8: &mut Utf8Region<'_>,
+        ends: &mut Vec<usize>,
         on_record: &mut impl OnRecord,
-    ) -> Result<(), Error> {
-        if line.is_empty() {
-            return Ok(());
+    ) -> Result<usize, Error> {
+        while let Some((end, next, bare)) = plain_record(chunk, start, self.limit, ends) {
+            let line = self.line;
+            self.line += 1;
+            self.record_line = self.line;
+            // An empty line is a blank line, skipped.
+            if end > start {
+                ends.push(end - start);
+                let result = match utf8.text(start, end) {
+                    Some(text) => on_record(Ok(Record {
+                        line,
+                        text,
+                        ends,
+                        sep: 1,
+                        bare,
+                    })),
+                    None => on_record(Err(Error::input(&self.file, line, "", "not valid UTF-8"))),
+                };
+                ends.clear();
+                result?;
+            }
+            start = next;
         }
-        self.ends.push(end);
-        match std::str::from_utf8(line) {
-            Ok(text) => on_record(Ok(Record {
-                line: self.line,
-                text,
-                ends: &self.ends,
-                sep: 1,
-            })),
-            Err(_) => on_record(Err(Error::input(
-                &self.file,
-                self.line,
-                "",
-                "not valid UTF-8",
-            ))),
-        }
+        Ok(start)
     }
 
     /// Ends the input: a last record without a line break is emitted. An
@@ -343,26 +348,37 @@ impl Tokenizer {
 
     fn push_run(&mut self, run: &[u8], on_record: &mut impl OnRecord) -> Result<(), Error> {
         if self.buf.len() + run.len() + self.ends.len() > self.limit {
-            let error = Error::TooLarge {
-                at: Location {
-                    file: self.file.clone(),
-                    line: self.record_line,
-                    column: String::new(),
-                },
-                limit: self.limit as u64,
-            };
-            self.buf.clear();
-            self.ends.clear();
-            self.state = State::Skipping;
-            return on_record(Err(error));
+            return self.refuse(on_record);
         }
         self.buf.extend_from_slice(run);
         Ok(())
     }
 
-    fn end_field(&mut self) {
+    fn end_field(&mut self, on_record: &mut impl OnRecord) -> Result<(), Error> {
+        // The comma counts too: a line of commas alone must not grow `ends`
+        // past the limit.
+        if self.buf.len() + self.ends.len() + 1 > self.limit {
+            return self.refuse(on_record);
+        }
         self.ends.push(self.buf.len());
         self.state = State::FieldStart;
+        Ok(())
+    }
+
+    /// Refuses the current record as too large and skips to its line break.
+    fn refuse(&mut self, on_record: &mut impl OnRecord) -> Result<(), Error> {
+        let error = Error::TooLarge {
+            at: Location {
+                file: self.file.clone(),
+                line: self.record_line,
+                column: String::new(),
+            },
+            limit: self.limit as u64,
+        };
+        self.buf.clear();
+        self.ends.clear();
+        self.state = State::Skipping;
+        on_record(Err(error))
     }
 
     fn end_record(&mut self, on_record: &mut impl OnRecord) -> Result<(), Error> {
@@ -372,14 +388,20 @@ impl Tokenizer {
             return Ok(());
         }
         self.ends.push(self.buf.len());
-        let result = match std::str::from_utf8(&self.buf) {
-            Ok(text) => on_record(Ok(Record {
+        // Each field must be valid on its own: the halves of a character cut by
+        // a comma are invalid in the line even though they join up in `buf`.
+        let text = std::str::from_utf8(&self.buf)
+            .ok()
+            .filter(|text| self.ends.iter().all(|end| text.is_char_boundary(*end)));
+        let result = match text {
+            Some(text) => on_record(Ok(Record {
                 line: self.record_line,
                 text,
                 ends: &self.ends,
                 sep: 0,
+                bare: false,
             })),
-            Err(_) => on_record(Err(Error::input(
+            None => on_record(Err(Error::input(
                 &self.file,
                 self.record_line,
                 "",
@@ -395,6 +417,214 @@ impl Tokenizer {
         self.ends.clear();
         self.state = State::FieldStart;
         self.record_line = self.line;
+    }
+}
+
+/// The bytes the fast path stops at (`,` `"` `\r` `\n`) are all ASCII and at
+/// most `,`; a word-wide test for "ASCII and below `-`" finds them with a few
+/// operations per eight bytes, and the rare other bytes it also flags (space and
+/// some punctuation) are passed over one by one.
+const SPECIAL_BELOW: u8 = b',' + 1;
+const LOW7: u64 = u64::from_le_bytes([0x7f; 8]);
+const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+const TO_HIGH: u64 = u64::from_le_bytes([0x80 - SPECIAL_BELOW; 8]);
+const COMMA_TO_HIGH: u64 = u64::from_le_bytes([0x80 - b','; 8]);
+
+/// The high bit of each byte of `word` that is ASCII and below [`SPECIAL_BELOW`].
+/// Exact per byte: the seven low bits plus `0x80 - SPECIAL_BELOW` never carry
+/// into the next byte.
+fn special_bytes(word: u64) -> u64 {
+    !(((word & LOW7) + TO_HIGH) | word) & HIGH
+}
+
+/// [`special_bytes`] as (commas, the others). Among special bytes the commas
+/// are those not below `,`: one more addition on the seven low bits tells.
+fn special_bytes_split(word: u64) -> (u64, u64) {
+    let low = word & LOW7;
+    let special = !((low + TO_HIGH) | word) & HIGH;
+    let commas = (low + COMMA_TO_HIGH) & special;
+    (commas, special ^ commas)
+}
+
+/// Scans the record at `start` for the fast path: pushes its comma positions
+/// (from `start`) onto `ends` and returns where its line break is, where the
+/// next record starts and whether it is bare (see [`Record`]); `None` when the
+/// record is not plain (a quote, a lone `\r`, no line break in `chunk`, longer
+/// than `limit`). Not inlined: alone, its loop keeps everything in registers.
+#[inline(never)]
+fn plain_record(
+    chunk: &[u8],
+    start: usize,
+    limit: usize,
+    ends: &mut Vec<usize>,
+) -> Option<(usize, usize, bool)> {
+    let rest = chunk.get(start..)?;
+    let mut words = rest.chunks_exact(8);
+    let mut offset = 0;
+    // Every byte of the words seen, or'ed: a high bit means a non-ASCII byte
+    // (perhaps of the next record: bareness errs on the safe side).
+    let mut seen = 0;
+    let mut bare = true;
+    for word in &mut words {
+        // Checked by word, not by comma: commas past the limit mean a line
+        // break past it too, and `ends` stays bounded by the limit.
+        if offset > limit {
+            return None;
+        }
+        let word = u64::from_le_bytes(word.try_into().ok()?);
+        seen |= word;
+        let (commas, others) = special_bytes_split(word);
+        if others == 0 {
+            push_flagged(ends, offset, commas);
+        } else {
+            match record_end(rest, word, offset, ends) {
+                RecordEnd::At {
+                    len,
+                    next,
+                    bare: last,
+                } => {
+                    let bare = bare && last && seen & HIGH == 0;
+                    return (len <= limit).then_some((start + len, start + next, bare));
+                }
+                RecordEnd::NotPlain => return None,
+                RecordEnd::Further => bare = false,
+            }
+        }
+        offset += 8;
+    }
+    let tail = words.remainder();
+    if tail.is_empty() || offset > limit {
+        return None;
+    }
+    let word = padded_word(tail);
+    match record_end(rest, word, offset, ends) {
+        RecordEnd::At {
+            len,
+            next,
+            bare: last,
+        } => {
+            let bare = bare && last && (seen | word) & HIGH == 0;
+            (len <= limit).then_some((start + len, start + next, bare))
+        }
+        RecordEnd::NotPlain | RecordEnd::Further => None,
+    }
+}
+
+/// Pushes `offset` plus the byte index of each flag in `flags`.
+#[inline]
+fn push_flagged(ends: &mut Vec<usize>, offset: usize, mut flags: u64) {
+    while flags != 0 {
+        ends.push(offset + (flags.trailing_zeros() / 8) as usize);
+        flags &= flags - 1;
+    }
+}
+
+/// What [`record_end`] found in a word.
+enum RecordEnd {
+    /// The line break at `len` from the record's start; the next record at
+    /// `next`; `bare`: no special byte but commas before it in this word.
+    At { len: usize, next: usize, bare: bool },
+    /// A quote or a lone `\r`: the record is for the byte-wise path.
+    NotPlain,
+    /// Only other special bytes (a space, say): the record goes on.
+    Further,
+}
+
+/// The flags of [`plain_record`]'s word at `offset` in `rest`, in order, for a
+/// word with special bytes other than commas (once per record: the line break).
+#[inline(never)]
+fn record_end(rest: &[u8], word: u64, offset: usize, ends: &mut Vec<usize>) -> RecordEnd {
+    let mut flags = special_bytes(word);
+    let mut bare = true;
+    while flags != 0 {
+        let bit = flags.trailing_zeros();
+        flags &= flags - 1;
+        let len = offset + (bit / 8) as usize;
+        let next = match (word >> (bit & 0x38)) as u8 {
+            b',' => {
+                ends.push(len);
+                continue;
+            }
+            b'\n' => len + 1,
+            b'\r' if rest.get(len + 1) == Some(&b'\n') => len + 2,
+            b'\r' | b'"' => return RecordEnd::NotPlain,
+            _ => {
+                bare = false;
+                continue;
+            }
+        };
+        return RecordEnd::At { len, next, bare };
+    }
+    RecordEnd::Further
+}
+
+/// The last, short word of a chunk: `tail` then bytes `a`, which are not special.
+fn padded_word(tail: &[u8]) -> u64 {
+    let mut word = [b'a'; 8];
+    for (slot, byte) in word.iter_mut().zip(tail) {
+        *slot = *byte;
+    }
+    u64::from_le_bytes(word)
+}
+
+/// The part of a chunk known to be valid UTF-8, validated once up to the
+/// chunk's last line break (a line break is ASCII, so a chunk that ends inside
+/// a character never taints it) rather than record by record. Only a record
+/// with invalid bytes makes it validate again, from the next record on, so the
+/// work stays linear in the chunk.
+struct Utf8Region<'c> {
+    chunk: &'c [u8],
+    /// Where `text` starts in `chunk`.
+    from: usize,
+    text: &'c str,
+    /// One past the chunk's last `\n` (found on first use).
+    stop: Option<usize>,
+}
+
+impl<'c> Utf8Region<'c> {
+    fn new(chunk: &'c [u8]) -> Self {
+        Utf8Region {
+            chunk,
+            from: 0,
+            text: "",
+            stop: None,
+        }
+    }
+
+    /// The bytes `start..end` of the chunk as text, or `None` if they are not
+    /// valid UTF-8. `start` must not be before a previous call's.
+    #[inline]
+    fn text(&mut self, start: usize, end: usize) -> Option<&'c str> {
+        let known = start
+            .checked_sub(self.from)
+            .zip(end.checked_sub(self.from))
+            .and_then(|(s, e)| self.text.get(s..e));
+        if known.is_some() {
+            return known;
+        }
+        self.validate_from(start, end);
+        end.checked_sub(start).and_then(|len| self.text.get(..len))
+    }
+
+    /// Validates from `start` up to the last line break (at least to `end`).
+    #[inline(never)]
+    fn validate_from(&mut self, start: usize, end: usize) {
+        let chunk = self.chunk;
+        let stop = *self.stop.get_or_insert_with(|| {
+            chunk
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |pos| pos + 1)
+        });
+        let bytes = chunk.get(start..stop.max(end)).unwrap_or_default();
+        self.from = start;
+        self.text = match std::str::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(error) => bytes
+                .get(..error.valid_up_to())
+                .and_then(|valid| std::str::from_utf8(valid).ok())
+                .unwrap_or_default(),
+        };
     }
 }
 
@@ -447,6 +677,11 @@ pub fn normalize_header(name: &str) -> String {
 pub struct ColumnMap {
     index: Vec<Option<usize>>,
     names: Vec<&'static str>,
+    /// Per column up to the last one wanted: the spec it feeds, or `usize::MAX`
+    /// (for [`ColumnMap::values`], which walks a record's fields in order).
+    slots: Vec<usize>,
+    /// (spec, earlier spec) pairs of specs that found the same column.
+    shared: Vec<(usize, usize)>,
 }
 
 impl ColumnMap {
@@ -472,9 +707,23 @@ impl ColumnMap {
             }
             index.push(found);
         }
+        let mut slots = vec![usize::MAX; index.iter().flatten().max().map_or(0, |last| last + 1)];
+        let mut shared = Vec::new();
+        for (spec, column) in index.iter().enumerate() {
+            let Some(slot) = column.and_then(|c| slots.get_mut(c)) else {
+                continue;
+            };
+            if *slot == usize::MAX {
+                *slot = spec;
+            } else {
+                shared.push((spec, *slot));
+            }
+        }
         Ok(ColumnMap {
             index,
             names: specs.iter().map(|s| s.name).collect(),
+            slots,
+            shared,
         })
     }
 
@@ -486,6 +735,29 @@ impl ColumnMap {
     /// The canonical name of spec `which`.
     pub fn name(&self, which: usize) -> &'static str {
         self.names.get(which).copied().unwrap_or("")
+    }
+
+    /// The trimmed values of the first `N` specs in `record`, in spec order
+    /// (empty when absent): one pass over the fields for a reader that wants
+    /// most columns, cheaper than a lookup per column.
+    pub fn values<'a, const N: usize>(&self, record: &Record<'a>) -> [&'a str; N] {
+        let mut values = [""; N];
+        let mut start = 0;
+        for (&end, &slot) in record.ends.iter().zip(&self.slots) {
+            if let Some(value) = values.get_mut(slot) {
+                let field = record.text.get(start..end).unwrap_or("");
+                *value = if record.bare { field } else { trim(field) };
+            }
+            start = end + record.sep;
+        }
+        for &(spec, from) in &self.shared {
+            if let Some(&value) = values.get(from) {
+                if let Some(slot) = values.get_mut(spec) {
+                    *slot = value;
+                }
+            }
+        }
+        values
     }
 
     /// The trimmed value of spec `which` in `record` (empty when absent).
@@ -770,7 +1042,174 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_line_of_commas_alone_is_held_to_the_limit() {
+        let commas = ",".repeat(100);
+        let input = format!("a,b\n{commas}\nc,d\n");
+        for chunk in [1, 7, input.len()] {
+            let chunks: Vec<&[u8]> = input.as_bytes().chunks(chunk).collect();
+            let got = tokenize(&chunks, 50);
+            assert_eq!(got.len(), 3, "chunk size {chunk}");
+            assert!(got[1].as_ref().unwrap_err().contains("t.csv:2"));
+            assert_eq!(got[2], ok(3, &["c", "d"]));
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_in_the_fast_path_rejects_that_record_only() {
+        // Valid records before and after, a multi-byte character split over two
+        // chunks, and invalid bytes in two records of one chunk.
+        let input = "a,\u{e9}\nb,\u{e9}\n".as_bytes();
+        let mut bad = input.to_vec();
+        bad.extend_from_slice(b"x,\xff\ny\nz,\xc3\n\xe9t\xc3\xa9\nw\n");
+        for chunk in 1..bad.len() {
+            let chunks: Vec<&[u8]> = bad.chunks(chunk).collect();
+            let got = tokenize(&chunks, 100);
+            assert_eq!(got.len(), 7, "chunk size {chunk}");
+            assert_eq!(got[0], ok(1, &["a", "\u{e9}"]));
+            assert_eq!(got[1], ok(2, &["b", "\u{e9}"]));
+            assert!(got[2].as_ref().unwrap_err().contains("t.csv:3"));
+            assert_eq!(got[3], ok(4, &["y"]));
+            assert!(got[4].as_ref().unwrap_err().contains("t.csv:5"));
+            assert!(got[5].as_ref().unwrap_err().contains("t.csv:6"));
+            assert_eq!(got[6], ok(7, &["w"]));
+        }
+    }
+
+    /// Bytes a CSV parser must tell apart: the specials, bytes the word test
+    /// flags without being special (space, `!`, `+`, NUL, tab), ordinary ones,
+    /// the parts of `é`, a byte never valid in UTF-8, and `-` (just above `,`).
+    const ALPHABET: &[u8] = b"\n\r,\",\",  !+\0\tab-\xc3\xa9\xff";
+
+    /// Pieces of CSV text, whitespace of both kinds among them (ASCII and
+    /// Unicode, such as a no-break space), for the trimming of fields.
+    const TOKENS: &[&[u8]] = &[
+        b",",
+        b",",
+        b"\"",
+        b"\n",
+        b"\r\n",
+        b" ",
+        b"\t",
+        b"ab",
+        b"1.5",
+        b"-",
+        b"\xc3\xa9",
+        b"\xc2\xa0",
+        b"\xe2\x80\x83",
+        b"\xff",
+    ];
+
+    fn arbitrary_input() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(proptest::sample::select(ALPHABET), 0..120)
+    }
+
+    #[test]
+    fn values_agree_with_get_even_for_a_column_two_specs_share() {
+        const SPECS: &[ColumnSpec] = &[
+            ColumnSpec::optional("b", &["b"]),
+            ColumnSpec::optional("missing", &["zzz"]),
+            ColumnSpec::optional("d", &["d"]),
+            ColumnSpec::optional("also_b", &["b"]),
+            ColumnSpec::optional("a", &["a"]),
+        ];
+        let mut maps = Vec::new();
+        let mut t = Tokenizer::new("v.csv");
+        let mut cb = |r: Result<Record<'_>, Error>| {
+            let r = r.unwrap();
+            match maps.first() {
+                None => maps.push(ColumnMap::new("v.csv", &r, SPECS).unwrap()),
+                Some(map) => {
+                    let one_by_one: Vec<&str> = (0..SPECS.len()).map(|i| map.get(&r, i)).collect();
+                    assert_eq!(map.values::<5>(&r).to_vec(), one_by_one);
+                    assert_eq!(map.values::<3>(&r).to_vec(), one_by_one[..3]);
+                    assert_eq!(one_by_one, ["2", "", "4", "2", "1"]);
+                }
+            }
+            Ok(())
+        };
+        t.feed(b"a,b,c,d,e\n1, 2 ,3,4,5\n\"1\",2,3,4\n", &mut cb)
+            .unwrap();
+    }
+
     proptest::proptest! {
+        #[test]
+        fn special_bytes_flags_exactly_the_ascii_bytes_up_to_a_comma(word in proptest::num::u64::ANY) {
+            let flags = special_bytes(word);
+            for (k, byte) in word.to_le_bytes().into_iter().enumerate() {
+                proptest::prop_assert_eq!(flags >> (8 * k) & 0xff, if byte <= b',' { 0x80 } else { 0 });
+            }
+        }
+
+        #[test]
+        fn special_bytes_split_separates_the_commas(word in proptest::num::u64::ANY, commas_at in proptest::collection::vec(0usize..8, 0..4)) {
+            let mut bytes = word.to_le_bytes();
+            for at in commas_at {
+                bytes[at] = b',';
+            }
+            let word = u64::from_le_bytes(bytes);
+            let (commas, others) = special_bytes_split(word);
+            proptest::prop_assert_eq!(commas | others, special_bytes(word));
+            for (k, byte) in bytes.into_iter().enumerate() {
+                proptest::prop_assert_eq!(commas >> (8 * k) & 0xff, if byte == b',' { 0x80 } else { 0 });
+            }
+        }
+
+        #[test]
+        fn values_agree_with_trimmed_gets_on_any_input(
+            tokens in proptest::collection::vec(proptest::sample::select(TOKENS), 0..80),
+            chunk in 1usize..50,
+        ) {
+            const SPECS: &[ColumnSpec] = &[
+                ColumnSpec::optional("a", &["a"]),
+                ColumnSpec::optional("b", &["b"]),
+                ColumnSpec::optional("c", &["c"]),
+            ];
+            let input: Vec<u8> = [b"a,b,c\n".as_slice()].into_iter().chain(tokens).flatten().copied().collect();
+            let mut map: Option<ColumnMap> = None;
+            let mut disagreements = Vec::new();
+            let mut t = Tokenizer::new("p.csv");
+            let mut cb = |r: Result<Record<'_>, Error>| {
+                let Ok(r) = r else { return Ok(()) };
+                match &map {
+                    None => map = Some(ColumnMap::new("p.csv", &r, SPECS).unwrap()),
+                    Some(m) => {
+                        let one_by_one = [m.get(&r, 0), m.get(&r, 1), m.get(&r, 2)];
+                        if m.values::<3>(&r) != one_by_one {
+                            disagreements.push((r.line, one_by_one.map(String::from)));
+                        }
+                    }
+                }
+                Ok(())
+            };
+            for piece in input.chunks(chunk) {
+                t.feed(piece, &mut cb).unwrap();
+            }
+            t.finish(&mut cb).unwrap();
+            proptest::prop_assert!(disagreements.is_empty(), "{:?}", disagreements);
+        }
+
+        #[test]
+        fn the_fast_path_agrees_with_the_byte_wise_path(
+            input in arbitrary_input(),
+            cuts in proptest::collection::vec(0usize..120, 0..4),
+            limit in 1usize..60,
+        ) {
+            // Fed a byte at a time, no record but a blank line ends inside its
+            // chunk, so the byte-wise path does all the work: the reference.
+            let reference = tokenize(&input.chunks(1).collect::<Vec<_>>(), limit);
+            let mut cuts: Vec<usize> = cuts.into_iter().filter(|c| *c < input.len()).collect();
+            cuts.sort_unstable();
+            cuts.dedup();
+            let mut chunks = Vec::new();
+            let mut from = 0;
+            for cut in cuts.into_iter().chain([input.len()]) {
+                chunks.push(&input[from..cut]);
+                from = cut;
+            }
+            proptest::prop_assert_eq!(tokenize(&chunks, limit), reference);
+        }
+
         #[test]
         fn the_trim_shortcut_agrees_with_str_trim(field in "[ \t\r\n\u{a0}\u{2003}a-z0-9.,~!-]{0,8}") {
             proptest::prop_assert_eq!(trim(&field), field.trim());

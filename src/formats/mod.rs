@@ -203,7 +203,21 @@ pub fn detect(file: &str, head: &[u8]) -> Result<Format, Error> {
 
 /// Parses a decimal amount (`12.5`, `-3`, `1e-3`, `$4.00`), or an input error
 /// naming the column.
+#[inline]
 pub fn parse_decimal(file: &str, line: u64, column: &str, text: &str) -> Result<Decimal, Error> {
+    // `plain_decimal` accepts no space or `$`, so trying it first on the field
+    // as it comes gives what it would give after trimming and stripping them.
+    match plain_decimal(text) {
+        Some(value) => Ok(value),
+        None => general_decimal(file, line, column, text),
+    }
+}
+
+/// [`parse_decimal`] for what the fast path declines (out of line: the
+/// per-row caller stays small).
+#[cold]
+#[inline(never)]
+fn general_decimal(file: &str, line: u64, column: &str, text: &str) -> Result<Decimal, Error> {
     let t = csv::trim(text);
     let t = t.strip_prefix('$').unwrap_or(t);
     if t.is_empty() {
@@ -222,46 +236,52 @@ pub fn parse_decimal(file: &str, line: u64, column: &str, text: &str) -> Result<
         .map_err(|_| Error::input(file, line, column, format!("`{text}` is not a number")))
 }
 
-/// The fast path of [`parse_decimal`]: `-?digits(.digits)?` with at most 18
+/// The fast path of [`parse_decimal`]: `-?digits(.digits)?` with at most 19
 /// digits, read straight into a mantissa and scale (`Decimal::from_str` is several
-/// times slower, and this is the shape of nearly every amount). `None`: use the
-/// general parser.
+/// times slower, and this is the shape of nearly every amount). 19 digits fit a
+/// `u64` unchecked, and the 96-bit mantissa of a [`Decimal`] takes any `u64`.
+/// `None`: use the general parser.
+#[inline]
 pub fn plain_decimal(text: &str) -> Option<Decimal> {
-    let (negative, digits) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text),
+    let bytes = text.as_bytes();
+    let (negative, digits) = match bytes.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, bytes),
     };
-    let bytes = digits.as_bytes();
-    if bytes.is_empty() || bytes.len() > 19 {
+    if digits.len() > 20 {
         return None;
     }
-    let mut mantissa: i64 = 0;
-    let mut scale: Option<u32> = None;
-    let mut count = 0u32;
-    for &b in bytes {
-        match b {
-            b'0'..=b'9' => {
-                mantissa = mantissa.checked_mul(10)?.checked_add(i64::from(b - b'0'))?;
-                count += 1;
-                if let Some(s) = scale.as_mut() {
-                    *s += 1;
-                }
-            }
-            b'.' if scale.is_none() => scale = Some(0),
-            _ => return None,
+    let mut mantissa: u64 = 0;
+    // Bytes before the dot, once one is seen.
+    let mut dot: Option<usize> = None;
+    for (at, &b) in digits.iter().enumerate() {
+        let digit = b.wrapping_sub(b'0');
+        if digit < 10 {
+            mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(digit));
+        } else if b == b'.' && dot.is_none() {
+            dot = Some(at);
+        } else {
+            return None;
         }
     }
-    if count == 0 || scale == Some(0) {
+    let count = digits.len() - usize::from(dot.is_some());
+    let scale = dot.map_or(0, |at| digits.len() - at - 1);
+    // No digit at all, a dot ending the number, or more digits than the
+    // unchecked mantissa holds.
+    if count == 0 || (dot.is_some() && scale == 0) || count > 19 {
         return None;
     }
-    let value = Decimal::new(
-        if negative { -mantissa } else { mantissa },
-        scale.unwrap_or(0),
-    );
-    Some(value)
+    Some(Decimal::from_parts(
+        mantissa as u32,
+        (mantissa >> 32) as u32,
+        0,
+        negative && mantissa != 0,
+        scale as u32,
+    ))
 }
 
 /// Parses a UTC timestamp, or an input error naming the column.
+#[inline(never)]
 pub fn parse_time(
     file: &str,
     line: u64,
@@ -287,6 +307,7 @@ pub struct TimeCache {
 
 impl TimeCache {
     /// [`parse_time`], reusing the previous result when the text repeats.
+    #[inline]
     pub fn parse(
         &mut self,
         file: &str,
@@ -294,13 +315,18 @@ impl TimeCache {
         column: &str,
         text: &str,
     ) -> Result<crate::time::Timestamp, Error> {
-        if let Some(value) = self.value.filter(|_| self.text == text) {
-            return Ok(value);
+        match self.value {
+            Some(value) if self.text == text => Ok(value),
+            _ => Ok(self.remember(text, parse_time(file, line, column, text)?)),
         }
-        let value = parse_time(file, line, column, text)?;
+    }
+
+    /// Keeps `value` as the time of `text`.
+    #[inline(never)]
+    fn remember(&mut self, text: &str, value: crate::time::Timestamp) -> crate::time::Timestamp {
         set(&mut self.text, text);
         self.value = Some(value);
-        Ok(value)
+        value
     }
 }
 
@@ -375,6 +401,32 @@ mod tests {
             if let Some(quick) = plain_decimal(&text) {
                 prop_assert_eq!(Some(quick), Decimal::from_str(&text).ok());
             }
+        }
+
+        #[test]
+        fn plain_decimal_takes_every_plain_amount_with_its_scale(
+            text in "-?[0-9]{0,19}(\\.[0-9]{0,19})?|[-.0-9$ e]{0,22}",
+        ) {
+            let digits = text.bytes().filter(u8::is_ascii_digit).count();
+            let plain = !text.is_empty()
+                && !text.ends_with('.')
+                && digits > 0
+                && digits <= 19
+                && text.bytes().skip(usize::from(text.starts_with('-'))).all(|b| b.is_ascii_digit() || b == b'.')
+                && text.bytes().filter(|b| *b == b'.').count() <= 1;
+            let quick = plain_decimal(&text);
+            prop_assert_eq!(quick.is_some(), plain);
+            if let Some(quick) = quick {
+                let general = Decimal::from_str(&text).unwrap();
+                prop_assert_eq!(quick, general);
+                prop_assert_eq!(quick.scale(), general.scale());
+                prop_assert_eq!(quick.is_sign_negative(), general.is_sign_negative() && !general.is_zero());
+            }
+            // Against the general parser alone: the same numbers are accepted.
+            let t = text.trim();
+            let t = t.strip_prefix('$').unwrap_or(t);
+            let general = Decimal::from_str(t).or_else(|_| Decimal::from_scientific(t)).ok();
+            prop_assert_eq!(parse_decimal("f", 1, "c", &text).ok(), general);
         }
     }
 }
