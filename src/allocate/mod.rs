@@ -176,6 +176,8 @@ struct Ctx<'a> {
     topic: &'a UsageIndex,
     org: Sym,
     bucket: Timestamp,
+    /// The bucket's start, end and partial flag (computed once: every row needs them).
+    bounds: (Timestamp, Timestamp, bool),
     totals: BTreeMap<&'a str, Decimal>,
 }
 
@@ -197,14 +199,20 @@ pub fn allocate(store: &Store, settings: Settings<'_>) -> Result<Allocation, Err
             topic: &topic,
             org,
             bucket,
+            bounds: bucket_bounds(store, bucket),
             totals: BTreeMap::new(),
         };
         let total = checked_sum(lines.iter().map(|l| l.amount), "a bucket's bill total")?;
         let (rows, unallocated) = allocate_bucket(&mut ctx, &lines)?;
         push_bucket(&mut result, &ctx, total, rows, unallocated)?;
     }
+    // Each bucket's rows are sorted as they are added, in bucket order, and the
+    // already-allocated rows come in output order: only a mix of both needs a sort.
+    let from_lines = !result.rows.is_empty();
     add_allocated_rows(store, &mut result)?;
-    sort_rows(&mut result.rows);
+    if from_lines && !store.allocated.is_empty() {
+        sort_rows(&mut result.rows);
+    }
     result
         .buckets
         .sort_by(|a, b| (&a.org_id, a.bucket_start).cmp(&(&b.org_id, b.bucket_start)));
@@ -486,7 +494,7 @@ fn make_row(
     reason: &str,
 ) -> AllocationRow {
     let s = &ctx.store.strings;
-    let (start, end, partial) = bucket_bounds(ctx.store, ctx.bucket);
+    let (start, end, partial) = ctx.bounds;
     AllocationRow {
         bucket_start: start,
         bucket_end: end,
@@ -845,7 +853,7 @@ fn push_bucket(
 ) -> Result<(), Error> {
     let s = &ctx.store.strings;
     let org = s.name(ctx.org).to_string();
-    let (start, end, partial) = bucket_bounds(ctx.store, ctx.bucket);
+    let (start, end, partial) = ctx.bounds;
     let allocated = checked_sum(rows.iter().map(|r| r.chargeback_cost), "allocated total")?;
     let unallocated_total = checked_sum(unallocated.iter().map(|u| u.0), "unallocated total")?;
     if allocated.checked_add(unallocated_total) != Some(total) {
@@ -853,6 +861,7 @@ fn push_bucket(
             reason: format!("bucket {start} of `{org}`: allocated {allocated} + unallocated {unallocated_total} ≠ bill {total}"),
         });
     }
+    let first = result.rows.len();
     result.rows.extend(rows);
     if !unallocated_total.is_zero() {
         let reasons: BTreeSet<&str> = unallocated.iter().map(|u| u.1.as_str()).collect();
@@ -870,6 +879,11 @@ fn push_bucket(
             &reasons,
             source,
         ));
+    }
+    // Sorted per bucket (buckets come in output order): the same order as one
+    // stable sort of all rows, without its scratch copy of half of them.
+    if let Some(bucket_rows) = result.rows.get_mut(first..) {
+        sort_rows(bucket_rows);
     }
     result.buckets.push(BucketTotal {
         org_id: org,
@@ -916,6 +930,15 @@ fn unallocated_row(
     }
 }
 
+/// The totals of one (org, bucket) of already-allocated rows.
+struct ExportBucket {
+    org: Sym,
+    bucket: Timestamp,
+    bounds: (Timestamp, Timestamp, bool),
+    allocated: Decimal,
+    unallocated: Decimal,
+}
+
 /// Turns already-allocated input rows (exports) into rows and bucket totals.
 fn add_allocated_rows(store: &Store, result: &mut Allocation) -> Result<(), Error> {
     let s = &store.strings;
@@ -929,8 +952,6 @@ fn add_allocated_rows(store: &Store, result: &mut Allocation) -> Result<(), Erro
             .checked_add(v.amount)
             .ok_or_else(|| Error::overflow("export totals"))?;
     }
-    // Keyed by the interned name (no String per entry); same order as by String.
-    let mut buckets: BTreeMap<(&str, Timestamp), (Decimal, Decimal)> = BTreeMap::new();
     // In output order (by names, through integer ranks), so the final sort is a merge.
     let ranks = s.ranks();
     let rank = |id: Sym| {
@@ -965,9 +986,27 @@ fn add_allocated_rows(store: &Store, result: &mut Allocation) -> Result<(), Erro
         )
     });
     let unallocated = unallocated_id;
+    // Entries come grouped by (org, bucket), in output order: one total per
+    // group, and the bucket's bounds computed once.
+    let mut groups: Vec<ExportBucket> = Vec::new();
     for (k, a) in entries {
         let amount = &a.amount;
-        let (start, end, partial) = bucket_bounds(store, k.bucket);
+        if groups
+            .last()
+            .is_none_or(|g| (g.org, g.bucket) != (k.org, k.bucket))
+        {
+            groups.push(ExportBucket {
+                org: k.org,
+                bucket: k.bucket,
+                bounds: bucket_bounds(store, k.bucket),
+                allocated: Decimal::ZERO,
+                unallocated: Decimal::ZERO,
+            });
+        }
+        let Some(totals) = groups.last_mut() else {
+            continue;
+        };
+        let (start, end, partial) = totals.bounds;
         let is_unallocated = Some(k.owner) == unallocated;
         let original = if is_unallocated {
             *amount
@@ -983,20 +1022,14 @@ fn add_allocated_rows(store: &Store, result: &mut Allocation) -> Result<(), Erro
             amount.checked_div(original).unwrap_or_default()
         };
         let share = round(share, SHARE_DECIMALS);
-        let totals = buckets
-            .entry((s.name(k.org), k.bucket))
-            .or_insert((Decimal::ZERO, Decimal::ZERO));
-        if is_unallocated {
-            totals.1 = totals
-                .1
-                .checked_add(*amount)
-                .ok_or_else(|| Error::overflow("export totals"))?;
+        let slot = if is_unallocated {
+            &mut totals.unallocated
         } else {
-            totals.0 = totals
-                .0
-                .checked_add(*amount)
-                .ok_or_else(|| Error::overflow("export totals"))?;
-        }
+            &mut totals.allocated
+        };
+        *slot = slot
+            .checked_add(*amount)
+            .ok_or_else(|| Error::overflow("export totals"))?;
         if amount.is_zero() {
             continue;
         }
@@ -1022,19 +1055,20 @@ fn add_allocated_rows(store: &Store, result: &mut Allocation) -> Result<(), Erro
             source: a.source(s),
         });
     }
-    for ((org, bucket), (allocated, unallocated)) in buckets {
-        let (start, end, partial) = bucket_bounds(store, bucket);
-        let total = allocated
-            .checked_add(unallocated)
+    for group in groups {
+        let (start, end, partial) = group.bounds;
+        let total = group
+            .allocated
+            .checked_add(group.unallocated)
             .ok_or_else(|| Error::overflow("export totals"))?;
         result.buckets.push(BucketTotal {
-            org_id: org.to_string(),
+            org_id: s.name(group.org).to_string(),
             bucket_start: start,
             bucket_end: end,
             partial,
             bill_total: total,
-            allocated,
-            unallocated,
+            allocated: group.allocated,
+            unallocated: group.unallocated,
         });
     }
     Ok(())

@@ -359,6 +359,10 @@ fn team_summaries(
     // First per owner (few) rather than per row (many), then per team.
     let mut by_owner: HashMap<(&str, &str, EntityLevel), (Decimal, Decimal)> = HashMap::default();
     let mut unallocated: BTreeMap<String, Decimal> = BTreeMap::new();
+    // Rows come sorted by product and line type: `is_shared` (substring
+    // searches, dearer than the rest of a row) is decided once per run of rows
+    // with the same method, product and line type.
+    let mut last: Option<(&str, &str, &str, bool)> = None;
     for row in rows {
         if row.owner_id == UNALLOCATED {
             add(
@@ -370,12 +374,20 @@ fn team_summaries(
         let slot = by_owner
             .entry((&row.org_id, &row.owner_id, row.level))
             .or_default();
+        let shared = match last {
+            Some((method, product, line_type, shared))
+                if method == row.method && product == row.product && line_type == row.line_type =>
+            {
+                shared
+            }
+            _ => {
+                let shared = is_shared(row);
+                last = Some((&row.method, &row.product, &row.line_type, shared));
+                shared
+            }
+        };
         add(
-            if is_shared(row) {
-                &mut slot.1
-            } else {
-                &mut slot.0
-            },
+            if shared { &mut slot.1 } else { &mut slot.0 },
             row.chargeback_cost,
         )?;
     }
