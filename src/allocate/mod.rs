@@ -38,6 +38,7 @@ use crate::money::{apportion, checked_sum, round};
 use crate::time::{Granularity, Timestamp};
 use rules::{Component, Rules, Step};
 use rust_decimal::Decimal;
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use store::HashMap;
 use store::{bucket_overlaps, Amount, BuildFx, LineKey, Period, Store, Sym};
@@ -160,10 +161,58 @@ struct BucketLine {
     source: Source,
 }
 
+/// An owner in a split, ordered by name: through its rank among the interned
+/// strings when both sides have one (an integer comparison, where splits order
+/// and merge thousands of owners per line), else by the names themselves. Ranks
+/// follow the names' order, so both ways agree.
+#[derive(Debug, Clone, Copy)]
+struct Owner<'a> {
+    /// [`NOT_INTERNED`] for names from the rules.
+    rank: u32,
+    name: &'a str,
+}
+
+/// The rank of an [`Owner`] that is not an interned string.
+const NOT_INTERNED: u32 = u32::MAX;
+
+impl<'a> Owner<'a> {
+    /// An owner named by the rules (not interned).
+    fn named(name: &'a str) -> Self {
+        Owner {
+            rank: NOT_INTERNED,
+            name,
+        }
+    }
+}
+
+impl Ord for Owner<'_> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        if self.rank != NOT_INTERNED && other.rank != NOT_INTERNED {
+            self.rank.cmp(&other.rank)
+        } else {
+            self.name.cmp(other.name)
+        }
+    }
+}
+
+impl PartialOrd for Owner<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Owner<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Owner<'_> {}
+
 /// What a step produced.
 enum Outcome<'a> {
     /// Parts: owner, amount, usage share.
-    Split(Vec<(&'a str, Decimal, Decimal)>, &'static str),
+    Split(Vec<(Owner<'a>, Decimal, Decimal)>, &'static str),
     /// The step does not apply; why.
     Fail(&'static str),
 }
@@ -178,7 +227,24 @@ struct Ctx<'a> {
     bucket: Timestamp,
     /// The bucket's start, end and partial flag (computed once: every row needs them).
     bounds: (Timestamp, Timestamp, bool),
-    totals: BTreeMap<&'a str, Decimal>,
+    /// Each interned string's rank in name order ([`store::Interner::ranks`]).
+    ranks: &'a [u32],
+    totals: BTreeMap<Owner<'a>, Decimal>,
+}
+
+impl<'a> Ctx<'a> {
+    /// The interned string `id` as an owner.
+    fn owner(&self, id: Sym) -> Owner<'a> {
+        let rank = usize::try_from(id)
+            .ok()
+            .and_then(|i| self.ranks.get(i))
+            .copied()
+            .unwrap_or(NOT_INTERNED);
+        Owner {
+            rank,
+            name: self.store.strings.name(id),
+        }
+    }
 }
 
 /// Allocates everything in `store` (see the module docs).
@@ -191,6 +257,7 @@ pub fn allocate(store: &Store, settings: Settings<'_>) -> Result<Allocation, Err
     };
     let mut result = Allocation::default();
     let by_bucket = split_lines(store, settings, &principal, &mut result)?;
+    let ranks = store.strings.ranks();
     for ((org, bucket), lines) in sorted_buckets(store, by_bucket) {
         let mut ctx = Ctx {
             store,
@@ -200,11 +267,12 @@ pub fn allocate(store: &Store, settings: Settings<'_>) -> Result<Allocation, Err
             org,
             bucket,
             bounds: bucket_bounds(store, bucket),
+            ranks: &ranks,
             totals: BTreeMap::new(),
         };
         let total = checked_sum(lines.iter().map(|l| l.amount), "a bucket's bill total")?;
-        let (rows, unallocated) = allocate_bucket(&mut ctx, &lines)?;
-        push_bucket(&mut result, &ctx, total, rows, unallocated)?;
+        let (rows, unallocated, sorted) = allocate_bucket(&mut ctx, &lines)?;
+        push_bucket(&mut result, &ctx, total, rows, unallocated, sorted)?;
     }
     // Each bucket's rows are sorted as they are added, in bucket order, and the
     // already-allocated rows come in output order: only a mix of both needs a sort.
@@ -379,13 +447,19 @@ fn chain_for<'r>(
 /// An unallocated contribution: amount and reason.
 type Unallocated = Vec<(Decimal, String, Source)>;
 
+/// A bucket's rows, its unallocated contributions, and whether the rows are
+/// already in output order.
+type BucketRows = (Vec<AllocationRow>, Unallocated, bool);
+
 /// Allocates the lines of one bucket: ordinary lines first, then allocated-last ones.
-fn allocate_bucket<'a>(
-    ctx: &mut Ctx<'a>,
-    lines: &[BucketLine],
-) -> Result<(Vec<AllocationRow>, Unallocated), Error> {
+///
+/// Lines come sorted by names and each line's parts by owner, so the rows are
+/// mostly made in output order; checking that per line (one comparison at each
+/// line's first row, owners within it) spares sorting every bucket's rows.
+fn allocate_bucket<'a>(ctx: &mut Ctx<'a>, lines: &[BucketLine]) -> Result<BucketRows, Error> {
     let mut rows = Vec::new();
     let mut unallocated = Vec::new();
+    let mut sorted = true;
     for last in [false, true] {
         for line in lines {
             let s = &ctx.store.strings;
@@ -398,10 +472,29 @@ fn allocate_bucket<'a>(
             {
                 continue;
             }
+            let before = rows.len();
             allocate_line(ctx, line, &mut rows, &mut unallocated)?;
+            let previous = before.checked_sub(1).and_then(|i| rows.get(i));
+            let added = rows.get(before..).unwrap_or_default();
+            sorted = sorted
+                && ordered_run(added)
+                && match (previous, added.first()) {
+                    (Some(a), Some(b)) => row_order(a, b) != Ordering::Greater,
+                    _ => true,
+                };
         }
     }
-    Ok((rows, unallocated))
+    Ok((rows, unallocated, sorted))
+}
+
+/// Whether one line's rows, as made, are in output order: they share every
+/// sort field but the owner, so their owners must increase (and none may be
+/// [`UNALLOCATED`], which sorts last).
+fn ordered_run(rows: &[AllocationRow]) -> bool {
+    rows.iter().all(|r| r.owner_id != UNALLOCATED)
+        && rows
+            .windows(2)
+            .all(|w| matches!(w, [a, b] if a.owner_id < b.owner_id))
 }
 
 /// Runs a line's chain and records its rows.
@@ -447,7 +540,7 @@ fn allocate_line<'a>(
                         ctx,
                         line,
                         level,
-                        owner,
+                        owner.name,
                         cost,
                         share,
                         method_name(step),
@@ -534,11 +627,10 @@ fn run_step<'a>(
     step: &'a Step,
 ) -> Result<Outcome<'a>, Error> {
     let precision = ctx.settings.precision;
-    let names = &ctx.store.strings;
     let amount = line.amount;
     match step {
         Step::Fixed { shares } => {
-            let weights = shares.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            let weights = shares.iter().map(|(k, v)| (Owner::named(k), *v)).collect();
             split(amount, weights, precision, "fixed_shares", "no_shares")
         }
         Step::UsageRatio { metrics } => split(
@@ -593,19 +685,19 @@ fn run_step<'a>(
             "no_owner_of_record",
         )),
         Step::Environment => {
-            let env = names.name(line.key.environment);
+            let env = ctx.owner(line.key.environment);
             Ok(single(
                 amount,
-                Some(env).filter(|e| !e.is_empty()),
+                Some(env).filter(|e| !e.name.is_empty()),
                 "environment",
                 "no_environment",
             ))
         }
         Step::ResourceOwner => {
-            let resource = names.name(line.key.resource);
+            let resource = ctx.owner(line.key.resource);
             Ok(single(
                 amount,
-                Some(resource).filter(|r| !r.is_empty()),
+                Some(resource).filter(|r| !r.name.is_empty()),
                 "resource_owner",
                 "no_resource",
             ))
@@ -632,7 +724,7 @@ fn run_step<'a>(
 /// The whole line to one owner, if there is one.
 fn single<'a>(
     amount: Decimal,
-    owner: Option<&'a str>,
+    owner: Option<Owner<'a>>,
     success: &'static str,
     failure: &'static str,
 ) -> Outcome<'a> {
@@ -648,12 +740,12 @@ fn single<'a>(
 /// Apportions `amount` over `weights` (distinct keys), with usage shares.
 fn split<'a>(
     amount: Decimal,
-    mut weights: Vec<(&'a str, Decimal)>,
+    mut weights: Vec<(Owner<'a>, Decimal)>,
     precision: u32,
     success: &'static str,
     failure: &'static str,
 ) -> Result<Outcome<'a>, Error> {
-    weights.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    weights.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let total = checked_sum(weights.iter().map(|w| w.1), "weights")?;
     let Some(parts) = apportion(amount, weights.iter().copied(), precision)? else {
         return Ok(Outcome::Fail(failure));
@@ -706,7 +798,7 @@ fn usage_weights<'a>(
     line: &BucketLine,
     level: EntityLevel,
     metrics: &[String],
-) -> Vec<(&'a str, Decimal)> {
+) -> Vec<(Owner<'a>, Decimal)> {
     let names: &'a store::Interner = &ctx.store.strings;
     let ids: Vec<Sym> = metrics.iter().filter_map(|m| names.find(m)).collect();
     let Some(entities) = bucket_usage(ctx, line, level) else {
@@ -719,7 +811,7 @@ fn usage_weights<'a>(
                 .iter()
                 .filter_map(|m| metric_value(values, *m))
                 .fold(Decimal::ZERO, |acc, v| acc.saturating_add(v));
-            (names.name(*entity), sum)
+            (ctx.owner(*entity), sum)
         })
         .collect()
 }
@@ -731,7 +823,7 @@ fn storage_weights<'a>(
     level: EntityLevel,
     write: &str,
     retention: &str,
-) -> Result<Vec<(&'a str, Decimal)>, Error> {
+) -> Result<Vec<(Owner<'a>, Decimal)>, Error> {
     let names: &'a store::Interner = &ctx.store.strings;
     let (Some(w), Some(r)) = (names.find(write), names.find(retention)) else {
         return Ok(Vec::new());
@@ -746,46 +838,43 @@ fn storage_weights<'a>(
             let seconds = metric_value(values, r).unwrap_or_default();
             bytes
                 .checked_mul(seconds)
-                .map(|p| (names.name(*entity), p))
+                .map(|p| (ctx.owner(*entity), p))
                 .ok_or_else(|| Error::overflow("write bytes × retention"))
         })
         .collect()
 }
 
 /// Entities with any usage on the resource in the bucket.
-fn active_entities<'a>(ctx: &Ctx<'a>, line: &BucketLine, level: EntityLevel) -> Vec<&'a str> {
-    let names: &'a store::Interner = &ctx.store.strings;
+fn active_entities<'a>(ctx: &Ctx<'a>, line: &BucketLine, level: EntityLevel) -> Vec<Owner<'a>> {
     bucket_usage(ctx, line, level)
-        .map(|e| e.keys().map(|k| names.name(*k)).collect())
+        .map(|e| e.keys().map(|k| ctx.owner(*k)).collect())
         .unwrap_or_default()
 }
 
 /// Entities seen on the resource in the whole period.
-fn period_entities<'a>(ctx: &Ctx<'a>, line: &BucketLine, level: EntityLevel) -> Vec<&'a str> {
-    let names: &'a store::Interner = &ctx.store.strings;
+fn period_entities<'a>(ctx: &Ctx<'a>, line: &BucketLine, level: EntityLevel) -> Vec<Owner<'a>> {
     index(ctx, level)
         .period
         .get(&(line.key.org, line.key.resource))
-        .map(|e| e.iter().map(|k| names.name(*k)).collect())
+        .map(|e| e.iter().map(|k| ctx.owner(*k)).collect())
         .unwrap_or_default()
 }
 
-fn even(entities: Vec<&str>) -> Vec<(&str, Decimal)> {
+fn even(entities: Vec<Owner<'_>>) -> Vec<(Owner<'_>, Decimal)> {
     entities.into_iter().map(|e| (e, Decimal::ONE)).collect()
 }
 
 /// The owner of record from the bill, else from `[resource_owners]`.
-fn owner_of_record<'a>(ctx: &Ctx<'a>, line: &BucketLine) -> Option<&'a str> {
-    let names: &'a store::Interner = &ctx.store.strings;
-    let named = names.name(line.key.owner_of_record);
-    if !named.is_empty() {
+fn owner_of_record<'a>(ctx: &Ctx<'a>, line: &BucketLine) -> Option<Owner<'a>> {
+    let named = ctx.owner(line.key.owner_of_record);
+    if !named.name.is_empty() {
         return Some(named);
     }
     ctx.settings
         .rules
         .resource_owners
-        .get(names.name(line.key.resource))
-        .map(String::as_str)
+        .get(ctx.store.strings.name(line.key.resource))
+        .map(|o| Owner::named(o.as_str()))
 }
 
 /// A weighted mix: the amount is first split over the components by their
@@ -806,7 +895,7 @@ fn weighted<'a>(
     let Some(component_amounts) = apportion(line.amount, by_component, precision)? else {
         return Ok(Outcome::Fail("no_weights"));
     };
-    let mut costs: BTreeMap<&'a str, (Decimal, Decimal)> = BTreeMap::new();
+    let mut costs: BTreeMap<Owner<'a>, (Decimal, Decimal)> = BTreeMap::new();
     for ((_, part), component) in component_amounts.into_iter().zip(components) {
         let weights = if component.even {
             even(active.clone())
@@ -817,9 +906,9 @@ fn weighted<'a>(
         let Some(parts) = apportion(part, weights.iter().copied(), precision)? else {
             return Ok(Outcome::Fail("no_usage_found"));
         };
-        let by_owner: BTreeMap<&str, Decimal> = weights.into_iter().collect();
+        let by_owner: BTreeMap<Owner<'_>, Decimal> = weights.into_iter().collect();
         for (owner, cost) in parts {
-            let weight = by_owner.get(owner).copied().unwrap_or_default();
+            let weight = by_owner.get(&owner).copied().unwrap_or_default();
             let owner_share = share(weight, total)?
                 .checked_mul(component.weight)
                 .unwrap_or_default();
@@ -850,6 +939,7 @@ fn push_bucket(
     total: Decimal,
     rows: Vec<AllocationRow>,
     unallocated: Unallocated,
+    sorted: bool,
 ) -> Result<(), Error> {
     let s = &ctx.store.strings;
     let org = s.name(ctx.org).to_string();
@@ -880,10 +970,13 @@ fn push_bucket(
             source,
         ));
     }
-    // Sorted per bucket (buckets come in output order): the same order as one
-    // stable sort of all rows, without its scratch copy of half of them.
-    if let Some(bucket_rows) = result.rows.get_mut(first..) {
-        sort_rows(bucket_rows);
+    // Sorted per bucket (buckets come in output order), when not made sorted:
+    // the same order as one stable sort of all rows, without its scratch copy
+    // of half of them. The unallocated row sorts last, where it is pushed.
+    if !sorted {
+        if let Some(bucket_rows) = result.rows.get_mut(first..) {
+            sort_rows(bucket_rows);
+        }
     }
     result.buckets.push(BucketTotal {
         org_id: org,
@@ -1076,28 +1169,31 @@ fn add_allocated_rows(store: &Store, result: &mut Allocation) -> Result<(), Erro
 
 /// Sorts rows by org, bucket, product, line type, resource, owner (unallocated last per bucket).
 pub fn sort_rows(rows: &mut [AllocationRow]) {
-    rows.sort_by(|a, b| {
-        (
-            &a.org_id,
-            a.bucket_start,
-            a.owner_id == UNALLOCATED,
-            &a.product,
-            &a.line_type,
-            &a.resource_id,
-            &a.environment_id,
-            &a.owner_id,
-            &a.method,
-        )
-            .cmp(&(
-                &b.org_id,
-                b.bucket_start,
-                b.owner_id == UNALLOCATED,
-                &b.product,
-                &b.line_type,
-                &b.resource_id,
-                &b.environment_id,
-                &b.owner_id,
-                &b.method,
-            ))
-    });
+    rows.sort_by(row_order);
+}
+
+/// The output order of rows (see [`sort_rows`]).
+fn row_order(a: &AllocationRow, b: &AllocationRow) -> Ordering {
+    (
+        &a.org_id,
+        a.bucket_start,
+        a.owner_id == UNALLOCATED,
+        &a.product,
+        &a.line_type,
+        &a.resource_id,
+        &a.environment_id,
+        &a.owner_id,
+        &a.method,
+    )
+        .cmp(&(
+            &b.org_id,
+            b.bucket_start,
+            b.owner_id == UNALLOCATED,
+            &b.product,
+            &b.line_type,
+            &b.resource_id,
+            &b.environment_id,
+            &b.owner_id,
+            &b.method,
+        ))
 }

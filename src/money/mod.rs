@@ -13,7 +13,7 @@
 //! 3. the units left over go one each to the keys with the largest remainders,
 //!    ties broken by **key order** (ascending), never by input order.
 //!
-//! Weights are first merged by key into a sorted map, so the result is a function
+//! Weights are first merged by key (sorted, equal keys summed), so the result is a function
 //! of the (key → weight) map alone: permuting the input changes nothing.
 //!
 //! Negative amounts (credits, refunds) are apportioned by absolute value and the
@@ -29,7 +29,6 @@
 
 use crate::error::Error;
 use rust_decimal::{Decimal, RoundingStrategy};
-use std::collections::BTreeMap;
 
 /// The largest supported precision (decimal places of the parts).
 pub const MAX_SCALE: u32 = 12;
@@ -82,18 +81,36 @@ where
         .map(Some)
 }
 
-/// Merges weights by key (summing), refusing negative weights.
+/// Merges weights by key (summing, from zero, in input order), refusing
+/// negative weights; the result is sorted by key.
+///
+/// A stable sort then one pass, rather than a map: callers mostly pass keys
+/// already sorted and distinct, which the sort only has to confirm.
 fn merge<K: Ord, I: IntoIterator<Item = (K, Decimal)>>(
     weights: I,
-) -> Result<BTreeMap<K, Decimal>, Error> {
-    let mut merged: BTreeMap<K, Decimal> = BTreeMap::new();
+) -> Result<Vec<(K, Decimal)>, Error> {
+    let mut list: Vec<(K, Decimal)> = Vec::new();
     for (key, weight) in weights {
         if weight.is_sign_negative() && !weight.is_zero() {
             return Err(Error::config(format!(
                 "negative weight {weight} in an apportionment"
             )));
         }
-        let slot = merged.entry(key).or_insert(Decimal::ZERO);
+        list.push((key, weight));
+    }
+    list.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut merged: Vec<(K, Decimal)> = Vec::with_capacity(list.len());
+    for (key, weight) in list {
+        let slot = match merged.last_mut() {
+            Some((last, slot)) if *last == key => slot,
+            _ => {
+                merged.push((key, Decimal::ZERO));
+                match merged.last_mut() {
+                    Some((_, slot)) => slot,
+                    None => continue,
+                }
+            }
+        };
         *slot = slot
             .checked_add(weight)
             .ok_or_else(|| Error::overflow("summing apportionment weights"))?;
@@ -198,12 +215,14 @@ pub fn apportion_units(units: u128, weights: &[u128]) -> Result<Vec<u128>, Error
     let left = units
         .checked_sub(given)
         .ok_or_else(|| Error::overflow("apportioned parts"))?;
-    // Largest remainder first; equal remainders by ascending index (= key order).
-    remainders.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    for &(_, index) in remainders
-        .iter()
-        .take(usize::try_from(left).unwrap_or(usize::MAX))
-    {
+    // Largest remainder first; equal remainders by ascending index (= key
+    // order). Only which `left` come first matters, not their order: a
+    // selection, linear, rather than a sort (the order is total: indices differ).
+    let left = usize::try_from(left).unwrap_or(usize::MAX);
+    if left > 0 && left < remainders.len() {
+        remainders.select_nth_unstable_by(left - 1, |a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    }
+    for &(_, index) in remainders.iter().take(left) {
         if let Some(part) = parts.get_mut(index) {
             *part = part
                 .checked_add(1)
