@@ -271,8 +271,9 @@ pub fn allocate(store: &Store, settings: Settings<'_>) -> Result<Allocation, Err
             totals: BTreeMap::new(),
         };
         let total = checked_sum(lines.iter().map(|l| l.amount), "a bucket's bill total")?;
-        let (rows, unallocated, sorted) = allocate_bucket(&mut ctx, &lines)?;
-        push_bucket(&mut result, &ctx, total, rows, unallocated, sorted)?;
+        let first = result.rows.len();
+        let (unallocated, sorted) = allocate_bucket(&mut ctx, &lines, &mut result.rows)?;
+        push_bucket(&mut result, &ctx, total, first, unallocated, sorted)?;
     }
     // Each bucket's rows are sorted as they are added, in bucket order, and the
     // already-allocated rows come in output order: only a mix of both needs a sort.
@@ -447,17 +448,19 @@ fn chain_for<'r>(
 /// An unallocated contribution: amount and reason.
 type Unallocated = Vec<(Decimal, String, Source)>;
 
-/// A bucket's rows, its unallocated contributions, and whether the rows are
-/// already in output order.
-type BucketRows = (Vec<AllocationRow>, Unallocated, bool);
-
-/// Allocates the lines of one bucket: ordinary lines first, then allocated-last ones.
+/// Allocates the lines of one bucket, ordinary lines first, then allocated-last
+/// ones, appending the bucket's rows to `rows` (no copy per bucket); returns its
+/// unallocated contributions and whether the rows it added are in output order.
 ///
 /// Lines come sorted by names and each line's parts by owner, so the rows are
 /// mostly made in output order; checking that per line (one comparison at each
 /// line's first row, owners within it) spares sorting every bucket's rows.
-fn allocate_bucket<'a>(ctx: &mut Ctx<'a>, lines: &[BucketLine]) -> Result<BucketRows, Error> {
-    let mut rows = Vec::new();
+fn allocate_bucket<'a>(
+    ctx: &mut Ctx<'a>,
+    lines: &[BucketLine],
+    rows: &mut Vec<AllocationRow>,
+) -> Result<(Unallocated, bool), Error> {
+    let first = rows.len();
     let mut unallocated = Vec::new();
     let mut sorted = true;
     for last in [false, true] {
@@ -473,8 +476,11 @@ fn allocate_bucket<'a>(ctx: &mut Ctx<'a>, lines: &[BucketLine]) -> Result<Bucket
                 continue;
             }
             let before = rows.len();
-            allocate_line(ctx, line, &mut rows, &mut unallocated)?;
-            let previous = before.checked_sub(1).and_then(|i| rows.get(i));
+            allocate_line(ctx, line, rows, &mut unallocated)?;
+            let previous = before
+                .checked_sub(1)
+                .filter(|i| *i >= first)
+                .and_then(|i| rows.get(i));
             let added = rows.get(before..).unwrap_or_default();
             sorted = sorted
                 && ordered_run(added)
@@ -484,7 +490,7 @@ fn allocate_bucket<'a>(ctx: &mut Ctx<'a>, lines: &[BucketLine]) -> Result<Bucket
                 };
         }
     }
-    Ok((rows, unallocated, sorted))
+    Ok((unallocated, sorted))
 }
 
 /// Whether one line's rows, as made, are in output order: they share every
@@ -932,18 +938,20 @@ fn weighted<'a>(
     ))
 }
 
-/// Adds a bucket's rows, its unallocated row and its totals, checking they reconcile.
+/// Completes a bucket whose rows start at `first`: its unallocated row and its
+/// totals, checking they reconcile.
 fn push_bucket(
     result: &mut Allocation,
     ctx: &Ctx<'_>,
     total: Decimal,
-    rows: Vec<AllocationRow>,
+    first: usize,
     unallocated: Unallocated,
     sorted: bool,
 ) -> Result<(), Error> {
     let s = &ctx.store.strings;
     let org = s.name(ctx.org).to_string();
     let (start, end, partial) = ctx.bounds;
+    let rows = result.rows.get(first..).unwrap_or_default();
     let allocated = checked_sum(rows.iter().map(|r| r.chargeback_cost), "allocated total")?;
     let unallocated_total = checked_sum(unallocated.iter().map(|u| u.0), "unallocated total")?;
     if allocated.checked_add(unallocated_total) != Some(total) {
@@ -951,8 +959,6 @@ fn push_bucket(
             reason: format!("bucket {start} of `{org}`: allocated {allocated} + unallocated {unallocated_total} ≠ bill {total}"),
         });
     }
-    let first = result.rows.len();
-    result.rows.extend(rows);
     if !unallocated_total.is_zero() {
         let reasons: BTreeSet<&str> = unallocated.iter().map(|u| u.1.as_str()).collect();
         let source = unallocated
