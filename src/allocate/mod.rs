@@ -34,7 +34,7 @@ pub mod store;
 
 use crate::error::Error;
 use crate::model::{AllocationRow, EntityLevel, Source};
-use crate::money::{apportion, checked_sum, round};
+use crate::money::{apportion, checked_sum, round, rounded_ratio};
 use crate::time::{Granularity, Timestamp};
 use rules::{Component, Rules, Step};
 use rust_decimal::Decimal;
@@ -758,7 +758,7 @@ fn split<'a>(
     };
     let mut out = Vec::with_capacity(parts.len());
     for ((owner, cost), (_, weight)) in parts.into_iter().zip(&weights) {
-        out.push((owner, cost, round(share(*weight, total)?, SHARE_DECIMALS)));
+        out.push((owner, cost, rounded_ratio(*weight, total, SHARE_DECIMALS)?));
     }
     Ok(Outcome::Split(out, success))
 }

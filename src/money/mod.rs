@@ -43,6 +43,53 @@ pub fn round(amount: Decimal, scale: u32) -> Decimal {
     rounded
 }
 
+/// `part / whole` rounded to `scale` places like [`round`] (zero when `whole`
+/// is zero), e.g. an owner's usage share, computed once per output row.
+///
+/// A share of non-negative integers-at-a-scale whose whole is small is rounded
+/// exactly in integers ([`small_ratio`]); anything else goes through decimal
+/// division, with the same result.
+pub fn rounded_ratio(part: Decimal, whole: Decimal, scale: u32) -> Result<Decimal, Error> {
+    if whole.is_zero() {
+        return Ok(round(Decimal::ZERO, scale));
+    }
+    if let Some(ratio) = small_ratio(part, whole, scale) {
+        return Ok(ratio);
+    }
+    part.checked_div(whole)
+        .map(|q| round(q, scale))
+        .ok_or_else(|| Error::overflow("ratio"))
+}
+
+/// `part / whole` rounded half up to `scale` places in integers, when
+/// `0 ≤ part ≤ whole`, `scale ≤ MAX_SCALE` and `whole` (at the common scale of
+/// both) is below `10^(22 − scale)`.
+///
+/// Why it equals decimal division then [`round`]: for a ratio below 1 the
+/// division keeps 28 decimals, so it is within `10^-28` of the true value, while
+/// a true value that is not itself a rounding midpoint lies at least
+/// `1 / (2 · 10^scale · whole) > 10^-22` away from every midpoint. Both values
+/// therefore round the same way; a true midpoint has few decimals and is exact.
+fn small_ratio(part: Decimal, whole: Decimal, scale: u32) -> Option<Decimal> {
+    if scale > MAX_SCALE || part.is_sign_negative() || whole.is_sign_negative() {
+        return None;
+    }
+    let common = part.scale().max(whole.scale());
+    let at_common = |d: Decimal| {
+        let factor = 10u128.checked_pow(common.checked_sub(d.scale())?)?;
+        u128::try_from(d.mantissa()).ok()?.checked_mul(factor)
+    };
+    let (a, b) = (at_common(part)?, at_common(whole)?);
+    let limit = 10u128.checked_pow(22u32.checked_sub(scale)?)?;
+    if b == 0 || b >= limit || a > b {
+        return None;
+    }
+    // round(a / b · 10^scale) = floor((2 · a · 10^scale + b) / (2 · b)).
+    let scaled = a.checked_mul(10u128.checked_pow(scale)?)?.checked_mul(2)?;
+    let quotient = scaled.checked_add(b)? / b.checked_mul(2)?;
+    Decimal::try_from_i128_with_scale(i128::try_from(quotient).ok()?, scale).ok()
+}
+
 /// Splits `amount` over `weights` (merged by key) at `scale` decimal places.
 ///
 /// Returns the parts in key order, one per key (zero parts included, so a caller
@@ -365,6 +412,22 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn the_integer_ratio_agrees_with_decimal_division(
+            whole in 1u64..10_000_000_000_000,
+            numerator in 0u64..=1_000_000,
+            part_scale in 0u32..4,
+            whole_scale in 0u32..4,
+            scale in 0u32..8,
+        ) {
+            let part = u128::from(whole) * u128::from(numerator) / 1_000_000;
+            let part = Decimal::from_i128_with_scale(part as i128, part_scale);
+            let whole = Decimal::from_i128_with_scale(i128::from(whole), whole_scale);
+            let decimal = round(part.checked_div(whole).unwrap(), scale);
+            let ratio = rounded_ratio(part, whole, scale).unwrap();
+            prop_assert_eq!(ratio.to_string(), decimal.to_string());
+        }
+
         #[test]
         fn parts_sum_and_permutation_invariance(
             cents in -10_000_000i64..10_000_000,
