@@ -1115,12 +1115,13 @@ fn add_allocated_rows(store: &Store, result: &mut Allocation) -> Result<(), Erro
                 .copied()
                 .unwrap_or(*amount)
         };
-        let share = if is_unallocated || original.is_zero() {
-            Decimal::ZERO
+        // Zero for the unallocated row, and where the division cannot be done.
+        let share = if is_unallocated {
+            None
         } else {
-            amount.checked_div(original).unwrap_or_default()
-        };
-        let share = round(share, SHARE_DECIMALS);
+            rounded_ratio(*amount, original, SHARE_DECIMALS).ok()
+        }
+        .unwrap_or_else(|| round(Decimal::ZERO, SHARE_DECIMALS));
         let slot = if is_unallocated {
             &mut totals.unallocated
         } else {
