@@ -34,10 +34,11 @@ pub mod store;
 
 use crate::error::Error;
 use crate::model::{AllocationRow, EntityLevel, Source};
-use crate::money::{apportion, checked_sum, round};
+use crate::money::{apportion, checked_sum, round, rounded_ratio};
 use crate::time::{Granularity, Timestamp};
 use rules::{Component, Rules, Step};
 use rust_decimal::Decimal;
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use store::HashMap;
 use store::{bucket_overlaps, Amount, BuildFx, LineKey, Period, Store, Sym};
@@ -160,10 +161,58 @@ struct BucketLine {
     source: Source,
 }
 
+/// An owner in a split, ordered by name: through its rank among the interned
+/// strings when both sides have one (an integer comparison, where splits order
+/// and merge thousands of owners per line), else by the names themselves. Ranks
+/// follow the names' order, so both ways agree.
+#[derive(Debug, Clone, Copy)]
+struct Owner<'a> {
+    /// [`NOT_INTERNED`] for names from the rules.
+    rank: u32,
+    name: &'a str,
+}
+
+/// The rank of an [`Owner`] that is not an interned string.
+const NOT_INTERNED: u32 = u32::MAX;
+
+impl<'a> Owner<'a> {
+    /// An owner named by the rules (not interned).
+    fn named(name: &'a str) -> Self {
+        Owner {
+            rank: NOT_INTERNED,
+            name,
+        }
+    }
+}
+
+impl Ord for Owner<'_> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        if self.rank != NOT_INTERNED && other.rank != NOT_INTERNED {
+            self.rank.cmp(&other.rank)
+        } else {
+            self.name.cmp(other.name)
+        }
+    }
+}
+
+impl PartialOrd for Owner<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Owner<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Owner<'_> {}
+
 /// What a step produced.
 enum Outcome<'a> {
     /// Parts: owner, amount, usage share.
-    Split(Vec<(&'a str, Decimal, Decimal)>, &'static str),
+    Split(Vec<(Owner<'a>, Decimal, Decimal)>, &'static str),
     /// The step does not apply; why.
     Fail(&'static str),
 }
@@ -176,7 +225,26 @@ struct Ctx<'a> {
     topic: &'a UsageIndex,
     org: Sym,
     bucket: Timestamp,
-    totals: BTreeMap<&'a str, Decimal>,
+    /// The bucket's start, end and partial flag (computed once: every row needs them).
+    bounds: (Timestamp, Timestamp, bool),
+    /// Each interned string's rank in name order ([`store::Interner::ranks`]).
+    ranks: &'a [u32],
+    totals: BTreeMap<Owner<'a>, Decimal>,
+}
+
+impl<'a> Ctx<'a> {
+    /// The interned string `id` as an owner.
+    fn owner(&self, id: Sym) -> Owner<'a> {
+        let rank = usize::try_from(id)
+            .ok()
+            .and_then(|i| self.ranks.get(i))
+            .copied()
+            .unwrap_or(NOT_INTERNED);
+        Owner {
+            rank,
+            name: self.store.strings.name(id),
+        }
+    }
 }
 
 /// Allocates everything in `store` (see the module docs).
@@ -189,6 +257,7 @@ pub fn allocate(store: &Store, settings: Settings<'_>) -> Result<Allocation, Err
     };
     let mut result = Allocation::default();
     let by_bucket = split_lines(store, settings, &principal, &mut result)?;
+    let ranks = store.strings.ranks();
     for ((org, bucket), lines) in sorted_buckets(store, by_bucket) {
         let mut ctx = Ctx {
             store,
@@ -197,14 +266,22 @@ pub fn allocate(store: &Store, settings: Settings<'_>) -> Result<Allocation, Err
             topic: &topic,
             org,
             bucket,
+            bounds: bucket_bounds(store, bucket),
+            ranks: &ranks,
             totals: BTreeMap::new(),
         };
         let total = checked_sum(lines.iter().map(|l| l.amount), "a bucket's bill total")?;
-        let (rows, unallocated) = allocate_bucket(&mut ctx, &lines)?;
-        push_bucket(&mut result, &ctx, total, rows, unallocated)?;
+        let first = result.rows.len();
+        let (unallocated, sorted) = allocate_bucket(&mut ctx, &lines, &mut result.rows)?;
+        push_bucket(&mut result, &ctx, total, first, unallocated, sorted)?;
     }
+    // Each bucket's rows are sorted as they are added, in bucket order, and the
+    // already-allocated rows come in output order: only a mix of both needs a sort.
+    let from_lines = !result.rows.is_empty();
     add_allocated_rows(store, &mut result)?;
-    sort_rows(&mut result.rows);
+    if from_lines && !store.allocated.is_empty() {
+        sort_rows(&mut result.rows);
+    }
     result
         .buckets
         .sort_by(|a, b| (&a.org_id, a.bucket_start).cmp(&(&b.org_id, b.bucket_start)));
@@ -371,13 +448,21 @@ fn chain_for<'r>(
 /// An unallocated contribution: amount and reason.
 type Unallocated = Vec<(Decimal, String, Source)>;
 
-/// Allocates the lines of one bucket: ordinary lines first, then allocated-last ones.
+/// Allocates the lines of one bucket, ordinary lines first, then allocated-last
+/// ones, appending the bucket's rows to `rows` (no copy per bucket); returns its
+/// unallocated contributions and whether the rows it added are in output order.
+///
+/// Lines come sorted by names and each line's parts by owner, so the rows are
+/// mostly made in output order; checking that per line (one comparison at each
+/// line's first row, owners within it) spares sorting every bucket's rows.
 fn allocate_bucket<'a>(
     ctx: &mut Ctx<'a>,
     lines: &[BucketLine],
-) -> Result<(Vec<AllocationRow>, Unallocated), Error> {
-    let mut rows = Vec::new();
+    rows: &mut Vec<AllocationRow>,
+) -> Result<(Unallocated, bool), Error> {
+    let first = rows.len();
     let mut unallocated = Vec::new();
+    let mut sorted = true;
     for last in [false, true] {
         for line in lines {
             let s = &ctx.store.strings;
@@ -390,10 +475,32 @@ fn allocate_bucket<'a>(
             {
                 continue;
             }
-            allocate_line(ctx, line, &mut rows, &mut unallocated)?;
+            let before = rows.len();
+            allocate_line(ctx, line, rows, &mut unallocated)?;
+            let previous = before
+                .checked_sub(1)
+                .filter(|i| *i >= first)
+                .and_then(|i| rows.get(i));
+            let added = rows.get(before..).unwrap_or_default();
+            sorted = sorted
+                && ordered_run(added)
+                && match (previous, added.first()) {
+                    (Some(a), Some(b)) => row_order(a, b) != Ordering::Greater,
+                    _ => true,
+                };
         }
     }
-    Ok((rows, unallocated))
+    Ok((unallocated, sorted))
+}
+
+/// Whether one line's rows, as made, are in output order: they share every
+/// sort field but the owner, so their owners must increase (and none may be
+/// [`UNALLOCATED`], which sorts last).
+fn ordered_run(rows: &[AllocationRow]) -> bool {
+    rows.iter().all(|r| r.owner_id != UNALLOCATED)
+        && rows
+            .windows(2)
+            .all(|w| matches!(w, [a, b] if a.owner_id < b.owner_id))
 }
 
 /// Runs a line's chain and records its rows.
@@ -439,7 +546,7 @@ fn allocate_line<'a>(
                         ctx,
                         line,
                         level,
-                        owner,
+                        owner.name,
                         cost,
                         share,
                         method_name(step),
@@ -486,7 +593,7 @@ fn make_row(
     reason: &str,
 ) -> AllocationRow {
     let s = &ctx.store.strings;
-    let (start, end, partial) = bucket_bounds(ctx.store, ctx.bucket);
+    let (start, end, partial) = ctx.bounds;
     AllocationRow {
         bucket_start: start,
         bucket_end: end,
@@ -526,11 +633,10 @@ fn run_step<'a>(
     step: &'a Step,
 ) -> Result<Outcome<'a>, Error> {
     let precision = ctx.settings.precision;
-    let names = &ctx.store.strings;
     let amount = line.amount;
     match step {
         Step::Fixed { shares } => {
-            let weights = shares.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            let weights = shares.iter().map(|(k, v)| (Owner::named(k), *v)).collect();
             split(amount, weights, precision, "fixed_shares", "no_shares")
         }
         Step::UsageRatio { metrics } => split(
@@ -585,19 +691,19 @@ fn run_step<'a>(
             "no_owner_of_record",
         )),
         Step::Environment => {
-            let env = names.name(line.key.environment);
+            let env = ctx.owner(line.key.environment);
             Ok(single(
                 amount,
-                Some(env).filter(|e| !e.is_empty()),
+                Some(env).filter(|e| !e.name.is_empty()),
                 "environment",
                 "no_environment",
             ))
         }
         Step::ResourceOwner => {
-            let resource = names.name(line.key.resource);
+            let resource = ctx.owner(line.key.resource);
             Ok(single(
                 amount,
-                Some(resource).filter(|r| !r.is_empty()),
+                Some(resource).filter(|r| !r.name.is_empty()),
                 "resource_owner",
                 "no_resource",
             ))
@@ -624,7 +730,7 @@ fn run_step<'a>(
 /// The whole line to one owner, if there is one.
 fn single<'a>(
     amount: Decimal,
-    owner: Option<&'a str>,
+    owner: Option<Owner<'a>>,
     success: &'static str,
     failure: &'static str,
 ) -> Outcome<'a> {
@@ -640,19 +746,19 @@ fn single<'a>(
 /// Apportions `amount` over `weights` (distinct keys), with usage shares.
 fn split<'a>(
     amount: Decimal,
-    mut weights: Vec<(&'a str, Decimal)>,
+    mut weights: Vec<(Owner<'a>, Decimal)>,
     precision: u32,
     success: &'static str,
     failure: &'static str,
 ) -> Result<Outcome<'a>, Error> {
-    weights.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    weights.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let total = checked_sum(weights.iter().map(|w| w.1), "weights")?;
     let Some(parts) = apportion(amount, weights.iter().copied(), precision)? else {
         return Ok(Outcome::Fail(failure));
     };
     let mut out = Vec::with_capacity(parts.len());
     for ((owner, cost), (_, weight)) in parts.into_iter().zip(&weights) {
-        out.push((owner, cost, round(share(*weight, total)?, SHARE_DECIMALS)));
+        out.push((owner, cost, rounded_ratio(*weight, total, SHARE_DECIMALS)?));
     }
     Ok(Outcome::Split(out, success))
 }
@@ -698,7 +804,7 @@ fn usage_weights<'a>(
     line: &BucketLine,
     level: EntityLevel,
     metrics: &[String],
-) -> Vec<(&'a str, Decimal)> {
+) -> Vec<(Owner<'a>, Decimal)> {
     let names: &'a store::Interner = &ctx.store.strings;
     let ids: Vec<Sym> = metrics.iter().filter_map(|m| names.find(m)).collect();
     let Some(entities) = bucket_usage(ctx, line, level) else {
@@ -711,7 +817,7 @@ fn usage_weights<'a>(
                 .iter()
                 .filter_map(|m| metric_value(values, *m))
                 .fold(Decimal::ZERO, |acc, v| acc.saturating_add(v));
-            (names.name(*entity), sum)
+            (ctx.owner(*entity), sum)
         })
         .collect()
 }
@@ -723,7 +829,7 @@ fn storage_weights<'a>(
     level: EntityLevel,
     write: &str,
     retention: &str,
-) -> Result<Vec<(&'a str, Decimal)>, Error> {
+) -> Result<Vec<(Owner<'a>, Decimal)>, Error> {
     let names: &'a store::Interner = &ctx.store.strings;
     let (Some(w), Some(r)) = (names.find(write), names.find(retention)) else {
         return Ok(Vec::new());
@@ -738,46 +844,43 @@ fn storage_weights<'a>(
             let seconds = metric_value(values, r).unwrap_or_default();
             bytes
                 .checked_mul(seconds)
-                .map(|p| (names.name(*entity), p))
+                .map(|p| (ctx.owner(*entity), p))
                 .ok_or_else(|| Error::overflow("write bytes × retention"))
         })
         .collect()
 }
 
 /// Entities with any usage on the resource in the bucket.
-fn active_entities<'a>(ctx: &Ctx<'a>, line: &BucketLine, level: EntityLevel) -> Vec<&'a str> {
-    let names: &'a store::Interner = &ctx.store.strings;
+fn active_entities<'a>(ctx: &Ctx<'a>, line: &BucketLine, level: EntityLevel) -> Vec<Owner<'a>> {
     bucket_usage(ctx, line, level)
-        .map(|e| e.keys().map(|k| names.name(*k)).collect())
+        .map(|e| e.keys().map(|k| ctx.owner(*k)).collect())
         .unwrap_or_default()
 }
 
 /// Entities seen on the resource in the whole period.
-fn period_entities<'a>(ctx: &Ctx<'a>, line: &BucketLine, level: EntityLevel) -> Vec<&'a str> {
-    let names: &'a store::Interner = &ctx.store.strings;
+fn period_entities<'a>(ctx: &Ctx<'a>, line: &BucketLine, level: EntityLevel) -> Vec<Owner<'a>> {
     index(ctx, level)
         .period
         .get(&(line.key.org, line.key.resource))
-        .map(|e| e.iter().map(|k| names.name(*k)).collect())
+        .map(|e| e.iter().map(|k| ctx.owner(*k)).collect())
         .unwrap_or_default()
 }
 
-fn even(entities: Vec<&str>) -> Vec<(&str, Decimal)> {
+fn even(entities: Vec<Owner<'_>>) -> Vec<(Owner<'_>, Decimal)> {
     entities.into_iter().map(|e| (e, Decimal::ONE)).collect()
 }
 
 /// The owner of record from the bill, else from `[resource_owners]`.
-fn owner_of_record<'a>(ctx: &Ctx<'a>, line: &BucketLine) -> Option<&'a str> {
-    let names: &'a store::Interner = &ctx.store.strings;
-    let named = names.name(line.key.owner_of_record);
-    if !named.is_empty() {
+fn owner_of_record<'a>(ctx: &Ctx<'a>, line: &BucketLine) -> Option<Owner<'a>> {
+    let named = ctx.owner(line.key.owner_of_record);
+    if !named.name.is_empty() {
         return Some(named);
     }
     ctx.settings
         .rules
         .resource_owners
-        .get(names.name(line.key.resource))
-        .map(String::as_str)
+        .get(ctx.store.strings.name(line.key.resource))
+        .map(|o| Owner::named(o.as_str()))
 }
 
 /// A weighted mix: the amount is first split over the components by their
@@ -798,7 +901,7 @@ fn weighted<'a>(
     let Some(component_amounts) = apportion(line.amount, by_component, precision)? else {
         return Ok(Outcome::Fail("no_weights"));
     };
-    let mut costs: BTreeMap<&'a str, (Decimal, Decimal)> = BTreeMap::new();
+    let mut costs: BTreeMap<Owner<'a>, (Decimal, Decimal)> = BTreeMap::new();
     for ((_, part), component) in component_amounts.into_iter().zip(components) {
         let weights = if component.even {
             even(active.clone())
@@ -809,9 +912,9 @@ fn weighted<'a>(
         let Some(parts) = apportion(part, weights.iter().copied(), precision)? else {
             return Ok(Outcome::Fail("no_usage_found"));
         };
-        let by_owner: BTreeMap<&str, Decimal> = weights.into_iter().collect();
+        let by_owner: BTreeMap<Owner<'_>, Decimal> = weights.into_iter().collect();
         for (owner, cost) in parts {
-            let weight = by_owner.get(owner).copied().unwrap_or_default();
+            let weight = by_owner.get(&owner).copied().unwrap_or_default();
             let owner_share = share(weight, total)?
                 .checked_mul(component.weight)
                 .unwrap_or_default();
@@ -835,17 +938,20 @@ fn weighted<'a>(
     ))
 }
 
-/// Adds a bucket's rows, its unallocated row and its totals, checking they reconcile.
+/// Completes a bucket whose rows start at `first`: its unallocated row and its
+/// totals, checking they reconcile.
 fn push_bucket(
     result: &mut Allocation,
     ctx: &Ctx<'_>,
     total: Decimal,
-    rows: Vec<AllocationRow>,
+    first: usize,
     unallocated: Unallocated,
+    sorted: bool,
 ) -> Result<(), Error> {
     let s = &ctx.store.strings;
     let org = s.name(ctx.org).to_string();
-    let (start, end, partial) = bucket_bounds(ctx.store, ctx.bucket);
+    let (start, end, partial) = ctx.bounds;
+    let rows = result.rows.get(first..).unwrap_or_default();
     let allocated = checked_sum(rows.iter().map(|r| r.chargeback_cost), "allocated total")?;
     let unallocated_total = checked_sum(unallocated.iter().map(|u| u.0), "unallocated total")?;
     if allocated.checked_add(unallocated_total) != Some(total) {
@@ -853,7 +959,6 @@ fn push_bucket(
             reason: format!("bucket {start} of `{org}`: allocated {allocated} + unallocated {unallocated_total} ≠ bill {total}"),
         });
     }
-    result.rows.extend(rows);
     if !unallocated_total.is_zero() {
         let reasons: BTreeSet<&str> = unallocated.iter().map(|u| u.1.as_str()).collect();
         let source = unallocated
@@ -870,6 +975,14 @@ fn push_bucket(
             &reasons,
             source,
         ));
+    }
+    // Sorted per bucket (buckets come in output order), when not made sorted:
+    // the same order as one stable sort of all rows, without its scratch copy
+    // of half of them. The unallocated row sorts last, where it is pushed.
+    if !sorted {
+        if let Some(bucket_rows) = result.rows.get_mut(first..) {
+            sort_rows(bucket_rows);
+        }
     }
     result.buckets.push(BucketTotal {
         org_id: org,
@@ -916,6 +1029,15 @@ fn unallocated_row(
     }
 }
 
+/// The totals of one (org, bucket) of already-allocated rows.
+struct ExportBucket {
+    org: Sym,
+    bucket: Timestamp,
+    bounds: (Timestamp, Timestamp, bool),
+    allocated: Decimal,
+    unallocated: Decimal,
+}
+
 /// Turns already-allocated input rows (exports) into rows and bucket totals.
 fn add_allocated_rows(store: &Store, result: &mut Allocation) -> Result<(), Error> {
     let s = &store.strings;
@@ -929,8 +1051,6 @@ fn add_allocated_rows(store: &Store, result: &mut Allocation) -> Result<(), Erro
             .checked_add(v.amount)
             .ok_or_else(|| Error::overflow("export totals"))?;
     }
-    // Keyed by the interned name (no String per entry); same order as by String.
-    let mut buckets: BTreeMap<(&str, Timestamp), (Decimal, Decimal)> = BTreeMap::new();
     // In output order (by names, through integer ranks), so the final sort is a merge.
     let ranks = s.ranks();
     let rank = |id: Sym| {
@@ -965,9 +1085,27 @@ fn add_allocated_rows(store: &Store, result: &mut Allocation) -> Result<(), Erro
         )
     });
     let unallocated = unallocated_id;
+    // Entries come grouped by (org, bucket), in output order: one total per
+    // group, and the bucket's bounds computed once.
+    let mut groups: Vec<ExportBucket> = Vec::new();
     for (k, a) in entries {
         let amount = &a.amount;
-        let (start, end, partial) = bucket_bounds(store, k.bucket);
+        if groups
+            .last()
+            .is_none_or(|g| (g.org, g.bucket) != (k.org, k.bucket))
+        {
+            groups.push(ExportBucket {
+                org: k.org,
+                bucket: k.bucket,
+                bounds: bucket_bounds(store, k.bucket),
+                allocated: Decimal::ZERO,
+                unallocated: Decimal::ZERO,
+            });
+        }
+        let Some(totals) = groups.last_mut() else {
+            continue;
+        };
+        let (start, end, partial) = totals.bounds;
         let is_unallocated = Some(k.owner) == unallocated;
         let original = if is_unallocated {
             *amount
@@ -977,26 +1115,21 @@ fn add_allocated_rows(store: &Store, result: &mut Allocation) -> Result<(), Erro
                 .copied()
                 .unwrap_or(*amount)
         };
-        let share = if is_unallocated || original.is_zero() {
-            Decimal::ZERO
+        // Zero for the unallocated row, and where the division cannot be done.
+        let share = if is_unallocated {
+            None
         } else {
-            amount.checked_div(original).unwrap_or_default()
-        };
-        let share = round(share, SHARE_DECIMALS);
-        let totals = buckets
-            .entry((s.name(k.org), k.bucket))
-            .or_insert((Decimal::ZERO, Decimal::ZERO));
-        if is_unallocated {
-            totals.1 = totals
-                .1
-                .checked_add(*amount)
-                .ok_or_else(|| Error::overflow("export totals"))?;
-        } else {
-            totals.0 = totals
-                .0
-                .checked_add(*amount)
-                .ok_or_else(|| Error::overflow("export totals"))?;
+            rounded_ratio(*amount, original, SHARE_DECIMALS).ok()
         }
+        .unwrap_or_else(|| round(Decimal::ZERO, SHARE_DECIMALS));
+        let slot = if is_unallocated {
+            &mut totals.unallocated
+        } else {
+            &mut totals.allocated
+        };
+        *slot = slot
+            .checked_add(*amount)
+            .ok_or_else(|| Error::overflow("export totals"))?;
         if amount.is_zero() {
             continue;
         }
@@ -1022,19 +1155,20 @@ fn add_allocated_rows(store: &Store, result: &mut Allocation) -> Result<(), Erro
             source: a.source(s),
         });
     }
-    for ((org, bucket), (allocated, unallocated)) in buckets {
-        let (start, end, partial) = bucket_bounds(store, bucket);
-        let total = allocated
-            .checked_add(unallocated)
+    for group in groups {
+        let (start, end, partial) = group.bounds;
+        let total = group
+            .allocated
+            .checked_add(group.unallocated)
             .ok_or_else(|| Error::overflow("export totals"))?;
         result.buckets.push(BucketTotal {
-            org_id: org.to_string(),
+            org_id: s.name(group.org).to_string(),
             bucket_start: start,
             bucket_end: end,
             partial,
             bill_total: total,
-            allocated,
-            unallocated,
+            allocated: group.allocated,
+            unallocated: group.unallocated,
         });
     }
     Ok(())
@@ -1042,28 +1176,31 @@ fn add_allocated_rows(store: &Store, result: &mut Allocation) -> Result<(), Erro
 
 /// Sorts rows by org, bucket, product, line type, resource, owner (unallocated last per bucket).
 pub fn sort_rows(rows: &mut [AllocationRow]) {
-    rows.sort_by(|a, b| {
-        (
-            &a.org_id,
-            a.bucket_start,
-            a.owner_id == UNALLOCATED,
-            &a.product,
-            &a.line_type,
-            &a.resource_id,
-            &a.environment_id,
-            &a.owner_id,
-            &a.method,
-        )
-            .cmp(&(
-                &b.org_id,
-                b.bucket_start,
-                b.owner_id == UNALLOCATED,
-                &b.product,
-                &b.line_type,
-                &b.resource_id,
-                &b.environment_id,
-                &b.owner_id,
-                &b.method,
-            ))
-    });
+    rows.sort_by(row_order);
+}
+
+/// The output order of rows (see [`sort_rows`]).
+fn row_order(a: &AllocationRow, b: &AllocationRow) -> Ordering {
+    (
+        &a.org_id,
+        a.bucket_start,
+        a.owner_id == UNALLOCATED,
+        &a.product,
+        &a.line_type,
+        &a.resource_id,
+        &a.environment_id,
+        &a.owner_id,
+        &a.method,
+    )
+        .cmp(&(
+            &b.org_id,
+            b.bucket_start,
+            b.owner_id == UNALLOCATED,
+            &b.product,
+            &b.line_type,
+            &b.resource_id,
+            &b.environment_id,
+            &b.owner_id,
+            &b.method,
+        ))
 }

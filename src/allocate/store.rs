@@ -6,12 +6,18 @@
 //! granularity is fixed per session); cost lines keep their own period, because
 //! splitting a line over buckets may depend on where usage was seen (a resource
 //! active for only part of the line's period), which is only known at the end.
+//!
+//! The per-row cost is what bounds throughput, so each step of a row is kept to
+//! a few word operations: a field's id comes from a direct-mapped cache of
+//! recent strings ([`Interner::id`]) before the map; keys hash as a few packed
+//! words; the first source of a slot is compared by name only when two rows
+//! share a line number, as rows read in order never do.
 
 use crate::error::Error;
 use crate::model::{AllocatedRef, CostLine, EntityLevel, Source, UsageSample};
 use crate::time::{Granularity, Timestamp};
 use rust_decimal::Decimal;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 /// A fast, non-cryptographic hasher (the Fx hash of rustc) for the aggregates'
 /// small integer keys and interned strings: hashing dominates the per-row cost.
@@ -80,20 +86,28 @@ pub type BuildFx = BuildHasherDefault<FxHasher>;
 /// A `HashMap` with [`FxHasher`].
 pub type HashMap<K, V> = std::collections::HashMap<K, V, BuildFx>;
 
-/// String equality without a library call for short strings (the interner's
-/// per-field cache compares one pair per field of every row). Strings of 4 to 16
-/// bytes are compared as two overlapping words, which together cover every byte.
-fn same(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    let len = a.len();
-    if len != b.len() {
-        return false;
-    }
+/// Whether `name` is `text`, given `text`'s [`words`]: without a library
+/// call up to 16 bytes (the interner's cache compares one pair per field of
+/// every row), where equal lengths and equal words mean equal strings.
+fn is_text(name: &str, text: &str, words_of_text: (u64, u64)) -> bool {
+    name.len() == text.len()
+        && if text.len() <= 16 {
+            words(name) == words_of_text
+        } else {
+            name == text
+        }
+}
+
+/// Two words that, with the length, determine a string of up to 16 bytes: its
+/// bytes packed (up to 3), or its first and last 4 or 8 bytes (overlapping, so
+/// together they cover every byte). Longer strings share them with others.
+fn words(text: &str) -> (u64, u64) {
+    let b = text.as_bytes();
+    let len = b.len();
     match len {
-        0..=3 => a.iter().zip(b).all(|(x, y)| x == y),
-        4..=7 => word4(a, 0) == word4(b, 0) && word4(a, len - 4) == word4(b, len - 4),
-        8..=16 => word8(a, 0) == word8(b, 0) && word8(a, len - 8) == word8(b, len - 8),
-        _ => a == b,
+        0..=3 => (b.iter().fold(0u64, |w, c| w << 8 | u64::from(*c)), 0),
+        4..=7 => (u64::from(word4(b, 0)), u64::from(word4(b, len - 4))),
+        _ => (word8(b, 0), word8(b, len - 8)),
     }
 }
 
@@ -115,41 +129,69 @@ fn word8(s: &[u8], from: usize) -> u64 {
 pub type Sym = u32;
 
 /// Strings stored once, referred to by [`Sym`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Interner {
     map: HashMap<String, Sym>,
     names: Vec<String>,
-    /// The last id returned per call site ([`Interner::id_at`]): consecutive rows
-    /// mostly repeat a field, and a comparison is cheaper than a hash lookup.
-    recent: [Sym; RECENT_SLOTS],
+    /// A direct-mapped cache in front of `map`, indexed by [`cache_slot`] (a
+    /// hash of the length and the first and last 8 bytes only): a row's fields
+    /// mostly repeat recent values, and checking one cached id costs a few
+    /// word comparisons where the map hashes every byte and probes. A collision
+    /// only costs a map lookup; the cached id is always checked against its text.
+    cache: Vec<Sym>,
 }
 
-/// Call sites with a one-entry cache.
-const RECENT_SLOTS: usize = 32;
+/// log2 of the cache's size (4096 ids, 16 KiB: a working set of field values
+/// such as thousands of owners still fits, and so does L1/L2).
+const CACHE_BITS: u32 = 12;
+
+/// The cache slot of a string of `len` bytes with these [`words`].
+fn cache_slot(len: usize, (head, tail): (u64, u64)) -> usize {
+    // The top bits of a product depend on all the bits below them.
+    let mixed = (head ^ tail.rotate_left(29) ^ len as u64).wrapping_mul(FX_SEED);
+    usize::try_from(mixed >> (64 - CACHE_BITS)).unwrap_or(0)
+}
+
+impl Default for Interner {
+    fn default() -> Self {
+        Interner {
+            map: HashMap::default(),
+            names: Vec::new(),
+            cache: vec![Sym::MAX; 1 << CACHE_BITS],
+        }
+    }
+}
 
 impl Interner {
-    /// The id of `text`, adding it when new.
+    /// The id of `text`, adding it when new. Inlined into each call site (a
+    /// dozen per row): the cache hit is a few instructions, less than a call.
+    #[inline(always)]
     pub fn id(&mut self, text: &str) -> Sym {
+        // The words are computed once, for the slot and the comparison.
+        let len = text.len();
+        let key = words(text);
+        let slot = cache_slot(len, key);
+        let cached = self.cache.get(slot).copied().unwrap_or(Sym::MAX);
+        let known = usize::try_from(cached).ok().and_then(|i| self.names.get(i));
+        if known.is_some_and(|name| is_text(name, text, key)) {
+            return cached;
+        }
+        let id = self.lookup(text);
+        if let Some(entry) = self.cache.get_mut(slot) {
+            *entry = id;
+        }
+        id
+    }
+
+    /// The id of `text` from the map, adding it when new.
+    #[inline(never)]
+    fn lookup(&mut self, text: &str) -> Sym {
         if let Some(id) = self.map.get(text) {
             return *id;
         }
         let id = Sym::try_from(self.names.len()).unwrap_or(Sym::MAX);
         self.names.push(text.to_string());
         self.map.insert(text.to_string(), id);
-        id
-    }
-
-    /// [`Interner::id`] with a one-entry cache for call site `slot`.
-    pub fn id_at(&mut self, slot: usize, text: &str) -> Sym {
-        let cached = self.recent.get(slot).copied().unwrap_or(Sym::MAX);
-        let known = usize::try_from(cached).ok().and_then(|i| self.names.get(i));
-        if known.is_some_and(|name| same(name, text)) {
-            return cached;
-        }
-        let id = self.id(text);
-        if let Some(recent) = self.recent.get_mut(slot) {
-            *recent = id;
-        }
         id
     }
 
@@ -249,7 +291,7 @@ impl Amount {
 }
 
 /// Usage key: who used which resource how much, in which bucket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct UsageKey {
     /// Organization.
     pub org: Sym,
@@ -266,7 +308,7 @@ pub struct UsageKey {
 }
 
 /// Key of an already-allocated row (Confluent export, WarpStream chargebacks).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct AllocatedKey {
     /// Organization.
     pub org: Sym,
@@ -294,6 +336,33 @@ pub struct AllocatedKey {
     pub chain_step: u32,
     /// Reason.
     pub reason: Sym,
+}
+
+/// Two ids as one word to hash: the keys below are hashed once per input row,
+/// and the Fx hash costs one round per word written, whatever its width.
+fn pair(a: u32, b: u32) -> u64 {
+    u64::from(a) << 32 | u64::from(b)
+}
+
+impl Hash for UsageKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(pair(self.org, self.resource));
+        state.write_i64(self.bucket.0);
+        state.write_u64(pair(self.principal, self.topic));
+        state.write_u32(self.metric);
+    }
+}
+
+impl Hash for AllocatedKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(pair(self.org, self.owner));
+        state.write_i64(self.bucket.0);
+        state.write_u64(pair(self.environment, self.resource));
+        state.write_u64(pair(self.product, self.line_type));
+        state.write_u64(pair(self.unit, self.currency));
+        state.write_u64(pair(self.method, self.reason));
+        state.write_u64(pair(self.chain_step, self.level as u32));
+    }
 }
 
 /// Everything read so far, aggregated.
@@ -363,14 +432,14 @@ impl Store {
         }
         let s = &mut self.strings;
         let key = LineKey {
-            org: s.id_at(1, &line.org_id),
-            product: s.id_at(2, &line.product),
-            line_type: s.id_at(3, &line.line_type),
-            resource: s.id_at(4, &line.resource_id),
-            environment: s.id_at(5, &line.environment_id),
-            unit: s.id_at(6, &line.unit),
-            currency: s.id_at(7, &line.currency),
-            owner_of_record: s.id_at(8, &line.owner_of_record),
+            org: s.id(&line.org_id),
+            product: s.id(&line.product),
+            line_type: s.id(&line.line_type),
+            resource: s.id(&line.resource_id),
+            environment: s.id(&line.environment_id),
+            unit: s.id(&line.unit),
+            currency: s.id(&line.currency),
+            owner_of_record: s.id(&line.owner_of_record),
         };
         let period = Period {
             start: line.start,
@@ -381,7 +450,7 @@ impl Store {
             self.lines.entry((key, period)),
             line.amount,
             line.quantity,
-            (s.id_at(24, &line.source.file), line.source.line),
+            (s.id(&line.source.file), line.source.line),
             &self.strings,
         )
     }
@@ -397,11 +466,11 @@ impl Store {
             ));
         }
         let s = &mut self.strings;
-        let org = s.id_at(9, &sample.org_id);
-        let resource = s.id_at(10, &sample.resource_id);
-        let principal = s.id_at(11, &sample.principal);
-        let topic = s.id_at(12, &sample.topic);
-        let metric = s.id_at(13, &sample.metric);
+        let org = s.id(&sample.org_id);
+        let resource = s.id(&sample.resource_id);
+        let principal = s.id(&sample.principal);
+        let topic = s.id(&sample.topic);
+        let metric = s.id(&sample.metric);
         let gauge = is_gauge(&sample.metric);
         let first = sample.start.floor(self.granularity);
         let key = |bucket| UsageKey {
@@ -454,25 +523,25 @@ impl Store {
         let bucket = self.bucket_of(row.bucket_start);
         let s = &mut self.strings;
         let key = AllocatedKey {
-            org: s.id_at(14, row.org_id),
+            org: s.id(row.org_id),
             bucket,
-            owner: s.id_at(15, row.owner_id),
+            owner: s.id(row.owner_id),
             level: row.level,
-            environment: s.id_at(16, row.environment_id),
-            resource: s.id_at(17, row.resource_id),
-            product: s.id_at(18, row.product),
-            line_type: s.id_at(19, row.line_type),
-            unit: s.id_at(20, row.unit),
-            currency: s.id_at(21, row.currency),
-            method: s.id_at(22, row.method),
+            environment: s.id(row.environment_id),
+            resource: s.id(row.resource_id),
+            product: s.id(row.product),
+            line_type: s.id(row.line_type),
+            unit: s.id(row.unit),
+            currency: s.id(row.currency),
+            method: s.id(row.method),
             chain_step: row.chain_step,
-            reason: s.id_at(23, row.reason),
+            reason: s.id(row.reason),
         };
         add_amount(
             self.allocated.entry(key),
             row.chargeback_cost,
             Decimal::ZERO,
-            (s.id_at(25, row.file), row.line),
+            (s.id(row.file), row.line),
             &self.strings,
         )
     }
@@ -517,7 +586,13 @@ fn add_amount<K>(
                 .checked_add(quantity)
                 .ok_or_else(|| Error::overflow("summing quantities"))?;
             slot.rows = slot.rows.saturating_add(1);
-            if (line, strings.name(file)) < (slot.line, strings.name(slot.file)) {
+            // Rows read in order come after the slot's first source: the names
+            // are compared only on a tie of lines between different files.
+            let earlier = line < slot.line
+                || (line == slot.line
+                    && file != slot.file
+                    && strings.name(file) < strings.name(slot.file));
+            if earlier {
                 slot.file = file;
                 slot.line = line;
             }
@@ -626,8 +701,8 @@ mod tests {
             a in "[ab]{0,18}",
             b in "[ab]{0,18}",
         ) {
-            proptest::prop_assert_eq!(same(&a, &b), a == b);
-            proptest::prop_assert!(same(&a, &a));
+            proptest::prop_assert_eq!(is_text(&a, &b, words(&b)), a == b);
+            proptest::prop_assert!(is_text(&a, &a, words(&a)));
         }
     }
 }

@@ -13,7 +13,7 @@
 //! 3. the units left over go one each to the keys with the largest remainders,
 //!    ties broken by **key order** (ascending), never by input order.
 //!
-//! Weights are first merged by key into a sorted map, so the result is a function
+//! Weights are first merged by key (sorted, equal keys summed), so the result is a function
 //! of the (key → weight) map alone: permuting the input changes nothing.
 //!
 //! Negative amounts (credits, refunds) are apportioned by absolute value and the
@@ -29,7 +29,6 @@
 
 use crate::error::Error;
 use rust_decimal::{Decimal, RoundingStrategy};
-use std::collections::BTreeMap;
 
 /// The largest supported precision (decimal places of the parts).
 pub const MAX_SCALE: u32 = 12;
@@ -42,6 +41,53 @@ pub fn round(amount: Decimal, scale: u32) -> Decimal {
         rounded.rescale(scale);
     }
     rounded
+}
+
+/// `part / whole` rounded to `scale` places like [`round`] (zero when `whole`
+/// is zero), e.g. an owner's usage share, computed once per output row.
+///
+/// A share of non-negative integers-at-a-scale whose whole is small is rounded
+/// exactly in integers ([`small_ratio`]); anything else goes through decimal
+/// division, with the same result.
+pub fn rounded_ratio(part: Decimal, whole: Decimal, scale: u32) -> Result<Decimal, Error> {
+    if whole.is_zero() {
+        return Ok(round(Decimal::ZERO, scale));
+    }
+    if let Some(ratio) = small_ratio(part, whole, scale) {
+        return Ok(ratio);
+    }
+    part.checked_div(whole)
+        .map(|q| round(q, scale))
+        .ok_or_else(|| Error::overflow("ratio"))
+}
+
+/// `part / whole` rounded half up to `scale` places in integers, when
+/// `0 ≤ part ≤ whole`, `scale ≤ MAX_SCALE` and `whole` (at the common scale of
+/// both) is below `10^(22 − scale)`.
+///
+/// Why it equals decimal division then [`round`]: for a ratio below 1 the
+/// division keeps 28 decimals, so it is within `10^-28` of the true value, while
+/// a true value that is not itself a rounding midpoint lies at least
+/// `1 / (2 · 10^scale · whole) > 10^-22` away from every midpoint. Both values
+/// therefore round the same way; a true midpoint has few decimals and is exact.
+fn small_ratio(part: Decimal, whole: Decimal, scale: u32) -> Option<Decimal> {
+    if scale > MAX_SCALE || part.is_sign_negative() || whole.is_sign_negative() {
+        return None;
+    }
+    let common = part.scale().max(whole.scale());
+    let at_common = |d: Decimal| {
+        let factor = 10u128.checked_pow(common.checked_sub(d.scale())?)?;
+        u128::try_from(d.mantissa()).ok()?.checked_mul(factor)
+    };
+    let (a, b) = (at_common(part)?, at_common(whole)?);
+    let limit = 10u128.checked_pow(22u32.checked_sub(scale)?)?;
+    if b == 0 || b >= limit || a > b {
+        return None;
+    }
+    // round(a / b · 10^scale) = floor((2 · a · 10^scale + b) / (2 · b)).
+    let scaled = a.checked_mul(10u128.checked_pow(scale)?)?.checked_mul(2)?;
+    let quotient = scaled.checked_add(b)? / b.checked_mul(2)?;
+    Decimal::try_from_i128_with_scale(i128::try_from(quotient).ok()?, scale).ok()
 }
 
 /// Splits `amount` over `weights` (merged by key) at `scale` decimal places.
@@ -82,18 +128,36 @@ where
         .map(Some)
 }
 
-/// Merges weights by key (summing), refusing negative weights.
+/// Merges weights by key (summing, from zero, in input order), refusing
+/// negative weights; the result is sorted by key.
+///
+/// A stable sort then one pass, rather than a map: callers mostly pass keys
+/// already sorted and distinct, which the sort only has to confirm.
 fn merge<K: Ord, I: IntoIterator<Item = (K, Decimal)>>(
     weights: I,
-) -> Result<BTreeMap<K, Decimal>, Error> {
-    let mut merged: BTreeMap<K, Decimal> = BTreeMap::new();
+) -> Result<Vec<(K, Decimal)>, Error> {
+    let mut list: Vec<(K, Decimal)> = Vec::new();
     for (key, weight) in weights {
         if weight.is_sign_negative() && !weight.is_zero() {
             return Err(Error::config(format!(
                 "negative weight {weight} in an apportionment"
             )));
         }
-        let slot = merged.entry(key).or_insert(Decimal::ZERO);
+        list.push((key, weight));
+    }
+    list.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut merged: Vec<(K, Decimal)> = Vec::with_capacity(list.len());
+    for (key, weight) in list {
+        let slot = match merged.last_mut() {
+            Some((last, slot)) if *last == key => slot,
+            _ => {
+                merged.push((key, Decimal::ZERO));
+                match merged.last_mut() {
+                    Some((_, slot)) => slot,
+                    None => continue,
+                }
+            }
+        };
         *slot = slot
             .checked_add(weight)
             .ok_or_else(|| Error::overflow("summing apportionment weights"))?;
@@ -198,12 +262,14 @@ pub fn apportion_units(units: u128, weights: &[u128]) -> Result<Vec<u128>, Error
     let left = units
         .checked_sub(given)
         .ok_or_else(|| Error::overflow("apportioned parts"))?;
-    // Largest remainder first; equal remainders by ascending index (= key order).
-    remainders.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    for &(_, index) in remainders
-        .iter()
-        .take(usize::try_from(left).unwrap_or(usize::MAX))
-    {
+    // Largest remainder first; equal remainders by ascending index (= key
+    // order). Only which `left` come first matters, not their order: a
+    // selection, linear, rather than a sort (the order is total: indices differ).
+    let left = usize::try_from(left).unwrap_or(usize::MAX);
+    if left > 0 && left < remainders.len() {
+        remainders.select_nth_unstable_by(left - 1, |a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    }
+    for &(_, index) in remainders.iter().take(left) {
         if let Some(part) = parts.get_mut(index) {
             *part = part
                 .checked_add(1)
@@ -346,6 +412,22 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn the_integer_ratio_agrees_with_decimal_division(
+            whole in 1u64..10_000_000_000_000,
+            numerator in 0u64..=1_000_000,
+            part_scale in 0u32..4,
+            whole_scale in 0u32..4,
+            scale in 0u32..8,
+        ) {
+            let part = u128::from(whole) * u128::from(numerator) / 1_000_000;
+            let part = Decimal::from_i128_with_scale(part as i128, part_scale);
+            let whole = Decimal::from_i128_with_scale(i128::from(whole), whole_scale);
+            let decimal = round(part.checked_div(whole).unwrap(), scale);
+            let ratio = rounded_ratio(part, whole, scale).unwrap();
+            prop_assert_eq!(ratio.to_string(), decimal.to_string());
+        }
+
         #[test]
         fn parts_sum_and_permutation_invariance(
             cents in -10_000_000i64..10_000_000,

@@ -359,6 +359,10 @@ fn team_summaries(
     // First per owner (few) rather than per row (many), then per team.
     let mut by_owner: HashMap<(&str, &str, EntityLevel), (Decimal, Decimal)> = HashMap::default();
     let mut unallocated: BTreeMap<String, Decimal> = BTreeMap::new();
+    // Rows come sorted by product and line type: `is_shared` (substring
+    // searches, dearer than the rest of a row) is decided once per run of rows
+    // with the same method, product and line type.
+    let mut last: Option<(&str, &str, &str, bool)> = None;
     for row in rows {
         if row.owner_id == UNALLOCATED {
             add(
@@ -370,12 +374,20 @@ fn team_summaries(
         let slot = by_owner
             .entry((&row.org_id, &row.owner_id, row.level))
             .or_default();
+        let shared = match last {
+            Some((method, product, line_type, shared))
+                if method == row.method && product == row.product && line_type == row.line_type =>
+            {
+                shared
+            }
+            _ => {
+                let shared = is_shared(row);
+                last = Some((&row.method, &row.product, &row.line_type, shared));
+                shared
+            }
+        };
         add(
-            if is_shared(row) {
-                &mut slot.1
-            } else {
-                &mut slot.0
-            },
+            if shared { &mut slot.1 } else { &mut slot.0 },
             row.chargeback_cost,
         )?;
     }
@@ -483,6 +495,11 @@ fn org_totals(buckets: &[BucketTotal]) -> Result<Vec<OrgTotal>, Error> {
 }
 
 /// The filtered entity view.
+///
+/// Two passes over the rows: totals per cluster × entity (each row remembers
+/// its entity's index, so the second pass does no lookup), then the filters
+/// pick entities, then the line items of the picked ones. Rows come grouped by
+/// cluster, so a row's cluster is first compared with the previous row's.
 fn cluster_entities(
     rows: &[AllocationRow],
     crosswalk: &Crosswalk,
@@ -490,47 +507,86 @@ fn cluster_entities(
 ) -> Result<Vec<ClusterEntities>, Error> {
     type Entity<'r> = (&'r str, EntityLevel);
     type Cluster<'r> = (&'r str, &'r str);
-    /// Picked entities (largest first), truncated, how many were below min_total.
-    type Picked<'r> = (Vec<(Decimal, Entity<'r>)>, bool, usize);
     type Items<'r> = BTreeMap<(&'r str, &'r str), Decimal>;
     let shown = |row: &&AllocationRow| {
         row.owner_id != UNALLOCATED && filters.entity_kind.is_none_or(|k| k == row.level)
     };
-    // Pass 1: totals per cluster × entity (cheap), then the filters pick the entities.
-    let mut totals: BTreeMap<(&str, &str), HashMap<Entity<'_>, Decimal>> = BTreeMap::new();
+    // Pass 1: totals per cluster × entity.
+    let mut cluster_ids: HashMap<Cluster<'_>, usize> = HashMap::default();
+    let mut clusters: Vec<(Cluster<'_>, Vec<usize>)> = Vec::new();
+    let mut entity_ids: HashMap<(usize, Entity<'_>), usize> = HashMap::default();
+    let mut entities: Vec<(Decimal, Entity<'_>)> = Vec::new();
+    let mut row_entity: Vec<usize> = Vec::new();
+    let mut last: Option<(Cluster<'_>, usize)> = None;
     for row in rows.iter().filter(shown) {
-        let slot = totals
-            .entry((&row.org_id, &row.resource_id))
-            .or_default()
-            .entry((&row.owner_id, row.level))
-            .or_default();
-        add(slot, row.chargeback_cost)?;
+        let key = (row.org_id.as_str(), row.resource_id.as_str());
+        let cluster = match last {
+            Some((k, c)) if k == key => c,
+            _ => {
+                let next = clusters.len();
+                let c = *cluster_ids.entry(key).or_insert(next);
+                if c == next {
+                    clusters.push((key, Vec::new()));
+                }
+                last = Some((key, c));
+                c
+            }
+        };
+        let entity = (row.owner_id.as_str(), row.level);
+        let next = entities.len();
+        let id = *entity_ids.entry((cluster, entity)).or_insert(next);
+        if id == next {
+            entities.push((Decimal::ZERO, entity));
+            if let Some((_, members)) = clusters.get_mut(cluster) {
+                members.push(id);
+            }
+        }
+        if let Some((total, _)) = entities.get_mut(id) {
+            add(total, row.chargeback_cost)?;
+        }
+        row_entity.push(id);
     }
-    let mut picked: BTreeMap<Cluster<'_>, Picked<'_>> = BTreeMap::new();
-    for (cluster, entities) in totals {
-        let mut list: Vec<(Decimal, Entity<'_>)> =
-            entities.into_iter().map(|(e, t)| (t, e)).collect();
+    // The filters pick entities per cluster: largest total first, then by entity
+    // (a total order: entities differ), at most `max_entities_per_cluster`.
+    clusters.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let order = |a: &usize, b: &usize| match (entities.get(*a), entities.get(*b)) {
+        (Some(x), Some(y)) => y.0.cmp(&x.0).then_with(|| x.1.cmp(&y.1)),
+        _ => a.cmp(b),
+    };
+    let max = filters.max_entities_per_cluster;
+    let mut items: Vec<Option<Items<'_>>> = vec![None; entities.len()];
+    let mut picked: Vec<(Cluster<'_>, Vec<usize>, bool, usize)> =
+        Vec::with_capacity(clusters.len());
+    for (cluster, mut list) in clusters {
         let before = list.len();
-        list.retain(|(total, _)| filters.min_total.is_none_or(|m| *total >= m));
+        list.retain(|id| {
+            filters
+                .min_total
+                .is_none_or(|m| entities.get(*id).is_some_and(|e| e.0 >= m))
+        });
         let below = before - list.len();
-        list.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-        let truncated = list.len() > filters.max_entities_per_cluster;
-        list.truncate(filters.max_entities_per_cluster);
-        picked.insert(cluster, (list, truncated, below));
+        let truncated = list.len() > max;
+        if truncated {
+            // Only which entities are kept matters before their sort: a selection.
+            match max.checked_sub(1) {
+                Some(nth) => {
+                    list.select_nth_unstable_by(nth, order);
+                }
+                None => list.clear(),
+            }
+            list.truncate(max);
+        }
+        list.sort_unstable_by(order);
+        for id in &list {
+            if let Some(slot) = items.get_mut(*id) {
+                *slot = Some(Items::new());
+            }
+        }
+        picked.push((cluster, list, truncated, below));
     }
     // Pass 2: line-item breakdown of the picked entities only.
-    let mut charges: HashMap<(Cluster<'_>, Entity<'_>), Items<'_>> = HashMap::default();
-    for (cluster, (list, _, _)) in &picked {
-        for (_, entity) in list {
-            charges.insert((*cluster, *entity), BTreeMap::new());
-        }
-    }
-    for row in rows.iter().filter(shown) {
-        let key = (
-            (row.org_id.as_str(), row.resource_id.as_str()),
-            (row.owner_id.as_str(), row.level),
-        );
-        if let Some(items) = charges.get_mut(&key) {
+    for (row, id) in rows.iter().filter(shown).zip(&row_entity) {
+        if let Some(Some(items)) = items.get_mut(*id) {
             add(
                 items.entry((&row.product, &row.line_type)).or_default(),
                 row.chargeback_cost,
@@ -538,32 +594,37 @@ fn cluster_entities(
         }
     }
     let mut out = Vec::with_capacity(picked.len());
-    for ((org_id, cluster_id), (list, truncated, below)) in picked {
-        let entities = list
-            .into_iter()
-            .map(|(total, (name, level))| EntityTotal {
+    for ((org_id, cluster_id), list, truncated, below) in picked {
+        let mut shown_entities = Vec::with_capacity(list.len());
+        for id in list {
+            let Some(&(total, (name, level))) = entities.get(id) else {
+                continue;
+            };
+            let chargebacks = items
+                .get_mut(id)
+                .and_then(Option::take)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|((product, line_type), total)| EntityCharge {
+                    product: product.to_string(),
+                    line_type: line_type.to_string(),
+                    total,
+                })
+                .collect();
+            shown_entities.push(EntityTotal {
                 name: name.to_string(),
                 level,
                 team: crosswalk
                     .team_of(org_id, name, level)
                     .map_or_else(|| UNMATCHED_TEAM.to_string(), |t| t.0),
-                chargebacks: charges
-                    .remove(&((org_id, cluster_id), (name, level)))
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|((product, line_type), total)| EntityCharge {
-                        product: product.to_string(),
-                        line_type: line_type.to_string(),
-                        total,
-                    })
-                    .collect(),
+                chargebacks,
                 total,
-            })
-            .collect();
+            });
+        }
         out.push(ClusterEntities {
             org_id: org_id.to_string(),
             cluster_id: cluster_id.to_string(),
-            entities,
+            entities: shown_entities,
             truncated,
             below_min_total: below,
         });
