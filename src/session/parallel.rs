@@ -8,11 +8,13 @@
 //! is cut into byte ranges: part 0 starts at byte 0, every later part just after
 //! the first `\n` at or after its nominal start (`len × k / parts`). Each part
 //! opens its own handle on the file, seeks to its start and streams its range in
-//! chunks (memory stays one chunk plus the part's aggregates) into its own
-//! reader and [`Store`]; a later part is first fed the file's first line — the
-//! header, with the BOM if any — so its tokenizer and column map start in the
-//! state the serial read has at a record boundary. Parts run on scoped threads
-//! natively and one after the other on wasm32, which has no threads.
+//! chunks (memory stays one chunk plus the part's aggregates). Part 0 is read on
+//! the calling thread straight into the session's store — it *is* the start of
+//! the serial read. Every later part is read on a scoped thread of its own
+//! (natively; one after the other on wasm32, which has no threads) into its own
+//! reader and [`Store`], fed the file's first line — the header, with the BOM if
+//! any — before its range, so its tokenizer and column map start in the state
+//! the serial read has at a record boundary.
 //!
 //! A `\n` may sit inside a quoted field, so a cut is checked, not assumed. Part
 //! 0 starts at a true record boundary; if a part's tokenizer ends its range
@@ -23,14 +25,17 @@
 //! part's lines count from its own start; the serial line of a part's first
 //! record is the line where the previous part's tokenizer stopped, shifted in
 //! turn, which gives each part its line offset. Rejections and provenance lines
-//! are shifted by it when the parts are merged in file order
+//! are shifted by it when the later parts are merged in file order
 //! ([`Store::merge`]); the first `max_rejections` rejections are kept.
 //!
-//! Whatever cannot be proved equal falls back to the serial read of the whole
-//! file: a failed check, a header that is not one whole first line, a part with
-//! an error, or sums that could leave the exact range of `Decimal`
+//! Whatever cannot be proved equal is read serially: when a check fails, a later
+//! part had an error, or the sums could leave the exact range of `Decimal`
 //! ([`Store::sums_stay_exact`]: past 28 digits addition rounds, and the order of
-//! the terms would show). Small files, JSON and crosswalks are read serially.
+//! the terms would show), the later parts are dropped and part 0's reader goes
+//! on through the rest of the file — the serial read, with nothing read twice.
+//! A file whose first line is not its header, or whose part 0 stops before any
+//! row reached the store (a refused header), is read serially from its start.
+//! Small files, JSON and crosswalks are read serially.
 
 use super::{fail_file, file_state, FileSummary, Ingest, Session};
 use crate::allocate::store::merge::Terms;
@@ -126,7 +131,7 @@ impl Session {
                 len,
                 chunk_bytes: split.chunk_bytes.max(1),
             };
-            if let Some(summary) = self.read_parts(&whole, &open, parts) {
+            if let Some((summary, _)) = self.read_parts(&whole, &open, parts) {
                 return summary;
             }
         }
@@ -134,13 +139,15 @@ impl Session {
         self.read(name, org_id, first, split.chunk_bytes)
     }
 
-    /// Reads `file` in `parts` parts and merges them; `None`: read it serially.
+    /// Reads `file` in up to `parts` parts; `None` when it is to be read
+    /// serially from its start (nothing of it is in the session then), else the
+    /// result and how many parts were merged (1: part 0 went on serially).
     fn read_parts<R, F>(
         &mut self,
         file: &File<'_>,
         open: &F,
         parts: usize,
-    ) -> Option<Result<FileSummary, Error>>
+    ) -> Option<(Result<FileSummary, Error>, usize)>
     where
         R: Read + Seek,
         F: Fn() -> std::io::Result<R> + Sync,
@@ -148,64 +155,188 @@ impl Session {
         let mut handle = open().ok()?;
         let (format, header) = splittable_head(file.name, &mut handle)?;
         let ranges = ranges(&mut handle, file.len, parts, header.len()).ok()?;
-        let options = &self.options;
-        let job = |(k, &(start, end)): (usize, &(u64, u64))| {
-            let header = (k > 0).then_some(header.as_slice());
-            let job = Job {
-                file,
-                options,
-                start,
-                end,
-                header,
-                last: end == file.len,
-            };
-            move || {
-                let input = open().ok()?;
-                read_part(format, &job, input)
-            }
+        handle.rewind().ok()?;
+        let plan = Plan {
+            file,
+            format,
+            header: &header,
+            ranges: &ranges,
         };
-        let done = run_all(ranges.iter().enumerate().map(job).collect());
-        let parts: Vec<Part> = done.into_iter().collect::<Option<_>>()?;
-        let offsets = line_offsets(&parts)?;
-        let mut terms = Terms::default();
-        parts.iter().for_each(|part| terms.join(&part.terms));
-        if !self.store.sums_stay_exact(&terms) {
-            return None;
+        let (name, org, limit) = (file.name, file.org_id, self.options.max_record_bytes);
+        match format {
+            Format::ConfluentExport => {
+                self.read_split(&plan, handle, open, &|| confluent::reader(name, org, limit))
+            }
+            Format::UsageCsv => {
+                self.read_split(&plan, handle, open, &|| usage_csv::reader(name, org, limit))
+            }
+            Format::ConfluentCostsCsv => self.read_split(&plan, handle, open, &|| {
+                confluent_costs::csv_reader(name, org, limit)
+            }),
+            _ => None,
         }
-        Some(self.absorb(file, format, parts, &offsets))
     }
 
-    /// Makes the parts, in file order, one new file of the session.
-    fn absorb(
+    /// [`Session::read_parts`] with the readers `make` builds. Part 0 is read on
+    /// this thread straight into the session — it is the start of the serial
+    /// read — while the other parts are read on threads of their own; when they
+    /// cannot be merged, part 0's reader goes on through the rest of the file,
+    /// which is the serial read.
+    fn read_split<P, R, F, M>(
         &mut self,
-        file: &File<'_>,
-        format: Format,
-        parts: Vec<Part>,
-        offsets: &[u64],
-    ) -> Result<FileSummary, Error> {
-        let id = self.begin_file(file.name, file.org_id);
-        let max_rejections = self.options.max_rejections;
-        let state = file_state(&mut self.files, id)?;
-        state.summary.format = format.name().to_string();
-        state.summary.bytes = file.len;
-        let mut merged = Ok(());
-        for (part, &offset) in parts.into_iter().zip(offsets) {
-            merged = merged
-                .and_then(|()| self.store.merge(part.store, offset))
-                .and_then(|()| {
-                    absorb_summary(&mut state.summary, part.summary, offset, max_rejections)
-                });
-            self.crosswalk
-                .extend(part.crosswalk.into_iter().map(|mut entry| {
-                    entry.source.line = shifted(entry.source.line, offset);
-                    entry
-                }));
+        plan: &Plan<'_>,
+        mut handle: R,
+        open: &F,
+        make: &M,
+    ) -> Option<(Result<FileSummary, Error>, usize)>
+    where
+        P: ParseRow,
+        R: Read + Seek,
+        F: Fn() -> std::io::Result<R> + Sync,
+        M: Fn() -> CsvReader<P> + Sync,
+    {
+        let file = plan.file;
+        let (&(_, first_end), others) = plan.ranges.split_first()?;
+        let Session {
+            options,
+            store,
+            crosswalk,
+            ..
+        } = self;
+        let options = &*options;
+        let jobs = others
+            .iter()
+            .map(|&(start, end)| {
+                let job = Job {
+                    file,
+                    options,
+                    start,
+                    end,
+                    header: plan.header,
+                    last: end == file.len,
+                };
+                move || job.read(make(), open().ok()?)
+            })
+            .collect();
+        let mut summary = FileSummary {
+            name: file.name.to_string(),
+            org_id: file.org_id.to_string(),
+            format: plan.format.name().to_string(),
+            ..FileSummary::default()
+        };
+        let mut sink = Counted::new(
+            Ingest {
+                store,
+                crosswalk,
+                summary: &mut summary,
+                max_rejections: options.max_rejections,
+            },
+            options.granularity,
+        );
+        let mut reader = make();
+        let mut buffer = vec![0u8; file.chunk_bytes];
+        let (own, done) = run_beside(jobs, || {
+            let input = (&mut handle).take(first_end);
+            feed_all(file.name, input, &mut buffer, &mut reader, &mut sink)
+        });
+        let mut merged = 1;
+        let result = match own {
+            Err(error) => Err(error),
+            Ok(()) => match verified(sink.ingest.store, reader.record_boundary(), done) {
+                Some((parts, offsets)) => {
+                    merged += parts.len();
+                    sink.ingest.summary.bytes = file.len;
+                    absorb(&mut sink.ingest, parts, &offsets)
+                }
+                None => {
+                    // Part 0 ended where the serial read is: it goes on serially.
+                    feed_all(file.name, handle, &mut buffer, &mut reader, &mut sink)
+                        .and_then(|()| reader.finish(&mut sink))
+                }
+            },
+        };
+        if result.is_err() && sink.terms.rows == 0 {
+            // Nothing reached the store (a refused header, a read error before
+            // the first row): the serial read from the start says what happened,
+            // byte counts included.
+            return None;
         }
-        // Not expected: `sums_stay_exact` rules overflow out before merging.
-        fail_file(state, merged)?;
+        let id = self.begin_file(file.name, file.org_id);
+        let state = match file_state(&mut self.files, id) {
+            Ok(state) => state,
+            Err(error) => return Some((Err(error), merged)),
+        };
+        state.summary = summary;
+        let result = fail_file(state, result);
         state.closed = true;
-        Ok(state.summary.clone())
+        Some((result.map(|()| state.summary.clone()), merged))
     }
+}
+
+/// The parts after part 0 with their line offsets, when they can be merged:
+/// part 0 ended between records (on serial line `first_end`), every other part
+/// was read and checked, and the sums stay exact.
+fn verified(
+    store: &Store,
+    first_end: Option<u64>,
+    done: Vec<Option<Part>>,
+) -> Option<(Vec<Part>, Vec<u64>)> {
+    let parts: Vec<Part> = done.into_iter().collect::<Option<_>>()?;
+    // The serial line where the next part starts.
+    let mut next = first_end?;
+    let mut offsets = Vec::with_capacity(parts.len());
+    let mut terms = Terms::default();
+    for part in &parts {
+        let offset = next.checked_sub(part.first_line)?;
+        offsets.push(offset);
+        if let Some(end) = part.end_line {
+            next = end.checked_add(offset)?;
+        }
+        terms.join(&part.terms);
+    }
+    store.sums_stay_exact(&terms).then_some((parts, offsets))
+}
+
+/// Merges the parts after part 0, in file order, into the session through
+/// part 0's sink.
+fn absorb(ingest: &mut Ingest<'_>, parts: Vec<Part>, offsets: &[u64]) -> Result<(), Error> {
+    for (part, &offset) in parts.into_iter().zip(offsets) {
+        // Not expected to fail: `sums_stay_exact` rules overflow out beforehand.
+        ingest.store.merge(part.store, offset)?;
+        absorb_summary(ingest.summary, part.summary, offset, ingest.max_rejections)?;
+        ingest
+            .crosswalk
+            .extend(part.crosswalk.into_iter().map(|mut entry| {
+                entry.source.line = shifted(entry.source.line, offset);
+                entry
+            }));
+    }
+    Ok(())
+}
+
+/// Feeds `input` to its end to `reader`, counting the bytes as [`Session::feed`] does.
+fn feed_all<P: ParseRow>(
+    name: &str,
+    input: impl Read,
+    buffer: &mut [u8],
+    reader: &mut CsvReader<P>,
+    sink: &mut Counted<'_>,
+) -> Result<(), Error> {
+    each_chunk(name, input, buffer, |chunk| {
+        let bytes = &mut sink.ingest.summary.bytes;
+        *bytes = bytes.saturating_add(chunk.len() as u64);
+        reader.feed(chunk, sink)
+    })
+}
+
+/// How a file is cut.
+struct Plan<'a> {
+    file: &'a File<'a>,
+    format: Format,
+    /// The first line (the header).
+    header: &'a [u8],
+    /// The parts' byte ranges.
+    ranges: &'a [(u64, u64)],
 }
 
 /// The file being read in parts.
@@ -216,14 +347,13 @@ struct File<'a> {
     chunk_bytes: usize,
 }
 
-/// One part to read: the bytes `[start, end)` of `file`, after the header line
-/// for all but part 0.
+/// One part after part 0 to read: the header line, then the bytes `[start, end)` of `file`.
 struct Job<'a> {
     file: &'a File<'a>,
     options: &'a super::Options,
     start: u64,
     end: u64,
-    header: Option<&'a [u8]>,
+    header: &'a [u8],
     last: bool,
 }
 
@@ -233,7 +363,7 @@ struct Part {
     summary: FileSummary,
     crosswalk: Vec<CrosswalkEntry>,
     terms: Terms,
-    /// The part's own line number of its first record.
+    /// The part's own line number of its first record (after the header).
     first_line: u64,
     /// The part's own line number where its range ended (`None` for the last part).
     end_line: Option<u64>,
@@ -305,21 +435,10 @@ fn next_line_start(input: &mut (impl Read + Seek), from: u64) -> std::io::Result
     }
 }
 
-/// Reads one part with the reader of `format`; `None` when it cannot be used.
-fn read_part(format: Format, job: &Job<'_>, input: impl Read + Seek) -> Option<Part> {
-    let (name, org, limit) = (job.file.name, job.file.org_id, job.options.max_record_bytes);
-    match format {
-        Format::ConfluentExport => job.read(confluent::reader(name, org, limit), input),
-        Format::UsageCsv => job.read(usage_csv::reader(name, org, limit), input),
-        Format::ConfluentCostsCsv => job.read(confluent_costs::csv_reader(name, org, limit), input),
-        _ => None,
-    }
-}
-
 impl Job<'_> {
-    /// Feeds the header line (all parts but the first) and then the part's
-    /// bytes to `reader`, checking that the header is exactly the first line and
-    /// that the bytes end between records (all parts but the last).
+    /// Feeds the header line and then the part's bytes to `reader`, checking
+    /// that the header is exactly the first line and that the bytes end between
+    /// records (all parts but the last).
     fn read<P: ParseRow>(
         &self,
         mut reader: CsvReader<P>,
@@ -333,24 +452,20 @@ impl Job<'_> {
             ..FileSummary::default()
         };
         let mut crosswalk = Vec::new();
-        let mut sink = Counted {
-            ingest: Ingest {
+        let mut sink = Counted::new(
+            Ingest {
                 store: &mut store,
                 crosswalk: &mut crosswalk,
                 summary: &mut summary,
                 max_rejections: options.max_rejections,
             },
-            terms: Terms::default(),
-            granularity: options.granularity,
-        };
-        let mut first_line = 1;
-        if let Some(header) = self.header {
-            reader.feed(header, &mut sink).ok()?;
-            // Only the header may be in the first line (not a row after a lone `\r`).
-            first_line = reader
-                .record_boundary()
-                .filter(|_| sink.ingest.summary.rows_read == 0)?;
-        }
+            options.granularity,
+        );
+        reader.feed(self.header, &mut sink).ok()?;
+        // Only the header may be in the first line (not a row after a lone `\r`).
+        let first_line = reader
+            .record_boundary()
+            .filter(|_| sink.ingest.summary.rows_read == 0)?;
         input.seek(SeekFrom::Start(self.start)).ok()?;
         let bytes = input.take(self.end.saturating_sub(self.start));
         let mut buffer = vec![0u8; file.chunk_bytes];
@@ -374,22 +489,6 @@ impl Job<'_> {
             end_line,
         })
     }
-}
-
-/// Each part's line offset: the serial line of its first record minus its own.
-fn line_offsets(parts: &[Part]) -> Option<Vec<u64>> {
-    let mut offsets = Vec::with_capacity(parts.len());
-    // The serial line where the next part starts.
-    let mut next = 1u64;
-    for part in parts {
-        let offset = next.checked_sub(part.first_line)?;
-        offsets.push(offset);
-        next = match part.end_line {
-            Some(end) => end.checked_add(offset)?,
-            None => next,
-        };
-    }
-    Some(offsets)
 }
 
 /// A line of a part in the whole file (0, "no line", stays 0).
@@ -469,11 +568,22 @@ fn read_error(name: &str, error: &std::io::Error) -> Error {
     Error::input(name, 0, "", error.to_string())
 }
 
-/// The session's sink for one part, noting the terms its rows add to sums.
+/// The session's sink for one part, noting the terms its rows add to sums
+/// (and so whether any row reached the store).
 struct Counted<'a> {
     ingest: Ingest<'a>,
     terms: Terms,
     granularity: Granularity,
+}
+
+impl<'a> Counted<'a> {
+    fn new(ingest: Ingest<'a>, granularity: Granularity) -> Self {
+        Counted {
+            ingest,
+            terms: Terms::default(),
+            granularity,
+        }
+    }
 }
 
 impl Sink for Counted<'_> {
@@ -502,6 +612,7 @@ impl Sink for Counted<'_> {
     }
 
     fn crosswalk(&mut self, entry: &CrosswalkEntry) {
+        self.terms.row(&[]);
         self.ingest.crosswalk(entry);
     }
 
@@ -510,26 +621,33 @@ impl Sink for Counted<'_> {
     }
 }
 
-/// Runs every job, each on its own scoped thread (a panic is passed on).
+/// Runs `own` on this thread while every job runs on a scoped thread of its
+/// own (a panic is passed on).
 #[cfg(not(target_arch = "wasm32"))]
-fn run_all<T: Send>(jobs: Vec<impl FnOnce() -> T + Send>) -> Vec<T> {
+fn run_beside<T: Send, U>(
+    jobs: Vec<impl FnOnce() -> T + Send>,
+    own: impl FnOnce() -> U,
+) -> (U, Vec<T>) {
     std::thread::scope(|scope| {
         let handles: Vec<_> = jobs.into_iter().map(|job| scope.spawn(job)).collect();
-        handles
+        let mine = own();
+        let theirs = handles
             .into_iter()
             .map(|handle| {
                 handle
                     .join()
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
             })
-            .collect()
+            .collect();
+        (mine, theirs)
     })
 }
 
-/// Runs every job in turn: wasm32-unknown-unknown has no threads.
+/// Runs `own`, then every job: wasm32-unknown-unknown has no threads.
 #[cfg(target_arch = "wasm32")]
-fn run_all<T>(jobs: Vec<impl FnOnce() -> T>) -> Vec<T> {
-    jobs.into_iter().map(|job| job()).collect()
+fn run_beside<T, U>(jobs: Vec<impl FnOnce() -> T>, own: impl FnOnce() -> U) -> (U, Vec<T>) {
+    let mine = own();
+    (mine, jobs.into_iter().map(|job| job()).collect())
 }
 
 #[cfg(test)]

@@ -46,7 +46,8 @@ fn both(
     [outcome(&serial), outcome(&parallel)]
 }
 
-/// Whether the parallel read of `bytes` in `parts` parts is used (no fallback).
+/// Whether the parts of `bytes` cut in `parts` are merged (rather than part 0
+/// going on serially, or a serial read from the start).
 fn goes_parallel(bytes: &[u8], parts: usize) -> bool {
     let mut session = session(&Options::default());
     let file = File {
@@ -57,7 +58,7 @@ fn goes_parallel(bytes: &[u8], parts: usize) -> bool {
     };
     session
         .read_parts(&file, &|| Ok(Cursor::new(bytes)), parts)
-        .is_some()
+        .is_some_and(|(_, merged)| merged > 1)
 }
 
 const EXPORT_HEADER: &str =
@@ -111,6 +112,22 @@ fn sums_beyond_the_exact_range_fall_back_to_the_serial_read() {
     }
     assert!(!goes_parallel(text.as_bytes(), 2));
     let [serial, parallel] = both(text.as_bytes(), &Options::default(), 2, 64);
+    assert_eq!(serial, parallel);
+}
+
+#[test]
+fn cost_lines_sharing_a_line_after_a_lone_cr_keep_one_order() {
+    // A lone `\r` ends a record without starting a line: two slots then share
+    // their source, and the tie must not be broken by the hash map's order.
+    let text =
+        "start_date,end_date,product,line_type,resource_id,environment_id,unit,quantity,amount\n\
+        2026-04-01T00:00:00Z,2026-04-29T00:00:00Z,kafka,a,lkc-2,env-1,GB,0.00,0.00\n\
+        2026-04-01T00:00:00Z,2026-04-29T00:00:00Z,kafka,b,lkc-0,env-1,GB,0.00,0.00\n\
+        2026-04-01T00:00:00Z,2026-04-29T00:00:00Z,kafka,aa,lkc-2,env-1,GB,0.00,0.00\n\
+        2026-04-18T19:00:00Z,2026-04-29T00:00:00Z,kafka,c,lkc-1,env-1,GB,,0.00\r\
+        2026-04-20T18:00:00Z,2026-04-29T00:00:00Z,kafka,b,lkc-2,env-1,GB,0.00,0.00";
+    assert!(goes_parallel(text.as_bytes(), 2));
+    let [serial, parallel] = both(text.as_bytes(), &Options::default(), 2, 1);
     assert_eq!(serial, parallel);
 }
 
