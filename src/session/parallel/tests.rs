@@ -28,12 +28,7 @@ fn session(options: &Options) -> Session {
 }
 
 /// The outcome of reading `bytes` serially, and in up to `parts` parts.
-fn both(
-    bytes: &[u8],
-    options: &Options,
-    parts: usize,
-    chunk: usize,
-) -> [impl PartialEq + std::fmt::Debug; 2] {
+fn both(bytes: &[u8], options: &Options, parts: usize, chunk: usize) -> [Outcome; 2] {
     let mut serial = session(options);
     let _ = serial.read("big.csv", "org", bytes, chunk);
     let mut parallel = session(options);
@@ -129,6 +124,34 @@ fn cost_lines_sharing_a_line_after_a_lone_cr_keep_one_order() {
     assert!(goes_parallel(text.as_bytes(), 2));
     let [serial, parallel] = both(text.as_bytes(), &Options::default(), 2, 1);
     assert_eq!(serial, parallel);
+}
+
+#[test]
+fn a_header_refused_late_gives_the_serial_summary() {
+    // Records over the limit are rejected, so the header is whichever record
+    // fits first — in part 0, or only after part 0's range — and is refused.
+    let long = "2026-04-01T00:00:00Z,2026-04-29T00:00:00Z,kafka,a,lkc-0,env-1,GB,0.00,0.00\n";
+    let costs =
+        "start_date,end_date,product,line_type,resource_id,environment_id,unit,quantity,amount\n";
+    let export = format!(
+        "{EXPORT_HEADER}\n{}",
+        "2026-04-01T00:00:00Z,sa-0,a,lkc-0,kafka,KafkaNetworkRead,GB,0.00,a\n".repeat(2)
+    );
+    let options = Options {
+        max_record_bytes: 70,
+        ..Options::default()
+    };
+    for text in [
+        export,
+        format!(
+            "{costs}{}soon,2026-04-29T00:00:00Z,kafka,a,lkc-0,GB,0,0\n{long}",
+            long.repeat(3)
+        ),
+    ] {
+        let [serial, parallel] = both(text.as_bytes(), &options, 2, 1);
+        assert!(serial.0[1].error.is_some(), "{:?}", serial.0);
+        assert_eq!(serial, parallel);
+    }
 }
 
 /// A line break: mostly `\n`, some `\r\n`, rarely a lone `\r`.
