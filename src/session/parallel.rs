@@ -106,8 +106,9 @@ impl Session {
     /// Reads the file `open` opens (each call a new handle) into a new file of
     /// the session, in parts on up to `split.threads` cores when it is a big CSV
     /// file of a row-by-row format, else serially; the result is the serial
-    /// one either way (see the module docs). A file that cannot be opened or
-    /// sought is not begun.
+    /// one either way (see the module docs). A file that cannot be opened (or
+    /// rewound after its length is taken) is not begun; one that cannot be
+    /// sought at all (a pipe) is read serially.
     pub fn read_file<R, F>(
         &mut self,
         name: &str,
@@ -120,9 +121,10 @@ impl Session {
         F: Fn() -> std::io::Result<R> + Sync,
     {
         let mut first = open().map_err(|e| read_error(name, &e))?;
-        let len = first
-            .seek(SeekFrom::End(0))
-            .map_err(|e| read_error(name, &e))?;
+        let Ok(len) = first.seek(SeekFrom::End(0)) else {
+            // A pipe: nothing to cut.
+            return self.read(name, org_id, first, split.chunk_bytes);
+        };
         let parts = split.parts(len);
         if parts > 1 {
             let whole = File {

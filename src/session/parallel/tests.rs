@@ -154,6 +154,39 @@ fn a_header_refused_late_gives_the_serial_summary() {
     }
 }
 
+/// A handle that cannot seek, like a pipe's.
+struct Pipe<'a>(&'a [u8]);
+
+impl Read for Pipe<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl Seek for Pipe<'_> {
+    fn seek(&mut self, _: SeekFrom) -> std::io::Result<u64> {
+        Err(ErrorKind::Unsupported.into())
+    }
+}
+
+#[test]
+fn a_file_that_cannot_seek_is_read_serially() {
+    let mut text = format!("{EXPORT_HEADER}\n");
+    (0..50).for_each(|i| text.push_str(&export_row(i)));
+    let mut serial = session(&Options::default());
+    let want = serial.read("big.csv", "org", text.as_bytes(), 64);
+    let mut piped = session(&Options::default());
+    let split = Split {
+        threads: 2,
+        min_part_bytes: 1,
+        chunk_bytes: 64,
+    };
+    let got = piped.read_file("big.csv", "org", || Ok(Pipe(text.as_bytes())), split);
+    assert!(want.is_ok());
+    assert_eq!(got, want);
+    assert_eq!(outcome(&piped), outcome(&serial));
+}
+
 /// A line break: mostly `\n`, some `\r\n`, rarely a lone `\r`.
 fn eol() -> impl Strategy<Value = &'static str> {
     prop_oneof![6 => Just("\n"), 3 => Just("\r\n"), 1 => Just("\r")]
