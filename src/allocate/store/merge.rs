@@ -3,7 +3,7 @@
 //!
 //! ## Design
 //!
-//! A part's [`Store`] has its own [`Interner`](super::Interner), so
+//! A part's [`Store`] has its own [`Interner`], so
 //! [`Store::merge`] first maps each of the part's ids to the whole's, interning
 //! the part's strings in the part's order of first sight: merging parts in file
 //! order therefore gives every string the id a serial read gives it. Amounts
@@ -73,8 +73,8 @@ impl Store {
     /// forms exact sums: the sum of the absolute values of everything stored,
     /// plus `rows` times the largest term, fits in 28 digits at the largest
     /// scale of all of them. It bounds every sum a serial read forms — a slot's
-    /// running total, a file's amount total — and every sum of the slots that
-    /// the allocation forms later.
+    /// running total, a file's amount total — and every sum over slots the
+    /// allocation forms from the result (in hash-map order) until more is added.
     pub fn sums_stay_exact(&self, terms: &Terms) -> bool {
         let mut total = Some(Decimal::ZERO);
         let mut scale = terms.scale;
