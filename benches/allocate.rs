@@ -8,8 +8,12 @@
 //! owners × buckets, not by the rows: the 1M-row phases stay near the footprint
 //! of their aggregates.
 //!
+//! Each phase runs twice in the same process: serially (`--threads 1` of the
+//! command line), then with the big files cut into parts read on `--threads`
+//! cores (default: the cores available; see [`tally::session::parallel`]).
+//!
 //! ```text
-//! cargo bench --bench allocate -- [--rows N] [--dir DIR] [--generate-only] [--only export|usage]
+//! cargo bench --bench allocate -- [--rows N] [--dir DIR] [--generate-only] [--only export|usage] [--threads N]
 //! ```
 //!
 //! `--only` runs one phase (for instruction counts under `valgrind --tool=callgrind`).
@@ -26,9 +30,10 @@
 )]
 
 use std::fmt::Write as _;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use tally::session::parallel::Split;
 use tally::session::{Options, Session};
 use tally::time::Granularity;
 
@@ -50,6 +55,7 @@ struct Config {
     keep: bool,
     generate_only: bool,
     only: Option<String>,
+    threads: usize,
 }
 
 fn config() -> Config {
@@ -60,6 +66,7 @@ fn config() -> Config {
         keep: false,
         generate_only: false,
         only: None,
+        threads: std::thread::available_parallelism().map_or(1, usize::from),
     };
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -75,6 +82,12 @@ fn config() -> Config {
             }
             "--generate-only" => config.generate_only = true,
             "--only" => config.only = args.next(),
+            "--threads" => {
+                config.threads = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(config.threads)
+            }
             _ => {} // cargo passes --bench
         }
     }
@@ -204,34 +217,33 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// Streams files into a session; returns (rows read, bytes).
-fn feed(session: &mut Session, paths: &[PathBuf]) -> (u64, u64) {
+/// Streams files into a session as the command line does with `--threads`;
+/// returns (rows read, bytes).
+fn feed(session: &mut Session, paths: &[PathBuf], threads: usize) -> (u64, u64) {
     let mut rows = 0;
     let mut bytes = 0;
-    let mut buffer = vec![0u8; 1 << 20];
     for path in paths {
-        let mut file = std::fs::File::open(path).unwrap();
-        let id = session.begin_file(&path.display().to_string(), "");
-        loop {
-            let n = file.read(&mut buffer).unwrap();
-            if n == 0 {
-                break;
-            }
-            bytes += n as u64;
-            session.feed(id, &buffer[..n]).unwrap();
-        }
-        let summary = session.end_file(id).unwrap();
+        let open = || std::fs::File::open(path);
+        let split = Split::new(threads, 1 << 20);
+        let summary = session
+            .read_file(&path.display().to_string(), "", open, split)
+            .unwrap();
         assert_eq!(summary.rows_rejected, 0, "{:?}", summary.rejections.first());
         rows += summary.rows_read;
+        bytes += summary.bytes;
     }
     (rows, bytes)
 }
 
-fn phase(name: &str, options: Options, paths: &[PathBuf], counted: usize) {
+fn phase(name: &str, options: Options, paths: &[PathBuf], counted: usize, threads: usize) {
+    let name = match threads {
+        1 => format!("{name} (serial)"),
+        n => format!("{name} ({n} threads)"),
+    };
     let started = Instant::now();
     let cpu_started = cpu_seconds();
     let mut session = Session::new(options);
-    let (rows, bytes) = feed(&mut session, paths);
+    let (rows, bytes) = feed(&mut session, paths, threads);
     let read = started.elapsed().as_secs_f64();
     let report = session.allocate().unwrap();
     let total = started.elapsed().as_secs_f64();
@@ -276,21 +288,32 @@ fn main() {
         };
         let d = &config.dir;
         let wanted = |name: &str| config.only.as_deref().is_none_or(|o| o == name);
+        // Each phase serially, then in parts (when there is more than one core to use).
+        let mut runs = vec![1];
+        if config.threads > 1 {
+            runs.push(config.threads);
+        }
         if wanted("export") {
-            phase(
-                "confluent export + crosswalk",
-                Options::default(),
-                &[d.join("export.csv"), d.join("crosswalk.csv")],
-                1,
-            );
+            for &threads in &runs {
+                phase(
+                    "confluent export + crosswalk",
+                    Options::default(),
+                    &[d.join("export.csv"), d.join("crosswalk.csv")],
+                    1,
+                    threads,
+                );
+            }
         }
         if wanted("usage") {
-            phase(
-                "bill + usage (daily)",
-                daily,
-                &[d.join("bill.csv"), d.join("usage.csv")],
-                2,
-            );
+            for &threads in &runs {
+                phase(
+                    "bill + usage (daily)",
+                    daily.clone(),
+                    &[d.join("bill.csv"), d.join("usage.csv")],
+                    2,
+                    threads,
+                );
+            }
         }
     }
     if !config.keep {

@@ -109,3 +109,63 @@ fn rejections_go_to_stderr_and_fatal_errors_exit_non_zero() {
     assert_eq!(tally(&["allocate"]).status.code(), Some(2));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn threads_give_the_serial_outputs_byte_for_byte() {
+    let dir = std::env::temp_dir().join(format!("tally-cli-threads-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Big enough to be cut in parts (over 2 × MIN_PART_BYTES), with bad rows and
+    // quoted line breaks throughout.
+    let export = dir.join("export.csv");
+    let mut text = String::from(
+        "timestamp,owner_id,environment_id,resource_id,product,line_type,unit,chargeback_cost,reason\n",
+    );
+    let mut i = 0u64;
+    while text.len() < 5 << 20 {
+        let cost = match i % 1000 {
+            7 => "x".to_string(),
+            _ => format!("{}.{:02}", i % 977, i % 100),
+        };
+        let reason = if i % 13 == 0 { "\"two\nlines\"" } else { "ok" };
+        text.push_str(&format!(
+            "2026-04-{:02}T00:00:00Z,sa-{},env-1,lkc-{},kafka,KafkaNetworkRead,GB,{cost},{reason}\r\n",
+            1 + i % 28,
+            i % 101,
+            i % 7
+        ));
+        i += 1;
+    }
+    std::fs::write(&export, text).unwrap();
+    let run = |threads: &str| {
+        let json = dir.join(format!("report-{threads}.json"));
+        let out = tally(&[
+            "allocate",
+            &export.display().to_string(),
+            "--threads",
+            threads,
+            "--max-rejections",
+            "20",
+            "--out-json",
+            &json.display().to_string(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            std::fs::read_to_string(json).unwrap(),
+        )
+    };
+    let serial = run("1");
+    assert!(
+        serial.1.contains("column `chargeback_cost`"),
+        "{}",
+        serial.1
+    );
+    assert_eq!(run("2"), serial);
+    assert_eq!(run("3"), serial);
+    let _ = std::fs::remove_dir_all(&dir);
+}

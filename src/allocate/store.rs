@@ -19,6 +19,8 @@ use crate::time::{Granularity, Timestamp};
 use rust_decimal::Decimal;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
+pub mod merge;
+
 /// A fast, non-cryptographic hasher (the Fx hash of rustc) for the aggregates'
 /// small integer keys and interned strings: hashing dominates the per-row cost.
 #[derive(Debug, Default, Clone, Copy)]
@@ -638,9 +640,32 @@ impl Store {
                 owner_of_record: s.name(k.owner_of_record).to_string(),
             })
             .collect();
-        lines.sort_by(|a, b| a.source.cmp(&b.source));
+        // Two slots share a source when records share a line (after a lone `\r`):
+        // their identity breaks the tie, not the hash map's order.
+        lines.sort_by(|a, b| line_order(a).cmp(&line_order(b)));
         lines
     }
+}
+
+/// The order of [`Store::cost_lines`]: by source, then by identity and period.
+fn line_order(l: &CostLine) -> (&Source, [&str; 8], Timestamp, Timestamp, Option<Decimal>) {
+    let names = [
+        &l.org_id,
+        &l.product,
+        &l.line_type,
+        &l.resource_id,
+        &l.environment_id,
+        &l.unit,
+        &l.currency,
+        &l.owner_of_record,
+    ];
+    (
+        &l.source,
+        names.map(String::as_str),
+        l.start,
+        l.end,
+        l.active_fraction,
+    )
 }
 
 /// The buckets `[start, end)` overlaps, with the seconds of overlap each.

@@ -9,11 +9,11 @@
 //! options or rules), 2 on a usage error.
 
 use rust_decimal::Decimal;
-use std::io::Read;
 use std::process::ExitCode;
 use std::str::FromStr;
 use tally::model::EntityLevel;
 use tally::report::{Report, UnallocatedPolicy};
+use tally::session::parallel::Split;
 use tally::session::{parse_range, FileSummary, Options, Session};
 use tally::time::Granularity;
 
@@ -49,6 +49,8 @@ OPTIONS:
     --max-entities-per-cluster N   entity view: at most N per cluster (default 500)
     --max-rejections N      rejections kept (and printed) per file (default 100)
     --chunk-bytes N         read files in chunks of N bytes (default 1 MiB)
+    --threads N             read a big CSV file in up to N parts at once (default: the
+                            cores available; 1 reads serially; same results either way)
     --out-confluent FILE    write the allocation as a Confluent-style export CSV
     --out-team-summary FILE write the per-team summary CSV
     --out-json FILE         write the whole report as JSON (what the page shows)
@@ -72,6 +74,7 @@ struct Args {
     out_warpstream: Option<String>,
     out_focus: Option<String>,
     chunk_bytes: usize,
+    threads: usize,
     quiet: bool,
 }
 
@@ -154,6 +157,7 @@ fn level(flag: &str, text: &str) -> Result<EntityLevel, Failure> {
 fn parse_args(argv: &[String]) -> Result<Args, Failure> {
     let mut args = Args {
         chunk_bytes: 1 << 20,
+        threads: std::thread::available_parallelism().map_or(1, usize::from),
         ..Args::default()
     };
     let mut rest = argv.iter();
@@ -218,6 +222,7 @@ fn parse_args(argv: &[String]) -> Result<Args, Failure> {
             }
             "--max-rejections" => o.max_rejections = number(flag, &take()?)?,
             "--chunk-bytes" => args.chunk_bytes = number::<usize>(flag, &take()?)?.max(1),
+            "--threads" => args.threads = number::<usize>(flag, &take()?)?.max(1),
             "--out-confluent" => args.out_confluent = Some(take()?),
             "--out-team-summary" => args.out_team_summary = Some(take()?),
             "--out-json" => args.out_json = Some(take()?),
@@ -248,7 +253,7 @@ fn allocate(args: &Args) -> Result<(), Failure> {
     let mut fatal_files = Vec::new();
     let mut summaries = Vec::new();
     for (org, path) in &args.inputs {
-        match read_file(&mut session, org, path, args.chunk_bytes) {
+        match read_file(&mut session, org, path, args) {
             Ok(summary) => summaries.push(summary),
             Err(message) => fatal_files.push(message),
         }
@@ -272,31 +277,21 @@ fn allocate(args: &Args) -> Result<(), Failure> {
     }
 }
 
-/// Streams one file into the session in chunks.
+/// Streams one file into the session in chunks (a big CSV file in parts on up
+/// to `--threads` cores; standard input serially).
 fn read_file(
     session: &mut Session,
     org: &str,
     path: &str,
-    chunk_bytes: usize,
+    args: &Args,
 ) -> Result<FileSummary, String> {
-    let mut input: Box<dyn Read> = if path == "-" {
-        Box::new(std::io::stdin())
+    let read = if path == "-" {
+        session.read(path, org, std::io::stdin(), args.chunk_bytes)
     } else {
-        Box::new(std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?)
+        let split = Split::new(args.threads, args.chunk_bytes);
+        session.read_file(path, org, || std::fs::File::open(path), split)
     };
-    let id = session.begin_file(path, org);
-    let mut buffer = vec![0u8; chunk_bytes];
-    loop {
-        let n = input
-            .read(&mut buffer)
-            .map_err(|e| format!("{path}: {e}"))?;
-        let Some(chunk) = buffer.get(..n) else { break };
-        if chunk.is_empty() {
-            break;
-        }
-        session.feed(id, chunk).map_err(|e| e.to_string())?;
-    }
-    session.end_file(id).map_err(|e| e.to_string())
+    read.map_err(|e| e.to_string())
 }
 
 fn print_rejections(summaries: &[FileSummary]) {

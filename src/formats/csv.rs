@@ -418,6 +418,19 @@ impl Tokenizer {
         self.state = State::FieldStart;
         self.record_line = self.line;
     }
+
+    /// The line the next record starts on when the tokenizer is between records
+    /// with nothing buffered (the last byte read ended a record outside quotes);
+    /// `None` anywhere else. A parallel read checks with it that a part ended
+    /// where the serial read is at a record boundary too.
+    pub fn record_boundary(&self) -> Option<u64> {
+        let clean = self.state == State::FieldStart
+            && self.buf.is_empty()
+            && self.ends.is_empty()
+            && !self.after_cr
+            && self.bom_done;
+        clean.then_some(self.line)
+    }
 }
 
 /// The bytes the fast path stops at (`,` `"` `\r` `\n`) are all ASCII and at
@@ -898,6 +911,12 @@ impl<P: ParseRow> CsvReader<P> {
             rows: CsvRows::new(file, specs, limit),
             parser,
         }
+    }
+
+    /// [`Tokenizer::record_boundary`], once the header is read (`None` before).
+    pub fn record_boundary(&self) -> Option<u64> {
+        self.rows.columns.as_ref()?;
+        self.rows.tokenizer.record_boundary()
     }
 }
 

@@ -33,6 +33,8 @@ use crate::time::{Granularity, Timestamp};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub mod parallel;
+
 /// Options of a session (the page sends them as JSON; every field has a default).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
