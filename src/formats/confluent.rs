@@ -7,7 +7,7 @@
 //! as borrowed [`AllocatedRef`]s (no copy or allocation per row); the
 //! session rolls them up by team and organization and reconciles them.
 //!
-//! The writer ([`write`]) emits the same ten columns first, in the order the
+//! The writer ([`write()`]) emits the same ten columns first, in the order the
 //! seed describes them, followed by tally's explanation columns (method, chain
 //! step, reason, bucket end, partial flag, organization, entity level), so a
 //! reader of Confluent's export reads tally's output and tally reads it back.
@@ -215,7 +215,7 @@ fn parse_row(
     Ok(())
 }
 
-/// The header [`write`] emits.
+/// The header [`write()`] emits.
 pub const HEADER: &str = "timestamp,owner_id,environment_id,resource_id,product,line_type,unit,\
 chargeback_cost,original_amount,usage_share,org_id,bucket_end,partial_bucket,entity_level,method,chain_step,reason";
 

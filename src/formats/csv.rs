@@ -495,10 +495,7 @@ fn plain_record(
                     len,
                     next,
                     bare: last,
-                } => {
-                    let bare = bare && last && seen & HIGH == 0;
-                    return (len <= limit).then_some((start + len, start + next, bare));
-                }
+                } => return plain_end(start, limit, (len, next), bare && last && seen & HIGH == 0),
                 RecordEnd::NotPlain => return None,
                 RecordEnd::Further => bare = false,
             }
@@ -515,12 +512,25 @@ fn plain_record(
             len,
             next,
             bare: last,
-        } => {
-            let bare = bare && last && (seen | word) & HIGH == 0;
-            (len <= limit).then_some((start + len, start + next, bare))
-        }
+        } => plain_end(
+            start,
+            limit,
+            (len, next),
+            bare && last && (seen | word) & HIGH == 0,
+        ),
         RecordEnd::NotPlain | RecordEnd::Further => None,
     }
+}
+
+/// [`plain_record`]'s answer for a record whose line break is `len` bytes from
+/// `start` and whose successor starts at `next`: `None` past the limit.
+fn plain_end(
+    start: usize,
+    limit: usize,
+    (len, next): (usize, usize),
+    bare: bool,
+) -> Option<(usize, usize, bool)> {
+    (len <= limit).then_some((start + len, start + next, bare))
 }
 
 /// Pushes `offset` plus the byte index of each flag in `flags`.
