@@ -1,8 +1,8 @@
 // tally's page worker: owns the wasm session, reads files in chunks, allocates.
 //
 // Every byte of input goes through here; the main thread only renders. Files are
-// read with File.slice() in CHUNK-sized pieces (the next piece is read while the
-// current one is parsed), so neither the whole file as a string nor the whole
+// read with File.slice() in CHUNK-sized pieces (the next READ_AHEAD pieces are
+// read while the current one is parsed), so neither the whole file as a string nor the whole
 // file in wasm memory ever exists. Progress is posted after every chunk (a chunk
 // is parsed in a few tens of milliseconds). A `cancel` message is seen between
 // chunks.
@@ -21,6 +21,7 @@ import init, { WebSession, version, default_rules_toml, wasm_memory_bytes } from
 import { viewOf } from './view.js';
 
 const CHUNK = 4 * 1024 * 1024; // read from the File at a time
+const READ_AHEAD = 4; // slices in flight (JS memory, not wasm heap: READ_AHEAD × CHUNK)
 const FEED = 512 * 1024; // handed to wasm at a time (progress is posted in between)
 const PROGRESS_EVERY_MS = 100;
 const INLINE_CROSSWALK = 'crosswalk (edited on page).csv';
@@ -60,13 +61,23 @@ function newSession() {
 /** Reads one Blob into the session; returns the file summary (parsed JSON). */
 async function feedBlob(s, blob, name, orgId, progress) {
   const id = s.begin_file(name, orgId || '');
+  // Several slices are requested ahead: once parsing is fast, waiting for one
+  // blob read at a time is what the page spends its time on.
+  const pending = [];
+  let requested = 0;
+  const readAhead = () => {
+    while (pending.length < READ_AHEAD && requested < blob.size) {
+      const end = Math.min(requested + CHUNK, blob.size);
+      pending.push(blob.slice(requested, end).arrayBuffer());
+      requested = end;
+    }
+  };
+  readAhead();
   let offset = 0;
-  let next = blob.size > 0 ? blob.slice(0, Math.min(CHUNK, blob.size)).arrayBuffer() : null;
-  while (next) {
-    const buffer = await next;
+  while (pending.length > 0) {
+    const buffer = await pending.shift();
     if (cancelRequested) throw new Cancelled();
-    const end = offset + buffer.byteLength;
-    next = end < blob.size ? blob.slice(end, Math.min(end + CHUNK, blob.size)).arrayBuffer() : null;
+    readAhead();
     const bytes = new Uint8Array(buffer);
     for (let at = 0; at < bytes.length; at += FEED) {
       const piece = bytes.subarray(at, Math.min(at + FEED, bytes.length));
@@ -74,7 +85,7 @@ async function feedBlob(s, blob, name, orgId, progress) {
       progress(offset + at + piece.length);
       if (cancelRequested) throw new Cancelled();
     }
-    offset = end;
+    offset += bytes.length;
   }
   return JSON.parse(s.end_file(id));
 }
