@@ -283,6 +283,17 @@ pub struct Amount {
 }
 
 impl Amount {
+    /// The amount of one input row from `(file, line)`.
+    fn one(amount: Decimal, quantity: Decimal, (file, line): (Sym, u64)) -> Amount {
+        Amount {
+            amount,
+            quantity,
+            rows: 1,
+            file,
+            line,
+        }
+    }
+
     /// The first source, as a [`Source`].
     pub fn source(&self, strings: &Interner) -> Source {
         Source {
@@ -448,13 +459,12 @@ impl Store {
             end: line.end,
             active_fraction: line.active_fraction,
         };
-        add_amount(
-            self.lines.entry((key, period)),
+        let part = Amount::one(
             line.amount,
             line.quantity,
             (s.id(&line.source.file), line.source.line),
-            &self.strings,
-        )
+        );
+        add_amount(self.lines.entry((key, period)), part, &self.strings)
     }
 
     /// Folds in a usage sample, split over the buckets it spans by time.
@@ -539,13 +549,12 @@ impl Store {
             chain_step: row.chain_step,
             reason: s.id(row.reason),
         };
-        add_amount(
-            self.allocated.entry(key),
+        let part = Amount::one(
             row.chargeback_cost,
             Decimal::ZERO,
             (s.id(row.file), row.line),
-            &self.strings,
-        )
+        );
+        add_amount(self.allocated.entry(key), part, &self.strings)
     }
 }
 
@@ -566,13 +575,13 @@ fn add_usage_value(
     Ok(())
 }
 
-/// Adds `amount` from `(file, line)` to an aggregate slot; the slot keeps the
-/// smallest (line, file name): order-independent, and cheap for rows read in order.
+/// Folds `part` (one input row's amount, or a part's whole slot when a file read
+/// in parts is merged) into an aggregate slot: amounts, quantities and row counts
+/// summed; the slot keeps the smallest (line, file name) as its source, which is
+/// order-independent and cheap for rows read in order.
 fn add_amount<K>(
     entry: std::collections::hash_map::Entry<'_, K, Amount>,
-    amount: Decimal,
-    quantity: Decimal,
-    (file, line): (Sym, u64),
+    part: Amount,
     strings: &Interner,
 ) -> Result<(), Error> {
     use std::collections::hash_map::Entry;
@@ -581,32 +590,26 @@ fn add_amount<K>(
             let slot = slot.get_mut();
             slot.amount = slot
                 .amount
-                .checked_add(amount)
+                .checked_add(part.amount)
                 .ok_or_else(|| Error::overflow("summing amounts"))?;
             slot.quantity = slot
                 .quantity
-                .checked_add(quantity)
+                .checked_add(part.quantity)
                 .ok_or_else(|| Error::overflow("summing quantities"))?;
-            slot.rows = slot.rows.saturating_add(1);
+            slot.rows = slot.rows.saturating_add(part.rows);
             // Rows read in order come after the slot's first source: the names
             // are compared only on a tie of lines between different files.
-            let earlier = line < slot.line
-                || (line == slot.line
-                    && file != slot.file
-                    && strings.name(file) < strings.name(slot.file));
+            let earlier = part.line < slot.line
+                || (part.line == slot.line
+                    && part.file != slot.file
+                    && strings.name(part.file) < strings.name(slot.file));
             if earlier {
-                slot.file = file;
-                slot.line = line;
+                slot.file = part.file;
+                slot.line = part.line;
             }
         }
         Entry::Vacant(slot) => {
-            slot.insert(Amount {
-                amount,
-                quantity,
-                rows: 1,
-                file,
-                line,
-            });
+            slot.insert(part);
         }
     }
     Ok(())

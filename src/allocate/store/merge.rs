@@ -24,7 +24,6 @@
 use super::{Amount, Interner, Store, Sym};
 use crate::error::Error;
 use rust_decimal::Decimal;
-use std::collections::hash_map::Entry;
 
 /// The largest digits-at-scale a `Decimal` holds exactly: `10^28 < 2^96`.
 const EXACT_DIGITS: u32 = 28;
@@ -124,7 +123,7 @@ impl Store {
                 owner_of_record: ids.id(key.owner_of_record),
             };
             let amount = ids.amount(amount, line_offset);
-            merge_amount(self.lines.entry((key, period)), amount, &self.strings)?;
+            super::add_amount(self.lines.entry((key, period)), amount, &self.strings)?;
         }
         for (key, value) in usage {
             let key = super::UsageKey {
@@ -136,20 +135,7 @@ impl Store {
                 ..key
             };
             let gauge = super::is_gauge(self.strings.name(key.metric));
-            match self.usage.entry(key) {
-                Entry::Vacant(slot) => {
-                    slot.insert(value);
-                }
-                Entry::Occupied(mut slot) => {
-                    let slot = slot.get_mut();
-                    *slot = if gauge {
-                        (*slot).max(value)
-                    } else {
-                        slot.checked_add(value)
-                            .ok_or_else(|| Error::overflow("merging usage"))?
-                    };
-                }
-            }
+            super::add_usage_value(&mut self.usage, key, value, gauge)?;
         }
         for (key, amount) in allocated {
             let key = super::AllocatedKey {
@@ -166,7 +152,7 @@ impl Store {
                 ..key
             };
             let amount = ids.amount(amount, line_offset);
-            merge_amount(self.allocated.entry(key), amount, &self.strings)?;
+            super::add_amount(self.allocated.entry(key), amount, &self.strings)?;
         }
         Ok(())
     }
@@ -197,35 +183,4 @@ impl Remap {
             ..amount
         }
     }
-}
-
-/// Folds a part's slot into the whole's (see `add_amount` in the parent module,
-/// whose order-independent rules this follows).
-fn merge_amount<K>(
-    entry: Entry<'_, K, Amount>,
-    part: Amount,
-    strings: &Interner,
-) -> Result<(), Error> {
-    match entry {
-        Entry::Vacant(slot) => {
-            slot.insert(part);
-        }
-        Entry::Occupied(mut slot) => {
-            let slot = slot.get_mut();
-            slot.amount = slot
-                .amount
-                .checked_add(part.amount)
-                .ok_or_else(|| Error::overflow("merging amounts"))?;
-            slot.quantity = slot
-                .quantity
-                .checked_add(part.quantity)
-                .ok_or_else(|| Error::overflow("merging quantities"))?;
-            slot.rows = slot.rows.saturating_add(part.rows);
-            if (part.line, strings.name(part.file)) < (slot.line, strings.name(slot.file)) {
-                slot.file = part.file;
-                slot.line = part.line;
-            }
-        }
-    }
-    Ok(())
 }
