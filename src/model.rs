@@ -6,6 +6,142 @@
 
 use crate::time::Timestamp;
 use rust_decimal::Decimal;
+use std::sync::Arc;
+
+/// A shared, immutable string: the names in an [`AllocationRow`].
+///
+/// An allocation writes hundreds of thousands of rows over a few thousand
+/// distinct names (owners, resources, products, ...). Each name is made once
+/// and rows clone a pointer to it, so making a row allocates nothing and
+/// dropping it frees nothing. The pointer is thin (an `Arc` of a `Box<str>`,
+/// 8 bytes rather than 16), which keeps a row of eleven names small; the
+/// extra indirection is paid only when the text is read. Compares, hashes and
+/// serializes as the text itself.
+#[derive(Clone, Default)]
+pub struct Name(Arc<Box<str>>);
+
+impl Name {
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Name {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Name {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Name {
+    fn from(text: &str) -> Self {
+        Name(Arc::new(Box::from(text)))
+    }
+}
+
+impl From<String> for Name {
+    fn from(text: String) -> Self {
+        Name(Arc::new(text.into_boxed_str()))
+    }
+}
+
+impl std::fmt::Display for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl std::fmt::Debug for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Self) -> bool {
+        // Rows share their names: the same pointer is the common case.
+        Arc::ptr_eq(&self.0, &other.0) || self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Name {}
+
+impl PartialEq<str> for Name {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Name {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<String> for Name {
+    fn eq(&self, other: &String) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl PartialEq<Name> for String {
+    fn eq(&self, other: &Name) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl PartialEq<Name> for str {
+    fn eq(&self, other: &Name) -> bool {
+        self == other.as_str()
+    }
+}
+
+impl PartialEq<Name> for &str {
+    fn eq(&self, other: &Name) -> bool {
+        *self == other.as_str()
+    }
+}
+
+impl PartialOrd for Name {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Name {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        if Arc::ptr_eq(&self.0, &other.0) {
+            return std::cmp::Ordering::Equal;
+        }
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl std::hash::Hash for Name {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // As `str` hashes, so that maps keyed by names can be looked up by `&str`.
+        self.as_str().hash(state);
+    }
+}
+
+impl serde::Serialize for Name {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self)
+    }
+}
 
 /// Where a record came from, for error messages and audit trails.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default, serde::Serialize)]
@@ -108,7 +244,8 @@ pub enum EntityLevel {
 /// One allocated amount: the cost of one line, in one bucket, attributed to one owner.
 ///
 /// The first columns are those of Confluent's cost-allocation export, so that what
-/// tally writes reads like the native export; the rest explain *why*.
+/// tally writes reads like the native export; the rest explain *why*. Names are
+/// [`Name`]s, shared between rows.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AllocationRow {
     /// Bucket start (UTC).
@@ -118,21 +255,21 @@ pub struct AllocationRow {
     /// Whether the bucket is cut by a custom range boundary.
     pub partial_bucket: bool,
     /// Organization (may be empty).
-    pub org_id: String,
+    pub org_id: Name,
     /// Who is charged: principal, topic, resource id, or `unallocated`.
-    pub owner_id: String,
+    pub owner_id: Name,
     /// Whether `owner_id` is a principal or a topic.
     pub level: EntityLevel,
     /// Environment of the charged resource.
-    pub environment_id: String,
+    pub environment_id: Name,
     /// The resource whose cost this is.
-    pub resource_id: String,
+    pub resource_id: Name,
     /// Product category (lowercase).
-    pub product: String,
+    pub product: Name,
     /// Billable metric (CamelCase).
-    pub line_type: String,
+    pub line_type: Name,
     /// Unit of the line.
-    pub unit: String,
+    pub unit: Name,
     /// The part of the line charged to `owner_id` (exact, at the output precision).
     pub chargeback_cost: Decimal,
     /// The line's whole amount in this bucket, before the split.
@@ -140,15 +277,34 @@ pub struct AllocationRow {
     /// This owner's share of the usage that drove the split (0 for unallocated).
     pub usage_share: Decimal,
     /// Currency of the amounts.
-    pub currency: String,
+    pub currency: Name,
     /// The allocation method that produced the row (`usage_ratio`, `even_split`, ...).
-    pub method: String,
+    pub method: Name,
     /// 0-based index of the step in the rule's fallback chain that produced it.
     pub chain_step: u32,
     /// Why that step applied (`usage_found`, `no_usage_found`, `no_active_principals`, ...).
-    pub reason: String,
+    pub reason: Name,
     /// The cost line(s) this row came from.
-    pub source: Source,
+    pub source: RowSource,
+}
+
+/// Where an [`AllocationRow`] came from: a [`Source`] whose file name is shared
+/// (every row of a file points to one copy of its name). Serializes as a [`Source`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default, serde::Serialize)]
+pub struct RowSource {
+    /// The file name as the user gave it.
+    pub file: Name,
+    /// 1-based line (CSV) or item index (JSON) in that file.
+    pub line: u64,
+}
+
+impl From<&Source> for RowSource {
+    fn from(source: &Source) -> Self {
+        RowSource {
+            file: source.file.as_str().into(),
+            line: source.line,
+        }
+    }
 }
 
 /// The fields of an already-allocated input row that the aggregation keeps,
@@ -303,6 +459,53 @@ impl Rejection {
                 column: String::new(),
                 reason: other.to_string(),
             },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Name;
+    use proptest::prelude::*;
+    use std::hash::{BuildHasher, RandomState};
+
+    #[test]
+    fn a_name_is_its_text() {
+        for text in ["", "sa-1", "lkc-00001", "ünïcode", "with,comma"] {
+            let name = Name::from(text);
+            assert_eq!(name, text);
+            assert_eq!(&*name, text);
+            assert_eq!(name.to_string(), text);
+            assert_eq!(format!("{name:?}"), format!("{text:?}"));
+            assert_eq!(
+                serde_json::to_string(&name).unwrap(),
+                serde_json::to_string(text).unwrap()
+            );
+            assert_eq!(Name::from(text.to_string()), name);
+        }
+        // Borrow<str>: a map keyed by names is looked up by text.
+        let map: std::collections::HashMap<Name, u32> = [(Name::from("a"), 1)].into();
+        assert_eq!(map.get("a"), Some(&1));
+    }
+
+    /// Rows are many (hundreds of thousands per run): their names are thin
+    /// shared pointers, so a row holds no text of its own.
+    #[test]
+    fn a_row_is_small() {
+        assert_eq!(std::mem::size_of::<Name>(), 8);
+        assert!(std::mem::size_of::<super::AllocationRow>() <= 176);
+    }
+
+    proptest! {
+        /// Shared or not, names compare and hash as their texts do.
+        #[test]
+        fn names_order_and_hash_as_text(a in ".{0,12}", b in ".{0,12}") {
+            let (x, y) = (Name::from(a.as_str()), Name::from(b.as_str()));
+            prop_assert_eq!(x.cmp(&y), a.cmp(&b));
+            prop_assert_eq!(x == y, a == b);
+            prop_assert_eq!(x.cmp(&x.clone()), std::cmp::Ordering::Equal);
+            let state = RandomState::new();
+            prop_assert_eq!(state.hash_one(&x), state.hash_one(a.as_str()));
         }
     }
 }

@@ -16,7 +16,7 @@ use tally::formats::csv::{Record, Tokenizer};
 use tally::formats::focus::{
     self, read_focus, write_focus, CostColumn, WriteOptions, WRITE_COLUMNS,
 };
-use tally::model::{AllocationRow, CostLine, EntityLevel, Source};
+use tally::model::{AllocationRow, CostLine, EntityLevel, Name, RowSource, Source};
 use tally::time::Timestamp;
 
 fn d(s: &str) -> Decimal {
@@ -274,14 +274,14 @@ fn row(
         bucket_start: t("2026-04-01"),
         bucket_end: t("2026-05-01"),
         partial_bucket: false,
-        org_id: l.org_id.clone(),
+        org_id: l.org_id.as_str().into(),
         owner_id: owner.into(),
         level: EntityLevel::Principal,
-        environment_id: l.environment_id.clone(),
-        resource_id: l.resource_id.clone(),
-        product: l.product.clone(),
-        line_type: l.line_type.clone(),
-        unit: l.unit.clone(),
+        environment_id: l.environment_id.as_str().into(),
+        resource_id: l.resource_id.as_str().into(),
+        product: l.product.as_str().into(),
+        line_type: l.line_type.as_str().into(),
+        unit: l.unit.as_str().into(),
         chargeback_cost: d(cost),
         original_amount: l.amount,
         usage_share: d(share),
@@ -289,7 +289,7 @@ fn row(
         method: method.into(),
         chain_step: 0,
         reason: reason.into(),
-        source: l.source.clone(),
+        source: (&l.source).into(),
     }
 }
 
@@ -533,7 +533,7 @@ fn writer_treats_each_cluster_product_of_warpstream_as_one_origin_per_level() {
     let mut rows = ws.rows.clone();
     rows.extend(ws.rows.iter().map(|r| AllocationRow {
         level: EntityLevel::Principal,
-        owner_id: format!("team-of-{}", r.owner_id),
+        owner_id: format!("team-of-{}", r.owner_id).into(),
         ..r.clone()
     }));
     let csv = write_focus(&rows, &ws.cost_lines, &WriteOptions::default()).unwrap();
@@ -597,12 +597,12 @@ fn writer_takes_each_origins_remainder_out_of_the_buckets_unallocated_row() {
         "unallocated",
         "credit+no_usage",
     );
-    pool.resource_id.clear();
-    pool.environment_id.clear();
-    pool.product.clear();
-    pool.line_type.clear();
+    pool.resource_id = Name::default();
+    pool.environment_id = Name::default();
+    pool.product = Name::default();
+    pool.line_type = Name::default();
     pool.original_amount = d("-1.50");
-    pool.source = Source {
+    pool.source = RowSource {
         file: "bill.csv".into(),
         line: 0,
     };
@@ -730,10 +730,10 @@ fn written_focus_passes_the_finops_foundation_validator() {
     // And the engine's per-bucket unallocated row (no resource, no line type).
     let mut pool = rows[0].clone();
     pool.owner_id = "unallocated".into();
-    pool.resource_id.clear();
-    pool.environment_id.clear();
-    pool.product.clear();
-    pool.line_type.clear();
+    pool.resource_id = Name::default();
+    pool.environment_id = Name::default();
+    pool.product = Name::default();
+    pool.line_type = Name::default();
     pool.chargeback_cost = d("-1.25");
     pool.original_amount = d("-1.25");
     pool.method = "unallocated".into();

@@ -488,7 +488,7 @@ fn writer_filters_entity_kind_min_total_and_max_entities() {
 
 #[test]
 fn writer_apportions_quantity_from_cost_lines_across_buckets() {
-    use tally::model::{AllocationRow, CostLine, Source};
+    use tally::model::{AllocationRow, CostLine, RowSource, Source};
     use tally::time::Timestamp;
     let t = |s: &str| Timestamp::parse(s).unwrap();
     let line = CostLine {
@@ -532,7 +532,7 @@ fn writer_apportions_quantity_from_cost_lines_across_buckets() {
         method: "usage_ratio".into(),
         chain_step: 0,
         reason: "usage_found".into(),
-        source: Source {
+        source: RowSource {
             file: "bill.json".into(),
             line: 7,
         },
@@ -627,7 +627,7 @@ mod never_panics {
 
 #[test]
 fn writer_puts_a_clusters_unallocated_remainder_back_into_the_cluster() {
-    use tally::model::{AllocationRow, CostLine, Source};
+    use tally::model::{AllocationRow, CostLine, Name, Source};
     use tally::time::Timestamp;
     let t = |s: &str| Timestamp::parse(s).unwrap();
     let line = CostLine {
@@ -656,7 +656,7 @@ fn writer_puts_a_clusters_unallocated_remainder_back_into_the_cluster() {
         bucket_start: t("2026-05-01"),
         bucket_end: t("2026-06-01"),
         partial_bucket: false,
-        org_id: String::new(),
+        org_id: Name::default(),
         owner_id: owner.into(),
         level: EntityLevel::Topic,
         environment_id: "wi_x".into(),
@@ -671,17 +671,17 @@ fn writer_puts_a_clusters_unallocated_remainder_back_into_the_cluster() {
         method: "lifetime".into(),
         chain_step: 0,
         reason: "usage_found".into(),
-        source: line.source.clone(),
+        source: (&line.source).into(),
     };
     // The engine's one unallocated row for the bucket: 0.50 of this line that
     // found no topic, plus a -5.00 credit.
     let pool = AllocationRow {
         owner_id: "unallocated".into(),
         level: EntityLevel::Principal,
-        environment_id: String::new(),
-        resource_id: String::new(),
-        product: String::new(),
-        line_type: String::new(),
+        environment_id: Name::default(),
+        resource_id: Name::default(),
+        product: Name::default(),
+        line_type: Name::default(),
         chargeback_cost: d("-4.50"),
         original_amount: d("-4.50"),
         method: "unallocated".into(),

@@ -109,7 +109,7 @@ fn bom_crlf_and_quoted_commas_are_read() {
     let got: Vec<(String, String)> = report
         .rows
         .iter()
-        .map(|r| (r.owner_id.clone(), r.chargeback_cost.to_string()))
+        .map(|r| (r.owner_id.to_string(), r.chargeback_cost.to_string()))
         .collect();
     assert_eq!(
         got,

@@ -167,7 +167,7 @@ proptest! {
         }
         let mut per_line: BTreeMap<(String, String, String), (Decimal, Decimal)> = BTreeMap::new();
         for r in report.rows.iter().filter(|r| r.owner_id != "unallocated") {
-            let slot = per_line.entry((r.bucket_start.to_string(), r.line_type.clone(), r.resource_id.clone())).or_default();
+            let slot = per_line.entry((r.bucket_start.to_string(), r.line_type.to_string(), r.resource_id.to_string())).or_default();
             slot.0 += r.chargeback_cost;
             slot.1 = r.original_amount;
         }

@@ -255,7 +255,7 @@ chain = [{ method = "fixed", shares = { "team-a" = 75, "team-b" = 25 } }]
     let got: Vec<(String, String)> = report
         .rows
         .iter()
-        .map(|r| (r.owner_id.clone(), r.chargeback_cost.to_string()))
+        .map(|r| (r.owner_id.to_string(), r.chargeback_cost.to_string()))
         .collect();
     assert_eq!(
         got,

@@ -73,7 +73,7 @@ fn topic_level_splits_the_same_bill_over_topics() {
         .rows
         .iter()
         .filter(|r| r.line_type == "KafkaNetworkWrite")
-        .map(|r| (r.owner_id.clone(), r.chargeback_cost.to_string()))
+        .map(|r| (r.owner_id.to_string(), r.chargeback_cost.to_string()))
         .collect();
     assert_eq!(
         write,

@@ -27,10 +27,10 @@ fn allocates_to_topics_by_lifetime_write_bytes_and_storage() {
         .iter()
         .map(|r| {
             (
-                r.line_type.clone(),
-                r.owner_id.clone(),
+                r.line_type.to_string(),
+                r.owner_id.to_string(),
                 r.chargeback_cost.to_string(),
-                r.method.clone(),
+                r.method.to_string(),
             )
         })
         .collect();
@@ -63,7 +63,7 @@ fn written_back_as_warpstream_chargebacks_with_the_same_totals() {
     assert!(back.rejected.is_empty(), "{:?}", back.rejected);
     let mut totals: BTreeMap<String, Decimal> = BTreeMap::new();
     for row in &back.rows {
-        *totals.entry(row.owner_id.clone()).or_default() += row.chargeback_cost;
+        *totals.entry(row.owner_id.to_string()).or_default() += row.chargeback_cost;
     }
     assert_eq!(
         totals.get("orders").map(ToString::to_string).as_deref(),

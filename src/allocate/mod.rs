@@ -28,16 +28,22 @@
 //! parts of each line sum exactly to it and nothing depends on input order. Per
 //! bucket the sum of `chargeback_cost` is checked against the bucket's bill total
 //! (an [`Error::Reconciliation`] otherwise). Zero rows are dropped.
+//!
+//! Rows name their owner, resource, product, ... with shared
+//! [`crate::model::Name`]s: each interned string becomes a `Name` once, on first
+//! use, and a row clones pointers, so making and dropping rows allocates and
+//! frees nothing per row.
 
 pub mod rules;
 pub mod store;
 
 use crate::error::Error;
-use crate::model::{AllocationRow, EntityLevel, Source};
+use crate::model::{AllocationRow, EntityLevel, Name, RowSource};
 use crate::money::{apportion, checked_sum, round, rounded_ratio};
 use crate::time::{Granularity, Timestamp};
 use rules::{Component, Rules, Step};
 use rust_decimal::Decimal;
+use std::cell::{OnceCell, RefCell};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use store::HashMap;
@@ -98,8 +104,82 @@ fn metric_value(values: &[(Sym, Decimal)], metric: Sym) -> Option<Decimal> {
     values.iter().find(|(m, _)| *m == metric).map(|(_, v)| *v)
 }
 
-/// (org, bucket) → line identity → (amount, first source).
-type BucketLines = HashMap<(Sym, Timestamp), HashMap<LineKey, (Decimal, Source)>>;
+/// (org, bucket) → line identity → (amount, first source's file and line).
+type BucketLines = HashMap<(Sym, Timestamp), HashMap<LineKey, (Decimal, Sym, u64)>>;
+
+/// The names rows are made of, as shared [`Name`]s: each interned string is
+/// made a `Name` once, on first use, and every row that names it clones a
+/// pointer (no allocation per row, nothing to free per row when it is dropped).
+struct Names<'s> {
+    strings: &'s store::Interner,
+    /// Each interned string's rank in name order ([`store::Interner::ranks`]).
+    ranks: Vec<u32>,
+    /// The interned strings' names, by rank (an [`Owner`] knows its rank).
+    shared: Vec<OnceCell<Name>>,
+    /// Names that are not interned strings: method names, reason codes, the
+    /// unallocated row's fixed values, owners named by the rules.
+    other: RefCell<HashMap<String, Name>>,
+}
+
+impl<'s> Names<'s> {
+    fn new(strings: &'s store::Interner) -> Self {
+        Names {
+            strings,
+            ranks: strings.ranks(),
+            shared: (0..strings.len()).map(|_| OnceCell::new()).collect(),
+            other: RefCell::default(),
+        }
+    }
+
+    /// The rank of interned string `id` ([`NOT_INTERNED`] for an unknown id).
+    fn rank(&self, id: Sym) -> u32 {
+        usize::try_from(id)
+            .ok()
+            .and_then(|i| self.ranks.get(i))
+            .copied()
+            .unwrap_or(NOT_INTERNED)
+    }
+
+    /// The name of the interned string `id`.
+    fn of(&self, id: Sym) -> Name {
+        self.ranked(self.rank(id), self.strings.name(id))
+    }
+
+    /// The name of an owner.
+    fn owner(&self, owner: &Owner<'_>) -> Name {
+        self.ranked(owner.rank, owner.name)
+    }
+
+    /// The name of `text`, whose rank among the interned strings is `rank`.
+    fn ranked(&self, rank: u32, text: &str) -> Name {
+        match usize::try_from(rank).ok().and_then(|r| self.shared.get(r)) {
+            Some(cell) => cell.get_or_init(|| Name::from(text)).clone(),
+            None => self.text(text),
+        }
+    }
+
+    /// The name of a string that is not interned (made once per distinct text).
+    fn text(&self, text: &str) -> Name {
+        // Never borrowed twice (no call re-enters); a fresh name if it were.
+        let Ok(mut other) = self.other.try_borrow_mut() else {
+            return Name::from(text);
+        };
+        if let Some(name) = other.get(text) {
+            return name.clone();
+        }
+        let name = Name::from(text);
+        other.insert(text.to_string(), name.clone());
+        name
+    }
+
+    /// The first source of an aggregate (a shared file name).
+    fn source(&self, file: Sym, line: u64) -> RowSource {
+        RowSource {
+            file: self.of(file),
+            line,
+        }
+    }
+}
 
 /// Usage of one level, indexed for the methods.
 #[derive(Debug, Default)]
@@ -158,7 +238,7 @@ impl UsageIndex {
 struct BucketLine {
     key: LineKey,
     amount: Decimal,
-    source: Source,
+    source: RowSource,
 }
 
 /// An owner in a split, ordered by name: through its rank among the interned
@@ -229,6 +309,8 @@ struct Ctx<'a> {
     bounds: (Timestamp, Timestamp, bool),
     /// Each interned string's rank in name order ([`store::Interner::ranks`]).
     ranks: &'a [u32],
+    /// The names rows are made of.
+    names: &'a Names<'a>,
     totals: BTreeMap<Owner<'a>, Decimal>,
 }
 
@@ -257,8 +339,8 @@ pub fn allocate(store: &Store, settings: Settings<'_>) -> Result<Allocation, Err
     };
     let mut result = Allocation::default();
     let by_bucket = split_lines(store, settings, &principal, &mut result)?;
-    let ranks = store.strings.ranks();
-    for ((org, bucket), lines) in sorted_buckets(store, by_bucket) {
+    let names = Names::new(&store.strings);
+    for ((org, bucket), lines) in sorted_buckets(store, &names, by_bucket) {
         let mut ctx = Ctx {
             store,
             settings,
@@ -267,7 +349,8 @@ pub fn allocate(store: &Store, settings: Settings<'_>) -> Result<Allocation, Err
             org,
             bucket,
             bounds: bucket_bounds(store, bucket),
-            ranks: &ranks,
+            ranks: &names.ranks,
+            names: &names,
             totals: BTreeMap::new(),
         };
         let total = checked_sum(lines.iter().map(|l| l.amount), "a bucket's bill total")?;
@@ -278,7 +361,7 @@ pub fn allocate(store: &Store, settings: Settings<'_>) -> Result<Allocation, Err
     // Each bucket's rows are sorted as they are added, in bucket order, and the
     // already-allocated rows come in output order: only a mix of both needs a sort.
     let from_lines = !result.rows.is_empty();
-    add_allocated_rows(store, &mut result)?;
+    add_allocated_rows(store, &names, &mut result)?;
     if from_lines && !store.allocated.is_empty() {
         sort_rows(&mut result.rows);
     }
@@ -324,14 +407,18 @@ fn split_lines(
                 .entry((key.org, bucket))
                 .or_default()
                 .entry(*key)
-                .or_insert_with(|| (Decimal::ZERO, amount.source(&store.strings)));
+                .or_insert((Decimal::ZERO, amount.file, amount.line));
             slot.0 = slot
                 .0
                 .checked_add(part)
                 .ok_or_else(|| Error::overflow("merging lines"))?;
-            let source = amount.source(&store.strings);
-            if source < slot.1 {
-                slot.1 = source;
+            // The first source in (file name, line) order, compared without
+            // making either: ids first, as they mostly are the same file.
+            let s = &store.strings;
+            if (amount.file, amount.line) != (slot.1, slot.2)
+                && (s.name(amount.file), amount.line) < (s.name(slot.1), slot.2)
+            {
+                (slot.1, slot.2) = (amount.file, amount.line);
             }
         }
     }
@@ -392,6 +479,7 @@ fn inside_seconds(
 /// Buckets in a deterministic order (organization name, bucket start), lines sorted by names.
 fn sorted_buckets(
     store: &Store,
+    names: &Names<'_>,
     by_bucket: BucketLines,
 ) -> Vec<((Sym, Timestamp), Vec<BucketLine>)> {
     let s = &store.strings;
@@ -400,10 +488,10 @@ fn sorted_buckets(
         .map(|(k, lines)| {
             let mut lines: Vec<BucketLine> = lines
                 .into_iter()
-                .map(|(key, (amount, source))| BucketLine {
+                .map(|(key, (amount, file, line))| BucketLine {
                     key,
                     amount,
-                    source,
+                    source: names.source(file, line),
                 })
                 .collect();
             lines.sort_by(|a, b| line_names(s, &a.key).cmp(&line_names(s, &b.key)));
@@ -445,8 +533,8 @@ fn chain_for<'r>(
     }
 }
 
-/// An unallocated contribution: amount and reason.
-type Unallocated = Vec<(Decimal, String, Source)>;
+/// An unallocated contribution: amount, reason and source.
+type Unallocated = Vec<(Decimal, &'static str, RowSource)>;
 
 /// Allocates the lines of one bucket, ordinary lines first, then allocated-last
 /// ones, appending the bucket's rows to `rows` (no copy per bucket); returns its
@@ -515,7 +603,7 @@ fn allocate_line<'a>(
     let (chain, pinned) = chain_for(rules, s.name(line.key.product), s.name(line.key.line_type));
     let level = pinned.unwrap_or(ctx.settings.level);
     if line.amount.is_sign_negative() && ctx.settings.rules.credits_unallocated {
-        unallocated.push((line.amount, "credit".into(), line.source.clone()));
+        unallocated.push((line.amount, "credit", line.source.clone()));
         return Ok(());
     }
     let mut last_failure = "no_rule_step_applied";
@@ -526,7 +614,7 @@ fn allocate_line<'a>(
             } else {
                 last_failure
             };
-            unallocated.push((line.amount, reason.into(), line.source.clone()));
+            unallocated.push((line.amount, reason, line.source.clone()));
             return Ok(());
         }
         match run_step(ctx, line, level, step)? {
@@ -534,6 +622,8 @@ fn allocate_line<'a>(
             Outcome::Split(parts, success) => {
                 let reason = if index == 0 { success } else { last_failure };
                 let step_no = u32::try_from(index).unwrap_or(u32::MAX);
+                // Once per line, not per row: the row's fixed names.
+                let (method, reason) = (ctx.names.text(method_name(step)), ctx.names.text(reason));
                 for (owner, cost, share) in parts {
                     if cost.is_zero() {
                         continue;
@@ -546,19 +636,19 @@ fn allocate_line<'a>(
                         ctx,
                         line,
                         level,
-                        owner.name,
+                        ctx.names.owner(&owner),
                         cost,
                         share,
-                        method_name(step),
+                        &method,
                         step_no,
-                        reason,
+                        &reason,
                     ));
                 }
                 return Ok(());
             }
         }
     }
-    unallocated.push((line.amount, last_failure.into(), line.source.clone()));
+    unallocated.push((line.amount, last_failure, line.source.clone()));
     Ok(())
 }
 
@@ -585,34 +675,34 @@ fn make_row(
     ctx: &Ctx<'_>,
     line: &BucketLine,
     level: EntityLevel,
-    owner: &str,
+    owner: Name,
     cost: Decimal,
     share: Decimal,
-    method: &str,
+    method: &Name,
     chain_step: u32,
-    reason: &str,
+    reason: &Name,
 ) -> AllocationRow {
-    let s = &ctx.store.strings;
+    let n = ctx.names;
     let (start, end, partial) = ctx.bounds;
     AllocationRow {
         bucket_start: start,
         bucket_end: end,
         partial_bucket: partial,
-        org_id: s.name(line.key.org).to_string(),
-        owner_id: owner.to_string(),
+        org_id: n.of(line.key.org),
+        owner_id: owner,
         level,
-        environment_id: s.name(line.key.environment).to_string(),
-        resource_id: s.name(line.key.resource).to_string(),
-        product: s.name(line.key.product).to_string(),
-        line_type: s.name(line.key.line_type).to_string(),
-        unit: s.name(line.key.unit).to_string(),
+        environment_id: n.of(line.key.environment),
+        resource_id: n.of(line.key.resource),
+        product: n.of(line.key.product),
+        line_type: n.of(line.key.line_type),
+        unit: n.of(line.key.unit),
         chargeback_cost: cost,
         original_amount: line.amount,
         usage_share: share,
-        currency: s.name(line.key.currency).to_string(),
-        method: method.to_string(),
+        currency: n.of(line.key.currency),
+        method: method.clone(),
         chain_step,
-        reason: reason.to_string(),
+        reason: reason.clone(),
         source: line.source.clone(),
     }
 }
@@ -960,21 +1050,16 @@ fn push_bucket(
         });
     }
     if !unallocated_total.is_zero() {
-        let reasons: BTreeSet<&str> = unallocated.iter().map(|u| u.1.as_str()).collect();
+        let reasons: BTreeSet<&str> = unallocated.iter().map(|u| u.1).collect();
         let source = unallocated
             .iter()
-            .map(|u| u.2.clone())
+            .map(|u| &u.2)
             .min()
+            .cloned()
             .unwrap_or_default();
-        result.rows.push(unallocated_row(
-            start,
-            end,
-            partial,
-            &org,
-            unallocated_total,
-            &reasons,
-            source,
-        ));
+        result
+            .rows
+            .push(unallocated_row(ctx, unallocated_total, &reasons, source));
     }
     // Sorted per bucket (buckets come in output order), when not made sorted:
     // the same order as one stable sort of all rows, without its scratch copy
@@ -998,33 +1083,33 @@ fn push_bucket(
 
 /// The single unallocated row of a bucket.
 fn unallocated_row(
-    start: Timestamp,
-    end: Timestamp,
-    partial: bool,
-    org: &str,
+    ctx: &Ctx<'_>,
     amount: Decimal,
     reasons: &BTreeSet<&str>,
-    source: Source,
+    source: RowSource,
 ) -> AllocationRow {
+    let n = ctx.names;
+    let (start, end, partial) = ctx.bounds;
+    let (empty, usd, unallocated) = (n.text(""), n.text("USD"), n.text(UNALLOCATED));
     AllocationRow {
         bucket_start: start,
         bucket_end: end,
         partial_bucket: partial,
-        org_id: org.to_string(),
-        owner_id: UNALLOCATED.to_string(),
+        org_id: n.of(ctx.org),
+        owner_id: unallocated.clone(),
         level: EntityLevel::Principal,
-        environment_id: String::new(),
-        resource_id: String::new(),
-        product: String::new(),
-        line_type: String::new(),
-        unit: "USD".to_string(),
+        environment_id: empty.clone(),
+        resource_id: empty.clone(),
+        product: empty.clone(),
+        line_type: empty,
+        unit: usd.clone(),
         chargeback_cost: amount,
         original_amount: amount,
         usage_share: round(Decimal::ZERO, SHARE_DECIMALS),
-        currency: "USD".to_string(),
-        method: UNALLOCATED.to_string(),
+        currency: usd,
+        method: unallocated,
         chain_step: 0,
-        reason: reasons.iter().copied().collect::<Vec<_>>().join("+"),
+        reason: n.text(&reasons.iter().copied().collect::<Vec<_>>().join("+")),
         source,
     }
 }
@@ -1039,7 +1124,11 @@ struct ExportBucket {
 }
 
 /// Turns already-allocated input rows (exports) into rows and bucket totals.
-fn add_allocated_rows(store: &Store, result: &mut Allocation) -> Result<(), Error> {
+fn add_allocated_rows(
+    store: &Store,
+    names: &Names<'_>,
+    result: &mut Allocation,
+) -> Result<(), Error> {
     let s = &store.strings;
     // original_amount = the line's total over all its owners in the bucket.
     let mut line_totals: HashMap<(Sym, Timestamp, Sym, Sym, Sym), Decimal> = HashMap::default();
@@ -1052,14 +1141,7 @@ fn add_allocated_rows(store: &Store, result: &mut Allocation) -> Result<(), Erro
             .ok_or_else(|| Error::overflow("export totals"))?;
     }
     // In output order (by names, through integer ranks), so the final sort is a merge.
-    let ranks = s.ranks();
-    let rank = |id: Sym| {
-        usize::try_from(id)
-            .ok()
-            .and_then(|i| ranks.get(i))
-            .copied()
-            .unwrap_or(u32::MAX)
-    };
+    let rank = |id: Sym| names.rank(id);
     let unallocated_id = s.find(UNALLOCATED);
     let mut entries: Vec<(&store::AllocatedKey, &Amount)> = store.allocated.iter().collect();
     entries.sort_by_cached_key(|(k, _)| {
@@ -1137,22 +1219,22 @@ fn add_allocated_rows(store: &Store, result: &mut Allocation) -> Result<(), Erro
             bucket_start: start,
             bucket_end: end,
             partial_bucket: partial,
-            org_id: s.name(k.org).to_string(),
-            owner_id: s.name(k.owner).to_string(),
+            org_id: names.of(k.org),
+            owner_id: names.of(k.owner),
             level: k.level,
-            environment_id: s.name(k.environment).to_string(),
-            resource_id: s.name(k.resource).to_string(),
-            product: s.name(k.product).to_string(),
-            line_type: s.name(k.line_type).to_string(),
-            unit: s.name(k.unit).to_string(),
+            environment_id: names.of(k.environment),
+            resource_id: names.of(k.resource),
+            product: names.of(k.product),
+            line_type: names.of(k.line_type),
+            unit: names.of(k.unit),
             chargeback_cost: *amount,
             original_amount: original,
             usage_share: share,
-            currency: s.name(k.currency).to_string(),
-            method: s.name(k.method).to_string(),
+            currency: names.of(k.currency),
+            method: names.of(k.method),
             chain_step: k.chain_step,
-            reason: s.name(k.reason).to_string(),
-            source: a.source(s),
+            reason: names.of(k.reason),
+            source: names.source(a.file, a.line),
         });
     }
     for group in groups {

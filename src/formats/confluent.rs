@@ -15,7 +15,7 @@
 use super::csv::{ColumnMap, ColumnSpec, CsvReader, ParseRow, Record};
 use super::{parse_decimal, Sink, TimeCache};
 use crate::error::Error;
-use crate::model::{AllocatedRef, AllocationRow, EntityLevel, Source};
+use crate::model::{AllocatedRef, AllocationRow, EntityLevel, Name, RowSource};
 use crate::time::Timestamp;
 use crate::usage::push_csv_field;
 use rust_decimal::Decimal;
@@ -94,23 +94,23 @@ pub fn empty_row(file: &str) -> AllocationRow {
         bucket_start: Timestamp(0),
         bucket_end: Timestamp(0),
         partial_bucket: false,
-        org_id: String::new(),
-        owner_id: String::new(),
+        org_id: Name::default(),
+        owner_id: Name::default(),
         level: EntityLevel::Principal,
-        environment_id: String::new(),
-        resource_id: String::new(),
-        product: String::new(),
-        line_type: String::new(),
-        unit: String::new(),
+        environment_id: Name::default(),
+        resource_id: Name::default(),
+        product: Name::default(),
+        line_type: Name::default(),
+        unit: Name::default(),
         chargeback_cost: Decimal::ZERO,
         original_amount: Decimal::ZERO,
         usage_share: Decimal::ZERO,
-        currency: String::new(),
-        method: String::new(),
+        currency: Name::default(),
+        method: Name::default(),
         chain_step: 0,
-        reason: String::new(),
-        source: Source {
-            file: file.to_string(),
+        reason: Name::default(),
+        source: RowSource {
+            file: file.into(),
             line: 0,
         },
     }

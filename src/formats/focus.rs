@@ -75,7 +75,7 @@ use super::csv::{ColumnMap, ColumnSpec, CsvReader, ParseRow, Record};
 use super::{parse_decimal, parse_time, set, Sink};
 use crate::allocate::UNALLOCATED;
 use crate::error::Error;
-use crate::model::{AllocationRow, CostLine, EntityLevel, Source};
+use crate::model::{AllocationRow, CostLine, EntityLevel, Name, RowSource};
 use crate::money;
 use crate::time::{Granularity, Timestamp};
 use crate::usage::push_csv_field;
@@ -546,11 +546,11 @@ type OriginKey = (
     Timestamp,
     Timestamp,
     EntityLevel,
-    String,
-    String,
-    String,
-    String,
-    String,
+    Name,
+    Name,
+    Name,
+    Name,
+    Name,
 );
 
 fn json_tags(pairs: &[(&str, &str)]) -> String {
@@ -614,7 +614,7 @@ pub fn attribute_remainders(rows: &[AllocationRow]) -> Result<Remainders, Error>
     let is_pool = |r: &AllocationRow| {
         r.owner_id == UNALLOCATED && r.resource_id.is_empty() && r.line_type.is_empty()
     };
-    let mut pools: BTreeMap<(Timestamp, Timestamp, String), (Decimal, AllocationRow)> =
+    let mut pools: BTreeMap<(Timestamp, Timestamp, Name), (Decimal, AllocationRow)> =
         BTreeMap::new();
     for row in rows.iter().filter(|r| is_pool(r)) {
         let key = (row.bucket_start, row.bucket_end, row.org_id.clone());
@@ -635,7 +635,7 @@ pub fn attribute_remainders(rows: &[AllocationRow]) -> Result<Remainders, Error>
     }
     let mut out = Remainders::default();
     for ((bucket_start, bucket_end, ..), group) in origins {
-        let mut line_amounts: BTreeMap<&Source, Decimal> = BTreeMap::new();
+        let mut line_amounts: BTreeMap<&RowSource, Decimal> = BTreeMap::new();
         for r in &group {
             line_amounts.entry(&r.source).or_insert(r.original_amount);
         }
@@ -701,14 +701,17 @@ pub fn write_focus(
             money::MAX_SCALE
         )));
     }
-    let by_source: BTreeMap<&Source, &CostLine> = lines.iter().map(|l| (&l.source, l)).collect();
+    let by_source: BTreeMap<(&str, u64), &CostLine> = lines
+        .iter()
+        .map(|l| ((l.source.file.as_str(), l.source.line), l))
+        .collect();
     let by_key: BTreeMap<(&str, &str), &CostLine> = lines
         .iter()
         .map(|l| ((l.resource_id.as_str(), l.line_type.as_str()), l))
         .collect();
     let line_of = |row: &AllocationRow| -> Option<&CostLine> {
         by_source
-            .get(&row.source)
+            .get(&(row.source.file.as_str(), row.source.line))
             .filter(|l| l.resource_id == row.resource_id && l.line_type == row.line_type)
             .or_else(|| by_key.get(&(row.resource_id.as_str(), row.line_type.as_str())))
             .copied()

@@ -78,7 +78,7 @@
 use super::exact_json::{self, number, v, Kind, Value};
 use super::{Reader, Sink};
 use crate::error::Error;
-use crate::model::{AllocationRow, CostLine, EntityLevel, Source};
+use crate::model::{AllocationRow, CostLine, EntityLevel, RowSource, Source};
 use crate::time::Timestamp;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
@@ -732,23 +732,24 @@ fn derive_rows_and_lines(out: &mut Chargebacks, file: &str, org_id: &str) -> Res
                     bucket_start: out.date_from,
                     bucket_end: out.date_to,
                     partial_bucket: false,
-                    org_id: org_id.to_string(),
-                    owner_id: entity.name.clone(),
+                    org_id: org_id.into(),
+                    owner_id: entity.name.as_str().into(),
                     level: EntityLevel::Topic,
-                    environment_id: cluster.workspace_id.clone(),
-                    resource_id: cluster.virtual_cluster_id.clone(),
-                    product: product.clone(),
-                    line_type: c.product.clone(),
-                    unit: unit_of(&c.product).to_string(),
+                    environment_id: cluster.workspace_id.as_str().into(),
+                    resource_id: cluster.virtual_cluster_id.as_str().into(),
+                    product: product.as_str().into(),
+                    line_type: c.product.as_str().into(),
+                    unit: unit_of(&c.product).into(),
                     chargeback_cost: c.total,
                     original_amount: amount,
                     usage_share,
-                    currency: "USD".to_string(),
-                    method: method_of(&c.product, cluster.storage_attribution_method.as_deref()),
+                    currency: "USD".into(),
+                    method: method_of(&c.product, cluster.storage_attribution_method.as_deref())
+                        .into(),
                     chain_step: 0,
-                    reason: "allocated_by_warpstream".to_string(),
-                    source: Source {
-                        file: file.to_string(),
+                    reason: "allocated_by_warpstream".into(),
+                    source: RowSource {
+                        file: file.into(),
                         line: c.line,
                     },
                 });
@@ -933,7 +934,10 @@ pub fn write_chargebacks(
             )));
         }
     }
-    let by_source: BTreeMap<&Source, &CostLine> = lines.iter().map(|l| (&l.source, l)).collect();
+    let by_source: BTreeMap<(&str, u64), &CostLine> = lines
+        .iter()
+        .map(|l| ((l.source.file.as_str(), l.source.line), l))
+        .collect();
     let by_key: BTreeMap<(&str, &str), &CostLine> = lines
         .iter()
         .map(|l| ((l.resource_id.as_str(), l.line_type.as_str()), l))
@@ -962,20 +966,20 @@ pub fn write_chargebacks(
                 Some((a, b)) => (a.min(row.bucket_start), b.max(row.bucket_end)),
             });
         }
-        kinds.insert(row.resource_id.clone(), kind);
+        kinds.insert(row.resource_id.to_string(), kind);
         if row.line_type == "GiB minutes" {
             let m = match row.method.as_str() {
                 m @ ("write_bytes_times_retention" | "bytes_seconds_stored") => m,
                 _ if kind == "table" => "bytes_seconds_stored",
                 _ => "write_bytes_times_retention",
             };
-            storage.insert(row.resource_id.clone(), m.to_string());
+            storage.insert(row.resource_id.to_string(), m.to_string());
         }
-        if !products.contains(&row.line_type) {
-            products.push(row.line_type.clone());
+        if !products.iter().any(|p| *p == row.line_type) {
+            products.push(row.line_type.to_string());
         }
         let line = by_source
-            .get(&row.source)
+            .get(&(row.source.file.as_str(), row.source.line))
             .filter(|l| l.resource_id == row.resource_id && l.line_type == row.line_type)
             .or_else(|| by_key.get(&(row.resource_id.as_str(), row.line_type.as_str())))
             .copied();
@@ -994,18 +998,18 @@ pub fn write_chargebacks(
         let tenant = if row.org_id.is_empty() {
             options.default_tenant_id.clone()
         } else {
-            row.org_id.clone()
+            row.org_id.to_string()
         };
         let key = (
             tenant,
-            row.environment_id.clone(),
-            row.resource_id.clone(),
-            row.owner_id.clone(),
+            row.environment_id.to_string(),
+            row.resource_id.to_string(),
+            row.owner_id.to_string(),
         );
         let a = acc
             .entry(key)
             .or_default()
-            .entry(row.line_type.clone())
+            .entry(row.line_type.to_string())
             .or_default();
         a.total = add(a.total, row.chargeback_cost, "WarpStream entity total")?;
         a.quantity = add(a.quantity, quantity, "WarpStream entity quantity")?;

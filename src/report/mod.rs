@@ -366,7 +366,7 @@ fn team_summaries(
     for row in rows {
         if row.owner_id == UNALLOCATED {
             add(
-                unallocated.entry(row.org_id.clone()).or_default(),
+                unallocated.entry(row.org_id.to_string()).or_default(),
                 row.chargeback_cost,
             )?;
             continue;
