@@ -25,6 +25,19 @@ impl Name {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether both are the same shared copy (then their texts are equal; the
+    /// converse does not hold: equal texts may be separate copies).
+    pub fn same(&self, other: &Name) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// The shared copy's address: an identity to hash rows' names by without
+    /// reading their text. Equal addresses mean equal texts (not the converse),
+    /// so a map keyed by it must still merge equal texts.
+    pub fn addr(&self) -> usize {
+        Arc::as_ptr(&self.0).addr()
+    }
 }
 
 impl std::ops::Deref for Name {
@@ -73,7 +86,7 @@ impl std::fmt::Debug for Name {
 impl PartialEq for Name {
     fn eq(&self, other: &Self) -> bool {
         // Rows share their names: the same pointer is the common case.
-        Arc::ptr_eq(&self.0, &other.0) || self.as_str() == other.as_str()
+        self.same(other) || self.as_str() == other.as_str()
     }
 }
 
@@ -123,7 +136,7 @@ impl PartialOrd for Name {
 
 impl Ord for Name {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        if Arc::ptr_eq(&self.0, &other.0) {
+        if self.same(other) {
             return std::cmp::Ordering::Equal;
         }
         self.as_str().cmp(other.as_str())

@@ -22,7 +22,7 @@
 
 use crate::allocate::{Allocation, BucketTotal, UNALLOCATED};
 use crate::error::Error;
-use crate::model::{AllocationRow, CrosswalkEntry, EntityLevel, PatternOn};
+use crate::model::{AllocationRow, CrosswalkEntry, EntityLevel, Name, PatternOn};
 use crate::money::{apportion, checked_sum, round};
 use crate::session::FileSummary;
 use rust_decimal::Decimal;
@@ -356,13 +356,16 @@ fn team_summaries(
     crosswalk: &Crosswalk,
     settings: &ReportSettings<'_>,
 ) -> Result<(Vec<TeamSummary>, Vec<String>), Error> {
-    // First per owner (few) rather than per row (many), then per team.
-    let mut by_owner: HashMap<(&str, &str, EntityLevel), (Decimal, Decimal)> = HashMap::default();
+    // First per owner (few) rather than per row (many), then per team. Per
+    // row, owners are told apart by their shared names' addresses (two words
+    // to hash, no text to compare); then equal texts are merged.
+    type Totals<'r> = (&'r str, &'r str, Decimal, Decimal);
+    let mut by_addr: HashMap<(usize, usize, EntityLevel), Totals<'_>> = HashMap::default();
     let mut unallocated: BTreeMap<String, Decimal> = BTreeMap::new();
     // Rows come sorted by product and line type: `is_shared` (substring
     // searches, dearer than the rest of a row) is decided once per run of rows
     // with the same method, product and line type.
-    let mut last: Option<(&str, &str, &str, bool)> = None;
+    let mut last: Option<(&Name, &Name, &Name, bool)> = None;
     for row in rows {
         if row.owner_id == UNALLOCATED {
             add(
@@ -371,12 +374,14 @@ fn team_summaries(
             )?;
             continue;
         }
-        let slot = by_owner
-            .entry((&row.org_id, &row.owner_id, row.level))
-            .or_default();
+        let slot = by_addr
+            .entry((row.org_id.addr(), row.owner_id.addr(), row.level))
+            .or_insert((&row.org_id, &row.owner_id, Decimal::ZERO, Decimal::ZERO));
         let shared = match last {
             Some((method, product, line_type, shared))
-                if method == row.method && product == row.product && line_type == row.line_type =>
+                if *method == row.method
+                    && *product == row.product
+                    && *line_type == row.line_type =>
             {
                 shared
             }
@@ -387,9 +392,15 @@ fn team_summaries(
             }
         };
         add(
-            if shared { &mut slot.1 } else { &mut slot.0 },
+            if shared { &mut slot.3 } else { &mut slot.2 },
             row.chargeback_cost,
         )?;
+    }
+    let mut by_owner: HashMap<(&str, &str, EntityLevel), (Decimal, Decimal)> = HashMap::default();
+    for ((_, _, level), (org, owner, direct, shared)) in by_addr {
+        let slot = by_owner.entry((org, owner, level)).or_default();
+        add(&mut slot.0, direct)?;
+        add(&mut slot.1, shared)?;
     }
     let mut teams: BTreeMap<(String, String), TeamSummary> = BTreeMap::new();
     let mut owners: BTreeMap<(String, String), BTreeSet<&str>> = BTreeMap::new();
@@ -507,7 +518,8 @@ fn cluster_entities(
 ) -> Result<Vec<ClusterEntities>, Error> {
     type Entity<'r> = (&'r str, EntityLevel);
     type Cluster<'r> = (&'r str, &'r str);
-    type Items<'r> = BTreeMap<(&'r str, &'r str), Decimal>;
+    // An entity's line items: few, found by the rows' shared names first.
+    type Items<'r> = Vec<(&'r Name, &'r Name, Decimal)>;
     let shown = |row: &&AllocationRow| {
         row.owner_id != UNALLOCATED && filters.entity_kind.is_none_or(|k| k == row.level)
     };
@@ -515,26 +527,35 @@ fn cluster_entities(
     let mut cluster_ids: HashMap<Cluster<'_>, usize> = HashMap::default();
     let mut clusters: Vec<(Cluster<'_>, Vec<usize>)> = Vec::new();
     let mut entity_ids: HashMap<(usize, Entity<'_>), usize> = HashMap::default();
+    // In front of `entity_ids`: by the owner name's address (no text to hash
+    // or compare per row); a miss falls back to the text.
+    let mut entity_addrs: HashMap<(usize, usize, EntityLevel), usize> = HashMap::default();
     let mut entities: Vec<(Decimal, Entity<'_>)> = Vec::new();
     let mut row_entity: Vec<usize> = Vec::new();
-    let mut last: Option<(Cluster<'_>, usize)> = None;
+    let mut last: Option<(&Name, &Name, usize)> = None;
     for row in rows.iter().filter(shown) {
-        let key = (row.org_id.as_str(), row.resource_id.as_str());
         let cluster = match last {
-            Some((k, c)) if k == key => c,
+            Some((org, resource, c)) if *org == row.org_id && *resource == row.resource_id => c,
             _ => {
+                let key = (row.org_id.as_str(), row.resource_id.as_str());
                 let next = clusters.len();
                 let c = *cluster_ids.entry(key).or_insert(next);
                 if c == next {
                     clusters.push((key, Vec::new()));
                 }
-                last = Some((key, c));
+                last = Some((&row.org_id, &row.resource_id, c));
                 c
             }
         };
-        let entity = (row.owner_id.as_str(), row.level);
         let next = entities.len();
-        let id = *entity_ids.entry((cluster, entity)).or_insert(next);
+        let id = *entity_addrs
+            .entry((cluster, row.owner_id.addr(), row.level))
+            .or_insert_with(|| {
+                *entity_ids
+                    .entry((cluster, (row.owner_id.as_str(), row.level)))
+                    .or_insert(next)
+            });
+        let entity = (row.owner_id.as_str(), row.level);
         if id == next {
             entities.push((Decimal::ZERO, entity));
             if let Some((_, members)) = clusters.get_mut(cluster) {
@@ -587,10 +608,24 @@ fn cluster_entities(
     // Pass 2: line-item breakdown of the picked entities only.
     for (row, id) in rows.iter().filter(shown).zip(&row_entity) {
         if let Some(Some(items)) = items.get_mut(*id) {
-            add(
-                items.entry((&row.product, &row.line_type)).or_default(),
-                row.chargeback_cost,
-            )?;
+            let found = items
+                .iter()
+                .position(|(p, l, _)| p.same(&row.product) && l.same(&row.line_type))
+                .or_else(|| {
+                    items
+                        .iter()
+                        .position(|(p, l, _)| **p == row.product && **l == row.line_type)
+                });
+            let slot = match found {
+                Some(i) => i,
+                None => {
+                    items.push((&row.product, &row.line_type, Decimal::ZERO));
+                    items.len() - 1
+                }
+            };
+            if let Some((_, _, total)) = items.get_mut(slot) {
+                add(total, row.chargeback_cost)?;
+            }
         }
     }
     let mut out = Vec::with_capacity(picked.len());
@@ -600,12 +635,12 @@ fn cluster_entities(
             let Some(&(total, (name, level))) = entities.get(id) else {
                 continue;
             };
-            let chargebacks = items
-                .get_mut(id)
-                .and_then(Option::take)
-                .unwrap_or_default()
+            // Items are distinct by text: ordered by it.
+            let mut picked_items = items.get_mut(id).and_then(Option::take).unwrap_or_default();
+            picked_items.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+            let chargebacks = picked_items
                 .into_iter()
-                .map(|((product, line_type), total)| EntityCharge {
+                .map(|(product, line_type, total)| EntityCharge {
                     product: product.to_string(),
                     line_type: line_type.to_string(),
                     total,
