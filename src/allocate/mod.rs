@@ -1146,32 +1146,29 @@ fn add_allocated_rows(
     let entries: Vec<(&store::AllocatedKey, &Amount)> = store.allocated.iter().collect();
     let buckets = distinct_sorted(entries.iter().map(|(k, _)| k.bucket));
     let steps = distinct_sorted(entries.iter().map(|(k, _)| k.chain_step));
-    // The sort key's columns, in order (each an integer that orders as the field).
-    let mut columns: Vec<Vec<u32>> = (0..EXPORT_KEY_COLUMNS)
-        .map(|_| Vec::with_capacity(entries.len()))
+    // The sort key, field by field (each an integer that orders as the field).
+    let keys: Vec<[u32; EXPORT_KEY_COLUMNS]> = entries
+        .iter()
+        .map(|(k, _)| {
+            [
+                rank(k.org),
+                position(&buckets, &k.bucket),
+                u32::from(Some(k.owner) == unallocated_id),
+                rank(k.product),
+                rank(k.line_type),
+                rank(k.resource),
+                rank(k.environment),
+                rank(k.owner),
+                rank(k.method),
+                k.level as u32,
+                rank(k.unit),
+                rank(k.currency),
+                position(&steps, &k.chain_step),
+                rank(k.reason),
+            ]
+        })
         .collect();
-    for (k, _) in &entries {
-        let key = [
-            rank(k.org),
-            position(&buckets, &k.bucket),
-            u32::from(Some(k.owner) == unallocated_id),
-            rank(k.product),
-            rank(k.line_type),
-            rank(k.resource),
-            rank(k.environment),
-            rank(k.owner),
-            rank(k.method),
-            k.level as u32,
-            rank(k.unit),
-            rank(k.currency),
-            position(&steps, &k.chain_step),
-            rank(k.reason),
-        ];
-        for (column, value) in columns.iter_mut().zip(key) {
-            column.push(value);
-        }
-    }
-    let order = order_by_columns(&columns, entries.len());
+    let order = order_keys(&keys);
     let entries = order.into_iter().filter_map(|i| entries.get(i).copied());
     let unallocated = unallocated_id;
     // Entries come grouped by (org, bucket), in output order: one total per
@@ -1281,71 +1278,78 @@ fn position<T: Ord>(sorted: &[T], value: &T) -> u32 {
     u32::try_from(sorted.binary_search(value).unwrap_or(0)).unwrap_or(u32::MAX)
 }
 
-/// The permutation that sorts keys, given column by column, lexicographically
-/// (keys distinct, so any sort gives the same order).
+/// The permutation that sorts `keys` (distinct, so any sort gives the same order).
 ///
 /// Each column is replaced by its dense rank among the values it takes, which
-/// orders the same and needs few bits (one organization, a few products, thousands
-/// of owners); when the columns fit in 128 bits together, the sort compares one
-/// packed integer per key instead of up to 14 columns.
-fn order_by_columns(columns: &[Vec<u32>], len: usize) -> Vec<usize> {
-    let mut packed: Vec<(u128, usize)> = (0..len).map(|i| (0, i)).collect();
-    let mut width = 0u32;
-    for column in columns {
-        let Some((dense, bits)) = dense_ranks(column, len) else {
-            return order_by_comparing(columns, len);
-        };
-        width += bits;
-        if width > u128::BITS {
-            return order_by_comparing(columns, len);
+/// orders the same and needs few bits (one organization, a few products,
+/// thousands of owners; a column with one value needs none); when the columns
+/// fit in 128 bits together, the sort compares one packed integer per key
+/// instead of up to 14 columns.
+fn order_keys<const N: usize>(keys: &[[u32; N]]) -> Vec<usize> {
+    let Some(columns) = dense_columns(keys) else {
+        return order_by_comparing(keys);
+    };
+    let mut packed: Vec<(u128, usize)> = Vec::with_capacity(keys.len());
+    for (i, key) in keys.iter().enumerate() {
+        let mut bits = 0u128;
+        for (value, (ranks, width)) in key.iter().zip(&columns) {
+            if *width > 0 {
+                let rank = usize::try_from(*value)
+                    .ok()
+                    .and_then(|v| ranks.get(v))
+                    .copied()
+                    .unwrap_or(0);
+                bits = (bits << *width) | u128::from(rank);
+            }
         }
-        for ((key, _), value) in packed.iter_mut().zip(column) {
-            let rank = usize::try_from(*value)
-                .ok()
-                .and_then(|v| dense.get(v))
-                .copied()
-                .unwrap_or(0);
-            *key = (*key << bits) | u128::from(rank);
-        }
+        packed.push((bits, i));
     }
     packed.sort_unstable_by_key(|p| p.0);
     packed.into_iter().map(|p| p.1).collect()
 }
 
-/// Each value's rank among the distinct values of `column` (indexed by value),
-/// and the bits the ranks need; `None` when the values are too large to index
-/// (more than a few per key: then the columns are compared as they are).
-fn dense_ranks(column: &[u32], len: usize) -> Option<(Vec<u32>, u32)> {
-    let max = usize::try_from(column.iter().copied().max().unwrap_or(0)).ok()?;
-    if max > len.saturating_mul(4).saturating_add(1 << 16) {
-        return None;
+/// Per column: each value's rank among the column's distinct values (indexed
+/// by value) and the bits those ranks need; `None` when the columns need more
+/// than 128 bits, or a value is too large to index.
+fn dense_columns<const N: usize>(keys: &[[u32; N]]) -> Option<Vec<(Vec<u32>, u32)>> {
+    let limit = keys.len().saturating_mul(4).saturating_add(1 << 16);
+    let mut columns: Vec<(Vec<u32>, u32)> = Vec::with_capacity(N);
+    for c in 0..N {
+        let max = keys
+            .iter()
+            .filter_map(|k| k.get(c))
+            .max()
+            .map_or(Some(0), |m| usize::try_from(*m).ok())?;
+        if max > limit {
+            return None;
+        }
+        columns.push((vec![0u32; max + 1], 0));
     }
-    let mut ranks = vec![0u32; max + 1];
-    for value in column {
-        if let Some(seen) = usize::try_from(*value).ok().and_then(|v| ranks.get_mut(v)) {
-            *seen = 1;
+    for key in keys {
+        for (value, (ranks, _)) in key.iter().zip(&mut columns) {
+            if let Some(seen) = usize::try_from(*value).ok().and_then(|v| ranks.get_mut(v)) {
+                *seen = 1;
+            }
         }
     }
-    let mut distinct = 0u32;
-    for slot in &mut ranks {
-        let seen = *slot;
-        *slot = distinct;
-        distinct += seen;
+    let mut total = 0u32;
+    for (ranks, width) in &mut columns {
+        let mut distinct = 0u32;
+        for slot in ranks.iter_mut() {
+            let seen = *slot;
+            *slot = distinct;
+            distinct += seen;
+        }
+        *width = u32::BITS - distinct.saturating_sub(1).leading_zeros();
+        total += *width;
     }
-    let bits = u32::BITS - distinct.saturating_sub(1).leading_zeros();
-    Some((ranks, bits))
+    (total <= u128::BITS).then_some(columns)
 }
 
-/// [`order_by_columns`] by comparing the columns themselves.
-fn order_by_comparing(columns: &[Vec<u32>], len: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..len).collect();
-    order.sort_unstable_by(|a, b| {
-        columns
-            .iter()
-            .map(|c| c.get(*a).cmp(&c.get(*b)))
-            .find(|o| o.is_ne())
-            .unwrap_or(Ordering::Equal)
-    });
+/// [`order_keys`] by comparing the keys themselves.
+fn order_by_comparing<const N: usize>(keys: &[[u32; N]]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..keys.len()).collect();
+    order.sort_unstable_by(|a, b| keys.get(*a).cmp(&keys.get(*b)));
     order
 }
 
@@ -1385,27 +1389,25 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// Keys of up to 14 columns, distinct, from a small or a wide range of values.
-    fn keys() -> impl Strategy<Value = Vec<Vec<u32>>> {
-        prop_oneof![Just(3u32), Just(5000), Just(u32::MAX)].prop_flat_map(|top| {
-            proptest::collection::vec(proptest::collection::vec(0..=top, 14), 0..60)
+    /// Keys of 14 columns, distinct, from a small or a wide range of values.
+    fn keys() -> impl Strategy<Value = Vec<[u32; 14]>> {
+        prop_oneof![Just(0u32), Just(3), Just(5000), Just(u32::MAX)].prop_flat_map(|top| {
+            proptest::collection::vec(proptest::array::uniform14(0..=top), 0..60)
         })
     }
 
     proptest! {
         /// Packed or compared, the order is the keys' lexicographic order.
         #[test]
-        fn order_by_columns_sorts_keys(mut keys in keys()) {
+        fn order_keys_sorts_keys(mut keys in keys()) {
             keys.sort();
             keys.dedup();
             let mut shuffled = keys.clone();
             shuffled.reverse();
             let third = shuffled.len() / 3;
             shuffled.rotate_left(third);
-            let columns: Vec<Vec<u32>> =
-                (0..14).map(|c| shuffled.iter().map(|k| k[c]).collect()).collect();
-            let order = order_by_columns(&columns, shuffled.len());
-            let sorted: Vec<Vec<u32>> = order.iter().map(|i| shuffled[*i].clone()).collect();
+            let order = order_keys(&shuffled);
+            let sorted: Vec<[u32; 14]> = order.iter().map(|i| shuffled[*i]).collect();
             prop_assert_eq!(sorted, keys);
         }
     }
