@@ -798,6 +798,18 @@ fn bucket_usage<'a>(
         .get(&(line.key.org, ctx.bucket, line.key.resource))
 }
 
+/// The ids of the metrics that were seen (one that never was weighs nothing).
+fn metric_ids(names: &store::Interner, metrics: &[String]) -> Vec<Sym> {
+    metrics.iter().filter_map(|m| names.find(m)).collect()
+}
+
+/// The sum of an entity's values of the metrics `ids`.
+fn metric_sum(values: &[(Sym, Decimal)], ids: &[Sym]) -> Decimal {
+    ids.iter()
+        .filter_map(|m| metric_value(values, *m))
+        .fold(Decimal::ZERO, |acc, v| acc.saturating_add(v))
+}
+
 /// Sum of `metrics` per entity.
 fn usage_weights<'a>(
     ctx: &Ctx<'a>,
@@ -805,20 +817,13 @@ fn usage_weights<'a>(
     level: EntityLevel,
     metrics: &[String],
 ) -> Vec<(Owner<'a>, Decimal)> {
-    let names: &'a store::Interner = &ctx.store.strings;
-    let ids: Vec<Sym> = metrics.iter().filter_map(|m| names.find(m)).collect();
+    let ids = metric_ids(&ctx.store.strings, metrics);
     let Some(entities) = bucket_usage(ctx, line, level) else {
         return Vec::new();
     };
     entities
         .iter()
-        .map(|(entity, values)| {
-            let sum = ids
-                .iter()
-                .filter_map(|m| metric_value(values, *m))
-                .fold(Decimal::ZERO, |acc, v| acc.saturating_add(v));
-            (ctx.owner(*entity), sum)
-        })
+        .map(|(entity, values)| (ctx.owner(*entity), metric_sum(values, &ids)))
         .collect()
 }
 
@@ -886,6 +891,11 @@ fn owner_of_record<'a>(ctx: &Ctx<'a>, line: &BucketLine) -> Option<Owner<'a>> {
 /// A weighted mix: the amount is first split over the components by their
 /// weights, then each component's part over its own weights; parts are summed
 /// per entity. Fails when there is no active entity or a usage component has no usage.
+///
+/// Every component splits over the same entities, those active on the line's
+/// resource in the bucket (a usage component weighs each of them, zero when it
+/// has none of the metrics), sorted once: each component's parts come back in
+/// that order, so they are summed by index, not through a map per owner.
 fn weighted<'a>(
     ctx: &Ctx<'a>,
     line: &BucketLine,
@@ -893,32 +903,38 @@ fn weighted<'a>(
     components: &[Component],
 ) -> Result<Outcome<'a>, Error> {
     let precision = ctx.settings.precision;
-    let active = active_entities(ctx, line, level);
-    if active.is_empty() {
+    let Some(entities) = bucket_usage(ctx, line, level).filter(|e| !e.is_empty()) else {
         return Ok(Outcome::Fail("no_active_principals"));
-    }
+    };
+    let mut active: Vec<(Owner<'a>, &'a [(Sym, Decimal)])> = entities
+        .iter()
+        .map(|(entity, values)| (ctx.owner(*entity), values.as_slice()))
+        .collect();
+    active.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let by_component = components.iter().enumerate().map(|(i, c)| (i, c.weight));
     let Some(component_amounts) = apportion(line.amount, by_component, precision)? else {
         return Ok(Outcome::Fail("no_weights"));
     };
-    let mut costs: BTreeMap<Owner<'a>, (Decimal, Decimal)> = BTreeMap::new();
+    let names = &ctx.store.strings;
+    let mut costs = vec![(Decimal::ZERO, Decimal::ZERO); active.len()];
+    let mut weights: Vec<Decimal> = Vec::with_capacity(active.len());
     for ((_, part), component) in component_amounts.into_iter().zip(components) {
-        let weights = if component.even {
-            even(active.clone())
+        weights.clear();
+        if component.even {
+            weights.resize(active.len(), Decimal::ONE);
         } else {
-            usage_weights(ctx, line, level, &component.metrics)
-        };
-        let total = checked_sum(weights.iter().map(|w| w.1), "weights")?;
-        let Some(parts) = apportion(part, weights.iter().copied(), precision)? else {
+            let ids = metric_ids(names, &component.metrics);
+            weights.extend(active.iter().map(|(_, values)| metric_sum(values, &ids)));
+        }
+        let total = checked_sum(weights.iter().copied(), "weights")?;
+        let owners = active.iter().map(|(owner, _)| *owner);
+        let Some(parts) = apportion(part, owners.zip(weights.iter().copied()), precision)? else {
             return Ok(Outcome::Fail("no_usage_found"));
         };
-        let by_owner: BTreeMap<Owner<'_>, Decimal> = weights.into_iter().collect();
-        for (owner, cost) in parts {
-            let weight = by_owner.get(&owner).copied().unwrap_or_default();
-            let owner_share = share(weight, total)?
+        for ((slot, (_, cost)), weight) in costs.iter_mut().zip(parts).zip(&weights) {
+            let owner_share = share(*weight, total)?
                 .checked_mul(component.weight)
                 .unwrap_or_default();
-            let slot = costs.entry(owner).or_insert((Decimal::ZERO, Decimal::ZERO));
             slot.0 = slot
                 .0
                 .checked_add(cost)
@@ -930,9 +946,10 @@ fn weighted<'a>(
         }
     }
     Ok(Outcome::Split(
-        costs
+        active
             .into_iter()
-            .map(|(o, (c, s))| (o, c, round(s, SHARE_DECIMALS)))
+            .zip(costs)
+            .map(|((o, _), (c, s))| (o, c, round(s, SHARE_DECIMALS)))
             .collect(),
         "usage_found",
     ))

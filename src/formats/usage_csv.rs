@@ -149,12 +149,15 @@ fn parse_row(
     if value.is_sign_negative() && !value.is_zero() {
         return Err(Error::input(file, line, "value", "negative usage"));
     }
-    for (which, what) in [
-        (CLUSTER, "cluster"),
-        (PRINCIPAL, "principal"),
-        (METRIC, "metric"),
+    // Each column is read once (a read slices and trims the field): the
+    // required ones are checked, then copied.
+    let [cluster, principal, metric] = [CLUSTER, PRINCIPAL, METRIC].map(|c| cols.get(r, c));
+    for (text, what) in [
+        (cluster, "cluster"),
+        (principal, "principal"),
+        (metric, "metric"),
     ] {
-        if cols.get(r, which).is_empty() {
+        if text.is_empty() {
             return Err(Error::input(file, line, what, "empty; required"));
         }
     }
@@ -167,10 +170,10 @@ fn parse_row(
         &mut s.org_id,
         if row_org.is_empty() { org } else { row_org },
     );
-    set(&mut s.resource_id, cols.get(r, CLUSTER));
-    set(&mut s.principal, cols.get(r, PRINCIPAL));
+    set(&mut s.resource_id, cluster);
+    set(&mut s.principal, principal);
     set(&mut s.principal_source, cols.get(r, PRINCIPAL_SOURCE));
     set(&mut s.topic, cols.get(r, TOPIC));
-    set(&mut s.metric, cols.get(r, METRIC));
+    set(&mut s.metric, metric);
     Ok(())
 }
