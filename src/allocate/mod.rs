@@ -89,9 +89,14 @@ pub struct Allocation {
     pub rounding: Decimal,
 }
 
-/// Entity → (metric, value) pairs (few metrics per entity: a vector).
-/// Iteration order is irrelevant: every consumer orders entities by name.
-type EntityMetrics = HashMap<Sym, Vec<(Sym, Decimal)>>;
+/// Entity → (metric, value) pairs (few metrics per entity: a vector), sorted by
+/// the entity's name (its rank): every line of a bucket on the resource splits
+/// over these entities in name order, so they are sorted once here rather than
+/// once per line.
+type EntityMetrics = Vec<(Sym, Metrics)>;
+
+/// An entity's (metric, value) pairs.
+type Metrics = Vec<(Sym, Decimal)>;
 
 /// The value of `metric` among an entity's pairs.
 fn metric_value(values: &[(Sym, Decimal)], metric: Sym) -> Option<Decimal> {
@@ -113,9 +118,12 @@ struct UsageIndex {
 }
 
 impl UsageIndex {
-    fn build(store: &Store, level: EntityLevel) -> Result<UsageIndex, Error> {
+    /// The index of `level`'s usage; `ranks` orders the entities ([`store::Interner::ranks`]).
+    fn build(store: &Store, level: EntityLevel, ranks: &[u32]) -> Result<UsageIndex, Error> {
         let empty = store.strings.find("").unwrap_or(0);
         let mut index = UsageIndex::default();
+        let mut by_bucket: HashMap<(Sym, Timestamp, Sym), HashMap<Sym, Metrics>> =
+            HashMap::default();
         for (key, value) in &store.usage {
             let entity = match level {
                 EntityLevel::Principal => key.principal,
@@ -124,8 +132,7 @@ impl UsageIndex {
             if entity == empty || value.is_zero() {
                 continue;
             }
-            let metrics = index
-                .by_bucket
+            let metrics = by_bucket
                 .entry((key.org, key.bucket, key.resource))
                 .or_default()
                 .entry(entity)
@@ -149,6 +156,18 @@ impl UsageIndex {
                 .or_default()
                 .insert(key.bucket);
         }
+        let rank = |entity: Sym| {
+            let rank = usize::try_from(entity).ok().and_then(|i| ranks.get(i));
+            (rank.copied().unwrap_or(NOT_INTERNED), entity)
+        };
+        index.by_bucket = by_bucket
+            .into_iter()
+            .map(|(key, entities)| {
+                let mut entities: EntityMetrics = entities.into_iter().collect();
+                entities.sort_unstable_by_key(|(entity, _)| rank(*entity));
+                (key, entities)
+            })
+            .collect();
         Ok(index)
     }
 }
@@ -249,15 +268,15 @@ impl<'a> Ctx<'a> {
 
 /// Allocates everything in `store` (see the module docs).
 pub fn allocate(store: &Store, settings: Settings<'_>) -> Result<Allocation, Error> {
-    let principal = UsageIndex::build(store, EntityLevel::Principal)?;
+    let ranks = store.strings.ranks();
+    let principal = UsageIndex::build(store, EntityLevel::Principal, &ranks)?;
     let topic = if needs_topics(store, settings) {
-        UsageIndex::build(store, EntityLevel::Topic)?
+        UsageIndex::build(store, EntityLevel::Topic, &ranks)?
     } else {
         UsageIndex::default()
     };
     let mut result = Allocation::default();
     let by_bucket = split_lines(store, settings, &principal, &mut result)?;
-    let ranks = store.strings.ranks();
     for ((org, bucket), lines) in sorted_buckets(store, by_bucket) {
         let mut ctx = Ctx {
             store,
@@ -783,7 +802,7 @@ fn index<'c>(ctx: &'c Ctx<'_>, level: EntityLevel) -> &'c UsageIndex {
     }
 }
 
-/// Entities and their metric maps on the line's resource in the bucket.
+/// Entities and their metric maps on the line's resource in the bucket, in name order.
 fn bucket_usage<'a>(
     ctx: &Ctx<'a>,
     line: &BucketLine,
@@ -858,7 +877,7 @@ fn storage_weights<'a>(
 /// Entities with any usage on the resource in the bucket.
 fn active_entities<'a>(ctx: &Ctx<'a>, line: &BucketLine, level: EntityLevel) -> Vec<Owner<'a>> {
     bucket_usage(ctx, line, level)
-        .map(|e| e.keys().map(|k| ctx.owner(*k)).collect())
+        .map(|e| e.iter().map(|(k, _)| ctx.owner(*k)).collect())
         .unwrap_or_default()
 }
 
@@ -894,7 +913,7 @@ fn owner_of_record<'a>(ctx: &Ctx<'a>, line: &BucketLine) -> Option<Owner<'a>> {
 ///
 /// Every component splits over the same entities, those active on the line's
 /// resource in the bucket (a usage component weighs each of them, zero when it
-/// has none of the metrics), sorted once: each component's parts come back in
+/// has none of the metrics), in name order: each component's parts come back in
 /// that order, so they are summed by index, not through a map per owner.
 fn weighted<'a>(
     ctx: &Ctx<'a>,
@@ -906,11 +925,10 @@ fn weighted<'a>(
     let Some(entities) = bucket_usage(ctx, line, level).filter(|e| !e.is_empty()) else {
         return Ok(Outcome::Fail("no_active_principals"));
     };
-    let mut active: Vec<(Owner<'a>, &'a [(Sym, Decimal)])> = entities
+    let active: Vec<(Owner<'a>, &'a [(Sym, Decimal)])> = entities
         .iter()
         .map(|(entity, values)| (ctx.owner(*entity), values.as_slice()))
         .collect();
-    active.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let by_component = components.iter().enumerate().map(|(i, c)| (i, c.weight));
     let Some(component_amounts) = apportion(line.amount, by_component, precision)? else {
         return Ok(Outcome::Fail("no_weights"));
@@ -931,10 +949,23 @@ fn weighted<'a>(
         let Some(parts) = apportion(part, owners.zip(weights.iter().copied()), precision)? else {
             return Ok(Outcome::Fail("no_usage_found"));
         };
+        let component_share = |weight| {
+            Ok::<_, Error>(
+                share(weight, total)?
+                    .checked_mul(component.weight)
+                    .unwrap_or_default(),
+            )
+        };
+        // Even weights are all one: one share for every entity, divided once.
+        let even_share = match component.even {
+            true => Some(component_share(Decimal::ONE)?),
+            false => None,
+        };
         for ((slot, (_, cost)), weight) in costs.iter_mut().zip(parts).zip(&weights) {
-            let owner_share = share(*weight, total)?
-                .checked_mul(component.weight)
-                .unwrap_or_default();
+            let owner_share = match even_share {
+                Some(even) => even,
+                None => component_share(*weight)?,
+            };
             slot.0 = slot
                 .0
                 .checked_add(cost)
