@@ -8,6 +8,16 @@
 //! owners × buckets, not by the rows: the 1M-row phases stay near the footprint
 //! of their aggregates.
 //!
+//! The usage file is what tally's plugin writes for a fixed population: 5,000
+//! principals on 20 clusters of 25 topics each, half of them producing to one
+//! topic and consuming another, the other half consuming one (7,500
+//! (cluster, principal, topic, metric) series). The plugin flushes one row per
+//! series with traffic per interval, so a bigger file is the same series over
+//! finer intervals (a `bucket_seconds` dividing a day, the coarsest with room
+//! for the rows), not new keys: from 225,000 rows on every series has a row on
+//! every day, and the daily aggregates and output rows no longer depend on the
+//! number of rows. The bill has one line per cluster × day × line type (3,000).
+//!
 //! Each phase runs twice in the same process: serially (`--threads 1` of the
 //! command line), then with the big files cut into parts read on `--threads`
 //! cores (default: the cores available; see [`tally::session::parallel`]).
@@ -98,7 +108,8 @@ fn day(d: usize) -> String {
     format!("2026-04-{:02}", d + 1)
 }
 
-/// Writes lines produced by `line(i, &mut buf)` for i in 0..n, after `header`.
+/// Writes lines produced by `line(i, &mut buf)` for i in 0..n (none when it
+/// writes nothing), after `header`.
 fn write_csv(path: &Path, header: &str, n: usize, mut line: impl FnMut(usize, &mut String)) -> u64 {
     let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
     let mut buf = String::with_capacity(256);
@@ -145,29 +156,8 @@ fn generate(config: &Config) {
             let _ = writeln!(b, "sa-{i:05},team-{:02},CC-{:02}", i % TEAMS, i % TEAMS);
         },
     );
-    // Usage: principal × cluster × day × metric rows; bill: cluster × day × line type.
-    write_csv(
-        &config.dir.join("usage.csv"),
-        "version,bucket_start,bucket_end,cluster,principal,principal_source,topic,metric,value",
-        config.rows,
-        |i, b| {
-            let metric = if i % 2 == 0 {
-                "produced_bytes"
-            } else {
-                "consumed_bytes"
-            };
-            let _ = writeln!(
-                b,
-                "1,{d}T{h:02}:00:00Z,{d}T{h:02}:05:00Z,lkc-{:03},sa-{:05},sasl_plain,topic-{},{metric},{}",
-                (i / 5) % CLUSTERS,
-                (i / 3) % OWNERS,
-                i % 97,
-                1 + (i * 104_729) % 10_000_000,
-                d = days[(i / 13) % DAYS],
-                h = i % 24
-            );
-        },
-    );
+    write_usage(config);
+    // Bill: cluster × day × line type.
     let bill_rows = CLUSTERS * DAYS * LINE_TYPES.len();
     write_csv(
         &config.dir.join("bill.csv"),
@@ -186,6 +176,98 @@ fn generate(config: &Config) {
                 1000 + i,
                 10 + i % 500,
                 i % 100
+            );
+        },
+    );
+}
+
+/// Topics per cluster (`TOPICS` in all, topic `t` on cluster `t % CLUSTERS`).
+const TOPICS: usize = 500;
+/// Flush widths the generator picks from: the plugin's `bucket_seconds` must
+/// divide a day.
+const BUCKET_WIDTHS: [usize; 11] = [
+    86_400, 43_200, 21_600, 14_400, 7_200, 3_600, 1_800, 900, 600, 300, 60,
+];
+
+/// The usage series of the population, as the plugin would meter them:
+/// (cluster, principal, topic, metric). Principal `p` talks to cluster
+/// `p % CLUSTERS`; half of each cluster's principals produce to one of its
+/// topics and consume another (stream processors), the other half only consume.
+fn usage_series() -> Vec<(usize, usize, usize, &'static str)> {
+    let per_cluster = TOPICS / CLUSTERS;
+    let mut series = Vec::new();
+    for p in 0..OWNERS {
+        let cluster = p % CLUSTERS;
+        let topic = |j: usize| cluster + CLUSTERS * (j % per_cluster);
+        let k = p / CLUSTERS;
+        if k % 2 == 0 {
+            series.push((cluster, p, topic(k), "produced_bytes"));
+            series.push((cluster, p, topic(k + 7), "consumed_bytes"));
+        } else {
+            series.push((cluster, p, topic(k + 3), "consumed_bytes"));
+        }
+    }
+    series
+}
+
+/// `2026-04-01T00:00:00Z` plus `seconds`.
+fn stamp(seconds: usize) -> String {
+    let (d, rest) = (seconds / 86_400, seconds % 86_400);
+    let date = if d < DAYS {
+        day(d)
+    } else {
+        "2026-05-01".into()
+    };
+    format!(
+        "{date}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
+/// Writes `usage.csv`: `config.rows` rows of a fixed population, as the plugin
+/// flushes them (one row per series with traffic per flush interval, in time
+/// order). The series are the same whatever the size: more rows mean finer
+/// intervals (the coarsest width with room for them) and more of the series
+/// active in each; rows are spread evenly over (day, series, interval of the
+/// day), so every series has a row every day once `rows >= 30 × series`
+/// (225,000), and the aggregates (series × days) stop growing there.
+fn write_usage(config: &Config) {
+    let series = usage_series();
+    let per_day_needed = config.rows.div_ceil(series.len() * DAYS).max(1);
+    let width = BUCKET_WIDTHS
+        .into_iter()
+        .find(|w| 86_400 / w >= per_day_needed)
+        .unwrap_or(60);
+    let per_day = 86_400 / width;
+    let slots = series.len() * DAYS * per_day;
+    // Slot q (in (day, series, interval) order) holds a row when the `rows`
+    // evenly spaced picks over the slots step past it: exactly `rows` rows,
+    // and at least one in each run of `per_day` slots when `rows >= slots / per_day`.
+    let picked = |q: usize| (q + 1) * config.rows / slots > q * config.rows / slots;
+    let bounds: Vec<(String, String)> = (0..DAYS * per_day)
+        .map(|i| (stamp(i * width), stamp((i + 1) * width)))
+        .collect();
+    write_csv(
+        &config.dir.join("usage.csv"),
+        "version,bucket_start,bucket_end,cluster,principal,principal_source,topic,metric,value",
+        slots,
+        |i, b| {
+            // Written in time order: interval by interval, series by series.
+            let (interval, s) = (i / series.len(), i % series.len());
+            let (d, k) = (interval / per_day, interval % per_day);
+            if !picked((d * series.len() + s) * per_day + k) {
+                return;
+            }
+            let (cluster, principal, topic, metric) = series[s];
+            // Bytes per second of the series, varied per interval.
+            let rate = 1 + (s * 7919 + interval * 104_729) % 2_000;
+            let (start, end) = &bounds[interval];
+            let _ = writeln!(
+                b,
+                "1,{start},{end},lkc-{cluster:03},sa-{principal:05},sasl_plain,topic-{topic:03},{metric},{}",
+                rate * width
             );
         },
     );

@@ -95,9 +95,14 @@ pub struct Allocation {
     pub rounding: Decimal,
 }
 
-/// Entity → (metric, value) pairs (few metrics per entity: a vector).
-/// Iteration order is irrelevant: every consumer orders entities by name.
-type EntityMetrics = HashMap<Sym, Vec<(Sym, Decimal)>>;
+/// Entity → (metric, value) pairs (few metrics per entity: a vector), sorted by
+/// the entity's name (its rank): every line of a bucket on the resource splits
+/// over these entities in name order, so they are sorted once here rather than
+/// once per line.
+type EntityMetrics = Vec<(Sym, Metrics)>;
+
+/// An entity's (metric, value) pairs.
+type Metrics = Vec<(Sym, Decimal)>;
 
 /// The value of `metric` among an entity's pairs.
 fn metric_value(values: &[(Sym, Decimal)], metric: Sym) -> Option<Decimal> {
@@ -193,9 +198,12 @@ struct UsageIndex {
 }
 
 impl UsageIndex {
-    fn build(store: &Store, level: EntityLevel) -> Result<UsageIndex, Error> {
+    /// The index of `level`'s usage; `ranks` orders the entities ([`store::Interner::ranks`]).
+    fn build(store: &Store, level: EntityLevel, ranks: &[u32]) -> Result<UsageIndex, Error> {
         let empty = store.strings.find("").unwrap_or(0);
         let mut index = UsageIndex::default();
+        let mut by_bucket: HashMap<(Sym, Timestamp, Sym), HashMap<Sym, Metrics>> =
+            HashMap::default();
         for (key, value) in &store.usage {
             let entity = match level {
                 EntityLevel::Principal => key.principal,
@@ -204,8 +212,7 @@ impl UsageIndex {
             if entity == empty || value.is_zero() {
                 continue;
             }
-            let metrics = index
-                .by_bucket
+            let metrics = by_bucket
                 .entry((key.org, key.bucket, key.resource))
                 .or_default()
                 .entry(entity)
@@ -229,6 +236,18 @@ impl UsageIndex {
                 .or_default()
                 .insert(key.bucket);
         }
+        let rank = |entity: Sym| {
+            let rank = usize::try_from(entity).ok().and_then(|i| ranks.get(i));
+            (rank.copied().unwrap_or(NOT_INTERNED), entity)
+        };
+        index.by_bucket = by_bucket
+            .into_iter()
+            .map(|(key, entities)| {
+                let mut entities: EntityMetrics = entities.into_iter().collect();
+                entities.sort_unstable_by_key(|(entity, _)| rank(*entity));
+                (key, entities)
+            })
+            .collect();
         Ok(index)
     }
 }
@@ -331,15 +350,15 @@ impl<'a> Ctx<'a> {
 
 /// Allocates everything in `store` (see the module docs).
 pub fn allocate(store: &Store, settings: Settings<'_>) -> Result<Allocation, Error> {
-    let principal = UsageIndex::build(store, EntityLevel::Principal)?;
+    let names = Names::new(&store.strings);
+    let principal = UsageIndex::build(store, EntityLevel::Principal, &names.ranks)?;
     let topic = if needs_topics(store, settings) {
-        UsageIndex::build(store, EntityLevel::Topic)?
+        UsageIndex::build(store, EntityLevel::Topic, &names.ranks)?
     } else {
         UsageIndex::default()
     };
     let mut result = Allocation::default();
     let by_bucket = split_lines(store, settings, &principal, &mut result)?;
-    let names = Names::new(&store.strings);
     for ((org, bucket), lines) in sorted_buckets(store, &names, by_bucket) {
         let mut ctx = Ctx {
             store,
@@ -873,7 +892,7 @@ fn index<'c>(ctx: &'c Ctx<'_>, level: EntityLevel) -> &'c UsageIndex {
     }
 }
 
-/// Entities and their metric maps on the line's resource in the bucket.
+/// Entities and their metric maps on the line's resource in the bucket, in name order.
 fn bucket_usage<'a>(
     ctx: &Ctx<'a>,
     line: &BucketLine,
@@ -888,6 +907,18 @@ fn bucket_usage<'a>(
         .get(&(line.key.org, ctx.bucket, line.key.resource))
 }
 
+/// The ids of the metrics that were seen (one that never was weighs nothing).
+fn metric_ids(names: &store::Interner, metrics: &[String]) -> Vec<Sym> {
+    metrics.iter().filter_map(|m| names.find(m)).collect()
+}
+
+/// The sum of an entity's values of the metrics `ids`.
+fn metric_sum(values: &[(Sym, Decimal)], ids: &[Sym]) -> Decimal {
+    ids.iter()
+        .filter_map(|m| metric_value(values, *m))
+        .fold(Decimal::ZERO, |acc, v| acc.saturating_add(v))
+}
+
 /// Sum of `metrics` per entity.
 fn usage_weights<'a>(
     ctx: &Ctx<'a>,
@@ -895,20 +926,13 @@ fn usage_weights<'a>(
     level: EntityLevel,
     metrics: &[String],
 ) -> Vec<(Owner<'a>, Decimal)> {
-    let names: &'a store::Interner = &ctx.store.strings;
-    let ids: Vec<Sym> = metrics.iter().filter_map(|m| names.find(m)).collect();
+    let ids = metric_ids(&ctx.store.strings, metrics);
     let Some(entities) = bucket_usage(ctx, line, level) else {
         return Vec::new();
     };
     entities
         .iter()
-        .map(|(entity, values)| {
-            let sum = ids
-                .iter()
-                .filter_map(|m| metric_value(values, *m))
-                .fold(Decimal::ZERO, |acc, v| acc.saturating_add(v));
-            (ctx.owner(*entity), sum)
-        })
+        .map(|(entity, values)| (ctx.owner(*entity), metric_sum(values, &ids)))
         .collect()
 }
 
@@ -943,7 +967,7 @@ fn storage_weights<'a>(
 /// Entities with any usage on the resource in the bucket.
 fn active_entities<'a>(ctx: &Ctx<'a>, line: &BucketLine, level: EntityLevel) -> Vec<Owner<'a>> {
     bucket_usage(ctx, line, level)
-        .map(|e| e.keys().map(|k| ctx.owner(*k)).collect())
+        .map(|e| e.iter().map(|(k, _)| ctx.owner(*k)).collect())
         .unwrap_or_default()
 }
 
@@ -976,6 +1000,11 @@ fn owner_of_record<'a>(ctx: &Ctx<'a>, line: &BucketLine) -> Option<Owner<'a>> {
 /// A weighted mix: the amount is first split over the components by their
 /// weights, then each component's part over its own weights; parts are summed
 /// per entity. Fails when there is no active entity or a usage component has no usage.
+///
+/// Every component splits over the same entities, those active on the line's
+/// resource in the bucket (a usage component weighs each of them, zero when it
+/// has none of the metrics), in name order: each component's parts come back in
+/// that order, so they are summed by index, not through a map per owner.
 fn weighted<'a>(
     ctx: &Ctx<'a>,
     line: &BucketLine,
@@ -983,32 +1012,50 @@ fn weighted<'a>(
     components: &[Component],
 ) -> Result<Outcome<'a>, Error> {
     let precision = ctx.settings.precision;
-    let active = active_entities(ctx, line, level);
-    if active.is_empty() {
+    let Some(entities) = bucket_usage(ctx, line, level).filter(|e| !e.is_empty()) else {
         return Ok(Outcome::Fail("no_active_principals"));
-    }
+    };
+    let active: Vec<(Owner<'a>, &'a [(Sym, Decimal)])> = entities
+        .iter()
+        .map(|(entity, values)| (ctx.owner(*entity), values.as_slice()))
+        .collect();
     let by_component = components.iter().enumerate().map(|(i, c)| (i, c.weight));
     let Some(component_amounts) = apportion(line.amount, by_component, precision)? else {
         return Ok(Outcome::Fail("no_weights"));
     };
-    let mut costs: BTreeMap<Owner<'a>, (Decimal, Decimal)> = BTreeMap::new();
+    let names = &ctx.store.strings;
+    let mut costs = vec![(Decimal::ZERO, Decimal::ZERO); active.len()];
+    let mut weights: Vec<Decimal> = Vec::with_capacity(active.len());
     for ((_, part), component) in component_amounts.into_iter().zip(components) {
-        let weights = if component.even {
-            even(active.clone())
+        weights.clear();
+        if component.even {
+            weights.resize(active.len(), Decimal::ONE);
         } else {
-            usage_weights(ctx, line, level, &component.metrics)
-        };
-        let total = checked_sum(weights.iter().map(|w| w.1), "weights")?;
-        let Some(parts) = apportion(part, weights.iter().copied(), precision)? else {
+            let ids = metric_ids(names, &component.metrics);
+            weights.extend(active.iter().map(|(_, values)| metric_sum(values, &ids)));
+        }
+        let total = checked_sum(weights.iter().copied(), "weights")?;
+        let owners = active.iter().map(|(owner, _)| *owner);
+        let Some(parts) = apportion(part, owners.zip(weights.iter().copied()), precision)? else {
             return Ok(Outcome::Fail("no_usage_found"));
         };
-        let by_owner: BTreeMap<Owner<'_>, Decimal> = weights.into_iter().collect();
-        for (owner, cost) in parts {
-            let weight = by_owner.get(&owner).copied().unwrap_or_default();
-            let owner_share = share(weight, total)?
-                .checked_mul(component.weight)
-                .unwrap_or_default();
-            let slot = costs.entry(owner).or_insert((Decimal::ZERO, Decimal::ZERO));
+        let component_share = |weight| {
+            Ok::<_, Error>(
+                share(weight, total)?
+                    .checked_mul(component.weight)
+                    .unwrap_or_default(),
+            )
+        };
+        // Even weights are all one: one share for every entity, divided once.
+        let even_share = match component.even {
+            true => Some(component_share(Decimal::ONE)?),
+            false => None,
+        };
+        for ((slot, (_, cost)), weight) in costs.iter_mut().zip(parts).zip(&weights) {
+            let owner_share = match even_share {
+                Some(even) => even,
+                None => component_share(*weight)?,
+            };
             slot.0 = slot
                 .0
                 .checked_add(cost)
@@ -1020,9 +1067,10 @@ fn weighted<'a>(
         }
     }
     Ok(Outcome::Split(
-        costs
+        active
             .into_iter()
-            .map(|(o, (c, s))| (o, c, round(s, SHARE_DECIMALS)))
+            .zip(costs)
+            .map(|((o, _), (c, s))| (o, c, round(s, SHARE_DECIMALS)))
             .collect(),
         "usage_found",
     ))

@@ -14,18 +14,8 @@ use crate::time::Timestamp;
 use crate::usage::USAGE_CSV_VERSION;
 use rust_decimal::Decimal;
 
-const VERSION: usize = 0;
-const START: usize = 1;
-const END: usize = 2;
-const CLUSTER: usize = 3;
-const PRINCIPAL: usize = 4;
-const PRINCIPAL_SOURCE: usize = 5;
-const TOPIC: usize = 6;
-const METRIC: usize = 7;
-const VALUE: usize = 8;
-const ORG: usize = 9;
-
-/// The usage CSV's columns and accepted names.
+/// The usage CSV's columns and accepted names, in the order `parse_row` takes
+/// their values.
 pub const COLUMNS: &[ColumnSpec] = &[
     ColumnSpec::optional("version", &["version"]),
     ColumnSpec::required(
@@ -109,7 +99,10 @@ fn parse_row(
 ) -> Result<(), Error> {
     let file = s.source.file.as_str();
     let line = r.line;
-    let version = cols.get(r, VERSION);
+    // Every column in one pass over the fields ([`ColumnMap::values`]), not a
+    // lookup per column: the row is short and each field is wanted.
+    let [version, start_text, end_text, cluster, principal, principal_source, topic, metric, value_text, row_org] =
+        cols.values::<{ COLUMNS.len() }>(r);
     if !version.is_empty() {
         let v: u32 = version.parse().map_err(|_| {
             Error::input(
@@ -130,8 +123,7 @@ fn parse_row(
             ));
         }
     }
-    let start = starts.parse(file, line, "bucket_start", cols.get(r, START))?;
-    let end_text = cols.get(r, END);
+    let start = starts.parse(file, line, "bucket_start", start_text)?;
     let end = if end_text.is_empty() {
         start
     } else {
@@ -145,16 +137,16 @@ fn parse_row(
             "ends before bucket_start",
         ));
     }
-    let value = parse_decimal(file, line, "value", cols.get(r, VALUE))?;
+    let value = parse_decimal(file, line, "value", value_text)?;
     if value.is_sign_negative() && !value.is_zero() {
         return Err(Error::input(file, line, "value", "negative usage"));
     }
-    for (which, what) in [
-        (CLUSTER, "cluster"),
-        (PRINCIPAL, "principal"),
-        (METRIC, "metric"),
+    for (text, what) in [
+        (cluster, "cluster"),
+        (principal, "principal"),
+        (metric, "metric"),
     ] {
-        if cols.get(r, which).is_empty() {
+        if text.is_empty() {
             return Err(Error::input(file, line, what, "empty; required"));
         }
     }
@@ -162,15 +154,14 @@ fn parse_row(
     s.start = start;
     s.end = end;
     s.value = value;
-    let row_org = cols.get(r, ORG);
     set(
         &mut s.org_id,
         if row_org.is_empty() { org } else { row_org },
     );
-    set(&mut s.resource_id, cols.get(r, CLUSTER));
-    set(&mut s.principal, cols.get(r, PRINCIPAL));
-    set(&mut s.principal_source, cols.get(r, PRINCIPAL_SOURCE));
-    set(&mut s.topic, cols.get(r, TOPIC));
-    set(&mut s.metric, cols.get(r, METRIC));
+    set(&mut s.resource_id, cluster);
+    set(&mut s.principal, principal);
+    set(&mut s.principal_source, principal_source);
+    set(&mut s.topic, topic);
+    set(&mut s.metric, metric);
     Ok(())
 }
