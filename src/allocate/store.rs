@@ -549,12 +549,23 @@ impl Store {
             chain_step: row.chain_step,
             reason: s.id(row.reason),
         };
-        let part = Amount::one(
-            row.chargeback_cost,
-            Decimal::ZERO,
-            (s.id(row.file), row.line),
-        );
-        add_amount(self.allocated.entry(key), part, &self.strings)
+        use std::collections::hash_map::Entry;
+        match self.allocated.entry(key) {
+            // The file's id is only needed when this row could be the slot's
+            // first source, which a row read after it never is.
+            Entry::Occupied(mut slot) if row.line > slot.get().line => {
+                let part = Amount::one(row.chargeback_cost, Decimal::ZERO, (Sym::MAX, row.line));
+                fold_amount(slot.get_mut(), part, &self.strings)
+            }
+            entry => {
+                let part = Amount::one(
+                    row.chargeback_cost,
+                    Decimal::ZERO,
+                    (s.id(row.file), row.line),
+                );
+                add_amount(entry, part, &self.strings)
+            }
+        }
     }
 }
 
@@ -586,31 +597,37 @@ fn add_amount<K>(
 ) -> Result<(), Error> {
     use std::collections::hash_map::Entry;
     match entry {
-        Entry::Occupied(mut slot) => {
-            let slot = slot.get_mut();
-            slot.amount = slot
-                .amount
-                .checked_add(part.amount)
-                .ok_or_else(|| Error::overflow("summing amounts"))?;
-            slot.quantity = slot
-                .quantity
-                .checked_add(part.quantity)
-                .ok_or_else(|| Error::overflow("summing quantities"))?;
-            slot.rows = slot.rows.saturating_add(part.rows);
-            // Rows read in order come after the slot's first source: the names
-            // are compared only on a tie of lines between different files.
-            let earlier = part.line < slot.line
-                || (part.line == slot.line
-                    && part.file != slot.file
-                    && strings.name(part.file) < strings.name(slot.file));
-            if earlier {
-                slot.file = part.file;
-                slot.line = part.line;
-            }
-        }
+        Entry::Occupied(mut slot) => fold_amount(slot.get_mut(), part, strings),
         Entry::Vacant(slot) => {
             slot.insert(part);
+            Ok(())
         }
+    }
+}
+
+/// Folds `part` into an existing slot (see [`add_amount`]).
+fn fold_amount(slot: &mut Amount, part: Amount, strings: &Interner) -> Result<(), Error> {
+    slot.amount = slot
+        .amount
+        .checked_add(part.amount)
+        .ok_or_else(|| Error::overflow("summing amounts"))?;
+    // Allocated rows have no quantity: adding their zero changes nothing.
+    if !part.quantity.is_zero() {
+        slot.quantity = slot
+            .quantity
+            .checked_add(part.quantity)
+            .ok_or_else(|| Error::overflow("summing quantities"))?;
+    }
+    slot.rows = slot.rows.saturating_add(part.rows);
+    // Rows read in order come after the slot's first source: the names
+    // are compared only on a tie of lines between different files.
+    let earlier = part.line < slot.line
+        || (part.line == slot.line
+            && part.file != slot.file
+            && strings.name(part.file) < strings.name(slot.file));
+    if earlier {
+        slot.file = part.file;
+        slot.line = part.line;
     }
     Ok(())
 }
@@ -731,6 +748,75 @@ mod tests {
         ) {
             proptest::prop_assert_eq!(is_text(&a, &b, words(&b)), a == b);
             proptest::prop_assert!(is_text(&a, &a, words(&a)));
+        }
+
+        /// Allocated rows aggregate as a plain map of their texts does: amounts
+        /// summed, rows counted, the smallest (line, file name) kept, whatever
+        /// the order of lines and files (the file's id is looked up lazily).
+        #[test]
+        fn allocated_rows_aggregate_as_a_plain_map(
+            rows in proptest::collection::vec(
+                (0usize..3, 0usize..2, 0i64..40, -10_000i64..10_000, 0usize..2, 1u64..30),
+                0..200,
+            ),
+        ) {
+            use crate::model::EntityLevel;
+            use std::collections::BTreeMap;
+            /// (owner, line type, bucket) -> (amount, rows, first source).
+            type Aggregate = BTreeMap<(String, String, Timestamp), (Decimal, u64, (u64, String))>;
+            let mut store = Store::new(Granularity::Monthly, None);
+            let mut expected: Aggregate = BTreeMap::new();
+            for (owner, line_type, day, cents, file, line) in rows {
+                let owner = ["sa-1", "sa-2", ""].get(owner).copied().unwrap_or("");
+                let line_type = ["KafkaNetworkWrite", "KafkaNetworkRead"]
+                    .get(line_type)
+                    .copied()
+                    .unwrap_or("");
+                let file = ["b.csv", "a.csv"].get(file).copied().unwrap_or("");
+                let start = Timestamp(1_775_001_600 + day * 86_400);
+                let cost = Decimal::new(cents, 2);
+                let row = AllocatedRef {
+                    bucket_start: start,
+                    org_id: "org",
+                    owner_id: owner,
+                    level: EntityLevel::Principal,
+                    environment_id: "env-1",
+                    resource_id: "lkc-1",
+                    product: "kafka",
+                    line_type,
+                    unit: "GB",
+                    chargeback_cost: cost,
+                    original_amount: Decimal::ZERO,
+                    usage_share: Decimal::ZERO,
+                    currency: "USD",
+                    method: "confluent_export",
+                    chain_step: 0,
+                    reason: "",
+                    file,
+                    line,
+                };
+                proptest::prop_assert!(store.add_allocated(&row).is_ok());
+                let key = (owner.to_string(), line_type.to_string(), start.floor(Granularity::Monthly));
+                let slot = expected
+                    .entry(key)
+                    .or_insert((Decimal::ZERO, 0, (line, file.to_string())));
+                slot.0 = slot.0.checked_add(cost).unwrap_or_default();
+                slot.1 += 1;
+                slot.2 = slot.2.clone().min((line, file.to_string()));
+            }
+            let s = &store.strings;
+            let got: Aggregate = store
+                .allocated
+                .iter()
+                .map(|(k, a)| {
+                    (
+                        (s.name(k.owner).to_string(), s.name(k.line_type).to_string(), k.bucket),
+                        (a.amount, a.rows, (a.line, s.name(a.file).to_string())),
+                    )
+                })
+                .collect();
+            proptest::prop_assert_eq!(got, expected);
+            proptest::prop_assert!(store.allocated.values().all(|a| a.quantity.is_zero()));
         }
     }
 }
