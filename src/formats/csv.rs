@@ -21,16 +21,21 @@
 //!
 //! Nearly every record of a real export is plain: no quote, ending in `\n` or
 //! `\r\n` inside the chunk at hand. Those take the fast path, which emits them
-//! straight from the chunk without copying: it scans eight bytes at a time (SWAR
-//! on a `u64`, portable to wasm32; no unsafe code) for the bytes that are ASCII
-//! and at most `,` — which covers `,` `"` `\r` `\n` — split into commas, whose
-//! positions are pushed as field ends in a tight loop, and the rest, looked at
-//! one by one (the line break, once per record). UTF-8 is validated once per
-//! chunk, up to its last line break, not record by record. Any other record (a
-//! quote, a lone `\r`, a line cut by the end of the chunk, one over the limit)
-//! is left to the byte-wise state machine, which copies fields into a buffer.
-//! Tests feed arbitrary bytes in arbitrary chunks and compare with the
-//! byte-wise path alone (fed a byte at a time), so the two cannot drift apart.
+//! straight from the chunk without copying. It reads the chunk eight bytes at
+//! a time (SWAR on a `u64`, portable to wasm32; no unsafe code), one pass for
+//! all its records: a leaf loop ([`plain_words`]) passes over the words whose
+//! bytes are all ASCII and at least `,` (two words per test), writing their
+//! comma positions into a field-end buffer kept at full length (one bounds
+//! check per comma, no length update); each other word (about one per record,
+//! the one with its line break) has its flagged bytes handled in order: commas,
+//! line breaks (which emit the record and start the next in the same word),
+//! whitespace and non-ASCII bytes (which only clear the record's `bare` flag).
+//! UTF-8 is validated once per chunk, up to its last line break, not record by
+//! record. Any other record (a quote, a lone `\r`, a line cut by the end of the
+//! chunk, one over the limit) is left to the byte-wise state machine, which
+//! copies fields into a buffer. Tests feed arbitrary bytes in arbitrary chunks
+//! (wide and long records among them) and compare with the byte-wise path
+//! alone (fed a byte at a time), so the two cannot drift apart.
 //!
 //! [`ColumnMap`] maps a header record to column indices through an alias table
 //! ([`ColumnSpec`]), so files are read by column *name*, never by position, and a
@@ -109,6 +114,8 @@ pub struct Tokenizer {
     record_line: u64,
     buf: Vec<u8>,
     ends: Vec<usize>,
+    /// The fast path's field ends, kept at full length (see [`put`]).
+    fast_ends: Vec<usize>,
     after_cr: bool,
     bom_seen: usize,
     bom_done: bool,
@@ -136,6 +143,7 @@ impl Tokenizer {
             record_line: 1,
             buf: Vec::with_capacity(256),
             ends: Vec::with_capacity(16),
+            fast_ends: vec![0; 16],
             after_cr: false,
             bom_seen: 0,
             bom_done: false,
@@ -245,10 +253,9 @@ impl Tokenizer {
         Ok(())
     }
 
-    /// The fast path (see the module docs): emits the records starting at
-    /// `start` that have no quote, end with `\n` or `\r\n` inside this chunk and
-    /// are within the limit, straight from the chunk; returns where the first
-    /// other record starts, left to the byte-wise path.
+    /// The fast path (see the module docs): emits the plain records starting at
+    /// `start` straight from the chunk; returns where the first other record
+    /// starts, left to the byte-wise path.
     fn quick_records(
         &mut self,
         chunk: &[u8],
@@ -256,17 +263,19 @@ impl Tokenizer {
         utf8: &mut Utf8Region<'_>,
         on_record: &mut impl OnRecord,
     ) -> Result<usize, Error> {
-        // A local vector stays in registers across the scan; `self.ends` keeps
-        // its allocation for the next call.
-        let mut ends = std::mem::take(&mut self.ends);
+        // A local vector stays in registers across the scan; `self.fast_ends`
+        // keeps its allocation for the next call.
+        let mut ends = std::mem::take(&mut self.fast_ends);
         let result = self.scan(chunk, start, utf8, &mut ends, on_record);
-        // The byte-wise path takes over with no field.
-        ends.clear();
-        self.ends = ends;
+        self.fast_ends = ends;
         result
     }
 
-    /// [`Tokenizer::quick_records`] with the field ends in `ends`.
+    /// [`Tokenizer::quick_records`] with the field ends in `ends`, which is
+    /// kept at its full length (see [`put`]). [`plain_words`] passes over the
+    /// words with nothing but commas to note; each other word's flagged bytes
+    /// are handled here in order: about one word per record, the one with its
+    /// line break (which emits the record and starts the next).
     fn scan(
         &mut self,
         chunk: &[u8],
@@ -275,31 +284,88 @@ impl Tokenizer {
         ends: &mut Vec<usize>,
         on_record: &mut impl OnRecord,
     ) -> Result<usize, Error> {
-        while let Some((end, next, bare)) = plain_record(chunk, start, self.limit, ends) {
-            let line = self.line;
-            self.line += 1;
-            self.record_line = self.line;
-            // An empty line is a blank line, skipped.
-            if end > start {
-                ends.push(end - start);
-                let result = match utf8.text(start, end) {
-                    Some(text) => on_record(Ok(Record {
-                        line,
-                        text,
-                        ends,
-                        sep: 1,
-                        bare,
-                    })),
-                    None => on_record(Err(Error::input(&self.file, line, "", "not valid UTF-8"))),
-                };
-                ends.clear();
-                result?;
+        let limit = self.limit;
+        let mut at = start;
+        let mut fields = 0;
+        let mut bare = true;
+        loop {
+            (at, fields) = plain_words(chunk, at, start, ends, fields);
+            let word = match chunk.get(at..) {
+                Some(rest) if rest.len() >= 8 => load(rest),
+                // The chunk's last, short word, padded with bytes never flagged.
+                Some(rest) if !rest.is_empty() => {
+                    let mut word = [b'a'; 8];
+                    for (slot, byte) in word.iter_mut().zip(rest) {
+                        *slot = *byte;
+                    }
+                    u64::from_le_bytes(word)
+                }
+                _ => return Ok(start),
+            };
+            if plain_commas(word).is_some() {
+                // Its commas did not all fit: note them again, after the
+                // field ends before the word.
+                while fields > 0 && ends.get(fields - 1).is_some_and(|end| *end >= at - start) {
+                    fields -= 1;
+                }
             }
-            start = next;
+            let mut flags = flagged_bytes(word);
+            while flags != 0 {
+                let bit = flags.trailing_zeros();
+                flags &= flags - 1;
+                let pos = at + (bit / 8) as usize;
+                match (word >> (bit & 0x38)) as u8 {
+                    b',' => {
+                        if !put(ends, fields, pos - start, limit) {
+                            return Ok(start);
+                        }
+                        fields += 1;
+                    }
+                    b'\n' => {
+                        // The `\r` of a `\r\n` in this record was passed over.
+                        let crlf = pos > start && chunk.get(pos - 1) == Some(&b'\r');
+                        let len = pos - start - usize::from(crlf);
+                        if len > limit || !put(ends, fields, len, limit) {
+                            return Ok(start);
+                        }
+                        let line = self.line;
+                        self.line += 1;
+                        self.record_line = self.line;
+                        // An empty line is a blank line, skipped.
+                        if len > 0 {
+                            let ends = ends.get(..=fields).unwrap_or_default();
+                            let result = match utf8.text(start, start + len) {
+                                Some(text) => on_record(Ok(Record {
+                                    line,
+                                    text,
+                                    ends,
+                                    sep: 1,
+                                    bare,
+                                })),
+                                None => on_record(Err(Error::input(
+                                    &self.file,
+                                    line,
+                                    "",
+                                    "not valid UTF-8",
+                                ))),
+                            };
+                            result?;
+                        }
+                        start = pos + 1;
+                        fields = 0;
+                        bare = true;
+                    }
+                    b'\r' if chunk.get(pos + 1) == Some(&b'\n') => {}
+                    // A lone `\r` (or one ending the chunk) and quotes.
+                    b'\r' | b'"' => return Ok(start),
+                    // Other ASCII bytes up to `,` (whitespace among them) and
+                    // bytes of multi-byte characters.
+                    _ => bare = false,
+                }
+            }
+            at += 8;
         }
-        Ok(start)
     }
-
     /// Ends the input: a last record without a line break is emitted. An
     /// unterminated quoted field is an error for that record.
     pub fn finish(&mut self, on_record: &mut impl OnRecord) -> Result<(), Error> {
@@ -433,161 +499,137 @@ impl Tokenizer {
     }
 }
 
-/// The bytes the fast path stops at (`,` `"` `\r` `\n`) are all ASCII and at
-/// most `,`; a word-wide test for "ASCII and below `-`" finds them with a few
-/// operations per eight bytes, and the rare other bytes it also flags (space and
-/// some punctuation) are passed over one by one.
-const SPECIAL_BELOW: u8 = b',' + 1;
+/// Scans the words of `chunk` from `at` on while they are plain (see
+/// [`plain_commas`]), writing the positions of their commas, from `start`, into
+/// `ends` from index `n` on. Returns where it stopped (a word that is not
+/// plain, a word whose commas did not all fit in `ends`, or the chunk's last,
+/// short word) and the new `n` (which may count some commas of the word it
+/// stopped at). Not inlined: alone, its loop keeps everything in registers.
+#[inline(never)]
+fn plain_words(
+    chunk: &[u8],
+    at: usize,
+    start: usize,
+    ends: &mut [usize],
+    mut n: usize,
+) -> (usize, usize) {
+    // `start` is at most `at`: a record starts in a word scanned before.
+    let mut offset = at - start;
+    let rest = chunk.get(at..).unwrap_or_default();
+    // Two words a step: one test for both when they are plain.
+    let mut pairs = rest.chunks_exact(16);
+    for pair in &mut pairs {
+        let (first, second) = (load(pair), load(pair.get(8..).unwrap_or_default()));
+        let (Some(commas), Some(next)) = (plain_commas(first), plain_commas(second)) else {
+            break;
+        };
+        if !note_commas(ends, &mut n, offset, commas)
+            || !note_commas(ends, &mut n, offset + 8, next)
+        {
+            return (start + offset, n);
+        }
+        offset += 16;
+    }
+    // The first word of the pair that stopped the loop, or the last single word.
+    if let Some(commas) = plain_commas(load(rest.get(offset - (at - start)..).unwrap_or_default()))
+    {
+        if note_commas(ends, &mut n, offset, commas) {
+            offset += 8;
+        }
+    }
+    (start + offset, n)
+}
+
+/// Writes the positions of the commas flagged in `commas` (of the word at
+/// `offset`) into `ends` from `n` on; `false` if they do not all fit.
+#[inline(always)]
+fn note_commas(ends: &mut [usize], n: &mut usize, offset: usize, mut commas: u64) -> bool {
+    while commas != 0 {
+        let Some(slot) = ends.get_mut(*n) else {
+            return false;
+        };
+        *slot = offset + (commas.trailing_zeros() / 8) as usize;
+        *n += 1;
+        commas &= commas - 1;
+    }
+    true
+}
+
+/// The first eight bytes of `bytes` as a little-endian word (0 if shorter).
+#[inline]
+fn load(bytes: &[u8]) -> u64 {
+    bytes
+        .get(..8)
+        .and_then(|bytes| bytes.try_into().ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
+/// Writes `end` as field end number `n`, growing `ends` (kept at its full
+/// length, so that [`plain_words`] needs no capacity check or length update)
+/// when it is full; `false` when a record that long is over the limit, which
+/// keeps `ends` within twice the limit.
+#[inline]
+fn put(ends: &mut Vec<usize>, n: usize, end: usize, limit: usize) -> bool {
+    match ends.get_mut(n) {
+        Some(slot) => {
+            *slot = end;
+            true
+        }
+        None => grow(ends, n, end, limit),
+    }
+}
+
+/// [`put`] when `ends` is full.
+#[cold]
+#[inline(never)]
+fn grow(ends: &mut Vec<usize>, n: usize, end: usize, limit: usize) -> bool {
+    if end > limit {
+        return false;
+    }
+    ends.resize(n.saturating_mul(2).max(16), 0);
+    match ends.get_mut(n) {
+        Some(slot) => {
+            *slot = end;
+            true
+        }
+        None => false,
+    }
+}
+
+const ONES: u64 = u64::from_le_bytes([1; 8]);
 const LOW7: u64 = u64::from_le_bytes([0x7f; 8]);
 const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
-const TO_HIGH: u64 = u64::from_le_bytes([0x80 - SPECIAL_BELOW; 8]);
-const COMMA_TO_HIGH: u64 = u64::from_le_bytes([0x80 - b','; 8]);
+/// Added to a byte from `,` to 0x7f, sets its high bit without a carry; added
+/// to a byte below `,`, leaves it clear.
+const PLAIN_ADD: u64 = u64::from_le_bytes([0x80 - b','; 8]);
+/// Added to the seven low bits of a byte, sets the high bit iff they are above `,`.
+const ABOVE_COMMA_ADD: u64 = u64::from_le_bytes([0x80 - b',' - 1; 8]);
 
-/// The high bit of each byte of `word` that is ASCII and below [`SPECIAL_BELOW`].
-/// Exact per byte: the seven low bits plus `0x80 - SPECIAL_BELOW` never carry
-/// into the next byte.
-fn special_bytes(word: u64) -> u64 {
-    !(((word & LOW7) + TO_HIGH) | word) & HIGH
-}
-
-/// [`special_bytes`] as (commas, the others). Among special bytes the commas
-/// are those not below `,`: one more addition on the seven low bits tells.
-fn special_bytes_split(word: u64) -> (u64, u64) {
-    let low = word & LOW7;
-    let special = !((low + TO_HIGH) | word) & HIGH;
-    let commas = (low + COMMA_TO_HIGH) & special;
-    (commas, special ^ commas)
-}
-
-/// Scans the record at `start` for the fast path: pushes its comma positions
-/// (from `start`) onto `ends` and returns where its line break is, where the
-/// next record starts and whether it is bare (see [`Record`]); `None` when the
-/// record is not plain (a quote, a lone `\r`, no line break in `chunk`, longer
-/// than `limit`). Not inlined: alone, its loop keeps everything in registers.
-#[inline(never)]
-fn plain_record(
-    chunk: &[u8],
-    start: usize,
-    limit: usize,
-    ends: &mut Vec<usize>,
-) -> Option<(usize, usize, bool)> {
-    let rest = chunk.get(start..)?;
-    let mut words = rest.chunks_exact(8);
-    let mut offset = 0;
-    // Every byte of the words seen, or'ed: a high bit means a non-ASCII byte
-    // (perhaps of the next record: bareness errs on the safe side).
-    let mut seen = 0;
-    let mut bare = true;
-    for word in &mut words {
-        // Checked by word, not by comma: commas past the limit mean a line
-        // break past it too, and `ends` stays bounded by the limit.
-        if offset > limit {
-            return None;
-        }
-        let word = u64::from_le_bytes(word.try_into().ok()?);
-        seen |= word;
-        let (commas, others) = special_bytes_split(word);
-        if others == 0 {
-            push_flagged(ends, offset, commas);
-        } else {
-            match record_end(rest, word, offset, ends) {
-                RecordEnd::At {
-                    len,
-                    next,
-                    bare: last,
-                } => return plain_end(start, limit, (len, next), bare && last && seen & HIGH == 0),
-                RecordEnd::NotPlain => return None,
-                RecordEnd::Further => bare = false,
-            }
-        }
-        offset += 8;
-    }
-    let tail = words.remainder();
-    if tail.is_empty() || offset > limit {
+/// The high bit of each comma of a word whose bytes are all ASCII and at least
+/// `,` (a plain word: most words of a plain record); `None` for any other word.
+///
+/// Exact without masking off high bits first: in a plain word no byte carries
+/// into the next, so each sum byte has its high bit set and the word none; in
+/// any other word, the lowest byte that is below `,` or not ASCII gets no carry
+/// from below, so its sum byte has the high bit clear (below `,`) or the word
+/// byte has it set (not ASCII), and the test fails. In a plain word the sum's
+/// complement is `0x7f` at a comma and less elsewhere: adding one sets the high
+/// bit of the commas alone.
+#[inline]
+fn plain_commas(word: u64) -> Option<u64> {
+    let not_sum = !word.wrapping_add(PLAIN_ADD);
+    if (not_sum | word) & HIGH != 0 {
         return None;
     }
-    let word = padded_word(tail);
-    match record_end(rest, word, offset, ends) {
-        RecordEnd::At {
-            len,
-            next,
-            bare: last,
-        } => plain_end(
-            start,
-            limit,
-            (len, next),
-            bare && last && (seen | word) & HIGH == 0,
-        ),
-        RecordEnd::NotPlain | RecordEnd::Further => None,
-    }
+    Some(not_sum.wrapping_add(ONES) & HIGH)
 }
 
-/// [`plain_record`]'s answer for a record whose line break is `len` bytes from
-/// `start` and whose successor starts at `next`: `None` past the limit.
-fn plain_end(
-    start: usize,
-    limit: usize,
-    (len, next): (usize, usize),
-    bare: bool,
-) -> Option<(usize, usize, bool)> {
-    (len <= limit).then_some((start + len, start + next, bare))
-}
-
-/// Pushes `offset` plus the byte index of each flag in `flags`.
-#[inline]
-fn push_flagged(ends: &mut Vec<usize>, offset: usize, mut flags: u64) {
-    while flags != 0 {
-        ends.push(offset + (flags.trailing_zeros() / 8) as usize);
-        flags &= flags - 1;
-    }
-}
-
-/// What [`record_end`] found in a word.
-enum RecordEnd {
-    /// The line break at `len` from the record's start; the next record at
-    /// `next`; `bare`: no special byte but commas before it in this word.
-    At { len: usize, next: usize, bare: bool },
-    /// A quote or a lone `\r`: the record is for the byte-wise path.
-    NotPlain,
-    /// Only other special bytes (a space, say): the record goes on.
-    Further,
-}
-
-/// The flags of [`plain_record`]'s word at `offset` in `rest`, in order, for a
-/// word with special bytes other than commas (once per record: the line break).
-#[inline(never)]
-fn record_end(rest: &[u8], word: u64, offset: usize, ends: &mut Vec<usize>) -> RecordEnd {
-    let mut flags = special_bytes(word);
-    let mut bare = true;
-    while flags != 0 {
-        let bit = flags.trailing_zeros();
-        flags &= flags - 1;
-        let len = offset + (bit / 8) as usize;
-        let next = match (word >> (bit & 0x38)) as u8 {
-            b',' => {
-                ends.push(len);
-                continue;
-            }
-            b'\n' => len + 1,
-            b'\r' if rest.get(len + 1) == Some(&b'\n') => len + 2,
-            b'\r' | b'"' => return RecordEnd::NotPlain,
-            _ => {
-                bare = false;
-                continue;
-            }
-        };
-        return RecordEnd::At { len, next, bare };
-    }
-    RecordEnd::Further
-}
-
-/// The last, short word of a chunk: `tail` then bytes `a`, which are not special.
-fn padded_word(tail: &[u8]) -> u64 {
-    let mut word = [b'a'; 8];
-    for (slot, byte) in word.iter_mut().zip(tail) {
-        *slot = *byte;
-    }
-    u64::from_le_bytes(word)
+/// The high bit of each byte of `word` that is ASCII and at most `,` (which
+/// covers `,` `"` `\r` `\n` and whitespace) or not ASCII: the bytes
+/// [`Tokenizer::scan`] looks at. Exact per byte: the seven low bits plus
+/// [`ABOVE_COMMA_ADD`] never carry into the next byte.
+fn flagged_bytes(word: u64) -> u64 {
+    (!((word & LOW7) + ABOVE_COMMA_ADD) | word) & HIGH
 }
 
 /// The part of a chunk known to be valid UTF-8, validated once up to the
@@ -1163,24 +1205,32 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn special_bytes_flags_exactly_the_ascii_bytes_up_to_a_comma(word in proptest::num::u64::ANY) {
-            let flags = special_bytes(word);
+        fn flagged_bytes_flags_exactly_the_bytes_up_to_a_comma_or_not_ascii(word in proptest::num::u64::ANY) {
+            let flags = flagged_bytes(word);
             for (k, byte) in word.to_le_bytes().into_iter().enumerate() {
-                proptest::prop_assert_eq!(flags >> (8 * k) & 0xff, if byte <= b',' { 0x80 } else { 0 });
+                let flagged = byte <= b',' || byte >= 0x80;
+                proptest::prop_assert_eq!(flags >> (8 * k) & 0xff, if flagged { 0x80 } else { 0 });
             }
         }
 
         #[test]
-        fn special_bytes_split_separates_the_commas(word in proptest::num::u64::ANY, commas_at in proptest::collection::vec(0usize..8, 0..4)) {
-            let mut bytes = word.to_le_bytes();
-            for at in commas_at {
-                bytes[at] = b',';
+        fn plain_commas_is_exact(
+            word in proptest::num::u64::ANY,
+            plain in proptest::collection::vec(b','..0x80u8, 8),
+            mut_at in proptest::collection::vec((0usize..8, proptest::num::u8::ANY), 0..3),
+        ) {
+            // Words of bytes drawn from anywhere, and plain words with some
+            // bytes replaced (by commas or by anything).
+            let mut bytes: [u8; 8] = plain.try_into().unwrap();
+            for (at, byte) in mut_at {
+                bytes[at] = if byte % 2 == 0 { b',' } else { byte };
             }
-            let word = u64::from_le_bytes(bytes);
-            let (commas, others) = special_bytes_split(word);
-            proptest::prop_assert_eq!(commas | others, special_bytes(word));
-            for (k, byte) in bytes.into_iter().enumerate() {
-                proptest::prop_assert_eq!(commas >> (8 * k) & 0xff, if byte == b',' { 0x80 } else { 0 });
+            for bytes in [bytes, word.to_le_bytes()] {
+                let is_plain = bytes.iter().all(|b| (b','..0x80).contains(b));
+                let want = is_plain.then(|| {
+                    bytes.iter().enumerate().map(|(k, b)| if *b == b',' { 0x80 << (8 * k) } else { 0 }).sum::<u64>()
+                });
+                proptest::prop_assert_eq!(plain_commas(u64::from_le_bytes(bytes)), want, "{:?}", bytes);
             }
         }
 
@@ -1237,6 +1287,25 @@ mod tests {
                 from = cut;
             }
             proptest::prop_assert_eq!(tokenize(&chunks, limit), reference);
+        }
+
+        #[test]
+        fn wide_and_long_records_agree_with_the_byte_wise_path(
+            rows in proptest::collection::vec((0usize..70, 0usize..40, proptest::bool::ANY), 1..6),
+            chunk in 1usize..=17,
+            limit in proptest::sample::select(vec![30usize, 200, DEFAULT_MAX_RECORD]),
+        ) {
+            // Records with more fields than the first field-end buffer holds,
+            // longer than a chunk, with spaces, CRLF and non-ASCII text.
+            let mut input = Vec::new();
+            for (fields, width, crlf) in rows {
+                let field = if width % 3 == 0 { "\u{e9} x".repeat(width) } else { "ab".repeat(width) };
+                input.extend_from_slice(vec![field; fields.max(1)].join(",").as_bytes());
+                input.extend_from_slice(if crlf { b"\r\n" } else { b"\n" });
+            }
+            let reference = tokenize(&input.chunks(1).collect::<Vec<_>>(), limit);
+            proptest::prop_assert_eq!(tokenize(&input.chunks(chunk).collect::<Vec<_>>(), limit), reference.clone());
+            proptest::prop_assert_eq!(tokenize(&[&input[..]], limit), reference);
         }
 
         #[test]
