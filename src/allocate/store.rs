@@ -611,8 +611,12 @@ fn fold_amount(slot: &mut Amount, part: Amount, strings: &Interner) -> Result<()
         .amount
         .checked_add(part.amount)
         .ok_or_else(|| Error::overflow("summing amounts"))?;
-    // Allocated rows have no quantity: adding their zero changes nothing.
-    if !part.quantity.is_zero() {
+    // Allocated rows have no quantity: their zero is not added to the slot's
+    // same zero. Only then: a zero added to a zero of another scale or sign
+    // would give the added one's, which the slot must keep.
+    let same_zero =
+        part.quantity.is_zero() && part.quantity.serialize() == slot.quantity.serialize();
+    if !same_zero {
         slot.quantity = slot
             .quantity
             .checked_add(part.quantity)
@@ -739,6 +743,40 @@ fn split_by_time(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A slot's quantity is what `checked_add` gives, to the scale and sign,
+    /// whether or not the fold skips adding a zero.
+    #[test]
+    fn quantities_fold_as_checked_add() {
+        let d = |text: &str| text.parse::<Decimal>().unwrap();
+        let cases = [
+            ("0", "0"),
+            ("0", "0.00"),
+            ("0.00", "0"),
+            ("-0.0", "0"),
+            ("0.00", "0.00"),
+            ("1.5", "0"),
+            ("1.5", "0.000"),
+            ("0", "2.25"),
+            ("3", "-0.0"),
+        ];
+        let strings = Interner::default();
+        for (sum, part) in cases {
+            let mut slot = Amount::one(Decimal::ZERO, d(sum), (0, 1));
+            let expected = d(sum).checked_add(d(part)).unwrap();
+            fold_amount(
+                &mut slot,
+                Amount::one(Decimal::ZERO, d(part), (0, 2)),
+                &strings,
+            )
+            .unwrap();
+            assert_eq!(
+                slot.quantity.serialize(),
+                expected.serialize(),
+                "{sum} + {part}"
+            );
+        }
+    }
 
     proptest::proptest! {
         #[test]
