@@ -198,8 +198,8 @@ struct UsageIndex {
 }
 
 impl UsageIndex {
-    /// The index of `level`'s usage; `ranks` orders the entities ([`store::Interner::ranks`]).
-    fn build(store: &Store, level: EntityLevel, ranks: &[u32]) -> Result<UsageIndex, Error> {
+    /// The index of `level`'s usage, each bucket's entities in name order.
+    fn build(store: &Store, level: EntityLevel, names: &Names<'_>) -> Result<UsageIndex, Error> {
         let empty = store.strings.find("").unwrap_or(0);
         let mut index = UsageIndex::default();
         let mut by_bucket: HashMap<(Sym, Timestamp, Sym), HashMap<Sym, Metrics>> =
@@ -236,15 +236,11 @@ impl UsageIndex {
                 .or_default()
                 .insert(key.bucket);
         }
-        let rank = |entity: Sym| {
-            let rank = usize::try_from(entity).ok().and_then(|i| ranks.get(i));
-            (rank.copied().unwrap_or(NOT_INTERNED), entity)
-        };
         index.by_bucket = by_bucket
             .into_iter()
             .map(|(key, entities)| {
                 let mut entities: EntityMetrics = entities.into_iter().collect();
-                entities.sort_unstable_by_key(|(entity, _)| rank(*entity));
+                entities.sort_unstable_by_key(|(entity, _)| (names.rank(*entity), *entity));
                 (key, entities)
             })
             .collect();
@@ -326,9 +322,7 @@ struct Ctx<'a> {
     bucket: Timestamp,
     /// The bucket's start, end and partial flag (computed once: every row needs them).
     bounds: (Timestamp, Timestamp, bool),
-    /// Each interned string's rank in name order ([`store::Interner::ranks`]).
-    ranks: &'a [u32],
-    /// The names rows are made of.
+    /// The names rows are made of, and their ranks.
     names: &'a Names<'a>,
     totals: BTreeMap<Owner<'a>, Decimal>,
 }
@@ -336,13 +330,8 @@ struct Ctx<'a> {
 impl<'a> Ctx<'a> {
     /// The interned string `id` as an owner.
     fn owner(&self, id: Sym) -> Owner<'a> {
-        let rank = usize::try_from(id)
-            .ok()
-            .and_then(|i| self.ranks.get(i))
-            .copied()
-            .unwrap_or(NOT_INTERNED);
         Owner {
-            rank,
+            rank: self.names.rank(id),
             name: self.store.strings.name(id),
         }
     }
@@ -351,9 +340,9 @@ impl<'a> Ctx<'a> {
 /// Allocates everything in `store` (see the module docs).
 pub fn allocate(store: &Store, settings: Settings<'_>) -> Result<Allocation, Error> {
     let names = Names::new(&store.strings);
-    let principal = UsageIndex::build(store, EntityLevel::Principal, &names.ranks)?;
+    let principal = UsageIndex::build(store, EntityLevel::Principal, &names)?;
     let topic = if needs_topics(store, settings) {
-        UsageIndex::build(store, EntityLevel::Topic, &names.ranks)?
+        UsageIndex::build(store, EntityLevel::Topic, &names)?
     } else {
         UsageIndex::default()
     };
@@ -368,7 +357,6 @@ pub fn allocate(store: &Store, settings: Settings<'_>) -> Result<Allocation, Err
             org,
             bucket,
             bounds: bucket_bounds(store, bucket),
-            ranks: &names.ranks,
             names: &names,
             totals: BTreeMap::new(),
         };
