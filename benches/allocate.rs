@@ -327,7 +327,7 @@ fn phase(name: &str, options: Options, paths: &[PathBuf], counted: usize, thread
     let mut session = Session::new(options);
     let (rows, bytes) = feed(&mut session, paths, threads);
     let read = started.elapsed().as_secs_f64();
-    let report = session.allocate().unwrap();
+    let report = session.allocate_on(threads).unwrap();
     let total = started.elapsed().as_secs_f64();
     let cpu = (cpu_seconds() - cpu_started).max(0.01);
     let counted_rows: u64 = session

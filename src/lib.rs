@@ -57,6 +57,7 @@ pub mod model;
 pub mod money;
 pub mod report;
 pub mod session;
+mod threads;
 pub mod time;
 pub mod usage;
 

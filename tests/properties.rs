@@ -1,6 +1,7 @@
 //! Property tests of the whole pipeline (bill + usage → session → report):
 //! parts sum to the whole per line and bucket, input order changes nothing,
-//! buckets sum to the period, all-zero usage falls back, credits stay negative.
+//! buckets sum to the period, all-zero usage falls back, credits stay negative,
+//! and allocating the buckets on several threads gives the one-thread report.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -10,7 +11,7 @@
 
 mod common;
 
-use common::run_bytes;
+use common::{run_bytes, session_of};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
@@ -193,6 +194,20 @@ proptest! {
         let b = run(&lines2, &usage2, Granularity::Daily);
         prop_assert_eq!(a.confluent_csv(), b.confluent_csv());
         prop_assert_eq!(a.team_summary_csv(), b.team_summary_csv());
+    }
+
+    #[test]
+    fn threads_change_nothing(lines in lines(), usage in usage(), threads in 2usize..40) {
+        let options = Options { granularity: Granularity::Daily, ..Options::default() };
+        let inputs = [
+            ("bill.csv", bill_csv(&lines).into_bytes()),
+            ("usage.csv", usage_csv(&usage).into_bytes()),
+        ];
+        let (session, _) = session_of(options, &inputs, 64);
+        let serial = session.allocate().unwrap();
+        let parallel = session.allocate_on(threads).unwrap();
+        prop_assert_eq!(serial.to_json(), parallel.to_json());
+        prop_assert_eq!(serial.confluent_csv(), parallel.confluent_csv());
     }
 
     #[test]

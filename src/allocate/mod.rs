@@ -43,9 +43,9 @@ use crate::money::{apportion, checked_sum, round, rounded_ratio};
 use crate::time::{Granularity, Timestamp};
 use rules::{Component, Rules, Step};
 use rust_decimal::Decimal;
-use std::cell::{OnceCell, RefCell};
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
+use std::sync::{Mutex, OnceLock};
 use store::HashMap;
 use store::{bucket_overlaps, Amount, BuildFx, LineKey, Period, Store, Sym};
 
@@ -61,6 +61,9 @@ pub struct Settings<'a> {
     pub level: EntityLevel,
     /// Decimal places of the output amounts.
     pub precision: u32,
+    /// Threads the buckets may be allocated on (1: this one; wasm32 has no
+    /// threads and runs the pieces one after the other).
+    pub threads: usize,
 }
 
 /// Totals of one bucket of one organization.
@@ -115,15 +118,18 @@ type BucketLines = HashMap<(Sym, Timestamp), HashMap<LineKey, (Decimal, Sym, u64
 /// The names rows are made of, as shared [`Name`]s: each interned string is
 /// made a `Name` once, on first use, and every row that names it clones a
 /// pointer (no allocation per row, nothing to free per row when it is dropped).
+/// Shared by the threads that allocate buckets: each name is made once, by
+/// whichever thread needs it first.
 struct Names<'s> {
     strings: &'s store::Interner,
     /// Each interned string's rank in name order ([`store::Interner::ranks`]).
     ranks: Vec<u32>,
     /// The interned strings' names, by rank (an [`Owner`] knows its rank).
-    shared: Vec<OnceCell<Name>>,
+    shared: Vec<OnceLock<Name>>,
     /// Names that are not interned strings: method names, reason codes, the
-    /// unallocated row's fixed values, owners named by the rules.
-    other: RefCell<HashMap<String, Name>>,
+    /// unallocated row's fixed values, owners named by the rules (looked up
+    /// once per line, not per row).
+    other: Mutex<HashMap<String, Name>>,
 }
 
 impl<'s> Names<'s> {
@@ -131,8 +137,8 @@ impl<'s> Names<'s> {
         Names {
             strings,
             ranks: strings.ranks(),
-            shared: (0..strings.len()).map(|_| OnceCell::new()).collect(),
-            other: RefCell::default(),
+            shared: (0..strings.len()).map(|_| OnceLock::new()).collect(),
+            other: Mutex::default(),
         }
     }
 
@@ -165,8 +171,8 @@ impl<'s> Names<'s> {
 
     /// The name of a string that is not interned (made once per distinct text).
     fn text(&self, text: &str) -> Name {
-        // Never borrowed twice (no call re-enters); a fresh name if it were.
-        let Ok(mut other) = self.other.try_borrow_mut() else {
+        // A poisoned lock (a thread panicked) still gives a correct name.
+        let Ok(mut other) = self.other.lock() else {
             return Name::from(text);
         };
         if let Some(name) = other.get(text) {
@@ -324,7 +330,10 @@ struct Ctx<'a> {
     bounds: (Timestamp, Timestamp, bool),
     /// The names rows are made of, and their ranks.
     names: &'a Names<'a>,
-    totals: BTreeMap<Owner<'a>, Decimal>,
+    /// Every part given so far in the bucket, as made (an owner may appear
+    /// many times): summed per owner only if an allocated-last line needs
+    /// them, which most buckets never do.
+    parts: Vec<(Owner<'a>, Decimal)>,
 }
 
 impl<'a> Ctx<'a> {
@@ -348,22 +357,25 @@ pub fn allocate(store: &Store, settings: Settings<'_>) -> Result<Allocation, Err
     };
     let mut result = Allocation::default();
     let by_bucket = split_lines(store, settings, &principal, &mut result)?;
-    for ((org, bucket), lines) in sorted_buckets(store, &names, by_bucket) {
-        let mut ctx = Ctx {
-            store,
-            settings,
-            principal: &principal,
-            topic: &topic,
-            org,
-            bucket,
-            bounds: bucket_bounds(store, bucket),
-            names: &names,
-            totals: BTreeMap::new(),
-        };
-        let total = checked_sum(lines.iter().map(|l| l.amount), "a bucket's bill total")?;
-        let first = result.rows.len();
-        let (unallocated, sorted) = allocate_bucket(&mut ctx, &lines, &mut result.rows)?;
-        push_bucket(&mut result, &ctx, total, first, unallocated, sorted)?;
+    let buckets = sorted_buckets(store, &names, by_bucket);
+    let shared = Shared {
+        store,
+        settings,
+        principal: &principal,
+        topic: &topic,
+        names: &names,
+    };
+    // Buckets are independent: each piece of consecutive buckets is allocated
+    // on its own thread, and the pieces' rows follow each other in bucket order.
+    let pieces = balanced_pieces(&buckets, settings.threads);
+    for piece in crate::threads::map_beside(pieces, &|piece| allocate_buckets(&shared, piece)) {
+        let piece = piece?;
+        if result.rows.is_empty() {
+            result.rows = piece.rows;
+        } else {
+            result.rows.extend(piece.rows);
+        }
+        result.buckets.extend(piece.buckets);
     }
     // Each bucket's rows are sorted as they are added, in bucket order, and the
     // already-allocated rows come in output order: only a mix of both needs a sort.
@@ -376,6 +388,82 @@ pub fn allocate(store: &Store, settings: Settings<'_>) -> Result<Allocation, Err
         .buckets
         .sort_by(|a, b| (&a.org_id, a.bucket_start).cmp(&(&b.org_id, b.bucket_start)));
     Ok(result)
+}
+
+/// What every bucket's allocation reads.
+struct Shared<'a> {
+    store: &'a Store,
+    settings: Settings<'a>,
+    principal: &'a UsageIndex,
+    topic: &'a UsageIndex,
+    names: &'a Names<'a>,
+}
+
+/// The lines of one (org, bucket).
+type Bucket = ((Sym, Timestamp), Vec<BucketLine>);
+
+/// `buckets` cut into at most `pieces` runs of consecutive buckets with about
+/// the same number of lines each (the work of a bucket grows with its lines).
+fn balanced_pieces(buckets: &[Bucket], pieces: usize) -> Vec<&[Bucket]> {
+    let total: usize = buckets.iter().map(|(_, lines)| lines.len()).sum();
+    let pieces = pieces.clamp(1, buckets.len().max(1));
+    let mut out = Vec::with_capacity(pieces);
+    let (mut start, mut lines) = (0, 0usize);
+    for (i, (_, bucket_lines)) in buckets.iter().enumerate() {
+        lines += bucket_lines.len();
+        // Piece k ends once the lines so far reach k/pieces of the total.
+        if lines.saturating_mul(pieces) >= total.saturating_mul(out.len() + 1) {
+            out.push(buckets.get(start..=i).unwrap_or_default());
+            start = i + 1;
+        }
+    }
+    if start < buckets.len() {
+        out.push(buckets.get(start..).unwrap_or_default());
+    }
+    out
+}
+
+/// Allocates consecutive buckets: their rows and totals, in bucket order.
+fn allocate_buckets(shared: &Shared<'_>, buckets: &[Bucket]) -> Result<Allocation, Error> {
+    let mut result = Allocation::default();
+    result.rows.reserve(expected_rows(shared, buckets));
+    for ((org, bucket), lines) in buckets {
+        let mut ctx = Ctx {
+            store: shared.store,
+            settings: shared.settings,
+            principal: shared.principal,
+            topic: shared.topic,
+            org: *org,
+            bucket: *bucket,
+            bounds: bucket_bounds(shared.store, *bucket),
+            names: shared.names,
+            parts: Vec::new(),
+        };
+        let total = checked_sum(lines.iter().map(|l| l.amount), "a bucket's bill total")?;
+        let first = result.rows.len();
+        let (unallocated, sorted) = allocate_bucket(&mut ctx, lines, &mut result.rows)?;
+        push_bucket(&mut result, &ctx, total, first, unallocated, sorted)?;
+    }
+    Ok(result)
+}
+
+/// About how many rows `buckets` make: a line mostly splits over the principals
+/// active on its resource in its bucket, and a bucket may add its unallocated
+/// row. Reserving them up front spares growing (and copying) the rows many times.
+fn expected_rows(shared: &Shared<'_>, buckets: &[Bucket]) -> usize {
+    buckets
+        .iter()
+        .map(|((org, bucket), lines)| {
+            let active = |line: &BucketLine| {
+                shared
+                    .principal
+                    .by_bucket
+                    .get(&(*org, *bucket, line.key.resource))
+                    .map_or(1, Vec::len)
+            };
+            lines.iter().map(active).sum::<usize>() + 1
+        })
+        .sum()
 }
 
 /// Whether any line is allocated at topic level (else the topic index is not built).
@@ -484,11 +572,7 @@ fn inside_seconds(
 }
 
 /// Buckets in a deterministic order (organization name, bucket start), lines sorted by names.
-fn sorted_buckets(
-    store: &Store,
-    names: &Names<'_>,
-    by_bucket: BucketLines,
-) -> Vec<((Sym, Timestamp), Vec<BucketLine>)> {
+fn sorted_buckets(store: &Store, names: &Names<'_>, by_bucket: BucketLines) -> Vec<Bucket> {
     let s = &store.strings;
     let mut out: Vec<_> = by_bucket
         .into_iter()
@@ -635,10 +719,7 @@ fn allocate_line<'a>(
                     if cost.is_zero() {
                         continue;
                     }
-                    let total = ctx.totals.entry(owner).or_insert(Decimal::ZERO);
-                    *total = total
-                        .checked_add(cost)
-                        .ok_or_else(|| Error::overflow("entity totals"))?;
+                    ctx.parts.push((owner, cost));
                     rows.push(make_row(
                         ctx,
                         line,
@@ -806,11 +887,9 @@ fn run_step<'a>(
             ))
         }
         Step::AllocatedLast => {
-            let weights = ctx
-                .totals
-                .iter()
+            let weights = owner_totals(&ctx.parts)?
+                .into_iter()
                 .filter(|(_, v)| v.is_sign_positive() && !v.is_zero())
-                .map(|(k, v)| (*k, *v))
                 .collect();
             split(
                 amount,
@@ -822,6 +901,24 @@ fn run_step<'a>(
         }
         Step::Unallocated => Ok(Outcome::Fail("unallocated")),
     }
+}
+
+/// Each owner's total of `parts`, in owner order.
+fn owner_totals<'a>(parts: &[(Owner<'a>, Decimal)]) -> Result<Vec<(Owner<'a>, Decimal)>, Error> {
+    let mut sorted = parts.to_vec();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut totals: Vec<(Owner<'a>, Decimal)> = Vec::new();
+    for (owner, amount) in sorted {
+        match totals.last_mut() {
+            Some((last, total)) if *last == owner => {
+                *total = total
+                    .checked_add(amount)
+                    .ok_or_else(|| Error::overflow("entity totals"))?;
+            }
+            _ => totals.push((owner, amount)),
+        }
+    }
+    Ok(totals)
 }
 
 /// The whole line to one owner, if there is one.
@@ -1430,6 +1527,56 @@ mod tests {
         prop_oneof![Just(0u32), Just(3), Just(5000), Just(u32::MAX)].prop_flat_map(|top| {
             proptest::collection::vec(proptest::array::uniform14(0..=top), 0..60)
         })
+    }
+
+    /// Buckets with these numbers of lines (no line's content matters here).
+    fn buckets(lines: &[usize]) -> Vec<Bucket> {
+        let line = BucketLine {
+            key: LineKey {
+                org: 0,
+                product: 0,
+                line_type: 0,
+                resource: 0,
+                environment: 0,
+                unit: 0,
+                currency: 0,
+                owner_of_record: 0,
+            },
+            amount: Decimal::ONE,
+            source: RowSource::default(),
+        };
+        lines
+            .iter()
+            .enumerate()
+            .map(|(i, n)| ((0, Timestamp(i as i64)), vec![line.clone(); *n]))
+            .collect()
+    }
+
+    #[test]
+    fn pieces_are_consecutive_runs_of_about_equal_lines() {
+        let cases: &[(&[usize], usize, &[usize])] = &[
+            (&[], 4, &[]),
+            (&[3], 1, &[1]),
+            (&[3], 8, &[1]),
+            (&[1, 1, 1, 1], 2, &[2, 2]),
+            (&[1, 1, 1, 1, 1], 2, &[3, 2]),
+            (&[10, 1, 1], 2, &[1, 2]),
+            (&[1, 1, 10], 2, &[3]),
+            (&[5, 5, 5, 5, 5, 5], 3, &[2, 2, 2]),
+            (&[2, 2, 2], 0, &[3]),
+        ];
+        for (lines, threads, sizes) in cases {
+            let all = buckets(lines);
+            let pieces = balanced_pieces(&all, *threads);
+            let got: Vec<usize> = pieces.iter().map(|p| p.len()).collect();
+            assert_eq!(&got, sizes, "{lines:?} on {threads}");
+            let joined: Vec<Timestamp> = pieces
+                .iter()
+                .flat_map(|p| p.iter().map(|b| b.0 .1))
+                .collect();
+            let expected: Vec<Timestamp> = all.iter().map(|b| b.0 .1).collect();
+            assert_eq!(joined, expected, "every bucket once, in order");
+        }
     }
 
     proptest! {

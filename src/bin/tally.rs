@@ -49,8 +49,9 @@ OPTIONS:
     --max-entities-per-cluster N   entity view: at most N per cluster (default 500)
     --max-rejections N      rejections kept (and printed) per file (default 100)
     --chunk-bytes N         read files in chunks of N bytes (default 1 MiB)
-    --threads N             read a big CSV file in up to N parts at once (default: the
-                            cores available; 1 reads serially; same results either way)
+    --threads N             read a big CSV file in up to N parts at once, and allocate
+                            the buckets on up to N threads (default: the cores available;
+                            1 does all on one thread; same results either way)
     --out-confluent FILE    write the allocation as a Confluent-style export CSV
     --out-team-summary FILE write the per-team summary CSV
     --out-json FILE         write the whole report as JSON (what the page shows)
@@ -262,7 +263,7 @@ fn allocate(args: &Args) -> Result<(), Failure> {
     for message in &fatal_files {
         eprintln!("tally: {message}");
     }
-    let report = session.allocate().map_err(fatal)?;
+    let report = session.allocate_on(args.threads).map_err(fatal)?;
     write_outputs(args, &report)?;
     if !args.quiet {
         print_summary(args, &report);

@@ -86,7 +86,7 @@ fn small_ratio(part: Decimal, whole: Decimal, scale: u32) -> Option<Decimal> {
     }
     // round(a / b · 10^scale) = floor((2 · a · 10^scale + b) / (2 · b)).
     let scaled = a.checked_mul(10u128.checked_pow(scale)?)?.checked_mul(2)?;
-    let quotient = scaled.checked_add(b)? / b.checked_mul(2)?;
+    let (quotient, _) = div_rem(scaled.checked_add(b)?, b.checked_mul(2)?)?;
     Decimal::try_from_i128_with_scale(i128::try_from(quotient).ok()?, scale).ok()
 }
 
@@ -132,7 +132,8 @@ where
 /// negative weights; the result is sorted by key.
 ///
 /// A stable sort then one pass, rather than a map: callers mostly pass keys
-/// already sorted and distinct, which the sort only has to confirm.
+/// already sorted and distinct, which is checked first and then taken as is
+/// (a weight summed from zero alone is that weight, to the digit and scale).
 fn merge<K: Ord, I: IntoIterator<Item = (K, Decimal)>>(
     weights: I,
 ) -> Result<Vec<(K, Decimal)>, Error> {
@@ -144,6 +145,12 @@ fn merge<K: Ord, I: IntoIterator<Item = (K, Decimal)>>(
             )));
         }
         list.push((key, weight));
+    }
+    if list
+        .windows(2)
+        .all(|pair| matches!(pair, [a, b] if a.0 < b.0))
+    {
+        return Ok(list);
     }
     list.sort_by(|a, b| a.0.cmp(&b.0));
     let mut merged: Vec<(K, Decimal)> = Vec::with_capacity(list.len());
@@ -249,12 +256,12 @@ pub fn apportion_units(units: u128, weights: &[u128]) -> Result<Vec<u128>, Error
     let mut remainders = Vec::with_capacity(weights.len());
     let mut given = 0u128;
     for (index, weight) in weights.iter().enumerate() {
-        let product = units
+        let (part, remainder) = units
             .checked_mul(*weight)
+            .and_then(|product| div_rem(product, total))
             .ok_or_else(|| Error::overflow("amount × weight in an apportionment"))?;
-        let part = product / total;
         parts.push(part);
-        remainders.push((product % total, index));
+        remainders.push((remainder, index));
         given = given
             .checked_add(part)
             .ok_or_else(|| Error::overflow("apportioned parts"))?;
@@ -277,6 +284,15 @@ pub fn apportion_units(units: u128, weights: &[u128]) -> Result<Vec<u128>, Error
         }
     }
     Ok(parts)
+}
+
+/// `a / b` and `a % b` (`None` when `b` is zero), in one 64-bit division when
+/// both fit, as they mostly do (cents × bytes), rather than two 128-bit calls.
+fn div_rem(a: u128, b: u128) -> Option<(u128, u128)> {
+    match (u64::try_from(a), u64::try_from(b)) {
+        (Ok(a), Ok(b)) => Some((a.checked_div(b)?.into(), a.checked_rem(b)?.into())),
+        _ => Some((a.checked_div(b)?, a.checked_rem(b)?)),
+    }
 }
 
 /// Sums decimals with overflow checking.
@@ -412,6 +428,15 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn div_rem_agrees_with_128_bit_division(
+            a in prop_oneof![any::<u64>().prop_map(u128::from), any::<u128>()],
+            b in prop_oneof![any::<u64>().prop_map(u128::from), any::<u128>()],
+        ) {
+            let expected = (b != 0).then(|| (a / b, a % b));
+            prop_assert_eq!(div_rem(a, b), expected);
+        }
+
         #[test]
         fn the_integer_ratio_agrees_with_decimal_division(
             whole in 1u64..10_000_000_000_000,

@@ -280,6 +280,9 @@ pub struct ReportSettings<'a> {
     pub invoice_subtotal: Option<Decimal>,
     /// Entity-view filters.
     pub filters: &'a Filters,
+    /// Threads the report may use: the team roll-up and the entity view are
+    /// two passes over the rows that need not wait for each other.
+    pub threads: usize,
 }
 
 /// Whether a row's method spreads a shared cost (else the owner caused it).
@@ -304,9 +307,15 @@ impl Report {
         files: Vec<FileSummary>,
         settings: &ReportSettings<'_>,
     ) -> Result<Report, Error> {
-        let (teams, unmatched) = team_summaries(&allocation.rows, crosswalk, settings)?;
+        let rows = &allocation.rows;
+        let (team_roll_up, entity_view) = crate::threads::both(
+            settings.threads,
+            || team_summaries(rows, crosswalk, settings),
+            || cluster_entities(rows, crosswalk, settings.filters),
+        );
+        let (teams, unmatched) = team_roll_up?;
+        let clusters = entity_view?;
         let organizations = org_totals(&allocation.buckets)?;
-        let clusters = cluster_entities(&allocation.rows, crosswalk, settings.filters)?;
         let reconciliation = reconcile(
             &allocation,
             &files,

@@ -335,10 +335,17 @@ impl Session {
 
     /// Allocates everything read and builds the report.
     pub fn allocate(&self) -> Result<Report, Error> {
+        self.allocate_on(1)
+    }
+
+    /// [`Session::allocate`] with the buckets allocated on up to `threads`
+    /// threads (natively; one after the other on wasm32): the same report.
+    pub fn allocate_on(&self, threads: usize) -> Result<Report, Error> {
         let settings = Settings {
             rules: &self.rules,
             level: self.options.entity_level,
             precision: self.options.precision,
+            threads,
         };
         let allocation = allocate(&self.store, settings)?;
         let crosswalk = Crosswalk::build(&self.crosswalk)?;
@@ -348,6 +355,7 @@ impl Session {
             shared_cost_center: &self.options.shared_cost_center,
             invoice_subtotal: self.options.invoice_subtotal,
             filters: &self.options.filters,
+            threads,
         };
         let mut report = Report::build(allocation, &crosswalk, self.files(), &report_settings)?;
         report.lines = self.store.cost_lines();

@@ -45,6 +45,7 @@ use crate::formats::csv::{CsvReader, ParseRow};
 use crate::formats::{confluent, confluent_costs, detect, usage_csv};
 use crate::formats::{Format, Reader, Sink, DETECT_BYTES};
 use crate::model::{AllocatedRef, AllocationRow, CostLine, CrosswalkEntry, UsageSample};
+use crate::threads::run_beside;
 use crate::time::Granularity;
 use rust_decimal::Decimal;
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
@@ -621,35 +622,6 @@ impl Sink for Counted<'_> {
     fn reject(&mut self, error: Error) {
         self.ingest.reject(error);
     }
-}
-
-/// Runs `own` on this thread while every job runs on a scoped thread of its
-/// own (a panic is passed on).
-#[cfg(not(target_arch = "wasm32"))]
-fn run_beside<T: Send, U>(
-    jobs: Vec<impl FnOnce() -> T + Send>,
-    own: impl FnOnce() -> U,
-) -> (U, Vec<T>) {
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = jobs.into_iter().map(|job| scope.spawn(job)).collect();
-        let mine = own();
-        let theirs = handles
-            .into_iter()
-            .map(|handle| {
-                handle
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect();
-        (mine, theirs)
-    })
-}
-
-/// Runs `own`, then every job: wasm32-unknown-unknown has no threads.
-#[cfg(target_arch = "wasm32")]
-fn run_beside<T, U>(jobs: Vec<impl FnOnce() -> T>, own: impl FnOnce() -> U) -> (U, Vec<T>) {
-    let mine = own();
-    (mine, jobs.into_iter().map(|job| job()).collect())
 }
 
 #[cfg(test)]

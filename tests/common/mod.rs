@@ -33,6 +33,16 @@ pub fn run_bytes(
     inputs: &[(&str, Vec<u8>)],
     chunk: usize,
 ) -> (Report, Vec<FileSummary>) {
+    let (session, summaries) = session_of(options, inputs, chunk);
+    (session.allocate().unwrap(), summaries)
+}
+
+/// A session that has read `(name, bytes)` inputs in chunks of `chunk` bytes.
+pub fn session_of(
+    options: Options,
+    inputs: &[(&str, Vec<u8>)],
+    chunk: usize,
+) -> (Session, Vec<FileSummary>) {
     let mut session = Session::new(options);
     let mut summaries = Vec::new();
     for (name, bytes) in inputs {
@@ -48,7 +58,7 @@ pub fn run_bytes(
                 .unwrap_or_else(|e| panic!("{name}: {e}")),
         );
     }
-    (session.allocate().unwrap(), summaries)
+    (session, summaries)
 }
 
 /// Runs testdata files through a session.
