@@ -39,7 +39,10 @@ pub mod store;
 
 use crate::error::Error;
 use crate::model::{AllocationRow, EntityLevel, Name, RowSource};
-use crate::money::{apportion, checked_sum, round, rounded_ratio};
+use crate::money::{
+    apportion, apportion_with_shares, checked_sum, mixed_shares, round, rounded_ratio, split_units,
+    Sign, UnitSplit,
+};
 use crate::time::{Granularity, Timestamp};
 use rules::{Component, Rules, Step};
 use rust_decimal::Decimal;
@@ -946,15 +949,10 @@ fn split<'a>(
     failure: &'static str,
 ) -> Result<Outcome<'a>, Error> {
     weights.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    let total = checked_sum(weights.iter().map(|w| w.1), "weights")?;
-    let Some(parts) = apportion(amount, weights.iter().copied(), precision)? else {
-        return Ok(Outcome::Fail(failure));
-    };
-    let mut out = Vec::with_capacity(parts.len());
-    for ((owner, cost), (_, weight)) in parts.into_iter().zip(&weights) {
-        out.push((owner, cost, rounded_ratio(*weight, total, SHARE_DECIMALS)?));
+    match apportion_with_shares(amount, weights, precision, SHARE_DECIMALS)? {
+        Some(parts) => Ok(Outcome::Split(parts, success)),
+        None => Ok(Outcome::Fail(failure)),
     }
-    Ok(Outcome::Split(out, success))
 }
 
 /// Decimal places of `usage_share` (display only).
@@ -1088,8 +1086,10 @@ fn owner_of_record<'a>(ctx: &Ctx<'a>, line: &BucketLine) -> Option<Owner<'a>> {
 ///
 /// Every component splits over the same entities, those active on the line's
 /// resource in the bucket (a usage component weighs each of them, zero when it
-/// has none of the metrics), in name order: each component's parts come back in
-/// that order, so they are summed by index, not through a map per owner.
+/// has none of the metrics), in name order: the splits are in minimal units,
+/// by index, and an entity's parts are summed as integers. Its share is the
+/// exact mix of its component shares ([`mixed_shares`]), else a sum of decimal
+/// quotients ([`decimal_shares`]).
 fn weighted<'a>(
     ctx: &Ctx<'a>,
     line: &BucketLine,
@@ -1100,65 +1100,65 @@ fn weighted<'a>(
     let Some(entities) = bucket_usage(ctx, line, level).filter(|e| !e.is_empty()) else {
         return Ok(Outcome::Fail("no_active_principals"));
     };
-    let active: Vec<(Owner<'a>, &'a [(Sym, Decimal)])> = entities
-        .iter()
-        .map(|(entity, values)| (ctx.owner(*entity), values.as_slice()))
-        .collect();
-    let by_component = components.iter().enumerate().map(|(i, c)| (i, c.weight));
-    let Some(component_amounts) = apportion(line.amount, by_component, precision)? else {
+    let component_weights: Vec<Decimal> = components.iter().map(|c| c.weight).collect();
+    let (units, sign) = Sign::units(line.amount, precision)?;
+    let Some(by_component) = split_units(units, &component_weights)? else {
         return Ok(Outcome::Fail("no_weights"));
     };
     let names = &ctx.store.strings;
-    let mut costs = vec![(Decimal::ZERO, Decimal::ZERO); active.len()];
-    let mut weights: Vec<Decimal> = Vec::with_capacity(active.len());
-    for ((_, part), component) in component_amounts.into_iter().zip(components) {
-        weights.clear();
-        if component.even {
-            weights.resize(active.len(), Decimal::ONE);
+    let mut weights: Vec<Vec<Decimal>> = Vec::with_capacity(components.len());
+    let mut splits: Vec<UnitSplit> = Vec::with_capacity(components.len());
+    for (component, part) in components.iter().zip(&by_component.parts) {
+        let entity_weights: Vec<Decimal> = if component.even {
+            vec![Decimal::ONE; entities.len()]
         } else {
             let ids = metric_ids(names, &component.metrics);
-            weights.extend(active.iter().map(|(_, values)| metric_sum(values, &ids)));
-        }
-        let total = checked_sum(weights.iter().copied(), "weights")?;
-        let owners = active.iter().map(|(owner, _)| *owner);
-        let Some(parts) = apportion(part, owners.zip(weights.iter().copied()), precision)? else {
+            entities
+                .iter()
+                .map(|(_, values)| metric_sum(values, &ids))
+                .collect()
+        };
+        let Some(split) = split_units(*part, &entity_weights)? else {
             return Ok(Outcome::Fail("no_usage_found"));
         };
-        let component_share = |weight| {
-            Ok::<_, Error>(
-                share(weight, total)?
-                    .checked_mul(component.weight)
-                    .unwrap_or_default(),
-            )
-        };
-        // Even weights are all one: one share for every entity, divided once.
-        let even_share = match component.even {
-            true => Some(component_share(Decimal::ONE)?),
-            false => None,
-        };
-        for ((slot, (_, cost)), weight) in costs.iter_mut().zip(parts).zip(&weights) {
-            let owner_share = match even_share {
-                Some(even) => even,
-                None => component_share(*weight)?,
-            };
-            slot.0 = slot
-                .0
-                .checked_add(cost)
-                .ok_or_else(|| Error::overflow("weighted parts"))?;
-            slot.1 = slot
-                .1
-                .checked_add(owner_share)
+        weights.push(entity_weights);
+        splits.push(split);
+    }
+    let mix: Vec<(Decimal, &UnitSplit)> = component_weights.iter().copied().zip(&splits).collect();
+    let shares = match mixed_shares(&mix, SHARE_DECIMALS) {
+        Some(shares) => shares,
+        None => decimal_shares(&component_weights, &weights)?,
+    };
+    let mut parts = Vec::with_capacity(entities.len());
+    for (i, ((entity, _), share)) in entities.iter().zip(shares).enumerate() {
+        let units = splits
+            .iter()
+            .try_fold(0u128, |sum, split| sum.checked_add(*split.parts.get(i)?))
+            .ok_or_else(|| Error::overflow("weighted parts"))?;
+        parts.push((ctx.owner(*entity), sign.amount(units, precision)?, share));
+    }
+    Ok(Outcome::Split(parts, "usage_found"))
+}
+
+/// Each entity's share of a weighted mix as a sum of decimal quotients,
+/// `Σ_c k_c · (w_ic / W_c)`, rounded to [`SHARE_DECIMALS`] places: for weights
+/// [`mixed_shares`] cannot take exactly.
+fn decimal_shares(mix: &[Decimal], weights: &[Vec<Decimal>]) -> Result<Vec<Decimal>, Error> {
+    let entities = weights.first().map_or(0, Vec::len);
+    let mut shares = vec![Decimal::ZERO; entities];
+    for (k, component) in mix.iter().zip(weights) {
+        let total = checked_sum(component.iter().copied(), "weights")?;
+        for (slot, weight) in shares.iter_mut().zip(component) {
+            let term = share(*weight, total)?.checked_mul(*k).unwrap_or_default();
+            *slot = slot
+                .checked_add(term)
                 .ok_or_else(|| Error::overflow("usage share"))?;
         }
     }
-    Ok(Outcome::Split(
-        active
-            .into_iter()
-            .zip(costs)
-            .map(|((o, _), (c, s))| (o, c, round(s, SHARE_DECIMALS)))
-            .collect(),
-        "usage_found",
-    ))
+    Ok(shares
+        .into_iter()
+        .map(|s| round(s, SHARE_DECIMALS))
+        .collect())
 }
 
 /// Completes a bucket whose rows start at `first`: its unallocated row and its

@@ -104,28 +104,245 @@ where
     K: Ord,
     I: IntoIterator<Item = (K, Decimal)>,
 {
-    if scale > MAX_SCALE {
-        return Err(Error::config(format!(
-            "precision {scale} is above the maximum of {MAX_SCALE} decimal places"
-        )));
-    }
-    let merged = merge(weights)?;
-    let (keys, weights): (Vec<K>, Vec<Decimal>) = merged.into_iter().unzip();
-    let Some(int_weights) = integer_weights(&weights)? else {
+    let Some(split) = Split::new(amount, weights, scale)? else {
         return Ok(None);
     };
-    let rounded = round(amount, scale);
-    let units = to_units(rounded.abs(), scale)?;
-    let parts = apportion_units(units, &int_weights)?;
-    let negative = rounded.is_sign_negative();
-    keys.into_iter()
-        .zip(parts)
-        .map(|(key, part)| {
-            let value = from_units(part, scale)?;
-            Ok((key, if negative { -value } else { value }))
-        })
+    split
+        .keys
+        .into_iter()
+        .zip(split.parts)
+        .map(|(key, part)| Ok((key, split.sign.amount(part, scale)?)))
         .collect::<Result<Vec<_>, Error>>()
         .map(Some)
+}
+
+/// A key's part of an amount and its share of the weights.
+pub type SharedPart<K> = (K, Decimal, Decimal);
+
+/// [`apportion`], with each key's share of the weights (`weight / total`)
+/// rounded like [`rounded_ratio`] to `share_scale` places: the same shares,
+/// computed from the integer weights the split already made when they are
+/// exact and small enough (see [`small_ratio`]), without a decimal division.
+pub fn apportion_with_shares<K, I>(
+    amount: Decimal,
+    weights: I,
+    scale: u32,
+    share_scale: u32,
+) -> Result<Option<Vec<SharedPart<K>>>, Error>
+where
+    K: Ord,
+    I: IntoIterator<Item = (K, Decimal)>,
+{
+    let Some(split) = Split::new(amount, weights, scale)? else {
+        return Ok(None);
+    };
+    let total = checked_sum(split.weights.iter().copied(), "weights")?;
+    let limit = 10u128
+        .checked_pow(22u32.saturating_sub(share_scale))
+        .unwrap_or(0);
+    // `small_ratio` of a weight and the total at their common scale, which
+    // exact integer weights are (the total's scale is the largest weight's).
+    // (A weight of -0 is left to the division, as `small_ratio` does.)
+    let exact = split.exact && split.weights.iter().all(|w| !w.is_sign_negative());
+    let integer_total = exact
+        .then(|| {
+            split
+                .integers
+                .iter()
+                .try_fold(0u128, |a, w| a.checked_add(*w))
+        })
+        .flatten()
+        .filter(|t| *t > 0 && *t < limit && share_scale <= MAX_SCALE);
+    let share_factor = 10u128.checked_pow(share_scale).unwrap_or(0);
+    let share = |weight: Decimal, integer: u128| match integer_total {
+        Some(whole) => integer
+            .checked_mul(share_factor)
+            .and_then(|a| a.checked_mul(2))
+            .and_then(|a| a.checked_add(whole))
+            .and_then(|a| div_rem(a, whole.checked_mul(2)?))
+            .and_then(|(q, _)| {
+                Decimal::try_from_i128_with_scale(i128::try_from(q).ok()?, share_scale).ok()
+            })
+            .ok_or_else(|| Error::overflow("ratio")),
+        None => rounded_ratio(weight, total, share_scale),
+    };
+    let mut out = Vec::with_capacity(split.parts.len());
+    let weights = split.weights.iter().zip(&split.integers);
+    for ((key, part), (weight, integer)) in split.keys.into_iter().zip(split.parts).zip(weights) {
+        out.push((
+            key,
+            split.sign.amount(part, scale)?,
+            share(*weight, *integer)?,
+        ));
+    }
+    Ok(Some(out))
+}
+
+/// The sign of the amount being split: the parts keep it.
+#[derive(Debug, Clone, Copy)]
+pub struct Sign {
+    negative: bool,
+}
+
+impl Sign {
+    /// `amount` rounded to `scale` places ([`round`]) as minimal units of its
+    /// absolute value, and its sign.
+    pub fn units(amount: Decimal, scale: u32) -> Result<(u128, Sign), Error> {
+        let rounded = round(amount, scale);
+        let units = to_units(rounded.abs(), scale)?;
+        let negative = rounded.is_sign_negative();
+        Ok((units, Sign { negative }))
+    }
+
+    /// A part of `units` minimal units as a signed amount.
+    pub fn amount(self, units: u128, scale: u32) -> Result<Decimal, Error> {
+        let value = from_units(units, scale)?;
+        Ok(if self.negative { -value } else { value })
+    }
+}
+
+/// Minimal units split over weights, in the weights' order.
+#[derive(Debug, Clone)]
+pub struct UnitSplit {
+    /// Each weight's part.
+    pub parts: Vec<u128>,
+    /// The weights as integers proportional to them.
+    pub weights: Vec<u128>,
+    /// Whether `weights` are the decimal weights at their common scale (else
+    /// shares normalised to 18 decimals).
+    pub exact: bool,
+}
+
+/// Splits `units` over `weights` (largest remainder, ties to the lower index),
+/// or `None` when they are all zero; a negative weight is refused. The step
+/// [`apportion`] takes once its weights are merged by key, for callers whose
+/// weights are already one per key in key order.
+pub fn split_units(units: u128, weights: &[Decimal]) -> Result<Option<UnitSplit>, Error> {
+    for weight in weights {
+        refuse_negative(*weight)?;
+    }
+    let Some((integers, exact)) = integer_weights(weights)? else {
+        return Ok(None);
+    };
+    Ok(Some(UnitSplit {
+        parts: apportion_units(units, &integers)?,
+        weights: integers,
+        exact,
+    }))
+}
+
+/// Each key's share of a weighted mix, `Σ_c k_c · w_ic / W_c` (component `c`
+/// of weight `k_c` split over the keys by integer weights `w_ic` summing to
+/// `W_c`), rounded half up to `scale` places: exactly, in integers over the
+/// common denominator `Π_c 10^e_c · W_c` (`k_c = K_c / 10^e_c`).
+///
+/// `None` when a component's weights are not exact, a component weight is
+/// negative, or a product does not fit 128 bits: the caller then sums decimal
+/// quotients (28 significant digits, so the same result unless the exact share
+/// lies within 10^-27 of a rounding midpoint).
+pub fn mixed_shares(components: &[(Decimal, &UnitSplit)], scale: u32) -> Option<Vec<Decimal>> {
+    let keys = components.first()?.1.weights.len();
+    // Each component's denominator 10^e_c · W_c, and their product.
+    let mut denominators = Vec::with_capacity(components.len());
+    for (k, split) in components {
+        if !split.exact || k.is_sign_negative() || split.weights.len() != keys {
+            return None;
+        }
+        let total = split
+            .weights
+            .iter()
+            .try_fold(0u128, |a, w| a.checked_add(*w))?;
+        denominators.push(10u128.checked_pow(k.scale())?.checked_mul(total)?);
+    }
+    let common = denominators
+        .iter()
+        .try_fold(1u128, |a, d| a.checked_mul(*d))?;
+    // Component c's numerator factor K_c · (common / its denominator).
+    let factors: Vec<u128> = components
+        .iter()
+        .zip(&denominators)
+        .map(|((k, _), d)| {
+            u128::try_from(k.mantissa())
+                .ok()?
+                .checked_mul(common.checked_div(*d)?)
+        })
+        .collect::<Option<_>>()?;
+    let half_up = |numerator: u128| {
+        let scaled = numerator
+            .checked_mul(10u128.checked_pow(scale)?)?
+            .checked_mul(2)?
+            .checked_add(common)?;
+        let (quotient, _) = div_rem(scaled, common.checked_mul(2)?)?;
+        Decimal::try_from_i128_with_scale(i128::try_from(quotient).ok()?, scale).ok()
+    };
+    (0..keys)
+        .map(|i| {
+            let numerator =
+                components
+                    .iter()
+                    .zip(&factors)
+                    .try_fold(0u128, |acc, ((_, split), factor)| {
+                        acc.checked_add(split.weights.get(i)?.checked_mul(*factor)?)
+                    })?;
+            half_up(numerator)
+        })
+        .collect()
+}
+
+/// A negative weight is a configuration error (zero, even `-0`, is a weight).
+fn refuse_negative(weight: Decimal) -> Result<(), Error> {
+    if weight.is_sign_negative() && !weight.is_zero() {
+        return Err(Error::config(format!(
+            "negative weight {weight} in an apportionment"
+        )));
+    }
+    Ok(())
+}
+
+/// An amount split over merged weights, in units (see the module docs).
+struct Split<K> {
+    /// The keys, sorted and distinct.
+    keys: Vec<K>,
+    /// Each key's weight.
+    weights: Vec<Decimal>,
+    /// The weights as integers proportional to them.
+    integers: Vec<u128>,
+    /// Whether `integers` are the weights at their common scale (else shares
+    /// normalised to 18 decimals).
+    exact: bool,
+    /// Each key's part of the rounded amount, in minimal units.
+    parts: Vec<u128>,
+    /// The rounded amount's sign.
+    sign: Sign,
+}
+
+impl<K: Ord> Split<K> {
+    /// The split, or `None` when the weights are all zero.
+    fn new<I: IntoIterator<Item = (K, Decimal)>>(
+        amount: Decimal,
+        weights: I,
+        scale: u32,
+    ) -> Result<Option<Split<K>>, Error> {
+        if scale > MAX_SCALE {
+            return Err(Error::config(format!(
+                "precision {scale} is above the maximum of {MAX_SCALE} decimal places"
+            )));
+        }
+        let merged = merge(weights)?;
+        let (keys, weights): (Vec<K>, Vec<Decimal>) = merged.into_iter().unzip();
+        let (units, sign) = Sign::units(amount, scale)?;
+        let Some(split) = split_units(units, &weights)? else {
+            return Ok(None);
+        };
+        Ok(Some(Split {
+            keys,
+            weights,
+            integers: split.weights,
+            exact: split.exact,
+            parts: split.parts,
+            sign,
+        }))
+    }
 }
 
 /// Merges weights by key (summing, from zero, in input order), refusing
@@ -139,11 +356,7 @@ fn merge<K: Ord, I: IntoIterator<Item = (K, Decimal)>>(
 ) -> Result<Vec<(K, Decimal)>, Error> {
     let mut list: Vec<(K, Decimal)> = Vec::new();
     for (key, weight) in weights {
-        if weight.is_sign_negative() && !weight.is_zero() {
-            return Err(Error::config(format!(
-                "negative weight {weight} in an apportionment"
-            )));
-        }
+        refuse_negative(weight)?;
         list.push((key, weight));
     }
     if list
@@ -172,15 +385,16 @@ fn merge<K: Ord, I: IntoIterator<Item = (K, Decimal)>>(
     Ok(merged)
 }
 
-/// The weights as integers proportional to them, or `None` if they are all zero.
-fn integer_weights(weights: &[Decimal]) -> Result<Option<Vec<u128>>, Error> {
+/// The weights as integers proportional to them, and whether they are exact
+/// (the weights at their common scale), or `None` if they are all zero.
+fn integer_weights(weights: &[Decimal]) -> Result<Option<(Vec<u128>, bool)>, Error> {
     if weights.iter().all(Decimal::is_zero) {
         return Ok(None);
     }
     if let Some(exact) = exact_integer_weights(weights) {
-        return Ok(Some(exact));
+        return Ok(Some((exact, true)));
     }
-    normalised_weights(weights).map(Some)
+    normalised_weights(weights).map(|n| Some((n, false)))
 }
 
 /// Exact integers at the weights' common scale, when they fit comfortably
@@ -435,6 +649,74 @@ mod tests {
         ) {
             let expected = (b != 0).then(|| (a / b, a % b));
             prop_assert_eq!(div_rem(a, b), expected);
+        }
+
+        #[test]
+        fn shares_agree_with_rounded_ratios_of_the_total(
+            cents in -1_000_000i64..1_000_000,
+            weights in proptest::collection::vec(
+                (prop_oneof![0u64..1000, any::<u64>()], 0u32..6, 0u32..2),
+                1..12,
+            ),
+        ) {
+            let weights: Vec<(usize, Decimal)> = weights
+                .into_iter()
+                .enumerate()
+                .map(|(i, (m, scale, wide))| {
+                    // Some weights past 2^64 (and past the integer shortcut's limit).
+                    let m = i128::from(m) * if wide == 1 { 1_000_000_007 } else { 1 };
+                    (i, Decimal::from_i128_with_scale(m, scale))
+                })
+                .collect();
+            let amount = Decimal::new(cents, 2);
+            let parts = apportion(amount, weights.clone(), 2).unwrap();
+            let with_shares = apportion_with_shares(amount, weights.clone(), 2, 6).unwrap();
+            let total = checked_sum(weights.iter().map(|w| w.1), "t").unwrap();
+            let expected = parts.map(|parts| {
+                parts
+                    .into_iter()
+                    .zip(&weights)
+                    .map(|((k, part), (_, w))| (k, part, rounded_ratio(*w, total, 6).unwrap()))
+                    .collect::<Vec<_>>()
+            });
+            prop_assert_eq!(with_shares.clone(), expected.clone());
+            let text = |v: Option<Vec<(usize, Decimal, Decimal)>>| {
+                v.map(|v| v.iter().map(|(_, p, s)| format!("{p} {s}")).collect::<Vec<_>>())
+            };
+            prop_assert_eq!(text(with_shares), text(expected));
+        }
+
+        #[test]
+        fn mixed_shares_agree_with_summed_decimal_quotients(
+            mix in proptest::collection::vec(
+                (0i64..=1000, proptest::collection::vec(0u64..1_000_000_000_000, 4)),
+                1..4,
+            ),
+        ) {
+            let splits: Vec<(Decimal, Vec<Decimal>)> = mix
+                .iter()
+                .map(|(k, w)| (Decimal::new(*k, 3), w.iter().map(|v| Decimal::from(*v)).collect()))
+                .collect();
+            let made: Option<Vec<UnitSplit>> = splits
+                .iter()
+                .map(|(_, w)| split_units(100, w).unwrap())
+                .collect();
+            let Some(made) = made else { return Ok(()) };
+            let components: Vec<(Decimal, &UnitSplit)> =
+                splits.iter().map(|(k, _)| *k).zip(&made).collect();
+            // Two components of these sizes always fit 128 bits; three may not.
+            let Some(exact) = mixed_shares(&components, 6) else {
+                prop_assert!(components.len() > 2);
+                return Ok(());
+            };
+            for (i, share) in exact.iter().enumerate() {
+                let mut sum = Decimal::ZERO;
+                for (k, weights) in &splits {
+                    let total: Decimal = weights.iter().sum();
+                    sum += weights[i] / total * k;
+                }
+                prop_assert_eq!(share.to_string(), round(sum, 6).to_string());
+            }
         }
 
         #[test]
