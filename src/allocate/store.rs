@@ -107,10 +107,8 @@ fn is_text(name: &str, text: &str, words_of_text: (u64, u64)) -> bool {
 fn words(text: &str) -> (u64, u64) {
     let b = text.as_bytes();
     let len = b.len();
-    let byte = |at: usize| u64::from(b.get(at).copied().unwrap_or(0));
     match len {
-        0 => (0, 0),
-        1..=3 => (byte(0) | byte(len / 2) << 8 | byte(len - 1) << 16, 0),
+        0..=3 => (b.iter().fold(0u64, |w, c| w << 8 | u64::from(*c)), 0),
         4..=7 => (u64::from(word4(b, 0)), u64::from(word4(b, len - 4))),
         _ => (word8(b, 0), word8(b, len - 8)),
     }
