@@ -101,8 +101,9 @@ fn is_text(name: &str, text: &str, words_of_text: (u64, u64)) -> bool {
 }
 
 /// Two words that, with the length, determine a string of up to 16 bytes: its
-/// bytes packed (up to 3), or its first and last 4 or 8 bytes (overlapping, so
-/// together they cover every byte). Longer strings share them with others.
+/// first, middle and last bytes (up to 3: together every byte, without a loop
+/// over them), or its first and last 4 or 8 bytes (overlapping, so together
+/// they cover every byte). Longer strings share them with others.
 fn words(text: &str) -> (u64, u64) {
     let b = text.as_bytes();
     let len = b.len();
@@ -551,11 +552,14 @@ impl Store {
         };
         use std::collections::hash_map::Entry;
         match self.allocated.entry(key) {
-            // The file's id is only needed when this row could be the slot's
-            // first source, which a row read after it never is.
+            // A row read after the slot's first source only adds its amount
+            // and a row: its file is not needed (nor interned), and the slot's
+            // zero quantity stays as it is (what `fold_amount` does too).
             Entry::Occupied(mut slot) if row.line > slot.get().line => {
-                let part = Amount::one(row.chargeback_cost, Decimal::ZERO, (Sym::MAX, row.line));
-                fold_amount(slot.get_mut(), part, &self.strings)
+                let slot = slot.get_mut();
+                slot.amount = sum_amounts(slot.amount, row.chargeback_cost)?;
+                slot.rows = slot.rows.saturating_add(1);
+                Ok(())
             }
             entry => {
                 let part = Amount::one(
@@ -605,12 +609,15 @@ fn add_amount<K>(
     }
 }
 
+/// The sum of a slot's amount and a part's, or the overflow error.
+fn sum_amounts(sum: Decimal, part: Decimal) -> Result<Decimal, Error> {
+    sum.checked_add(part)
+        .ok_or_else(|| Error::overflow("summing amounts"))
+}
+
 /// Folds `part` into an existing slot (see [`add_amount`]).
 fn fold_amount(slot: &mut Amount, part: Amount, strings: &Interner) -> Result<(), Error> {
-    slot.amount = slot
-        .amount
-        .checked_add(part.amount)
-        .ok_or_else(|| Error::overflow("summing amounts"))?;
+    slot.amount = sum_amounts(slot.amount, part.amount)?;
     // Allocated rows have no quantity: their zero is not added to the slot's
     // same zero. Only then: a zero added to a zero of another scale or sign
     // would give the added one's, which the slot must keep.

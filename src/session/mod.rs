@@ -157,26 +157,114 @@ pub struct Session {
 }
 
 /// The sink readers write into: the store, the crosswalk and a file's counters.
+/// Lives for one call that feeds rows; the file's amount total is finished when
+/// it is dropped (see [`RunningTotal`]).
 struct Ingest<'a> {
     store: &'a mut Store,
     crosswalk: &'a mut Vec<CrosswalkEntry>,
     summary: &'a mut FileSummary,
     max_rejections: usize,
+    /// The part of `summary.amount_total` not yet written into it.
+    total: RunningTotal,
 }
 
-impl Ingest<'_> {
+impl<'a> Ingest<'a> {
+    /// The sink of one call feeding rows of the file of `summary`.
+    fn new(
+        store: &'a mut Store,
+        crosswalk: &'a mut Vec<CrosswalkEntry>,
+        summary: &'a mut FileSummary,
+        max_rejections: usize,
+    ) -> Self {
+        Ingest {
+            store,
+            crosswalk,
+            summary,
+            max_rejections,
+            total: RunningTotal::default(),
+        }
+    }
+
     fn accepted(&mut self, result: Result<(), Error>, amount: Decimal) -> bool {
         match result {
             Ok(()) => {
                 self.summary.rows_read += 1;
                 self.summary.rows_accepted += 1;
-                self.summary.amount_total = self.summary.amount_total.saturating_add(amount);
+                self.total.add(&mut self.summary.amount_total, amount);
                 true
             }
             Err(error) => {
                 self.reject(error);
                 false
             }
+        }
+    }
+
+    /// Writes the running total into the summary (for a caller that reads
+    /// the summary while this sink lives).
+    fn finish_total(&mut self) {
+        self.total.finish(&mut self.summary.amount_total);
+    }
+}
+
+impl Drop for Ingest<'_> {
+    fn drop(&mut self) {
+        self.finish_total();
+    }
+}
+
+/// `Decimal::saturating_add` of one term per row, at the cost of an integer
+/// add: while the terms have the total's scale and every partial sum stays a
+/// non-zero mantissa of at most 96 bits, each `saturating_add` would be exact
+/// and keep that scale, so the total is kept as that mantissa and written back
+/// as a `Decimal` only when a term breaks the run (another scale, a zero, a
+/// partial sum of zero or past 96 bits: those take `saturating_add` itself)
+/// or when the sink ends. Zeros stay on the general path because `Decimal`
+/// addition gives a zero operand's other operand as it is (scale and sign
+/// included), which an integer sum does not track.
+#[derive(Debug, Default, Clone, Copy)]
+struct RunningTotal {
+    /// The total's mantissa while a run is open; zero when none is.
+    mantissa: i128,
+    /// The scale of the run.
+    scale: u32,
+}
+
+/// The first mantissa past the 96 bits of a `Decimal`.
+const PAST_96_BITS: u128 = 1 << 96;
+
+impl RunningTotal {
+    /// `*total = total.saturating_add(amount)`, deferred while it stays in the run.
+    #[inline]
+    fn add(&mut self, total: &mut Decimal, amount: Decimal) {
+        let term = amount.mantissa();
+        if self.mantissa != 0 && term != 0 && amount.scale() == self.scale {
+            let sum = self.mantissa + term;
+            if sum != 0 && sum.unsigned_abs() < PAST_96_BITS {
+                self.mantissa = sum;
+                return;
+            }
+        }
+        self.add_outside_run(total, amount);
+    }
+
+    /// [`RunningTotal::add`] of a term that ends the run: the run is written
+    /// back, the term added by `saturating_add`, and a run opened at the result.
+    #[inline(never)]
+    fn add_outside_run(&mut self, total: &mut Decimal, amount: Decimal) {
+        self.finish(total);
+        *total = total.saturating_add(amount);
+        self.mantissa = total.mantissa();
+        self.scale = total.scale();
+    }
+
+    /// Writes the run into `total` and closes it.
+    fn finish(&mut self, total: &mut Decimal) {
+        if self.mantissa != 0 {
+            if let Ok(value) = Decimal::try_from_i128_with_scale(self.mantissa, self.scale) {
+                *total = value;
+            }
+            self.mantissa = 0;
         }
     }
 }
@@ -280,14 +368,16 @@ impl Session {
         let options = &self.options;
         let state = file_state(&mut self.files, file)?;
         state.summary.bytes = state.summary.bytes.saturating_add(chunk.len() as u64);
-        let mut ingest = Ingest {
-            store: &mut self.store,
-            crosswalk: &mut self.crosswalk,
-            summary: &mut state.summary,
-            max_rejections: options.max_rejections,
-        };
         let result = match state.reader.as_mut() {
-            Some(reader) => reader.feed(chunk, &mut ingest),
+            Some(reader) => {
+                let mut ingest = Ingest::new(
+                    &mut self.store,
+                    &mut self.crosswalk,
+                    &mut state.summary,
+                    options.max_rejections,
+                );
+                reader.feed(chunk, &mut ingest)
+            }
             None => {
                 state.head.extend_from_slice(chunk);
                 if state.head.len() < DETECT_BYTES {
@@ -313,12 +403,12 @@ impl Session {
         }
         if result.is_ok() {
             if let Some(reader) = state.reader.as_mut() {
-                let mut ingest = Ingest {
-                    store: &mut self.store,
-                    crosswalk: &mut self.crosswalk,
-                    summary: &mut state.summary,
-                    max_rejections: options.max_rejections,
-                };
+                let mut ingest = Ingest::new(
+                    &mut self.store,
+                    &mut self.crosswalk,
+                    &mut state.summary,
+                    options.max_rejections,
+                );
                 result = reader.finish(&mut ingest);
             }
         }
@@ -392,12 +482,7 @@ fn start_reader(
         options.max_record_bytes,
     );
     let head = std::mem::take(&mut state.head);
-    let mut ingest = Ingest {
-        store,
-        crosswalk,
-        summary: &mut state.summary,
-        max_rejections: options.max_rejections,
-    };
+    let mut ingest = Ingest::new(store, crosswalk, &mut state.summary, options.max_rejections);
     let result = reader.feed(&head, &mut ingest);
     state.reader = Some(reader);
     result
@@ -411,4 +496,56 @@ fn fail_file(state: &mut FileState, result: Result<(), Error>) -> Result<(), Err
         state.closed = true;
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A term: a small or a near-limit mantissa (or zero, of either sign) at a
+    /// few scales, so that runs open, break on scale changes, zeros, partial
+    /// sums of zero and the 96-bit limit, and saturate.
+    fn term() -> impl Strategy<Value = Decimal> {
+        let mantissa = prop_oneof![
+            -300i128..300,
+            Just(0i128),
+            (1i128 << 96) - 300..(1i128 << 96),
+            -(1i128 << 96) + 1..-(1i128 << 96) + 300,
+        ];
+        (mantissa, prop_oneof![0u32..3, 0u32..29], any::<bool>()).prop_map(
+            |(mantissa, scale, negative_zero)| {
+                let mut value = Decimal::from_i128_with_scale(mantissa, scale);
+                if mantissa == 0 && negative_zero {
+                    value.set_sign_negative(true);
+                }
+                value
+            },
+        )
+    }
+
+    proptest! {
+        /// The running total gives what a `saturating_add` per term gives, to
+        /// the scale and sign (`serialize` compares every bit), whether it is
+        /// finished once at the end or after any term.
+        #[test]
+        fn the_running_total_is_saturating_add_term_by_term(
+            terms in proptest::collection::vec(term(), 0..60),
+            finish_every in 1usize..80,
+        ) {
+            let mut expected = Decimal::ZERO;
+            let mut total = Decimal::ZERO;
+            let mut running = RunningTotal::default();
+            for (at, term) in terms.iter().enumerate() {
+                expected = expected.saturating_add(*term);
+                running.add(&mut total, *term);
+                if (at + 1) % finish_every == 0 {
+                    running.finish(&mut total);
+                    prop_assert_eq!(total.serialize(), expected.serialize());
+                }
+            }
+            running.finish(&mut total);
+            prop_assert_eq!(total.serialize(), expected.serialize());
+        }
+    }
 }

@@ -228,12 +228,7 @@ impl Session {
             ..FileSummary::default()
         };
         let mut sink = Counted::new(
-            Ingest {
-                store,
-                crosswalk,
-                summary: &mut summary,
-                max_rejections: options.max_rejections,
-            },
+            Ingest::new(store, crosswalk, &mut summary, options.max_rejections),
             options.granularity,
         );
         let mut reader = make();
@@ -264,6 +259,8 @@ impl Session {
             // byte counts included.
             return None;
         }
+        // The file's amount total is finished when its sink ends.
+        drop(sink);
         let id = self.begin_file(file.name, file.org_id);
         let state = match file_state(&mut self.files, id) {
             Ok(state) => state,
@@ -303,6 +300,8 @@ fn verified(
 /// Merges the parts after part 0, in file order, into the session through
 /// part 0's sink.
 fn absorb(ingest: &mut Ingest<'_>, parts: Vec<Part>, offsets: &[u64]) -> Result<(), Error> {
+    // The parts' totals follow part 0's, which is finished first.
+    ingest.finish_total();
     for (part, &offset) in parts.into_iter().zip(offsets) {
         // Not expected to fail: `sums_stay_exact` rules overflow out beforehand.
         ingest.store.merge(part.store, offset)?;
@@ -456,12 +455,12 @@ impl Job<'_> {
         };
         let mut crosswalk = Vec::new();
         let mut sink = Counted::new(
-            Ingest {
-                store: &mut store,
-                crosswalk: &mut crosswalk,
-                summary: &mut summary,
-                max_rejections: options.max_rejections,
-            },
+            Ingest::new(
+                &mut store,
+                &mut crosswalk,
+                &mut summary,
+                options.max_rejections,
+            ),
             options.granularity,
         );
         reader.feed(self.header, &mut sink).ok()?;
@@ -483,6 +482,8 @@ impl Job<'_> {
             Some(reader.record_boundary()?)
         };
         let terms = sink.terms;
+        // The part's amount total is finished when its sink ends.
+        drop(sink);
         Some(Part {
             store,
             summary,
