@@ -488,10 +488,10 @@ impl Store {
         }
         let one_bucket = self.usage_bucket(sample.start, sample.end);
         let s = &mut self.strings;
-        let org = s.id(sample.org_id);
+        let org = usage_field_id(s, sample.org_id);
         let resource = s.id(sample.resource_id);
         let principal = s.id(sample.principal);
-        let topic = s.id(sample.topic);
+        let topic = usage_field_id(s, sample.topic);
         let metric = s.id(sample.metric);
         let gauge = is_gauge(sample.metric);
         let key = |bucket| UsageKey {
@@ -591,6 +591,21 @@ impl Store {
                 add_amount(entry, part, &self.strings)
             }
         }
+    }
+}
+
+/// The id [`Store::new`] gives the empty string, interned first.
+const EMPTY_ID: Sym = 0;
+
+/// The id of a usage field that is often empty (the organization of a file
+/// given none, the topic of a per-principal metric): the empty string's id
+/// without the interner's cache, else [`Interner::id`].
+#[inline(always)]
+fn usage_field_id(strings: &mut Interner, text: &str) -> Sym {
+    if text.is_empty() {
+        EMPTY_ID
+    } else {
+        strings.id(text)
     }
 }
 
@@ -876,6 +891,7 @@ mod tests {
                     })
                     .collect()
             };
+            proptest::prop_assert_eq!(borrowed.strings.find(""), Some(EMPTY_ID));
             proptest::prop_assert_eq!(by_text(&borrowed), expected.clone());
             proptest::prop_assert_eq!(by_text(&owned), expected);
         }
