@@ -242,6 +242,76 @@ pub struct UsageSample {
     pub value: Decimal,
 }
 
+/// The fields of a [`UsageSample`], borrowed (from a reader's record, or from a
+/// sample): the usage CSV reader hands each row over without copying its six
+/// texts into owned strings first, and the store copies a text only the first
+/// time it sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsageRef<'a> {
+    /// The file the sample was read from.
+    pub file: &'a str,
+    /// The sample's line in that file.
+    pub line: u64,
+    /// Organization (may be empty).
+    pub org_id: &'a str,
+    /// Inclusive start of the interval (UTC).
+    pub start: Timestamp,
+    /// Exclusive end (UTC).
+    pub end: Timestamp,
+    /// The resource the usage happened on.
+    pub resource_id: &'a str,
+    /// Who used it.
+    pub principal: &'a str,
+    /// How the principal was identified.
+    pub principal_source: &'a str,
+    /// The topic; empty for per-principal metrics.
+    pub topic: &'a str,
+    /// Metric name.
+    pub metric: &'a str,
+    /// Non-negative quantity.
+    pub value: Decimal,
+}
+
+impl UsageSample {
+    /// The sample's fields, borrowed.
+    pub fn as_ref(&self) -> UsageRef<'_> {
+        UsageRef {
+            file: &self.source.file,
+            line: self.source.line,
+            org_id: &self.org_id,
+            start: self.start,
+            end: self.end,
+            resource_id: &self.resource_id,
+            principal: &self.principal,
+            principal_source: &self.principal_source,
+            topic: &self.topic,
+            metric: &self.metric,
+            value: self.value,
+        }
+    }
+}
+
+impl UsageRef<'_> {
+    /// An owned copy, for sinks that keep samples.
+    pub fn to_sample(&self) -> UsageSample {
+        UsageSample {
+            source: Source {
+                file: self.file.to_string(),
+                line: self.line,
+            },
+            org_id: self.org_id.to_string(),
+            start: self.start,
+            end: self.end,
+            resource_id: self.resource_id.to_string(),
+            principal: self.principal.to_string(),
+            principal_source: self.principal_source.to_string(),
+            topic: self.topic.to_string(),
+            metric: self.metric.to_string(),
+            value: self.value,
+        }
+    }
+}
+
 /// The level at which costs are attributed.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,

@@ -14,7 +14,7 @@
 //! share a line number, as rows read in order never do.
 
 use crate::error::Error;
-use crate::model::{AllocatedRef, CostLine, EntityLevel, Source, UsageSample};
+use crate::model::{AllocatedRef, CostLine, EntityLevel, Source, UsageRef, UsageSample};
 use crate::time::{Granularity, Timestamp};
 use rust_decimal::Decimal;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
@@ -392,6 +392,8 @@ pub struct Store {
     pub lines: HashMap<(LineKey, Period), Amount>,
     /// Usage by key.
     pub usage: HashMap<UsageKey, Decimal>,
+    /// The last usage interval seen and its bucket ([`Store::usage_bucket`]).
+    last_usage_span: Option<(Timestamp, Timestamp, Option<Timestamp>)>,
     /// Already-allocated rows by key.
     pub allocated: HashMap<AllocatedKey, Amount>,
     /// The last (timestamp, its bucket) computed by [`Store::bucket_of`]:
@@ -415,6 +417,7 @@ impl Store {
             range,
             lines: HashMap::default(),
             usage: HashMap::default(),
+            last_usage_span: None,
             allocated: HashMap::default(),
             last_bucket: None,
         }
@@ -470,22 +473,28 @@ impl Store {
 
     /// Folds in a usage sample, split over the buckets it spans by time.
     pub fn add_usage(&mut self, sample: &UsageSample) -> Result<(), Error> {
+        self.add_usage_ref(&sample.as_ref())
+    }
+
+    /// [`Store::add_usage`] of a borrowed sample (the usage CSV's per-row
+    /// path): its texts are copied only the first time they are seen.
+    pub fn add_usage_ref(&mut self, sample: &UsageRef<'_>) -> Result<(), Error> {
         if self.outside(sample.start, sample.end) {
             return Err(Error::input(
-                &sample.source.file,
-                sample.source.line,
+                sample.file,
+                sample.line,
                 "bucket_start",
                 "outside the requested range",
             ));
         }
+        let one_bucket = self.usage_bucket(sample.start, sample.end);
         let s = &mut self.strings;
-        let org = s.id(&sample.org_id);
-        let resource = s.id(&sample.resource_id);
-        let principal = s.id(&sample.principal);
-        let topic = s.id(&sample.topic);
-        let metric = s.id(&sample.metric);
-        let gauge = is_gauge(&sample.metric);
-        let first = sample.start.floor(self.granularity);
+        let org = usage_field_id(s, sample.org_id);
+        let resource = s.id(sample.resource_id);
+        let principal = s.id(sample.principal);
+        let topic = usage_field_id(s, sample.topic);
+        let metric = s.id(sample.metric);
+        let gauge = is_gauge(sample.metric);
         let key = |bucket| UsageKey {
             org,
             bucket,
@@ -494,9 +503,9 @@ impl Store {
             topic,
             metric,
         };
-        if sample.end <= first.next_bucket(self.granularity) {
+        if let Some(bucket) = one_bucket {
             // The common case: the sample lies inside one bucket.
-            return add_usage_value(&mut self.usage, key(first), sample.value, gauge);
+            return add_usage_value(&mut self.usage, key(bucket), sample.value, gauge);
         }
         for (bucket, value) in split_by_time(
             sample.start,
@@ -508,6 +517,22 @@ impl Store {
             add_usage_value(&mut self.usage, key(bucket), value, gauge)?;
         }
         Ok(())
+    }
+
+    /// The bucket of a usage sample over `[start, end)` when it lies inside one,
+    /// `None` when it spans several (to be split by time). The last answer is
+    /// reused: the rows of one plugin flush share their interval, and flooring
+    /// plus the next bucket's start cost more than comparing two timestamps.
+    fn usage_bucket(&mut self, start: Timestamp, end: Timestamp) -> Option<Timestamp> {
+        if let Some((last_start, last_end, bucket)) = self.last_usage_span {
+            if last_start == start && last_end == end {
+                return bucket;
+            }
+        }
+        let first = start.floor(self.granularity);
+        let bucket = (end <= first.next_bucket(self.granularity)).then_some(first);
+        self.last_usage_span = Some((start, end, bucket));
+        bucket
     }
 
     /// The bucket of `at` at the session's granularity (the last answer reused).
@@ -570,6 +595,21 @@ impl Store {
                 add_amount(entry, part, &self.strings)
             }
         }
+    }
+}
+
+/// The id [`Store::new`] gives the empty string, interned first.
+const EMPTY_ID: Sym = 0;
+
+/// The id of a usage field that is often empty (the organization of a file
+/// given none, the topic of a per-principal metric): the empty string's id
+/// without the interner's cache, else [`Interner::id`].
+#[inline(always)]
+fn usage_field_id(strings: &mut Interner, text: &str) -> Sym {
+    if text.is_empty() {
+        EMPTY_ID
+    } else {
+        strings.id(text)
     }
 }
 
@@ -793,6 +833,74 @@ mod tests {
         ) {
             proptest::prop_assert_eq!(is_text(&a, &b, words(&b)), a == b);
             proptest::prop_assert!(is_text(&a, &a, words(&a)));
+        }
+
+        /// Usage samples aggregate as a plain map of their texts does, each
+        /// split over its buckets by [`split_by_time`] (summed, or the maximum
+        /// for a gauge): whatever the order of intervals, the reuse of the last
+        /// interval's bucket ([`Store::usage_bucket`]) gives what computing it
+        /// anew does; and an owned sample adds what its borrowed fields do.
+        #[test]
+        fn usage_aggregates_as_a_plain_map(
+            rows in proptest::collection::vec(
+                (0usize..3, 0usize..3, 0usize..3, 0i64..4, 0i64..3, 0i64..1_000_000, proptest::bool::ANY),
+                0..200,
+            ),
+        ) {
+            use std::collections::BTreeMap;
+            /// (principal, topic, metric, bucket) -> value.
+            type Aggregate = BTreeMap<(String, String, String, Timestamp), Decimal>;
+            let granularity = Granularity::Hourly;
+            let mut borrowed = Store::new(granularity, None);
+            let mut owned = Store::new(granularity, None);
+            let mut expected: Aggregate = BTreeMap::new();
+            for (principal, topic, metric, start, hours, value, instant) in rows {
+                let principal = ["sa-1", "a-much-longer-principal-name", ""].get(principal).copied().unwrap_or("");
+                let topic = ["orders", "", "payments"].get(topic).copied().unwrap_or("");
+                let metric = ["produced_bytes", "retention_bytes", "requests"]
+                    .get(metric)
+                    .copied()
+                    .unwrap_or("");
+                // Starts on and off the hour; samples over up to three hours, or instants.
+                let start = Timestamp(1_775_001_600 + start * 1_800);
+                let end = if instant { start } else { Timestamp(start.0 + 1 + hours * 3_600) };
+                let value = Decimal::new(value, 1);
+                let sample = UsageSample {
+                    source: Source { file: "usage.csv".into(), line: 2 },
+                    org_id: "org".into(),
+                    start,
+                    end,
+                    resource_id: "lkc-1".into(),
+                    principal: principal.into(),
+                    principal_source: "sasl_plain".into(),
+                    topic: topic.into(),
+                    metric: metric.into(),
+                    value,
+                };
+                proptest::prop_assert!(borrowed.add_usage_ref(&sample.as_ref()).is_ok());
+                proptest::prop_assert!(owned.add_usage(&sample.as_ref().to_sample()).is_ok());
+                let gauge = is_gauge(metric);
+                for (bucket, part) in split_by_time(start, end, value, granularity, gauge).unwrap_or_default() {
+                    let slot = expected
+                        .entry((principal.to_string(), topic.to_string(), metric.to_string(), bucket))
+                        .or_insert(Decimal::ZERO);
+                    *slot = if gauge { (*slot).max(part) } else { slot.checked_add(part).unwrap_or_default() };
+                }
+            }
+            let by_text = |store: &Store| -> Aggregate {
+                let s = &store.strings;
+                store
+                    .usage
+                    .iter()
+                    .map(|(k, v)| {
+                        let name = |id| s.name(id).to_string();
+                        ((name(k.principal), name(k.topic), name(k.metric), k.bucket), *v)
+                    })
+                    .collect()
+            };
+            proptest::prop_assert_eq!(borrowed.strings.find(""), Some(EMPTY_ID));
+            proptest::prop_assert_eq!(by_text(&borrowed), expected.clone());
+            proptest::prop_assert_eq!(by_text(&owned), expected);
         }
 
         /// Allocated rows aggregate as a plain map of their texts does: amounts

@@ -32,7 +32,7 @@ pub mod usage_csv;
 pub mod warpstream;
 
 use crate::error::Error;
-use crate::model::{AllocatedRef, AllocationRow, CostLine, CrosswalkEntry, UsageSample};
+use crate::model::{AllocatedRef, AllocationRow, CostLine, CrosswalkEntry, UsageRef, UsageSample};
 use rust_decimal::Decimal;
 use std::str::FromStr;
 
@@ -42,6 +42,11 @@ pub trait Sink {
     fn cost_line(&mut self, line: &CostLine);
     /// A usage sample, to drive the allocation of cost lines.
     fn usage(&mut self, sample: &UsageSample);
+    /// The same as [`Sink::usage`], borrowed from the reader's record (the usage
+    /// CSV's per-row path). Sinks that keep samples get an owned copy.
+    fn usage_ref(&mut self, sample: &UsageRef<'_>) {
+        self.usage(&sample.to_sample());
+    }
     /// A row that is already allocated (Confluent export, WarpStream chargebacks).
     fn allocated(&mut self, row: &AllocationRow);
     /// The same as [`Sink::allocated`], borrowed from the reader's record (the

@@ -26,7 +26,8 @@ use crate::allocate::{allocate, Settings};
 use crate::error::Error;
 use crate::formats::{detect, Format, Reader, Sink, DETECT_BYTES};
 use crate::model::{
-    AllocatedRef, AllocationRow, CostLine, CrosswalkEntry, EntityLevel, Rejection, UsageSample,
+    AllocatedRef, AllocationRow, CostLine, CrosswalkEntry, EntityLevel, Rejection, UsageRef,
+    UsageSample,
 };
 use crate::report::{Crosswalk, Filters, Report, ReportSettings, UnallocatedPolicy};
 use crate::time::{Granularity, Timestamp};
@@ -278,7 +279,11 @@ impl Sink for Ingest<'_> {
     }
 
     fn usage(&mut self, sample: &UsageSample) {
-        let result = self.store.add_usage(sample);
+        self.usage_ref(&sample.as_ref());
+    }
+
+    fn usage_ref(&mut self, sample: &UsageRef<'_>) {
+        let result = self.store.add_usage_ref(sample);
         if self.accepted(result, Decimal::ZERO) {
             self.summary.usage_samples += 1;
         }

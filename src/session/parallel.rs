@@ -44,7 +44,7 @@ use crate::error::Error;
 use crate::formats::csv::{CsvReader, ParseRow};
 use crate::formats::{confluent, confluent_costs, detect, usage_csv};
 use crate::formats::{Format, Reader, Sink, DETECT_BYTES};
-use crate::model::{AllocatedRef, AllocationRow, CostLine, CrosswalkEntry, UsageSample};
+use crate::model::{AllocatedRef, AllocationRow, CostLine, CrosswalkEntry, UsageRef, UsageSample};
 use crate::threads::run_beside;
 use crate::time::Granularity;
 use rust_decimal::Decimal;
@@ -597,12 +597,16 @@ impl Sink for Counted<'_> {
     }
 
     fn usage(&mut self, sample: &UsageSample) {
+        self.usage_ref(&sample.as_ref());
+    }
+
+    fn usage_ref(&mut self, sample: &UsageRef<'_>) {
         self.terms.row(&[sample.value]);
         // A sample over several buckets is split by time: shares of up to 28 places.
         if sample.end > sample.start.next_bucket(self.granularity) {
             self.terms.widen_scale(Decimal::MAX_SCALE);
         }
-        self.ingest.usage(sample);
+        self.ingest.usage_ref(sample);
     }
 
     fn allocated(&mut self, row: &AllocationRow) {

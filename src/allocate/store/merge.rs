@@ -107,6 +107,7 @@ impl Store {
             range: _,
             lines,
             usage,
+            last_usage_span: _,
             allocated,
             last_bucket: _,
         } = other;
