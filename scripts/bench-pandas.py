@@ -1,57 +1,205 @@
 #!/usr/bin/env python3
-"""The team roll-up of a Confluent cost-allocation export, done with pandas.
+"""The roll-ups of `benches/allocate.rs`, done with pandas on the same files.
 
-What an analyst would otherwise run: read the export and the crosswalk, join on
-owner_id, sum chargeback_cost per team (owners without a team under
-"(unmatched)"), and reconcile the total. It reads the files that
-`cargo bench --bench allocate -- --dir DIR` generated, so both tools process the
-same bytes, and prints rows/s, MiB/s and peak memory in the same shape as the
-Rust benchmark.
+What an analyst or a home-grown Python pipeline would otherwise run, in exact
+integer cents (floats would drift), printed in the shape of the Rust benchmark
+(rows/s, MiB/s, peak memory) so `scripts/bench allocate` shows them side by side:
 
-    python scripts/bench-pandas.py DIR            # DIR/export.csv, DIR/crosswalk.csv
-    python scripts/bench-pandas.py EXPORT.csv CROSSWALK.csv
+1. export team roll-up: read the Confluent export and the crosswalk, join on
+   owner_id, sum chargeback_cost per team (owners without a team under
+   "(unmatched)"). Less than tally does.
+2. export, same report as tally: what `tally allocate` builds from the same
+   input: one row per monthly bucket x owner x environment x resource x product
+   x line type x unit (amounts summed), each with its line's total
+   (original_amount) and the owner's share of it; then the team totals.
+3. bill + usage: the usage CSV summed per day x cluster x principal x metric,
+   each bill line split over the principals active on its cluster that day by
+   tally's default Kafka rules (network write by produced bytes, read by
+   consumed bytes, CKUs 70% by bytes in + out and 30% evenly, the rest evenly),
+   in cents by largest remainder (ties to the smaller principal id). The CKU
+   line is split in one step by its exact mixed weight where tally splits 70/30
+   first, so one principal's cents can differ by one; every line's parts sum to
+   it in both.
+
+Peak memory is the process's, so it only grows from one roll-up to the next.
+With `--against FILE` (the Rust benchmark's output in the same run), the ratios
+of tally's rows/s to pandas' follow, per wall and per CPU second.
+
+    python scripts/bench-pandas.py DIR [--against FILE]    # the files `--dir DIR` generated
 """
 
 import os
+import re
 import resource
 import sys
 import time
 from decimal import Decimal
 
+DAY = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def cents_of(text):
+    """Amounts written with two decimals (as the generator does), in cents."""
+    return text.str.replace(".", "", regex=False).astype("int64")
+
+
+def read_export(pd, directory):
+    """The export with its amounts in integer cents, and the crosswalk."""
+    rows = pd.read_csv(
+        os.path.join(directory, "export.csv"),
+        dtype={"owner_id": "string", "chargeback_cost": "string"},
+    )
+    teams = pd.read_csv(os.path.join(directory, "crosswalk.csv"), dtype="string")
+    rows = rows.assign(cents=cents_of(rows["chargeback_cost"]))
+    return rows.drop(columns=["chargeback_cost"]), teams
+
+
+def by_team(rows, teams):
+    """Cents per team, owners without a team under "(unmatched)"."""
+    joined = rows.merge(teams[["owner_id", "team"]], on="owner_id", how="left")
+    joined["team"] = joined["team"].fillna("(unmatched)")
+    return joined.groupby("team", sort=True)["cents"].sum()
+
+
+def export_team_totals(pd, directory):
+    rows, teams = read_export(pd, directory)
+    totals = by_team(rows, teams)
+    return len(rows), totals.sum(), f"{len(totals)} teams"
+
+
+def export_same_report(pd, directory):
+    rows, teams = read_export(pd, directory)
+    stamps = pd.to_datetime(rows["timestamp"], format=DAY, utc=True)
+    rows["bucket"] = stamps.dt.tz_localize(None).dt.to_period("M").dt.start_time
+    keys = ["bucket", "product", "line_type", "resource_id", "environment_id", "owner_id", "unit"]
+    report = rows.groupby(keys, sort=True, observed=True)["cents"].sum().reset_index()
+    line = ["bucket", "resource_id", "product", "line_type"]
+    report["original_cents"] = report.groupby(line, sort=False)["cents"].transform("sum")
+    report["usage_share"] = (report["cents"] / report["original_cents"]).round(6)
+    totals = by_team(report, teams)
+    return len(rows), totals.sum(), f"{len(report)} output rows, {len(totals)} teams"
+
+
+def largest_remainder(parts):
+    """Each part's cents of its line: `line_cents * weight / line_weight` rounded
+    down, the cents left over to the largest remainders (ties: principal id)."""
+    product = parts["line_cents"] * parts["weight"]
+    parts["cents"] = product // parts["line_weight"]
+    parts["remainder"] = product % parts["line_weight"]
+    left = parts["line_cents"] - parts.groupby("line", sort=False)["cents"].transform("sum")
+    parts = parts.sort_values(["line", "remainder", "principal"], ascending=[True, False, True])
+    rank = parts.groupby("line", sort=False).cumcount()
+    parts["cents"] += (rank < left.loc[parts.index]).astype("int64")
+    return parts
+
+
+def allocate_bill(pd, directory):
+    """(bill lines, usage rows, the allocated parts) of roll-up 3."""
+    bill = pd.read_csv(os.path.join(directory, "bill.csv"), dtype={"amount": "string"})
+    usage = pd.read_csv(os.path.join(directory, "usage.csv"))
+    usage["day"] = pd.to_datetime(usage["bucket_start"], format=DAY).dt.floor("D")
+    used = (
+        usage.groupby(["day", "cluster", "principal", "metric"], sort=False)["value"]
+        .sum()
+        .unstack("metric", fill_value=0)
+        .reset_index()
+    )
+    bill["day"] = pd.to_datetime(bill["start_date"], format=DAY)
+    bill["line_cents"] = cents_of(bill["amount"])
+    bill["line"] = range(len(bill))
+    parts = bill[["line", "day", "resource_id", "line_type", "line_cents"]].merge(
+        used, left_on=["day", "resource_id"], right_on=["day", "cluster"]
+    )
+    produced, consumed = parts["produced_bytes"], parts["consumed_bytes"]
+    line_sum = lambda values: values.groupby(parts["line"]).transform("sum")
+    active = parts.groupby("line")["principal"].transform("size")
+    both = produced + consumed
+    # CKUs: 0.7 * bytes / line bytes + 0.3 / active, over one integer denominator.
+    weights = {
+        "KafkaNetworkWrite": (produced, line_sum(produced)),
+        "KafkaNetworkRead": (consumed, line_sum(consumed)),
+        "KafkaNumCKUs": (7 * both * active + 3 * line_sum(both), 10 * line_sum(both) * active),
+    }
+    parts["weight"], parts["line_weight"] = 1, active
+    for line_type, (weight, total) in weights.items():
+        mine = parts["line_type"] == line_type
+        parts.loc[mine, "weight"] = weight[mine]
+        parts.loc[mine, "line_weight"] = total[mine]
+    parts = parts[parts["weight"] > 0].copy()
+    parts["line_weight"] = line_sum(parts["weight"]).where(
+        ~parts["line_type"].isin(weights.keys()), parts["line_weight"]
+    )
+    return bill, usage, largest_remainder(parts)
+
+
+def bill_and_usage(pd, directory):
+    bill, usage, parts = allocate_bill(pd, directory)
+    rows = parts[parts["cents"] != 0]
+    counted = len(bill) + len(usage)
+    return counted, rows["cents"].sum(), f"{len(rows)} output rows"
+
+
+def rates(line):
+    """(M rows/s per wall second, per CPU second) of a benchmark line."""
+    found = re.search(r"([0-9.]+) M rows/s and [0-9]+ MiB/s per wall second, ([0-9.]+) M rows/s", line)
+    return (float(found.group(1)), float(found.group(2))) if found else None
+
+
+def print_ratios(tally_lines, pandas_lines):
+    """tally's rows/s over pandas' for each tally line, against the pandas
+    roll-up that does the same work (the export's same report; bill + usage)."""
+    baselines = {
+        "confluent export + crosswalk": pandas_lines.get("export, same report as tally"),
+        "bill + usage (daily)": pandas_lines.get("bill + usage (daily)"),
+    }
+    for line in tally_lines:
+        name = line.split(":", 1)[0]
+        phase = name.rsplit(" (", 1)[0]
+        ours, theirs = rates(line), rates(baselines.get(phase) or "")
+        if ours and theirs:
+            print(
+                f"ratio {name} / pandas: {ours[0] / theirs[0]:.2f}x per wall second, "
+                f"{ours[1] / theirs[1]:.2f}x per CPU second"
+            )
+
 
 def main(argv):
-    if len(argv) == 2 and os.path.isdir(argv[1]):
-        export = os.path.join(argv[1], "export.csv")
-        crosswalk = os.path.join(argv[1], "crosswalk.csv")
-    elif len(argv) == 3:
-        export, crosswalk = argv[1], argv[2]
-    else:
+    args = argv[1:]
+    against = None
+    if len(args) == 3 and args[1] == "--against":
+        against = args[2]
+        args = args[:1]
+    if len(args) != 1 or not os.path.isdir(args[0]):
         print(__doc__, file=sys.stderr)
         return 2
     import pandas as pd
 
-    started = time.perf_counter()
-    cpu_started = time.process_time()
-    rows = pd.read_csv(export, dtype={"owner_id": "string", "chargeback_cost": "string"})
-    teams = pd.read_csv(crosswalk, dtype="string")
-    # Money is summed exactly: cents as integers (floats would drift).
-    cents = rows["chargeback_cost"].str.replace(".", "", regex=False).astype("int64")
-    rows = rows.assign(cents=cents)
-    joined = rows.merge(teams[["owner_id", "team"]], on="owner_id", how="left")
-    joined["team"] = joined["team"].fillna("(unmatched)")
-    by_team = joined.groupby("team", sort=True)["cents"].sum()
-    elapsed = time.perf_counter() - started
-    cpu = max(time.process_time() - cpu_started, 0.01)
-    total = Decimal(int(by_team.sum())) / 100
-    size_mib = (os.path.getsize(export) + os.path.getsize(crosswalk)) / 1048576
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    n = len(rows)
-    print(
-        f"pandas team roll-up: {n} rows, {size_mib:.1f} MiB: wall {elapsed:.2f}s, CPU {cpu:.2f}s; "
-        f"{n / elapsed / 1e6:.2f} M rows/s and {size_mib / elapsed:.0f} MiB/s per wall second, "
-        f"{n / cpu / 1e6:.2f} M rows/s and {size_mib / cpu:.0f} MiB/s per CPU second; "
-        f"{len(by_team)} teams, total {total}; peak memory {peak_mib:.0f} MiB"
+    directory = args[0]
+    size = lambda *names: sum(os.path.getsize(os.path.join(directory, n)) for n in names) / 1048576
+    roll_ups = (
+        ("export team roll-up", export_team_totals, size("export.csv", "crosswalk.csv")),
+        ("export, same report as tally", export_same_report, size("export.csv", "crosswalk.csv")),
+        ("bill + usage (daily)", bill_and_usage, size("bill.csv", "usage.csv")),
     )
+    printed = {}
+    for name, roll_up, size_mib in roll_ups:
+        started = time.perf_counter()
+        cpu_started = time.process_time()
+        n, cents, detail = roll_up(pd, directory)
+        elapsed = time.perf_counter() - started
+        cpu = max(time.process_time() - cpu_started, 0.01)
+        total = Decimal(int(cents)) / 100
+        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        printed[name] = (
+            f"pandas {name}: {n} rows, {size_mib:.1f} MiB: wall {elapsed:.2f}s, CPU {cpu:.2f}s; "
+            f"{n / elapsed / 1e6:.2f} M rows/s and {size_mib / elapsed:.0f} MiB/s per wall second, "
+            f"{n / cpu / 1e6:.2f} M rows/s and {size_mib / cpu:.0f} MiB/s per CPU second; "
+            f"{detail}, total {total}; peak memory {peak_mib:.0f} MiB"
+        )
+        print(printed[name], flush=True)
+    if against:
+        with open(against) as f:
+            print_ratios([l for l in f if rates(l)], printed)
     return 0
 
 
