@@ -208,53 +208,79 @@ struct UsageIndex {
 
 impl UsageIndex {
     /// The index of `level`'s usage, each bucket's entities in name order.
+    ///
+    /// The usage slots are sorted once by (org, bucket, resource, entity rank,
+    /// metric) and the index is cut from runs of that order: each bucket's
+    /// entities arrive in name order and each entity's metrics together, with
+    /// no map per bucket or per entity.
     fn build(store: &Store, level: EntityLevel, names: &Names<'_>) -> Result<UsageIndex, Error> {
         let empty = store.strings.find("").unwrap_or(0);
-        let mut index = UsageIndex::default();
-        let mut by_bucket: HashMap<(Sym, Timestamp, Sym), HashMap<Sym, Metrics>> =
-            HashMap::default();
-        for (key, value) in &store.usage {
-            let entity = match level {
-                EntityLevel::Principal => key.principal,
-                EntityLevel::Topic => key.topic,
-            };
-            if entity == empty || value.is_zero() {
-                continue;
-            }
-            let metrics = by_bucket
-                .entry((key.org, key.bucket, key.resource))
-                .or_default()
-                .entry(entity)
-                .or_default();
-            match metrics.iter_mut().find(|(m, _)| *m == key.metric) {
-                Some((_, slot)) => {
-                    *slot = slot
-                        .checked_add(*value)
-                        .ok_or_else(|| Error::overflow("indexing usage"))?;
-                }
-                None => metrics.push((key.metric, *value)),
-            }
-            index
-                .period
-                .entry((key.org, key.resource))
-                .or_default()
-                .insert(entity);
-            index
-                .active
-                .entry((key.org, key.resource))
-                .or_default()
-                .insert(key.bucket);
-        }
-        index.by_bucket = by_bucket
-            .into_iter()
-            .map(|(key, entities)| {
-                let mut entities: EntityMetrics = entities.into_iter().collect();
-                entities.sort_unstable_by_key(|(entity, _)| (names.rank(*entity), *entity));
-                (key, entities)
+        let mut slots: Vec<IndexedUsage> = store
+            .usage
+            .iter()
+            .filter_map(|(key, value)| {
+                let entity = match level {
+                    EntityLevel::Principal => key.principal,
+                    EntityLevel::Topic => key.topic,
+                };
+                (entity != empty && !value.is_zero()).then(|| IndexedUsage {
+                    group: (key.org, key.bucket, key.resource),
+                    entity: (names.rank(entity), entity),
+                    metric: key.metric,
+                    value: *value,
+                })
             })
             .collect();
+        slots.sort_unstable_by_key(|u| (u.group, u.entity, u.metric));
+        let mut index = UsageIndex::default();
+        for group in slots.chunk_by(|a, b| a.group == b.group) {
+            let Some(first) = group.first() else {
+                continue;
+            };
+            let (org, bucket, resource) = first.group;
+            index
+                .active
+                .entry((org, resource))
+                .or_default()
+                .insert(bucket);
+            let seen = index.period.entry((org, resource)).or_default();
+            let mut entities: EntityMetrics = Vec::new();
+            for entity in group.chunk_by(|a, b| a.entity == b.entity) {
+                let mut metrics: Metrics = Vec::with_capacity(entity.len());
+                // Slots of one metric are several where the other level's
+                // entities (topics of a principal, principals of a topic) differ.
+                for metric in entity.chunk_by(|a, b| a.metric == b.metric) {
+                    let mut sum = Decimal::ZERO;
+                    for slot in metric {
+                        sum = sum
+                            .checked_add(slot.value)
+                            .ok_or_else(|| Error::overflow("indexing usage"))?;
+                    }
+                    if let Some(slot) = metric.first() {
+                        metrics.push((slot.metric, sum));
+                    }
+                }
+                if let Some(slot) = entity.first() {
+                    seen.insert(slot.entity.1);
+                    entities.push((slot.entity.1, metrics));
+                }
+            }
+            index.by_bucket.insert(first.group, entities);
+        }
         Ok(index)
     }
+}
+
+/// One usage slot on its way into a [`UsageIndex`], with its sort key.
+struct IndexedUsage {
+    /// (org, bucket, resource).
+    group: (Sym, Timestamp, Sym),
+    /// The entity's (rank, id): name order, ids apart for names not interned.
+    entity: (u32, Sym),
+    /// Metric.
+    metric: Sym,
+    /// Value.
+    value: Decimal,
 }
 
 /// One line of one bucket, ready to allocate.
