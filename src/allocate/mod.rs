@@ -743,23 +743,20 @@ fn allocate_line<'a>(
                 let reason = if index == 0 { success } else { last_failure };
                 let step_no = u32::try_from(index).unwrap_or(u32::MAX);
                 // Once per line, not per row: the row's fixed names.
-                let (method, reason) = (ctx.names.text(method_name(step)), ctx.names.text(reason));
+                let fixed = LineNames {
+                    method: ctx.names.text(method_name(step)),
+                    reason: ctx.names.text(reason),
+                    chain_step: step_no,
+                    level,
+                    ..LineNames::of(ctx.names, &line.key)
+                };
                 for (owner, cost, share) in parts {
                     if cost.is_zero() {
                         continue;
                     }
                     ctx.parts.push((owner, cost));
-                    rows.push(make_row(
-                        ctx,
-                        line,
-                        level,
-                        ctx.names.owner(&owner),
-                        cost,
-                        share,
-                        &method,
-                        step_no,
-                        &reason,
-                    ));
+                    let owner = ctx.names.owner(&owner);
+                    rows.push(make_row(ctx, line, &fixed, owner, cost, share));
                 }
                 return Ok(());
             }
@@ -787,39 +784,69 @@ pub fn method_name(step: &Step) -> &'static str {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The names every row of one line shares, looked up once per line.
+struct LineNames {
+    org: Name,
+    environment: Name,
+    resource: Name,
+    product: Name,
+    line_type: Name,
+    unit: Name,
+    currency: Name,
+    method: Name,
+    reason: Name,
+    chain_step: u32,
+    level: EntityLevel,
+}
+
+impl LineNames {
+    /// The line's own names; method, reason, step and level to be set.
+    fn of(names: &Names<'_>, key: &LineKey) -> LineNames {
+        LineNames {
+            org: names.of(key.org),
+            environment: names.of(key.environment),
+            resource: names.of(key.resource),
+            product: names.of(key.product),
+            line_type: names.of(key.line_type),
+            unit: names.of(key.unit),
+            currency: names.of(key.currency),
+            method: Name::default(),
+            reason: Name::default(),
+            chain_step: 0,
+            level: EntityLevel::Principal,
+        }
+    }
+}
+
+/// One output row of `line`: `owner` is charged `cost`.
 fn make_row(
     ctx: &Ctx<'_>,
     line: &BucketLine,
-    level: EntityLevel,
+    fixed: &LineNames,
     owner: Name,
     cost: Decimal,
     share: Decimal,
-    method: &Name,
-    chain_step: u32,
-    reason: &Name,
 ) -> AllocationRow {
-    let n = ctx.names;
     let (start, end, partial) = ctx.bounds;
     AllocationRow {
         bucket_start: start,
         bucket_end: end,
         partial_bucket: partial,
-        org_id: n.of(line.key.org),
+        org_id: fixed.org.clone(),
         owner_id: owner,
-        level,
-        environment_id: n.of(line.key.environment),
-        resource_id: n.of(line.key.resource),
-        product: n.of(line.key.product),
-        line_type: n.of(line.key.line_type),
-        unit: n.of(line.key.unit),
+        level: fixed.level,
+        environment_id: fixed.environment.clone(),
+        resource_id: fixed.resource.clone(),
+        product: fixed.product.clone(),
+        line_type: fixed.line_type.clone(),
+        unit: fixed.unit.clone(),
         chargeback_cost: cost,
         original_amount: line.amount,
         usage_share: share,
-        currency: n.of(line.key.currency),
-        method: method.clone(),
-        chain_step,
-        reason: reason.clone(),
+        currency: fixed.currency.clone(),
+        method: fixed.method.clone(),
+        chain_step: fixed.chain_step,
+        reason: fixed.reason.clone(),
         source: line.source.clone(),
     }
 }
