@@ -213,7 +213,7 @@ impl UsageIndex {
         let mut index = UsageIndex::default();
         let mut by_bucket: HashMap<(Sym, Timestamp, Sym), HashMap<Sym, Metrics>> =
             HashMap::default();
-        for (key, value) in &store.usage {
+        for (key, value) in store.usage.iter() {
             let entity = match level {
                 EntityLevel::Principal => key.principal,
                 EntityLevel::Topic => key.topic,
@@ -229,10 +229,10 @@ impl UsageIndex {
             match metrics.iter_mut().find(|(m, _)| *m == key.metric) {
                 Some((_, slot)) => {
                     *slot = slot
-                        .checked_add(*value)
+                        .checked_add(value)
                         .ok_or_else(|| Error::overflow("indexing usage"))?;
                 }
-                None => metrics.push((key.metric, *value)),
+                None => metrics.push((key.metric, value)),
             }
             index
                 .period
