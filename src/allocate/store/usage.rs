@@ -72,6 +72,8 @@ impl Hash for Series {
 struct Open {
     /// The series.
     series: Series,
+    /// The index of the series whose row followed this one's last time.
+    after: u32,
     /// The bucket whose slot this is (not in `closed` meanwhile).
     bucket: Timestamp,
     /// The slot's value.
@@ -90,15 +92,13 @@ pub struct Usage {
     open: Vec<Open>,
     /// Each series' index in `open`.
     index: HashMap<Series, u32>,
-    /// The index after the last row's series: a file lists its series in
-    /// much the same order every interval, so the next row's series is mostly
-    /// this one or the one after (a series without traffic in an interval is
-    /// left out), found by comparing with no hashing and in memory order.
-    next: usize,
+    /// The index of the last row's series. A file lists its series in much
+    /// the same order every interval, so the next row's series is mostly the
+    /// one that followed it last time, or the one after it in `open` (or the
+    /// one after that: a series without traffic in an interval is left out),
+    /// found by comparing, without hashing, mostly in memory order.
+    last: usize,
 }
-
-/// How many series from `next` on are compared before the hash map is asked.
-const LOOKAHEAD: usize = 2;
 
 impl Usage {
     /// Folds `value` into the slot of `series` in `bucket`: summed, or the
@@ -127,16 +127,20 @@ impl Usage {
     /// The index in `open` of `series`, opened at `bucket` for a new series.
     #[inline(always)]
     fn find(&mut self, series: Series, bucket: Timestamp) -> usize {
-        let from = self.next;
-        let ahead = from..from.saturating_add(LOOKAHEAD);
-        let at = match ahead
+        let last = self.last;
+        let after = self.open.get(last).map_or(usize::MAX, |o| o.after as usize);
+        let guesses = [after, last.saturating_add(1), last.saturating_add(2)];
+        let at = match guesses
             .into_iter()
             .find(|at| self.open.get(*at).is_some_and(|o| o.series == series))
         {
             Some(at) => at,
             None => self.look_up(series, bucket),
         };
-        self.next = at.saturating_add(1);
+        if let Some(previous) = self.open.get_mut(last) {
+            previous.after = u32::try_from(at).unwrap_or(u32::MAX);
+        }
+        self.last = at;
         at
     }
 
@@ -150,6 +154,7 @@ impl Usage {
             // A new series has no slot in `closed`.
             self.open.push(Open {
                 series,
+                after: u32::MAX,
                 bucket,
                 value: Decimal::ZERO,
                 latest: bucket,
