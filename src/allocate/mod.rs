@@ -219,19 +219,22 @@ impl UsageIndex {
             .usage
             .iter()
             .filter_map(|(key, value)| {
-                let entity = match level {
-                    EntityLevel::Principal => key.principal,
-                    EntityLevel::Topic => key.topic,
+                let (entity, other) = match level {
+                    EntityLevel::Principal => (key.principal, key.topic),
+                    EntityLevel::Topic => (key.topic, key.principal),
                 };
                 (entity != empty && !value.is_zero()).then(|| IndexedUsage {
                     group: (key.org, key.bucket, key.resource),
                     entity: (names.rank(entity), entity),
                     metric: key.metric,
-                    value: *value,
+                    other,
+                    value,
                 })
             })
             .collect();
-        slots.sort_unstable_by_key(|u| (u.group, u.entity, u.metric));
+        // `other` last: the slots one sum folds are added in one order whatever
+        // order the store holds them in.
+        slots.sort_unstable_by_key(|u| (u.group, u.entity, u.metric, u.other));
         let mut index = UsageIndex::default();
         for group in slots.chunk_by(|a, b| a.group == b.group) {
             let Some(first) = group.first() else {
@@ -248,7 +251,7 @@ impl UsageIndex {
             for entity in group.chunk_by(|a, b| a.entity == b.entity) {
                 let mut metrics: Metrics = Vec::with_capacity(entity.len());
                 // Slots of one metric are several where the other level's
-                // entities (topics of a principal, principals of a topic) differ.
+                // entities differ.
                 for metric in entity.chunk_by(|a, b| a.metric == b.metric) {
                     let mut sum = Decimal::ZERO;
                     for slot in metric {
@@ -279,6 +282,9 @@ struct IndexedUsage {
     entity: (u32, Sym),
     /// Metric.
     metric: Sym,
+    /// The entity of the other level (the topic of a principal's slot, the
+    /// principal of a topic's).
+    other: Sym,
     /// Value.
     value: Decimal,
 }

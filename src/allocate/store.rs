@@ -3,7 +3,8 @@
 //! Memory is bounded by the number of distinct keys, never by the number of
 //! rows: strings are interned once ([`Interner`]) and every record is folded into
 //! a hash map keyed by small integer tuples. Usage is bucketed as it arrives (the
-//! granularity is fixed per session); cost lines keep their own period, because
+//! granularity is fixed per session), each series' current bucket kept apart
+//! in a map small enough for the caches ([`usage::Usage`]); cost lines keep their own period, because
 //! splitting a line over buckets may depend on where usage was seen (a resource
 //! active for only part of the line's period), which is only known at the end.
 //!
@@ -20,6 +21,9 @@ use rust_decimal::Decimal;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 pub mod merge;
+pub mod usage;
+
+use usage::{Series, Usage};
 
 /// A fast, non-cryptographic hasher (the Fx hash of rustc) for the aggregates'
 /// small integer keys and interned strings: hashing dominates the per-row cost.
@@ -391,7 +395,7 @@ pub struct Store {
     /// Cost lines by identity and period.
     pub lines: HashMap<(LineKey, Period), Amount>,
     /// Usage by key.
-    pub usage: HashMap<UsageKey, Decimal>,
+    pub usage: Usage,
     /// The last usage interval seen and its bucket ([`Store::usage_bucket`]).
     last_usage_span: Option<(Timestamp, Timestamp, Option<Timestamp>)>,
     /// Already-allocated rows by key.
@@ -416,7 +420,7 @@ impl Store {
             granularity,
             range,
             lines: HashMap::default(),
-            usage: HashMap::default(),
+            usage: Usage::default(),
             last_usage_span: None,
             allocated: HashMap::default(),
             last_bucket: None,
@@ -495,9 +499,8 @@ impl Store {
         let topic = usage_field_id(s, sample.topic);
         let metric = s.id(sample.metric);
         let gauge = is_gauge(sample.metric);
-        let key = |bucket| UsageKey {
+        let series = Series {
             org,
-            bucket,
             resource,
             principal,
             topic,
@@ -505,7 +508,7 @@ impl Store {
         };
         if let Some(bucket) = one_bucket {
             // The common case: the sample lies inside one bucket.
-            return add_usage_value(&mut self.usage, key(bucket), sample.value, gauge);
+            return self.usage.add(series, bucket, sample.value, gauge);
         }
         for (bucket, value) in split_by_time(
             sample.start,
@@ -514,7 +517,7 @@ impl Store {
             self.granularity,
             gauge,
         )? {
-            add_usage_value(&mut self.usage, key(bucket), value, gauge)?;
+            self.usage.add(series, bucket, value, gauge)?;
         }
         Ok(())
     }
@@ -611,23 +614,6 @@ fn usage_field_id(strings: &mut Interner, text: &str) -> Sym {
     } else {
         strings.id(text)
     }
-}
-
-/// Folds one usage value into its slot: summed, or the maximum for a gauge.
-fn add_usage_value(
-    usage: &mut HashMap<UsageKey, Decimal>,
-    key: UsageKey,
-    value: Decimal,
-    gauge: bool,
-) -> Result<(), Error> {
-    let slot = usage.entry(key).or_insert(Decimal::ZERO);
-    *slot = if gauge {
-        (*slot).max(value)
-    } else {
-        slot.checked_add(value)
-            .ok_or_else(|| Error::overflow("summing usage"))?
-    };
-    Ok(())
 }
 
 /// Folds `part` (one input row's amount, or a part's whole slot when a file read
@@ -837,23 +823,30 @@ mod tests {
 
         /// Usage samples aggregate as a plain map of their texts does, each
         /// split over its buckets by [`split_by_time`] (summed, or the maximum
-        /// for a gauge): whatever the order of intervals, the reuse of the last
-        /// interval's bucket ([`Store::usage_bucket`]) gives what computing it
-        /// anew does; and an owned sample adds what its borrowed fields do.
+        /// for a gauge), to the digit and scale: whatever the order of
+        /// intervals — in time order, as a plugin writes them, or going back
+        /// to a series' earlier bucket — the series' open buckets
+        /// ([`usage::Usage`]) and the reuse of the last interval's bucket
+        /// ([`Store::usage_bucket`]) give what a plain map does; and an owned
+        /// sample adds what its borrowed fields do.
         #[test]
         fn usage_aggregates_as_a_plain_map(
-            rows in proptest::collection::vec(
-                (0usize..3, 0usize..3, 0usize..3, 0i64..4, 0i64..3, 0i64..1_000_000, proptest::bool::ANY),
+            mut rows in proptest::collection::vec(
+                (0usize..3, 0usize..3, 0usize..3, 0i64..6, 0i64..3, 0i64..1_000_000, proptest::bool::ANY),
                 0..200,
             ),
+            in_time_order in proptest::bool::ANY,
         ) {
             use std::collections::BTreeMap;
-            /// (principal, topic, metric, bucket) -> value.
-            type Aggregate = BTreeMap<(String, String, String, Timestamp), Decimal>;
+            /// (principal, topic, metric, bucket) -> value's digits and scale.
+            type Aggregate = BTreeMap<(String, String, String, Timestamp), [u8; 16]>;
+            if in_time_order {
+                rows.sort_by_key(|row| row.3);
+            }
             let granularity = Granularity::Hourly;
             let mut borrowed = Store::new(granularity, None);
             let mut owned = Store::new(granularity, None);
-            let mut expected: Aggregate = BTreeMap::new();
+            let mut expected: BTreeMap<_, Decimal> = BTreeMap::new();
             for (principal, topic, metric, start, hours, value, instant) in rows {
                 let principal = ["sa-1", "a-much-longer-principal-name", ""].get(principal).copied().unwrap_or("");
                 let topic = ["orders", "", "payments"].get(topic).copied().unwrap_or("");
@@ -894,10 +887,11 @@ mod tests {
                     .iter()
                     .map(|(k, v)| {
                         let name = |id| s.name(id).to_string();
-                        ((name(k.principal), name(k.topic), name(k.metric), k.bucket), *v)
+                        ((name(k.principal), name(k.topic), name(k.metric), k.bucket), v.serialize())
                     })
                     .collect()
             };
+            let expected: Aggregate = expected.into_iter().map(|(k, v)| (k, v.serialize())).collect();
             proptest::prop_assert_eq!(borrowed.strings.find(""), Some(EMPTY_ID));
             proptest::prop_assert_eq!(by_text(&borrowed), expected.clone());
             proptest::prop_assert_eq!(by_text(&owned), expected);

@@ -85,7 +85,7 @@ impl Store {
             add(&amount.amount);
             add(&amount.quantity);
         }
-        self.usage.values().for_each(&mut add);
+        self.usage.iter().for_each(|(_, value)| add(&value));
         let limit = EXACT_DIGITS
             .checked_sub(scale)
             .and_then(|digits| 10i128.checked_pow(digits))
@@ -126,17 +126,16 @@ impl Store {
             let amount = ids.amount(amount, line_offset);
             super::add_amount(self.lines.entry((key, period)), amount, &self.strings)?;
         }
-        for (key, value) in usage {
-            let key = super::UsageKey {
+        for (key, value) in usage.iter() {
+            let series = super::usage::Series {
                 org: ids.id(key.org),
                 resource: ids.id(key.resource),
                 principal: ids.id(key.principal),
                 topic: ids.id(key.topic),
                 metric: ids.id(key.metric),
-                ..key
             };
-            let gauge = super::is_gauge(self.strings.name(key.metric));
-            super::add_usage_value(&mut self.usage, key, value, gauge)?;
+            let gauge = super::is_gauge(self.strings.name(series.metric));
+            self.usage.add(series, key.bucket, value, gauge)?;
         }
         for (key, amount) in allocated {
             let key = super::AllocatedKey {
