@@ -398,8 +398,16 @@ pub struct Store {
     pub usage: Usage,
     /// The last usage interval seen and its bucket ([`Store::usage_bucket`]).
     last_usage_span: Option<(Timestamp, Timestamp, Option<Timestamp>)>,
-    /// Already-allocated rows by key.
+    /// Already-allocated rows by key (those [`Store::defer_allocated`] keeps
+    /// back are in it once [`Store::fold_deferred`] ran).
     pub allocated: HashMap<AllocatedKey, Amount>,
+    /// Already-allocated rows keyed but not yet folded into `allocated`, at
+    /// most [`DEFERRED_ROWS`] (see [`Store::defer_allocated`]).
+    deferred: Vec<DeferredRow>,
+    /// The sum of the absolute mantissas of every amount folded into
+    /// `allocated` (saturating): while it is below 2^96, no sum of those
+    /// amounts can overflow.
+    allocated_bound: u128,
     /// The last (timestamp, its bucket) computed by [`Store::bucket_of`]:
     /// consecutive export rows mostly share a timestamp.
     last_bucket: Option<(Timestamp, Timestamp)>,
@@ -423,6 +431,8 @@ impl Store {
             usage: Usage::default(),
             last_usage_span: None,
             allocated: HashMap::default(),
+            deferred: Vec::with_capacity(DEFERRED_ROWS),
+            allocated_bound: 0,
             last_bucket: None,
         }
     }
@@ -553,6 +563,21 @@ impl Store {
     /// Folds in an already-allocated row (re-bucketed at the session's granularity).
     /// The row is borrowed: strings are copied only the first time they are seen.
     pub fn add_allocated(&mut self, row: &AllocatedRef<'_>) -> Result<(), Error> {
+        let result = self.defer_allocated(row);
+        self.fold_deferred();
+        result
+    }
+
+    /// [`Store::add_allocated`], except that the row may be kept back, keyed,
+    /// until [`Store::fold_deferred`] (at the latest when [`DEFERRED_ROWS`]
+    /// are waiting). An export's rows hit their slots in no useful order, and a
+    /// slot map of a hundred thousand entries misses the cache on every probe:
+    /// probed back to back, a batch's misses overlap instead of each stalling
+    /// the parsing of the next row. A row is kept back only while no sum of the
+    /// amounts can overflow ([`Store::allocated_bound`]), so folding it later
+    /// cannot fail and gives what folding it now would: a row that could fail
+    /// is folded now and its error returned for it.
+    pub fn defer_allocated(&mut self, row: &AllocatedRef<'_>) -> Result<(), Error> {
         if self.outside(row.bucket_start, row.bucket_start) {
             return Err(Error::input(
                 row.file,
@@ -563,42 +588,89 @@ impl Store {
         }
         let bucket = self.bucket_of(row.bucket_start);
         let s = &mut self.strings;
-        let key = AllocatedKey {
-            org: s.id(row.org_id),
-            bucket,
-            owner: s.id(row.owner_id),
-            level: row.level,
-            environment: s.id(row.environment_id),
-            resource: s.id(row.resource_id),
-            product: s.id(row.product),
-            line_type: s.id(row.line_type),
-            unit: s.id(row.unit),
-            currency: s.id(row.currency),
-            method: s.id(row.method),
-            chain_step: row.chain_step,
-            reason: s.id(row.reason),
+        let deferred = DeferredRow {
+            key: AllocatedKey {
+                org: s.id(row.org_id),
+                bucket,
+                owner: s.id(row.owner_id),
+                level: row.level,
+                environment: s.id(row.environment_id),
+                resource: s.id(row.resource_id),
+                product: s.id(row.product),
+                line_type: s.id(row.line_type),
+                unit: s.id(row.unit),
+                currency: s.id(row.currency),
+                method: s.id(row.method),
+                chain_step: row.chain_step,
+                reason: s.id(row.reason),
+            },
+            amount: row.chargeback_cost,
+            file: s.id(row.file),
+            line: row.line,
         };
+        let magnitude = row.chargeback_cost.mantissa().unsigned_abs();
+        self.allocated_bound = self.allocated_bound.saturating_add(magnitude);
+        if self.allocated_bound >= PAST_96_BITS {
+            self.fold_deferred();
+            let part = Amount::one(
+                deferred.amount,
+                Decimal::ZERO,
+                (deferred.file, deferred.line),
+            );
+            return add_amount(self.allocated.entry(deferred.key), part, &self.strings);
+        }
+        self.deferred.push(deferred);
+        if self.deferred.len() >= DEFERRED_ROWS {
+            self.fold_deferred();
+        }
+        Ok(())
+    }
+
+    /// Folds the rows [`Store::defer_allocated`] kept back into `allocated`,
+    /// in the order they came. Their sums cannot overflow (see there), so
+    /// `saturating_add` is `checked_add` here.
+    pub fn fold_deferred(&mut self) {
         use std::collections::hash_map::Entry;
-        match self.allocated.entry(key) {
-            // A row read after the slot's first source only adds its amount
-            // and a row: its file is not needed (nor interned), and the slot's
-            // zero quantity stays as it is (what `fold_amount` does too).
-            Entry::Occupied(mut slot) if row.line > slot.get().line => {
-                let slot = slot.get_mut();
-                slot.amount = sum_amounts(slot.amount, row.chargeback_cost)?;
-                slot.rows = slot.rows.saturating_add(1);
-                Ok(())
-            }
-            entry => {
-                let part = Amount::one(
-                    row.chargeback_cost,
-                    Decimal::ZERO,
-                    (s.id(row.file), row.line),
-                );
-                add_amount(entry, part, &self.strings)
+        let Store {
+            deferred,
+            allocated,
+            strings,
+            ..
+        } = self;
+        for row in deferred.drain(..) {
+            match allocated.entry(row.key) {
+                Entry::Occupied(mut slot) => {
+                    let slot = slot.get_mut();
+                    slot.amount = slot.amount.saturating_add(row.amount);
+                    slot.rows = slot.rows.saturating_add(1);
+                    take_earlier_source(slot, (row.file, row.line), strings);
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(Amount::one(row.amount, Decimal::ZERO, (row.file, row.line)));
+                }
             }
         }
     }
+}
+
+/// Rows [`Store::defer_allocated`] keeps back at most: enough misses to
+/// overlap, few enough to stay in the first-level cache.
+const DEFERRED_ROWS: usize = 32;
+
+/// The first mantissa past the 96 bits of a `Decimal`.
+pub const PAST_96_BITS: u128 = 1 << 96;
+
+/// An already-allocated row, keyed, waiting to be folded.
+#[derive(Debug, Clone, Copy)]
+struct DeferredRow {
+    /// Its slot.
+    key: AllocatedKey,
+    /// Its amount.
+    amount: Decimal,
+    /// Its file.
+    file: Sym,
+    /// Its line.
+    line: u64,
 }
 
 /// The id [`Store::new`] gives the empty string, interned first.
@@ -656,17 +728,21 @@ fn fold_amount(slot: &mut Amount, part: Amount, strings: &Interner) -> Result<()
             .ok_or_else(|| Error::overflow("summing quantities"))?;
     }
     slot.rows = slot.rows.saturating_add(part.rows);
+    take_earlier_source(slot, (part.file, part.line), strings);
+    Ok(())
+}
+
+/// Makes `(file, line)` the slot's source when it comes first (smallest line,
+/// then file name).
+fn take_earlier_source(slot: &mut Amount, (file, line): (Sym, u64), strings: &Interner) {
     // Rows read in order come after the slot's first source: the names
     // are compared only on a tie of lines between different files.
-    let earlier = part.line < slot.line
-        || (part.line == slot.line
-            && part.file != slot.file
-            && strings.name(part.file) < strings.name(slot.file));
+    let earlier = line < slot.line
+        || (line == slot.line && file != slot.file && strings.name(file) < strings.name(slot.file));
     if earlier {
-        slot.file = part.file;
-        slot.line = part.line;
+        slot.file = file;
+        slot.line = line;
     }
-    Ok(())
 }
 
 impl Store {
@@ -811,6 +887,35 @@ mod tests {
         }
     }
 
+    /// An export row of `owner` on `line_type` at `start` costing `cost`,
+    /// from `(file, line)`.
+    fn export_row<'a>(
+        (owner, line_type, start): (&'a str, &'a str, Timestamp),
+        cost: Decimal,
+        (file, line): (&'a str, u64),
+    ) -> AllocatedRef<'a> {
+        AllocatedRef {
+            bucket_start: start,
+            org_id: "org",
+            owner_id: owner,
+            level: crate::model::EntityLevel::Principal,
+            environment_id: "env-1",
+            resource_id: "lkc-1",
+            product: "kafka",
+            line_type,
+            unit: "GB",
+            chargeback_cost: cost,
+            original_amount: Decimal::ZERO,
+            usage_share: Decimal::ZERO,
+            currency: "USD",
+            method: "confluent_export",
+            chain_step: 0,
+            reason: "",
+            file,
+            line,
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn the_short_string_comparison_agrees_with_equality(
@@ -906,8 +1011,8 @@ mod tests {
                 (0usize..3, 0usize..2, 0i64..40, -10_000i64..10_000, 0usize..2, 1u64..30),
                 0..200,
             ),
+            deferred in proptest::bool::ANY,
         ) {
-            use crate::model::EntityLevel;
             use std::collections::BTreeMap;
             /// (owner, line type, bucket) -> (amount, rows, first source).
             type Aggregate = BTreeMap<(String, String, Timestamp), (Decimal, u64, (u64, String))>;
@@ -922,27 +1027,13 @@ mod tests {
                 let file = ["b.csv", "a.csv"].get(file).copied().unwrap_or("");
                 let start = Timestamp(1_775_001_600 + day * 86_400);
                 let cost = Decimal::new(cents, 2);
-                let row = AllocatedRef {
-                    bucket_start: start,
-                    org_id: "org",
-                    owner_id: owner,
-                    level: EntityLevel::Principal,
-                    environment_id: "env-1",
-                    resource_id: "lkc-1",
-                    product: "kafka",
-                    line_type,
-                    unit: "GB",
-                    chargeback_cost: cost,
-                    original_amount: Decimal::ZERO,
-                    usage_share: Decimal::ZERO,
-                    currency: "USD",
-                    method: "confluent_export",
-                    chain_step: 0,
-                    reason: "",
-                    file,
-                    line,
+                let row = export_row((owner, line_type, start), cost, (file, line));
+                let added = if deferred {
+                    store.defer_allocated(&row)
+                } else {
+                    store.add_allocated(&row)
                 };
-                proptest::prop_assert!(store.add_allocated(&row).is_ok());
+                proptest::prop_assert!(added.is_ok());
                 let key = (owner.to_string(), line_type.to_string(), start.floor(Granularity::Monthly));
                 let slot = expected
                     .entry(key)
@@ -951,6 +1042,7 @@ mod tests {
                 slot.1 += 1;
                 slot.2 = slot.2.clone().min((line, file.to_string()));
             }
+            store.fold_deferred();
             let s = &store.strings;
             let got: Aggregate = store
                 .allocated
@@ -964,6 +1056,51 @@ mod tests {
                 .collect();
             proptest::prop_assert_eq!(got, expected);
             proptest::prop_assert!(store.allocated.values().all(|a| a.quantity.is_zero()));
+        }
+
+        /// Rows kept back and folded later give what `checked_add` row by row
+        /// gives: an overflow fails the same row, and every slot is the same
+        /// to the digit and scale where huge sums round.
+        #[test]
+        fn deferred_rows_fold_as_rows_folded_at_once(
+            rows in proptest::collection::vec(
+                (0usize..2, 0u32..3, -1_000_000i64..1_000_000, 0u32..4, 1u64..50),
+                0..120,
+            ),
+        ) {
+            use std::collections::BTreeMap;
+            // owner -> (sum, rows), by `checked_add` row by row.
+            let mut at_once: BTreeMap<&str, (Decimal, u64)> = BTreeMap::new();
+            let mut deferred = Store::new(Granularity::Monthly, None);
+            for (owner, size, mantissa, scale, line) in rows {
+                let owner = ["sa-1", "sa-2"].get(owner).copied().unwrap_or("");
+                // A few amounts near `Decimal::MAX`, so that sums overflow or round.
+                let cost = match size {
+                    0 => Decimal::MAX / Decimal::from(3 + mantissa.rem_euclid(5)),
+                    _ => Decimal::new(mantissa, scale),
+                };
+                let at = Timestamp(1_775_001_600);
+                let row = export_row((owner, "KafkaNetworkWrite", at), cost, ("a.csv", line));
+                let slot = at_once.entry(owner).or_insert((Decimal::ZERO, 0));
+                let now = slot.0.checked_add(cost);
+                if let Some(sum) = now {
+                    *slot = (sum, slot.1 + 1);
+                }
+                let later = deferred.defer_allocated(&row);
+                proptest::prop_assert_eq!(now.is_some(), later.is_ok());
+            }
+            deferred.fold_deferred();
+            let s = &deferred.strings;
+            let got: BTreeMap<&str, ([u8; 16], u64)> = deferred
+                .allocated
+                .iter()
+                .map(|(k, a)| (s.name(k.owner), (a.amount.serialize(), a.rows)))
+                .collect();
+            let expected: BTreeMap<&str, ([u8; 16], u64)> = at_once
+                .into_iter()
+                .map(|(owner, (sum, rows))| (owner, (sum.serialize(), rows)))
+                .collect();
+            proptest::prop_assert_eq!(got, expected);
         }
     }
 }

@@ -21,7 +21,7 @@
 //! session goes on with the other files.
 
 use crate::allocate::rules::{Rules, DEFAULT_RULES_TOML};
-use crate::allocate::store::Store;
+use crate::allocate::store::{Store, PAST_96_BITS};
 use crate::allocate::{allocate, Settings};
 use crate::error::Error;
 use crate::formats::{detect, Format, Reader, Sink, DETECT_BYTES};
@@ -158,8 +158,10 @@ pub struct Session {
 }
 
 /// The sink readers write into: the store, the crosswalk and a file's counters.
-/// Lives for one call that feeds rows; the file's amount total is finished when
-/// it is dropped (see [`RunningTotal`]).
+/// Lives for one call that feeds rows; when it is dropped, the file's amount
+/// total is finished (see [`RunningTotal`]) and the already-allocated rows the
+/// store kept back are folded ([`Store::defer_allocated`]): nothing reads the
+/// store while a sink holds it.
 struct Ingest<'a> {
     store: &'a mut Store,
     crosswalk: &'a mut Vec<CrosswalkEntry>,
@@ -211,6 +213,7 @@ impl<'a> Ingest<'a> {
 impl Drop for Ingest<'_> {
     fn drop(&mut self) {
         self.finish_total();
+        self.store.fold_deferred();
     }
 }
 
@@ -230,9 +233,6 @@ struct RunningTotal {
     /// The scale of the run.
     scale: u32,
 }
-
-/// The first mantissa past the 96 bits of a `Decimal`.
-const PAST_96_BITS: u128 = 1 << 96;
 
 impl RunningTotal {
     /// `*total = total.saturating_add(amount)`, deferred while it stays in the run.
@@ -294,7 +294,7 @@ impl Sink for Ingest<'_> {
     }
 
     fn allocated_ref(&mut self, row: &AllocatedRef<'_>) {
-        let result = self.store.add_allocated(row);
+        let result = self.store.defer_allocated(row);
         if self.accepted(result, row.chargeback_cost) {
             self.summary.allocated_rows += 1;
         }

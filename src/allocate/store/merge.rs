@@ -85,6 +85,7 @@ impl Store {
             add(&amount.amount);
             add(&amount.quantity);
         }
+        self.deferred.iter().for_each(|row| add(&row.amount));
         self.usage.iter().for_each(|(_, value)| add(&value));
         let limit = EXACT_DIGITS
             .checked_sub(scale)
@@ -100,7 +101,9 @@ impl Store {
 
     /// Folds in `other`, the aggregates of the rows that follow this store's
     /// (see the module docs); `other`'s lines are shifted by `line_offset`.
-    pub fn merge(&mut self, other: Store, line_offset: u64) -> Result<(), Error> {
+    pub fn merge(&mut self, mut other: Store, line_offset: u64) -> Result<(), Error> {
+        self.fold_deferred();
+        other.fold_deferred();
         let Store {
             strings,
             granularity: _,
@@ -109,8 +112,12 @@ impl Store {
             usage,
             last_usage_span: _,
             allocated,
+            deferred: _,
+            allocated_bound,
             last_bucket: _,
         } = other;
+        // The merged slots join the sums later deferred rows may add to.
+        self.allocated_bound = self.allocated_bound.saturating_add(allocated_bound);
         let ids = Remap::new(&mut self.strings, &strings);
         for ((key, period), amount) in lines {
             let key = super::LineKey {
