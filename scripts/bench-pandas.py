@@ -126,9 +126,6 @@ def allocate_bill(pd, directory):
         parts.loc[mine, "weight"] = weight[mine]
         parts.loc[mine, "line_weight"] = total[mine]
     parts = parts[parts["weight"] > 0].copy()
-    parts["line_weight"] = line_sum(parts["weight"]).where(
-        ~parts["line_type"].isin(weights.keys()), parts["line_weight"]
-    )
     return bill, usage, largest_remainder(parts)
 
 

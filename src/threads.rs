@@ -16,16 +16,16 @@ pub(crate) fn run_beside<T: Send, U>(
     std::thread::scope(|scope| {
         let handles: Vec<_> = jobs.into_iter().map(|job| scope.spawn(job)).collect();
         let mine = own();
-        let theirs = handles
-            .into_iter()
-            .map(|handle| {
-                handle
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect();
-        (mine, theirs)
+        (mine, handles.into_iter().map(joined).collect())
     })
+}
+
+/// The result of a scoped thread, its panic passed on.
+#[cfg(not(target_arch = "wasm32"))]
+fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    handle
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 /// Runs `own`, then every job: wasm32-unknown-unknown has no threads.
@@ -52,10 +52,7 @@ pub(crate) fn both<A, B: Send>(
     std::thread::scope(|scope| {
         let handle = scope.spawn(b);
         let first = a();
-        let second = handle
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (first, second)
+        (first, joined(handle))
     })
 }
 

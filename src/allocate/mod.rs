@@ -749,13 +749,8 @@ fn allocate_line<'a>(
                 let reason = if index == 0 { success } else { last_failure };
                 let step_no = u32::try_from(index).unwrap_or(u32::MAX);
                 // Once per line, not per row: the row's fixed names.
-                let fixed = LineNames {
-                    method: ctx.names.text(method_name(step)),
-                    reason: ctx.names.text(reason),
-                    chain_step: step_no,
-                    level,
-                    ..LineNames::of(ctx.names, &line.key)
-                };
+                let method = (method_name(step), step_no, reason);
+                let fixed = LineNames::new(ctx.names, &line.key, method, level);
                 for (owner, cost, share) in parts {
                     if cost.is_zero() {
                         continue;
@@ -806,8 +801,14 @@ struct LineNames {
 }
 
 impl LineNames {
-    /// The line's own names; method, reason, step and level to be set.
-    fn of(names: &Names<'_>, key: &LineKey) -> LineNames {
+    /// The names of the line of `key`, allocated by `(method, chain step,
+    /// reason)` at `level`.
+    fn new(
+        names: &Names<'_>,
+        key: &LineKey,
+        (method, chain_step, reason): (&str, u32, &str),
+        level: EntityLevel,
+    ) -> LineNames {
         LineNames {
             org: names.of(key.org),
             environment: names.of(key.environment),
@@ -816,10 +817,10 @@ impl LineNames {
             line_type: names.of(key.line_type),
             unit: names.of(key.unit),
             currency: names.of(key.currency),
-            method: Name::default(),
-            reason: Name::default(),
-            chain_step: 0,
-            level: EntityLevel::Principal,
+            method: names.text(method),
+            reason: names.text(reason),
+            chain_step,
+            level,
         }
     }
 }

@@ -15,6 +15,7 @@
 //! share a line number, as rows read in order never do.
 
 use crate::error::Error;
+use crate::formats::csv::word8;
 use crate::model::{AllocatedRef, CostLine, EntityLevel, Source, UsageRef, UsageSample};
 use crate::time::{Granularity, Timestamp};
 use rust_decimal::Decimal;
@@ -123,13 +124,6 @@ fn word4(s: &[u8], from: usize) -> u32 {
     s.get(from..from.saturating_add(4))
         .and_then(|w| <[u8; 4]>::try_from(w).ok())
         .map_or(0, u32::from_le_bytes)
-}
-
-/// The 8 bytes of `s` from `from` (zero past the end; callers stay inside).
-fn word8(s: &[u8], from: usize) -> u64 {
-    s.get(from..from.saturating_add(8))
-        .and_then(|w| <[u8; 8]>::try_from(w).ok())
-        .map_or(0, u64::from_le_bytes)
 }
 
 /// An interned string's id.
@@ -707,15 +701,12 @@ fn add_amount<K>(
     }
 }
 
-/// The sum of a slot's amount and a part's, or the overflow error.
-fn sum_amounts(sum: Decimal, part: Decimal) -> Result<Decimal, Error> {
-    sum.checked_add(part)
-        .ok_or_else(|| Error::overflow("summing amounts"))
-}
-
 /// Folds `part` into an existing slot (see [`add_amount`]).
 fn fold_amount(slot: &mut Amount, part: Amount, strings: &Interner) -> Result<(), Error> {
-    slot.amount = sum_amounts(slot.amount, part.amount)?;
+    slot.amount = slot
+        .amount
+        .checked_add(part.amount)
+        .ok_or_else(|| Error::overflow("summing amounts"))?;
     // Allocated rows have no quantity: their zero is not added to the slot's
     // same zero. Only then: a zero added to a zero of another scale or sign
     // would give the added one's, which the slot must keep.

@@ -291,7 +291,7 @@ impl Tokenizer {
         loop {
             (at, fields) = plain_words(chunk, at, start, ends, fields);
             let word = match chunk.get(at..) {
-                Some(rest) if rest.len() >= 8 => load(rest),
+                Some(rest) if rest.len() >= 8 => word8(rest, 0),
                 // The chunk's last, short word, padded with bytes never flagged.
                 Some(rest) if !rest.is_empty() => {
                     let mut word = [b'a'; 8];
@@ -519,7 +519,7 @@ fn plain_words(
     // Two words a step: one test for both when they are plain.
     let mut pairs = rest.chunks_exact(16);
     for pair in &mut pairs {
-        let (first, second) = (load(pair), load(pair.get(8..).unwrap_or_default()));
+        let (first, second) = (word8(pair, 0), word8(pair, 8));
         let (Some(commas), Some(next)) = (plain_commas(first), plain_commas(second)) else {
             break;
         };
@@ -531,8 +531,7 @@ fn plain_words(
         offset += 16;
     }
     // The first word of the pair that stopped the loop, or the last single word.
-    if let Some(commas) = plain_commas(load(rest.get(offset - (at - start)..).unwrap_or_default()))
-    {
+    if let Some(commas) = plain_commas(word8(rest, offset - (at - start))) {
         if note_commas(ends, &mut n, offset, commas) {
             offset += 8;
         }
@@ -555,12 +554,13 @@ fn note_commas(ends: &mut [usize], n: &mut usize, offset: usize, mut commas: u64
     true
 }
 
-/// The first eight bytes of `bytes` as a little-endian word (0 if shorter).
+/// The eight bytes of `bytes` from `from` as a little-endian word (0 if fewer
+/// remain; callers stay inside).
 #[inline]
-fn load(bytes: &[u8]) -> u64 {
+pub(crate) fn word8(bytes: &[u8], from: usize) -> u64 {
     bytes
-        .get(..8)
-        .and_then(|bytes| bytes.try_into().ok())
+        .get(from..from.saturating_add(8))
+        .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
         .map_or(0, u64::from_le_bytes)
 }
 

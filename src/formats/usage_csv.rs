@@ -7,7 +7,7 @@
 //! non-negative decimals (the plugin writes integers). An `org_id` column, when
 //! present, overrides the organization given for the file.
 
-use super::csv::{ColumnMap, ColumnSpec, CsvReader, ParseRow, Record};
+use super::csv::{word8, ColumnMap, ColumnSpec, CsvReader, ParseRow, Record};
 use super::{parse_decimal, parse_time, Sink};
 use crate::error::Error;
 use crate::model::UsageRef;
@@ -149,20 +149,12 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     // words before them) for the tail.
     let mut from = 0;
     while from < last {
-        if word(a, from) != word(b, from) {
+        if word8(a, from) != word8(b, from) {
             return false;
         }
         from += 8;
     }
-    word(a, last) == word(b, last_b)
-}
-
-/// The 8 bytes of `s` from `from` as a word (zero past the end; callers stay inside).
-#[inline]
-fn word(s: &[u8], from: usize) -> u64 {
-    s.get(from..from.saturating_add(8))
-        .and_then(|w| <[u8; 8]>::try_from(w).ok())
-        .map_or(0, u64::from_le_bytes)
+    word8(a, last) == word8(b, last_b)
 }
 
 /// The version number in a `version` field: every row carries one, so a single

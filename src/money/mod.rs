@@ -84,6 +84,12 @@ fn small_ratio(part: Decimal, whole: Decimal, scale: u32) -> Option<Decimal> {
     if b == 0 || b >= limit || a > b {
         return None;
     }
+    half_up_ratio(a, b, scale)
+}
+
+/// `a / b` rounded half up to `scale` places, in integers (`None` when `b` is
+/// zero or a product does not fit 128 bits).
+fn half_up_ratio(a: u128, b: u128, scale: u32) -> Option<Decimal> {
     // round(a / b · 10^scale) = floor((2 · a · 10^scale + b) / (2 · b)).
     let scaled = a.checked_mul(10u128.checked_pow(scale)?)?.checked_mul(2)?;
     let (quotient, _) = div_rem(scaled.checked_add(b)?, b.checked_mul(2)?)?;
@@ -153,17 +159,10 @@ where
         })
         .flatten()
         .filter(|t| *t > 0 && *t < limit && share_scale <= MAX_SCALE);
-    let share_factor = 10u128.checked_pow(share_scale).unwrap_or(0);
     let share = |weight: Decimal, integer: u128| match integer_total {
-        Some(whole) => integer
-            .checked_mul(share_factor)
-            .and_then(|a| a.checked_mul(2))
-            .and_then(|a| a.checked_add(whole))
-            .and_then(|a| div_rem(a, whole.checked_mul(2)?))
-            .and_then(|(q, _)| {
-                Decimal::try_from_i128_with_scale(i128::try_from(q).ok()?, share_scale).ok()
-            })
-            .ok_or_else(|| Error::overflow("ratio")),
+        Some(whole) => {
+            half_up_ratio(integer, whole, share_scale).ok_or_else(|| Error::overflow("ratio"))
+        }
         None => rounded_ratio(weight, total, share_scale),
     };
     let mut out = Vec::with_capacity(split.parts.len());
@@ -267,14 +266,6 @@ pub fn mixed_shares(components: &[(Decimal, &UnitSplit)], scale: u32) -> Option<
                 .checked_mul(common.checked_div(*d)?)
         })
         .collect::<Option<_>>()?;
-    let half_up = |numerator: u128| {
-        let scaled = numerator
-            .checked_mul(10u128.checked_pow(scale)?)?
-            .checked_mul(2)?
-            .checked_add(common)?;
-        let (quotient, _) = div_rem(scaled, common.checked_mul(2)?)?;
-        Decimal::try_from_i128_with_scale(i128::try_from(quotient).ok()?, scale).ok()
-    };
     (0..keys)
         .map(|i| {
             let numerator =
@@ -284,7 +275,7 @@ pub fn mixed_shares(components: &[(Decimal, &UnitSplit)], scale: u32) -> Option<
                     .try_fold(0u128, |acc, ((_, split), factor)| {
                         acc.checked_add(split.weights.get(i)?.checked_mul(*factor)?)
                     })?;
-            half_up(numerator)
+            half_up_ratio(numerator, common, scale)
         })
         .collect()
 }
