@@ -59,7 +59,10 @@ fi
 
 if [ "$FILE" = --install ]; then
   # (The validator writes focus_validator_detailed.log into its working directory.)
-  (cd "$VENV" && "$VALIDATOR" --supported-versions --block-download 2>/dev/null | head -1)
+  # Its whole output is taken, then the first line printed: `| head -1` closed
+  # the pipe under it, and with pipefail its broken-pipe exit failed setup at random.
+  versions=$(cd "$VENV" && "$VALIDATOR" --supported-versions --block-download 2>/dev/null)
+  echo "${versions%%$'\n'*}"
   exit 0
 fi
 FILE="$(cd "$(dirname "$FILE")" && pwd)/$(basename "$FILE")"
