@@ -188,12 +188,19 @@ impl<'a> Ingest<'a> {
         }
     }
 
-    fn accepted(&mut self, result: Result<(), Error>, amount: Decimal) -> bool {
+    /// Counts a row `result` accepted (its `amount`, if it carries one, added
+    /// to the file's total) or rejected.
+    fn accepted(&mut self, result: Result<(), Error>, amount: Option<Decimal>) -> bool {
         match result {
             Ok(()) => {
                 self.summary.rows_read += 1;
                 self.summary.rows_accepted += 1;
-                self.total.add(&mut self.summary.amount_total, amount);
+                // A row without an amount (a usage sample, a crosswalk entry)
+                // leaves the total alone: adding a zero is not free per row,
+                // and on a zero total it would only reset the total's scale.
+                if let Some(amount) = amount {
+                    self.total.add(&mut self.summary.amount_total, amount);
+                }
                 true
             }
             Err(error) => {
@@ -273,7 +280,7 @@ impl RunningTotal {
 impl Sink for Ingest<'_> {
     fn cost_line(&mut self, line: &CostLine) {
         let result = self.store.add_line(line);
-        if self.accepted(result, line.amount) {
+        if self.accepted(result, Some(line.amount)) {
             self.summary.cost_lines += 1;
         }
     }
@@ -284,7 +291,7 @@ impl Sink for Ingest<'_> {
 
     fn usage_ref(&mut self, sample: &UsageRef<'_>) {
         let result = self.store.add_usage_ref(sample);
-        if self.accepted(result, Decimal::ZERO) {
+        if self.accepted(result, None) {
             self.summary.usage_samples += 1;
         }
     }
@@ -295,14 +302,14 @@ impl Sink for Ingest<'_> {
 
     fn allocated_ref(&mut self, row: &AllocatedRef<'_>) {
         let result = self.store.defer_allocated(row);
-        if self.accepted(result, row.chargeback_cost) {
+        if self.accepted(result, Some(row.chargeback_cost)) {
             self.summary.allocated_rows += 1;
         }
     }
 
     fn crosswalk(&mut self, entry: &CrosswalkEntry) {
         self.crosswalk.push(entry.clone());
-        self.accepted(Ok(()), Decimal::ZERO);
+        self.accepted(Ok(()), None);
         self.summary.crosswalk_rows += 1;
     }
 
