@@ -21,12 +21,16 @@
 //! Each phase runs twice in the same process: serially (`--threads 1` of the
 //! command line), then with the big files cut into parts read on `--threads`
 //! cores (default: the cores available; see [`tally::session::parallel`]).
+//! Each of those runs `--repeat` times (default 3) and the run with the median
+//! wall time is printed, with the range of the others: a shared VM's speed
+//! drifts by tens of percent within a minute, and one run says little.
 //!
 //! ```text
-//! cargo bench --bench allocate -- [--rows N] [--dir DIR] [--generate-only] [--only export|usage] [--threads N]
+//! cargo bench --bench allocate -- [--rows N] [--dir DIR] [--generate-only] [--only export|usage] [--threads N] [--repeat N]
 //! ```
 //!
-//! `--only` runs one phase (for instruction counts under `valgrind --tool=callgrind`).
+//! `--only` runs one phase (for instruction counts under `valgrind
+//! --tool=callgrind`, with `--repeat 1`).
 //!
 //! `--dir` keeps the generated files (`export.csv`, `crosswalk.csv`, `bill.csv`,
 //! `usage.csv`) so `scripts/bench-pandas.py DIR` can do the same roll-up on the
@@ -66,6 +70,7 @@ struct Config {
     generate_only: bool,
     only: Option<String>,
     threads: usize,
+    repeat: usize,
 }
 
 fn config() -> Config {
@@ -77,6 +82,7 @@ fn config() -> Config {
         generate_only: false,
         only: None,
         threads: std::thread::available_parallelism().map_or(1, usize::from),
+        repeat: 3,
     };
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -97,6 +103,12 @@ fn config() -> Config {
                     .next()
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(config.threads)
+            }
+            "--repeat" => {
+                config.repeat = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .map_or(config.repeat, |n: usize| n.max(1))
             }
             _ => {} // cargo passes --bench
         }
@@ -317,7 +329,37 @@ fn feed(session: &mut Session, paths: &[PathBuf], threads: usize) -> (u64, u64) 
     (rows, bytes)
 }
 
-fn phase(name: &str, options: Options, paths: &[PathBuf], counted: usize, threads: usize) {
+/// Runs [`phase`] `repeat` times and prints the run with the median wall time,
+/// followed by the fastest and slowest wall times.
+fn measured(
+    name: &str,
+    options: &Options,
+    paths: &[PathBuf],
+    counted: usize,
+    threads: usize,
+    repeat: usize,
+) {
+    let mut runs: Vec<(f64, String)> = (0..repeat)
+        .map(|_| phase(name, options.clone(), paths, counted, threads))
+        .collect();
+    runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (fastest, slowest) = (runs[0].0, runs[runs.len() - 1].0);
+    let (_, line) = &runs[runs.len() / 2];
+    if repeat == 1 {
+        println!("{line}");
+    } else {
+        println!("{line} [median of {repeat} runs; wall {fastest:.2}-{slowest:.2}s]");
+    }
+}
+
+/// One run of a phase: (wall seconds, the line that reports it).
+fn phase(
+    name: &str,
+    options: Options,
+    paths: &[PathBuf],
+    counted: usize,
+    threads: usize,
+) -> (f64, String) {
     let name = match threads {
         1 => format!("{name} (serial)"),
         n => format!("{name} ({n} threads)"),
@@ -337,7 +379,7 @@ fn phase(name: &str, options: Options, paths: &[PathBuf], counted: usize, thread
         .map(|f| f.rows_read)
         .sum();
     assert!(report.reconciliation.balanced || report.reconciliation.invoice_subtotal.is_some());
-    println!(
+    let line = format!(
         "{name}: {rows} rows, {:.1} MiB: wall {total:.2}s (read {read:.2}s), CPU {cpu:.2}s; \
          {:.2} M rows/s and {:.0} MiB/s per wall second, {:.2} M rows/s and {:.0} MiB/s per CPU second; \
          {} output rows, {} teams; peak memory {:.0} MiB",
@@ -350,6 +392,7 @@ fn phase(name: &str, options: Options, paths: &[PathBuf], counted: usize, thread
         report.teams.len(),
         peak_mib()
     );
+    (total, line)
 }
 
 fn main() {
@@ -377,23 +420,25 @@ fn main() {
         }
         if wanted("export") {
             for &threads in &runs {
-                phase(
+                measured(
                     "confluent export + crosswalk",
-                    Options::default(),
+                    &Options::default(),
                     &[d.join("export.csv"), d.join("crosswalk.csv")],
                     1,
                     threads,
+                    config.repeat,
                 );
             }
         }
         if wanted("usage") {
             for &threads in &runs {
-                phase(
+                measured(
                     "bill + usage (daily)",
-                    daily.clone(),
+                    &daily,
                     &[d.join("bill.csv"), d.join("usage.csv")],
                     2,
                     threads,
+                    config.repeat,
                 );
             }
         }

@@ -21,11 +21,13 @@ integer cents (floats would drift), printed in the shape of the Rust benchmark
    first, so one principal's cents can differ by one; every line's parts sum to
    it in both.
 
-Peak memory is the process's, so it only grows from one roll-up to the next.
-With `--against FILE` (the Rust benchmark's output in the same run), the ratios
-of tally's rows/s to pandas' follow, per wall and per CPU second.
+Each roll-up runs `--repeat` times (default 3, as the Rust benchmark) and the
+run with the median wall time is printed, with the range of the others. Peak
+memory is the process's, so it only grows from one roll-up to the next. With
+`--against FILE` (the Rust benchmark's output in the same run), the ratios of
+tally's rows/s to pandas' follow, per wall and per CPU second.
 
-    python scripts/bench-pandas.py DIR [--against FILE]    # the files `--dir DIR` generated
+    python scripts/bench-pandas.py DIR [--against FILE] [--repeat N]   # the files `--dir DIR` generated
 """
 
 import os
@@ -160,18 +162,46 @@ def print_ratios(tally_lines, pandas_lines):
             )
 
 
+def run(pd, directory, name, roll_up, size_mib):
+    """(wall seconds, the line that reports one run of `roll_up`)."""
+    started = time.perf_counter()
+    cpu_started = time.process_time()
+    n, cents, detail = roll_up(pd, directory)
+    elapsed = time.perf_counter() - started
+    cpu = max(time.process_time() - cpu_started, 0.01)
+    total = Decimal(int(cents)) / 100
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return elapsed, (
+        f"pandas {name}: {n} rows, {size_mib:.1f} MiB: wall {elapsed:.2f}s, CPU {cpu:.2f}s; "
+        f"{n / elapsed / 1e6:.2f} M rows/s and {size_mib / elapsed:.0f} MiB/s per wall second, "
+        f"{n / cpu / 1e6:.2f} M rows/s and {size_mib / cpu:.0f} MiB/s per CPU second; "
+        f"{detail}, total {total}; peak memory {peak_mib:.0f} MiB"
+    )
+
+
+def options(args):
+    """(directory, --against file or None, --repeat count), or None when unusable."""
+    flags = {"--against": None, "--repeat": "3"}
+    positional = []
+    while args:
+        arg = args.pop(0)
+        if arg in flags and args:
+            flags[arg] = args.pop(0)
+        else:
+            positional.append(arg)
+    if len(positional) != 1 or not os.path.isdir(positional[0]) or not flags["--repeat"].isdigit():
+        return None
+    return positional[0], flags["--against"], max(int(flags["--repeat"]), 1)
+
+
 def main(argv):
-    args = argv[1:]
-    against = None
-    if len(args) == 3 and args[1] == "--against":
-        against = args[2]
-        args = args[:1]
-    if len(args) != 1 or not os.path.isdir(args[0]):
+    parsed = options(argv[1:])
+    if parsed is None:
         print(__doc__, file=sys.stderr)
         return 2
     import pandas as pd
 
-    directory = args[0]
+    directory, against, repeat = parsed
     size = lambda *names: sum(os.path.getsize(os.path.join(directory, n)) for n in names) / 1048576
     roll_ups = (
         ("export team roll-up", export_team_totals, size("export.csv", "crosswalk.csv")),
@@ -180,20 +210,12 @@ def main(argv):
     )
     printed = {}
     for name, roll_up, size_mib in roll_ups:
-        started = time.perf_counter()
-        cpu_started = time.process_time()
-        n, cents, detail = roll_up(pd, directory)
-        elapsed = time.perf_counter() - started
-        cpu = max(time.process_time() - cpu_started, 0.01)
-        total = Decimal(int(cents)) / 100
-        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        printed[name] = (
-            f"pandas {name}: {n} rows, {size_mib:.1f} MiB: wall {elapsed:.2f}s, CPU {cpu:.2f}s; "
-            f"{n / elapsed / 1e6:.2f} M rows/s and {size_mib / elapsed:.0f} MiB/s per wall second, "
-            f"{n / cpu / 1e6:.2f} M rows/s and {size_mib / cpu:.0f} MiB/s per CPU second; "
-            f"{detail}, total {total}; peak memory {peak_mib:.0f} MiB"
-        )
-        print(printed[name], flush=True)
+        runs = sorted((run(pd, directory, name, roll_up, size_mib) for _ in range(repeat)), key=lambda r: r[0])
+        line = runs[len(runs) // 2][1]
+        if repeat > 1:
+            line += f" [median of {repeat} runs; wall {runs[0][0]:.2f}-{runs[-1][0]:.2f}s]"
+        printed[name] = line
+        print(line, flush=True)
     if against:
         with open(against) as f:
             print_ratios([l for l in f if rates(l)], printed)
