@@ -26,8 +26,12 @@
 //! drifts by tens of percent within a minute, and one run says little.
 //!
 //! ```text
-//! cargo bench --bench allocate -- [--rows N] [--dir DIR] [--generate-only] [--only export|usage] [--threads N] [--repeat N]
+//! cargo bench --bench allocate -- [--rows N] [--dir DIR] [--generate-only] [--only export|usage] [--threads N] [--repeat N] [--reuse]
 //! ```
+//!
+//! `--reuse` skips generating: `--dir` holds the files of an earlier run with
+//! the same `--rows` (`scripts/bench` generates once, then alternates rounds
+//! of this benchmark and of pandas on the same files).
 //!
 //! `--only` runs one phase (for instruction counts under `valgrind
 //! --tool=callgrind`, with `--repeat 1`).
@@ -68,6 +72,7 @@ struct Config {
     dir: PathBuf,
     keep: bool,
     generate_only: bool,
+    reuse: bool,
     only: Option<String>,
     threads: usize,
     repeat: usize,
@@ -80,6 +85,7 @@ fn config() -> Config {
         dir: std::env::temp_dir().join(format!("tally-bench-{}", std::process::id())),
         keep: false,
         generate_only: false,
+        reuse: false,
         only: None,
         threads: std::thread::available_parallelism().map_or(1, usize::from),
         repeat: 3,
@@ -97,6 +103,7 @@ fn config() -> Config {
                 config.keep = true;
             }
             "--generate-only" => config.generate_only = true,
+            "--reuse" => config.reuse = true,
             "--only" => config.only = args.next(),
             "--threads" => {
                 config.threads = args
@@ -401,14 +408,18 @@ fn phase(
 fn main() {
     let config = config();
     let started = Instant::now();
-    generate(&config);
-    println!(
-        "generated {} rows per input in {:.2}s into {} (peak memory {:.0} MiB)",
-        config.rows,
-        started.elapsed().as_secs_f64(),
-        config.dir.display(),
-        peak_mib()
-    );
+    if config.reuse && config.keep {
+        println!("reusing the files in {}", config.dir.display());
+    } else {
+        generate(&config);
+        println!(
+            "generated {} rows per input in {:.2}s into {} (peak memory {:.0} MiB)",
+            config.rows,
+            started.elapsed().as_secs_f64(),
+            config.dir.display(),
+            peak_mib()
+        );
+    }
     if !config.generate_only {
         let daily = Options {
             granularity: Granularity::Daily,

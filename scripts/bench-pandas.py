@@ -28,6 +28,7 @@ memory is the process's, so it only grows from one roll-up to the next. With
 tally's rows/s to pandas' follow, per wall and per CPU second.
 
     python scripts/bench-pandas.py DIR [--against FILE] [--repeat N]   # the files `--dir DIR` generated
+    python scripts/bench-pandas.py --summary FILE...   # median ratios over rounds (files of --against runs)
 """
 
 import os
@@ -157,9 +158,33 @@ def print_ratios(tally_lines, pandas_lines):
         ours, theirs = rates(line), rates(baselines.get(phase) or "")
         if ours and theirs:
             print(
-                f"ratio {name} / pandas: {ours[0] / theirs[0]:.2f}x per wall second, "
+                f"ratio {name} / pandas: {ours[0] / theirs[0]:.2f}x per wall second "
+                f"({ours[0]:.2f} / {theirs[0]:.2f} M rows/s), "
                 f"{ours[1] / theirs[1]:.2f}x per CPU second"
             )
+
+
+RATIO = re.compile(
+    r"ratio (.+) / pandas: ([0-9.]+)x per wall second \(([0-9.]+) / ([0-9.]+) M rows/s\), ([0-9.]+)x per CPU second"
+)
+
+
+def print_summary(paths):
+    """The median (and range) over rounds of each ratio line in `paths`: tally
+    and pandas alternate, so each round's ratio compares neighbours in time."""
+    found = {}
+    for path in paths:
+        with open(path) as f:
+            for match in filter(None, map(RATIO.match, f)):
+                found.setdefault(match.group(1), []).append([float(g) for g in match.groups()[1:]])
+    median = lambda values: sorted(values)[len(values) // 2]
+    for name, rounds in found.items():
+        wall, ours, theirs, cpu = (list(column) for column in zip(*rounds))
+        print(
+            f"median of {len(rounds)} rounds, {name} / pandas: {median(wall):.2f}x per wall second "
+            f"(range {min(wall):.2f}-{max(wall):.2f}x; tally {median(ours):.2f}, pandas {median(theirs):.2f} M rows/s), "
+            f"{median(cpu):.2f}x per CPU second"
+        )
 
 
 def run(pd, directory, name, roll_up, size_mib):
@@ -195,6 +220,9 @@ def options(args):
 
 
 def main(argv):
+    if argv[1:2] == ["--summary"]:
+        print_summary(argv[2:])
+        return 0
     parsed = options(argv[1:])
     if parsed is None:
         print(__doc__, file=sys.stderr)
