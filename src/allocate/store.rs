@@ -93,18 +93,6 @@ pub type BuildFx = BuildHasherDefault<FxHasher>;
 /// A `HashMap` with [`FxHasher`].
 pub type HashMap<K, V> = std::collections::HashMap<K, V, BuildFx>;
 
-/// Whether `name` is `text`, given `text`'s [`words`]: without a library
-/// call up to 16 bytes (the interner's cache compares one pair per field of
-/// every row), where equal lengths and equal words mean equal strings.
-fn is_text(name: &str, text: &str, words_of_text: (u64, u64)) -> bool {
-    name.len() == text.len()
-        && if text.len() <= 16 {
-            words(name) == words_of_text
-        } else {
-            name == text
-        }
-}
-
 /// Two words that, with the length, determine a string of up to 16 bytes: its
 /// first, middle and last bytes (up to 3: together every byte, without a loop
 /// over them), or its first and last 4 or 8 bytes (overlapping, so together
@@ -136,21 +124,46 @@ pub struct Interner {
     names: Vec<String>,
     /// A direct-mapped cache in front of `map`, indexed by [`cache_slot`] (a
     /// hash of the length and the first and last 8 bytes only): a row's fields
-    /// mostly repeat recent values, and checking one cached id costs a few
-    /// word comparisons where the map hashes every byte and probes. A collision
-    /// only costs a map lookup; the cached id is always checked against its text.
-    cache: Vec<Sym>,
+    /// mostly repeat recent values, and checking one cached entry costs a few
+    /// word comparisons where the map hashes every byte, probes, and compares
+    /// with a string elsewhere in memory. A collision only costs a map lookup.
+    cache: Vec<Cached>,
+    /// log2 of `cache.len()`.
+    cache_bits: u32,
 }
 
-/// log2 of the cache's size (4096 ids, 16 KiB: a working set of field values
-/// such as thousands of owners still fits, and so does L1/L2).
+/// A cache entry: the id of the string of `len` bytes with these [`words`].
+/// The words are kept here, not read from the name, so that a hit touches one
+/// entry only (a usage file's rows go round thousands of principals, whose
+/// names would each cost a cache miss of their own).
+#[derive(Debug, Clone, Copy)]
+struct Cached {
+    words: (u64, u64),
+    len: u32,
+    id: Sym,
+}
+
+/// An empty cache entry (no string has this length).
+const VACANT: Cached = Cached {
+    words: (0, 0),
+    len: u32::MAX,
+    id: Sym::MAX,
+};
+
+/// log2 of the cache's first size (4096 entries, 96 KiB).
 const CACHE_BITS: u32 = 12;
 
-/// The cache slot of a string of `len` bytes with these [`words`].
-fn cache_slot(len: usize, (head, tail): (u64, u64)) -> usize {
+/// log2 of the cache's largest size (32,768 entries, 768 KiB): it grows to
+/// stay at least four times the number of names, as far as this, so that
+/// thousands of principals met in turn mostly keep their entries (a
+/// direct-mapped cache loses about half the load factor of its hits).
+const MAX_CACHE_BITS: u32 = 15;
+
+/// The cache slot, among `1 << bits`, of a string of `len` bytes with these [`words`].
+fn cache_slot(len: usize, (head, tail): (u64, u64), bits: u32) -> usize {
     // The top bits of a product depend on all the bits below them.
     let mixed = (head ^ tail.rotate_left(29) ^ len as u64).wrapping_mul(FX_SEED);
-    usize::try_from(mixed >> (64 - CACHE_BITS)).unwrap_or(0)
+    usize::try_from(mixed >> (64 - bits)).unwrap_or(0)
 }
 
 impl Default for Interner {
@@ -158,7 +171,8 @@ impl Default for Interner {
         Interner {
             map: HashMap::default(),
             names: Vec::new(),
-            cache: vec![Sym::MAX; 1 << CACHE_BITS],
+            cache: vec![VACANT; 1 << CACHE_BITS],
+            cache_bits: CACHE_BITS,
         }
     }
 }
@@ -171,28 +185,42 @@ impl Interner {
         // The words are computed once, for the slot and the comparison.
         let len = text.len();
         let key = words(text);
-        let slot = cache_slot(len, key);
-        let cached = self.cache.get(slot).copied().unwrap_or(Sym::MAX);
-        let known = usize::try_from(cached).ok().and_then(|i| self.names.get(i));
-        if known.is_some_and(|name| is_text(name, text, key)) {
-            return cached;
+        let slot = cache_slot(len, key, self.cache_bits);
+        if let Some(cached) = self.cache.get(slot) {
+            // Up to 16 bytes, the length and the words are the string.
+            if usize::try_from(cached.len).ok() == Some(len)
+                && cached.words == key
+                && (len <= 16 || self.name(cached.id) == text)
+            {
+                return cached.id;
+            }
         }
-        let id = self.lookup(text);
-        if let Some(entry) = self.cache.get_mut(slot) {
-            *entry = id;
+        self.lookup(text, slot, key)
+    }
+
+    /// The id of `text` from the map, adding it when new, and cached in `slot`.
+    #[inline(never)]
+    fn lookup(&mut self, text: &str, slot: usize, words: (u64, u64)) -> Sym {
+        let id = match self.map.get(text) {
+            Some(id) => *id,
+            None => self.add(text),
+        };
+        if let (Some(entry), Ok(len)) = (self.cache.get_mut(slot), u32::try_from(text.len())) {
+            *entry = Cached { words, len, id };
         }
         id
     }
 
-    /// The id of `text` from the map, adding it when new.
-    #[inline(never)]
-    fn lookup(&mut self, text: &str) -> Sym {
-        if let Some(id) = self.map.get(text) {
-            return *id;
-        }
+    /// Stores `text` under the next id, the cache grown when the names outgrow it.
+    fn add(&mut self, text: &str) -> Sym {
         let id = Sym::try_from(self.names.len()).unwrap_or(Sym::MAX);
         self.names.push(text.to_string());
         self.map.insert(text.to_string(), id);
+        if self.cache_bits < MAX_CACHE_BITS && self.names.len() << 2 > self.cache.len() {
+            // Emptied rather than rehashed: the entries refill as rows come.
+            self.cache_bits += 1;
+            self.cache = vec![VACANT; 1 << self.cache_bits];
+        }
         id
     }
 
@@ -909,12 +937,43 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn the_short_string_comparison_agrees_with_equality(
+        fn up_to_16_bytes_the_length_and_words_are_the_string(
             a in "[ab]{0,18}",
             b in "[ab]{0,18}",
         ) {
-            proptest::prop_assert_eq!(is_text(&a, &b, words(&b)), a == b);
-            proptest::prop_assert!(is_text(&a, &a, words(&a)));
+            let same_words = a.len() == b.len() && words(&a) == words(&b);
+            if a.len() <= 16 {
+                proptest::prop_assert_eq!(same_words, a == b);
+            }
+            proptest::prop_assert!(a != b || same_words);
+        }
+
+        /// The interner gives one id per distinct text whatever the order,
+        /// through cache hits, collisions (long texts sharing their first and
+        /// last 8 bytes) and the cache's growth (thousands of names).
+        #[test]
+        fn the_interner_is_a_plain_map(
+            texts in proptest::collection::vec("[ab]{0,3}|x{8}[ab]{0,4}x{8}|p[0-9]{1,5}", 1..400),
+            repeat in 1usize..12,
+        ) {
+            let mut interner = Interner::default();
+            let mut plain: HashMap<String, Sym> = HashMap::default();
+            // `repeat` rounds over the texts, each with a suffix of its round:
+            // up to 4,800 names, past the first cache size.
+            for round in 0..repeat {
+                for text in &texts {
+                    let text = format!("{text}{round}");
+                    let next = Sym::try_from(plain.len()).unwrap();
+                    let expected = *plain.entry(text.clone()).or_insert(next);
+                    proptest::prop_assert_eq!(interner.id(&text), expected);
+                    proptest::prop_assert_eq!(interner.name(expected), text.as_str());
+                }
+            }
+            for (text, id) in &plain {
+                proptest::prop_assert_eq!(interner.id(text), *id);
+                proptest::prop_assert_eq!(interner.find(text), Some(*id));
+            }
+            proptest::prop_assert_eq!(interner.len(), plain.len());
         }
 
         /// Usage samples aggregate as a plain map of their texts does, each

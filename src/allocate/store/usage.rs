@@ -67,6 +67,9 @@ impl Hash for Series {
     }
 }
 
+/// How far [`Usage::guess`] follows last time's order.
+const GUESSES_AFTER: usize = 3;
+
 /// A series' open bucket and its slot's value.
 #[derive(Debug, Clone, Copy)]
 struct Open {
@@ -94,9 +97,9 @@ pub struct Usage {
     index: HashMap<Series, u32>,
     /// The index of the last row's series. A file lists its series in much
     /// the same order every interval, so the next row's series is mostly the
-    /// one that followed it last time, or the one after it in `open` (or the
-    /// one after that: a series without traffic in an interval is left out),
-    /// found by comparing, without hashing, mostly in memory order.
+    /// one that followed it last time, or one of the next few in that order
+    /// (a series without traffic in an interval is left out), found by
+    /// comparing, without hashing ([`Usage::guess`]).
     last: usize,
 }
 
@@ -128,12 +131,8 @@ impl Usage {
     #[inline(always)]
     fn find(&mut self, series: Series, bucket: Timestamp) -> usize {
         let last = self.last;
-        let after = self.open.get(last).map_or(usize::MAX, |o| o.after as usize);
-        let guesses = [after, last.saturating_add(1), last.saturating_add(2)];
-        let at = match guesses
-            .into_iter()
-            .find(|at| self.open.get(*at).is_some_and(|o| o.series == series))
-        {
+        let found = self.guess(last, series);
+        let at = match found {
             Some(at) => at,
             None => self.look_up(series, bucket),
         };
@@ -142,6 +141,28 @@ impl Usage {
         }
         self.last = at;
         at
+    }
+
+    /// The index in `open` of `series` when it is one of the few likely to
+    /// follow the series at `last`: the next ones in last time's order (a
+    /// series without traffic in an interval is left out of it, so the one
+    /// after it is next), else the next in first-seen order.
+    #[inline(always)]
+    fn guess(&self, last: usize, series: Series) -> Option<usize> {
+        let mut at = last;
+        for _ in 0..GUESSES_AFTER {
+            let next = self.open.get(at)?.after as usize;
+            let open = self.open.get(next)?;
+            if open.series == series {
+                return Some(next);
+            }
+            at = next;
+        }
+        let next = last.checked_add(1)?;
+        self.open
+            .get(next)
+            .is_some_and(|o| o.series == series)
+            .then_some(next)
     }
 
     /// The index in `open` of `series` from the map, opened at `bucket` for a
