@@ -1377,7 +1377,7 @@ fn add_allocated_rows(
     let s = &store.strings;
     // original_amount = the line's total over all its owners in the bucket.
     let mut line_totals: HashMap<(Sym, Timestamp, Sym, Sym, Sym), Decimal> = HashMap::default();
-    for (k, v) in &store.allocated {
+    for (k, v) in store.allocated.iter() {
         let slot = line_totals
             .entry((k.org, k.bucket, k.resource, k.product, k.line_type))
             .or_insert(Decimal::ZERO);

@@ -22,8 +22,10 @@ use rust_decimal::Decimal;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 pub mod merge;
+pub mod slots;
 pub mod usage;
 
+use slots::{Batched, Slots};
 use usage::{Series, Usage};
 
 /// A fast, non-cryptographic hasher (the Fx hash of rustc) for the aggregates'
@@ -422,7 +424,7 @@ pub struct Store {
     last_usage_span: Option<(Timestamp, Timestamp, Option<Timestamp>)>,
     /// Already-allocated rows by key (those [`Store::defer_allocated`] keeps
     /// back are in it once [`Store::fold_deferred`] ran).
-    pub allocated: HashMap<AllocatedKey, Amount>,
+    pub allocated: Slots,
     /// Already-allocated rows keyed but not yet folded into `allocated`, at
     /// most [`DEFERRED_ROWS`] (see [`Store::defer_allocated`]).
     deferred: Vec<DeferredRow>,
@@ -452,7 +454,7 @@ impl Store {
             lines: HashMap::default(),
             usage: Usage::default(),
             last_usage_span: None,
-            allocated: HashMap::default(),
+            allocated: Slots::default(),
             deferred: Vec::with_capacity(DEFERRED_ROWS),
             allocated_bound: 0,
             last_bucket: None,
@@ -586,19 +588,20 @@ impl Store {
     /// The row is borrowed: strings are copied only the first time they are seen.
     pub fn add_allocated(&mut self, row: &AllocatedRef<'_>) -> Result<(), Error> {
         let result = self.defer_allocated(row);
-        self.fold_deferred();
+        self.fold_deferred()?;
         result
     }
 
     /// [`Store::add_allocated`], except that the row may be kept back, keyed,
     /// until [`Store::fold_deferred`] (at the latest when [`DEFERRED_ROWS`]
-    /// are waiting). An export's rows hit their slots in no useful order, and a
-    /// slot map of a hundred thousand entries misses the cache on every probe:
-    /// probed back to back, a batch's misses overlap instead of each stalling
-    /// the parsing of the next row. A row is kept back only while no sum of the
-    /// amounts can overflow ([`Store::allocated_bound`]), so folding it later
-    /// cannot fail and gives what folding it now would: a row that could fail
-    /// is folded now and its error returned for it.
+    /// are waiting). An export's rows hit their slots in no useful order, and
+    /// slots of a hundred thousand entries miss the cache on every probe:
+    /// folded as a batch ([`Slots::fold_batch`]), their misses overlap instead
+    /// of each stalling the parsing of the next row. A row is kept back only
+    /// while no sum of the amounts can overflow ([`Store::allocated_bound`]),
+    /// so folding it later cannot fail on its amount and gives what folding it
+    /// now would: a row that could fail is folded now and its error returned
+    /// for it.
     pub fn defer_allocated(&mut self, row: &AllocatedRef<'_>) -> Result<(), Error> {
         if self.outside(row.bucket_start, row.bucket_start) {
             return Err(Error::input(
@@ -633,45 +636,40 @@ impl Store {
         let magnitude = row.chargeback_cost.mantissa().unsigned_abs();
         self.allocated_bound = self.allocated_bound.saturating_add(magnitude);
         if self.allocated_bound >= PAST_96_BITS {
-            self.fold_deferred();
+            self.fold_deferred()?;
             let part = Amount::one(
                 deferred.amount,
                 Decimal::ZERO,
                 (deferred.file, deferred.line),
             );
-            return add_amount(self.allocated.entry(deferred.key), part, &self.strings);
+            return self.allocated.add(deferred.key, part, &self.strings);
         }
         self.deferred.push(deferred);
         if self.deferred.len() >= DEFERRED_ROWS {
-            self.fold_deferred();
+            self.fold_deferred()?;
         }
         Ok(())
     }
 
     /// Folds the rows [`Store::defer_allocated`] kept back into `allocated`,
     /// in the order they came. Their sums cannot overflow (see there), so
-    /// `saturating_add` is `checked_add` here.
-    pub fn fold_deferred(&mut self) {
-        use std::collections::hash_map::Entry;
+    /// `saturating_add` is `checked_add` here; the only error is more slots
+    /// than [`Slots`] indexes (2^32), which no memory holds.
+    pub fn fold_deferred(&mut self) -> Result<(), Error> {
         let Store {
             deferred,
             allocated,
             strings,
             ..
         } = self;
-        for row in deferred.drain(..) {
-            match allocated.entry(row.key) {
-                Entry::Occupied(mut slot) => {
-                    let slot = slot.get_mut();
-                    slot.amount = slot.amount.saturating_add(row.amount);
-                    slot.rows = slot.rows.saturating_add(1);
-                    take_earlier_source(slot, (row.file, row.line), strings);
-                }
-                Entry::Vacant(slot) => {
-                    slot.insert(Amount::one(row.amount, Decimal::ZERO, (row.file, row.line)));
-                }
-            }
-        }
+        let folded = allocated.fold_batch(deferred, |slot, row| {
+            slot.amount = slot.amount.saturating_add(row.amount);
+            slot.rows = slot.rows.saturating_add(1);
+            take_earlier_source(slot, (row.file, row.line), strings);
+            Ok(())
+        });
+        deferred.clear();
+        folded
     }
 }
 
@@ -681,6 +679,16 @@ const DEFERRED_ROWS: usize = 32;
 
 /// The first mantissa past the 96 bits of a `Decimal`.
 pub const PAST_96_BITS: u128 = 1 << 96;
+
+impl Batched for DeferredRow {
+    fn key(&self) -> &AllocatedKey {
+        &self.key
+    }
+
+    fn part(&self) -> Amount {
+        Amount::one(self.amount, Decimal::ZERO, (self.file, self.line))
+    }
+}
 
 /// An already-allocated row, keyed, waiting to be folded.
 #[derive(Debug, Clone, Copy)]
@@ -1092,7 +1100,7 @@ mod tests {
                 slot.1 += 1;
                 slot.2 = slot.2.clone().min((line, file.to_string()));
             }
-            store.fold_deferred();
+            store.fold_deferred().unwrap();
             let s = &store.strings;
             let got: Aggregate = store
                 .allocated
@@ -1139,7 +1147,7 @@ mod tests {
                 let later = deferred.defer_allocated(&row);
                 proptest::prop_assert_eq!(now.is_some(), later.is_ok());
             }
-            deferred.fold_deferred();
+            deferred.fold_deferred().unwrap();
             let s = &deferred.strings;
             let got: BTreeMap<&str, ([u8; 16], u64)> = deferred
                 .allocated

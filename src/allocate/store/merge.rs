@@ -102,8 +102,8 @@ impl Store {
     /// Folds in `other`, the aggregates of the rows that follow this store's
     /// (see the module docs); `other`'s lines are shifted by `line_offset`.
     pub fn merge(&mut self, mut other: Store, line_offset: u64) -> Result<(), Error> {
-        self.fold_deferred();
-        other.fold_deferred();
+        self.fold_deferred()?;
+        other.fold_deferred()?;
         let Store {
             strings,
             granularity: _,
@@ -144,7 +144,7 @@ impl Store {
             let gauge = super::is_gauge(self.strings.name(series.metric));
             self.usage.add(series, key.bucket, value, gauge)?;
         }
-        for (key, amount) in allocated {
+        let parts = allocated.into_entries().map(|(key, amount)| {
             let key = super::AllocatedKey {
                 org: ids.id(key.org),
                 owner: ids.id(key.owner),
@@ -158,9 +158,9 @@ impl Store {
                 reason: ids.id(key.reason),
                 ..key
             };
-            let amount = ids.amount(amount, line_offset);
-            super::add_amount(self.allocated.entry(key), amount, &self.strings)?;
-        }
+            (key, ids.amount(amount, line_offset))
+        });
+        self.allocated.add_all(parts, &self.strings)?;
         Ok(())
     }
 }

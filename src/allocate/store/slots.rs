@@ -1,0 +1,370 @@
+//! The slots of already-allocated rows (Confluent exports, WarpStream
+//! chargebacks): an open-addressing hash table of positions over a dense vector
+//! of entries.
+//!
+//! ## Design
+//!
+//! An export of a million rows folds into about a hundred thousand slots whose
+//! entries (key and amount) take ~12 MB: far more than a core's caches, and the
+//! rows come in no order that keeps a slot's neighbours close. Each row's fold
+//! is then a wait on memory, and a hash map's probe, which reads the entry to
+//! compare keys and branches on it, leaves little for the processor to overlap.
+//!
+//! Rows are therefore folded in batches ([`Slots::fold_batch`]) in three
+//! passes: the first reads each row's table position (a word of a compact
+//! array), the second the entry that position names, and only the third probes
+//! and folds. The first two passes only *read* what the third will need, with no
+//! branch on it, so their cache misses are independent and the processor
+//! waits for many at once instead of one after the other; the third finds the
+//! lines in the cache. They are hints only: the third pass probes from scratch
+//! and is what decides, so the result is the same whatever they read.
+//!
+//! A table position holds 0 when empty, else the entry's index plus one in its
+//! low 32 bits and the top 32 bits of the entry's hash above them, so that a
+//! probe passes over other keys' positions without reading their entries. The
+//! table keeps at least twice as many positions as entries (linear probing
+//! stays short), and grows by doubling, placing each entry again by its stored
+//! hash. Entries stay in insertion order.
+
+use super::{AllocatedKey, Amount, BuildFx, Interner};
+use crate::error::Error;
+use std::hash::BuildHasher;
+
+/// One slot: its key's hash, its key and its aggregate.
+#[derive(Debug, Clone)]
+struct Entry {
+    hash: u64,
+    key: AllocatedKey,
+    amount: Amount,
+}
+
+/// Already-allocated rows by key (see the module docs).
+#[derive(Debug, Default, Clone)]
+pub struct Slots {
+    /// Positions: 0 when empty, else `hash >> 32 << 32 | (index + 1)`.
+    table: Vec<u64>,
+    /// The entries, in insertion order.
+    entries: Vec<Entry>,
+}
+
+/// The table's size when the first entry arrives.
+const FIRST_POSITIONS: usize = 64;
+
+/// A row waiting to be folded into its slot by [`Slots::fold_batch`].
+pub trait Batched {
+    /// The slot's key.
+    fn key(&self) -> &AllocatedKey;
+    /// The row as a slot's first part.
+    fn part(&self) -> Amount;
+}
+
+impl Batched for (AllocatedKey, Amount) {
+    fn key(&self) -> &AllocatedKey {
+        &self.0
+    }
+
+    fn part(&self) -> Amount {
+        self.1.clone()
+    }
+}
+
+impl Slots {
+    /// How many slots there are.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Every slot, in insertion order.
+    pub fn iter(&self) -> impl Iterator<Item = (&AllocatedKey, &Amount)> {
+        self.entries.iter().map(|e| (&e.key, &e.amount))
+    }
+
+    /// Every slot's aggregate, in insertion order.
+    pub fn values(&self) -> impl Iterator<Item = &Amount> {
+        self.entries.iter().map(|e| &e.amount)
+    }
+
+    /// The aggregate of `key`'s slot, if it has one.
+    pub fn get(&self, key: &AllocatedKey) -> Option<&Amount> {
+        let hash = hash_of(key);
+        self.find(hash, key)
+            .ok()
+            .and_then(|index| self.entries.get(index))
+            .map(|e| &e.amount)
+    }
+
+    /// Every slot, taken out in insertion order.
+    pub fn into_entries(self) -> impl Iterator<Item = (AllocatedKey, Amount)> {
+        self.entries.into_iter().map(|e| (e.key, e.amount))
+    }
+
+    /// Folds `part` into `key`'s slot ([`super::fold_amount`]), or makes it the
+    /// slot's first part.
+    pub fn add(
+        &mut self,
+        key: AllocatedKey,
+        part: Amount,
+        strings: &Interner,
+    ) -> Result<(), Error> {
+        let hash = hash_of(&key);
+        match self.find(hash, &key) {
+            Ok(index) => match self.entries.get_mut(index) {
+                Some(entry) => super::fold_amount(&mut entry.amount, part, strings),
+                None => Err(Error::overflow("indexing allocated slots")),
+            },
+            Err(position) => self.insert(position, hash, key, part),
+        }
+    }
+
+    /// [`Slots::add`] of every `(key, part)` in turn, in batches (a part's
+    /// slots merged into the whole's).
+    pub fn add_all(
+        &mut self,
+        parts: impl IntoIterator<Item = (AllocatedKey, Amount)>,
+        strings: &Interner,
+    ) -> Result<(), Error> {
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut parts = parts.into_iter().peekable();
+        while parts.peek().is_some() {
+            batch.clear();
+            batch.extend(parts.by_ref().take(BATCH));
+            self.fold_batch(&batch, |slot, (_, part)| {
+                super::fold_amount(slot, part.clone(), strings)
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Folds every row of `batch` in turn, as [`Slots::add`] does each, with
+    /// their memory reads overlapped (see the module docs); `fold` folds a row
+    /// into its existing slot (an error stops the batch there).
+    pub fn fold_batch<R: Batched>(
+        &mut self,
+        batch: &[R],
+        mut fold: impl FnMut(&mut Amount, &R) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let mut hashes = [0u64; BATCH];
+        for chunk in batch.chunks(BATCH) {
+            for (hash, row) in hashes.iter_mut().zip(chunk) {
+                *hash = hash_of(row.key());
+            }
+            let hashes = hashes.get(..chunk.len()).unwrap_or_default();
+            self.touch(hashes);
+            for (&hash, row) in hashes.iter().zip(chunk) {
+                match self.find(hash, row.key()) {
+                    Ok(index) => {
+                        if let Some(entry) = self.entries.get_mut(index) {
+                            fold(&mut entry.amount, row)?;
+                        }
+                    }
+                    Err(position) => self.insert(position, hash, *row.key(), row.part())?,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads, without deciding anything, the table positions of `hashes` and
+    /// the entries they name first: the misses of one pass overlap, and the
+    /// probes that follow find the lines cached.
+    fn touch(&self, hashes: &[u64]) {
+        let mask = self.table.len().wrapping_sub(1);
+        let mut seen = 0u64;
+        let mut firsts = [0u64; BATCH];
+        for (first, &hash) in firsts.iter_mut().zip(hashes) {
+            *first = self.table.get(position(hash, mask)).copied().unwrap_or(0);
+        }
+        for first in firsts.iter().take(hashes.len()) {
+            let index = (*first as u32 as usize).wrapping_sub(1);
+            if let Some(entry) = self.entries.get(index) {
+                seen ^= entry.hash ^ entry.amount.line;
+            }
+        }
+        std::hint::black_box(seen);
+    }
+
+    /// `Ok(index)` of `key`'s entry, or `Err(position)` where it would go.
+    fn find(&self, hash: u64, key: &AllocatedKey) -> Result<usize, usize> {
+        let mask = self.table.len().wrapping_sub(1);
+        let tag = hash >> 32 << 32;
+        let mut at = position(hash, mask);
+        // Not expected to run out: the table is never more than half full.
+        for _ in 0..self.table.len() {
+            let Some(&held) = self.table.get(at) else {
+                break;
+            };
+            if held == 0 {
+                return Err(at);
+            }
+            if held >> 32 << 32 == tag {
+                let index = (held as u32 as usize).wrapping_sub(1);
+                if self.entries.get(index).is_some_and(|e| e.key == *key) {
+                    return Ok(index);
+                }
+            }
+            at = (at + 1) & mask;
+        }
+        Err(usize::MAX)
+    }
+
+    /// Adds a slot for `key` at table `position` (from [`Slots::find`]),
+    /// growing the table first when it would be more than half full.
+    fn insert(
+        &mut self,
+        position: usize,
+        hash: u64,
+        key: AllocatedKey,
+        amount: Amount,
+    ) -> Result<(), Error> {
+        let index = self.entries.len();
+        let held = u32::try_from(index + 1)
+            .map(|i| hash >> 32 << 32 | u64::from(i))
+            .map_err(|_| Error::overflow("too many allocated slots"))?;
+        self.entries.push(Entry { hash, key, amount });
+        if (index + 1) * 2 > self.table.len() {
+            self.grow();
+            return Ok(());
+        }
+        match self.table.get_mut(position) {
+            Some(slot) => *slot = held,
+            None => self.grow(),
+        }
+        Ok(())
+    }
+
+    /// Doubles the table (or sizes it for the first entries) and places every
+    /// entry again.
+    fn grow(&mut self) {
+        let size = (self.entries.len() * 2)
+            .next_power_of_two()
+            .max(FIRST_POSITIONS)
+            * 2;
+        self.table = vec![0; size];
+        let mask = size - 1;
+        for (index, entry) in self.entries.iter().enumerate() {
+            let held = entry.hash >> 32 << 32 | (index as u64 + 1);
+            let mut at = position(entry.hash, mask);
+            while self.table.get(at).is_some_and(|h| *h != 0) {
+                at = (at + 1) & mask;
+            }
+            if let Some(slot) = self.table.get_mut(at) {
+                *slot = held;
+            }
+        }
+    }
+}
+
+/// Rows per pass of [`Slots::fold_batch`]: enough misses to overlap, few
+/// enough for the processor to keep them in flight.
+const BATCH: usize = 32;
+
+/// The hash of a key.
+fn hash_of(key: &AllocatedKey) -> u64 {
+    BuildFx::default().hash_one(key)
+}
+
+/// A hash's first table position.
+fn position(hash: u64, mask: usize) -> usize {
+    (hash as usize) & mask
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::EntityLevel;
+    use crate::time::Timestamp;
+    use rust_decimal::Decimal;
+    use std::collections::HashMap;
+
+    /// A row for [`Slots::fold_batch`].
+    struct Row(AllocatedKey, Amount);
+
+    impl Batched for Row {
+        fn key(&self) -> &AllocatedKey {
+            &self.0
+        }
+        fn part(&self) -> Amount {
+            self.1.clone()
+        }
+    }
+
+    fn key(owner: u32, bucket: i64) -> AllocatedKey {
+        AllocatedKey {
+            org: 0,
+            bucket: Timestamp(bucket),
+            owner,
+            level: EntityLevel::Principal,
+            environment: 1,
+            resource: 2,
+            product: 3,
+            line_type: 4,
+            unit: 5,
+            currency: 6,
+            method: 7,
+            chain_step: 0,
+            reason: 0,
+        }
+    }
+
+    proptest::proptest! {
+        /// Slots hold what a plain map does, through table growth (thousands
+        /// of keys) and long probe runs, whether rows come one by one, in
+        /// batches, or as a merged part's slots; entries keep the order of
+        /// their first rows.
+        #[test]
+        fn slots_are_a_plain_map(
+            rows in proptest::collection::vec((0u32..3_000, 0i64..3, -500i64..500, 1u64..1_000), 0..4_000),
+            batch in 1usize..80,
+        ) {
+            let strings = Interner::default();
+            let mut slots = Slots::default();
+            let mut plain: HashMap<AllocatedKey, Amount> = HashMap::new();
+            let mut first_seen = Vec::new();
+            let parts: Vec<Row> = rows
+                .iter()
+                .map(|&(owner, bucket, cents, line)| {
+                    Row(key(owner, bucket), Amount::one(Decimal::new(cents, 2), Decimal::ZERO, (0, line)))
+                })
+                .collect();
+            for (n, chunk) in parts.chunks(batch).enumerate() {
+                for row in chunk {
+                    match plain.get_mut(&row.0) {
+                        Some(slot) => super::super::fold_amount(slot, row.part(), &strings).unwrap(),
+                        None => {
+                            first_seen.push(row.0);
+                            plain.insert(row.0, row.part());
+                        }
+                    }
+                }
+                match n % 3 {
+                    0 => slots
+                        .fold_batch(chunk, |slot, row| {
+                            super::super::fold_amount(slot, row.part(), &strings)
+                        })
+                        .unwrap(),
+                    1 => slots
+                        .add_all(chunk.iter().map(|row| (row.0, row.part())), &strings)
+                        .unwrap(),
+                    _ => {
+                        for row in chunk {
+                            slots.add(row.0, row.part(), &strings).unwrap();
+                        }
+                    }
+                }
+            }
+            proptest::prop_assert_eq!(slots.len(), plain.len());
+            let order: Vec<AllocatedKey> = slots.iter().map(|(k, _)| *k).collect();
+            proptest::prop_assert_eq!(order, first_seen);
+            for (k, amount) in slots.iter() {
+                proptest::prop_assert_eq!(Some(amount), plain.get(k));
+                proptest::prop_assert_eq!(slots.get(k), Some(amount));
+            }
+            proptest::prop_assert_eq!(slots.get(&key(3_000, 0)), None);
+        }
+    }
+}
