@@ -424,7 +424,7 @@ pub struct Store {
     last_usage_span: Option<(Timestamp, Timestamp, Option<Timestamp>)>,
     /// Already-allocated rows by key (those [`Store::defer_allocated`] keeps
     /// back are in it once [`Store::fold_deferred`] ran).
-    pub allocated: Slots,
+    pub allocated: Slots<AllocatedKey, Amount>,
     /// Already-allocated rows keyed but not yet folded into `allocated`, at
     /// most [`DEFERRED_ROWS`] (see [`Store::defer_allocated`]).
     deferred: Vec<DeferredRow>,
@@ -642,7 +642,10 @@ impl Store {
                 Decimal::ZERO,
                 (deferred.file, deferred.line),
             );
-            return self.allocated.add(deferred.key, part, &self.strings);
+            let strings = &self.strings;
+            return self.allocated.add(deferred.key, part, |slot, part| {
+                fold_amount(slot, part, strings)
+            });
         }
         self.deferred.push(deferred);
         if self.deferred.len() >= DEFERRED_ROWS {
@@ -680,7 +683,7 @@ const DEFERRED_ROWS: usize = 32;
 /// The first mantissa past the 96 bits of a `Decimal`.
 pub const PAST_96_BITS: u128 = 1 << 96;
 
-impl Batched for DeferredRow {
+impl Batched<AllocatedKey, Amount> for DeferredRow {
     fn key(&self) -> &AllocatedKey {
         &self.key
     }

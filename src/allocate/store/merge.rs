@@ -160,7 +160,10 @@ impl Store {
             };
             (key, ids.amount(amount, line_offset))
         });
-        self.allocated.add_all(parts, &self.strings)?;
+        let strings = &self.strings;
+        self.allocated.add_all(parts, |slot, part| {
+            super::fold_amount(slot, part.clone(), strings)
+        })?;
         Ok(())
     }
 }

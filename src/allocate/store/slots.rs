@@ -1,6 +1,6 @@
-//! The slots of already-allocated rows (Confluent exports, WarpStream
-//! chargebacks): an open-addressing hash table of positions over a dense vector
-//! of entries.
+//! Slots of aggregates by key, for the maps a read folds rows into in no
+//! useful order: an open-addressing hash table of positions over a dense
+//! vector of entries.
 //!
 //! ## Design
 //!
@@ -9,6 +9,8 @@
 //! rows come in no order that keeps a slot's neighbours close. Each row's fold
 //! is then a wait on memory, and a hash map's probe, which reads the entry to
 //! compare keys and branches on it, leaves little for the processor to overlap.
+//! (A usage file's closed buckets are the same: hundreds of thousands of
+//! slots, each added once.)
 //!
 //! Rows are therefore folded in batches ([`Slots::fold_batch`]) in three
 //! passes: the first reads each row's table position (a word of a compact
@@ -24,51 +26,64 @@
 //! probe passes over other keys' positions without reading their entries. The
 //! table keeps at least twice as many positions as entries (linear probing
 //! stays short), and grows by doubling, placing each entry again by its stored
-//! hash. Entries stay in insertion order.
+//! hash. Entries stay in insertion order; there is no removal.
 
-use super::{AllocatedKey, Amount, BuildFx, Interner};
+use super::BuildFx;
 use crate::error::Error;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hash};
 
 /// One slot: its key's hash, its key and its aggregate.
 #[derive(Debug, Clone)]
-struct Entry {
+struct Entry<K, V> {
     hash: u64,
-    key: AllocatedKey,
-    amount: Amount,
+    key: K,
+    value: V,
 }
 
-/// Already-allocated rows by key (see the module docs).
-#[derive(Debug, Default, Clone)]
-pub struct Slots {
+/// Aggregates by key (see the module docs).
+#[derive(Debug, Clone)]
+pub struct Slots<K, V> {
     /// Positions: 0 when empty, else `hash >> 32 << 32 | (index + 1)`.
     table: Vec<u64>,
     /// The entries, in insertion order.
-    entries: Vec<Entry>,
+    entries: Vec<Entry<K, V>>,
+}
+
+impl<K, V> Default for Slots<K, V> {
+    fn default() -> Self {
+        Slots {
+            table: Vec::new(),
+            entries: Vec::new(),
+        }
+    }
 }
 
 /// The table's size when the first entry arrives.
 const FIRST_POSITIONS: usize = 64;
 
+/// Rows per pass of [`Slots::fold_batch`]: enough misses to overlap, few
+/// enough for the processor to keep them in flight.
+pub const BATCH: usize = 32;
+
 /// A row waiting to be folded into its slot by [`Slots::fold_batch`].
-pub trait Batched {
+pub trait Batched<K, V> {
     /// The slot's key.
-    fn key(&self) -> &AllocatedKey;
-    /// The row as a slot's first part.
-    fn part(&self) -> Amount;
+    fn key(&self) -> &K;
+    /// The row as a slot's first value.
+    fn part(&self) -> V;
 }
 
-impl Batched for (AllocatedKey, Amount) {
-    fn key(&self) -> &AllocatedKey {
+impl<K, V: Clone> Batched<K, V> for (K, V) {
+    fn key(&self) -> &K {
         &self.0
     }
 
-    fn part(&self) -> Amount {
+    fn part(&self) -> V {
         self.1.clone()
     }
 }
 
-impl Slots {
+impl<K: Hash + Eq + Clone, V> Slots<K, V> {
     /// How many slots there are.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -80,44 +95,53 @@ impl Slots {
     }
 
     /// Every slot, in insertion order.
-    pub fn iter(&self) -> impl Iterator<Item = (&AllocatedKey, &Amount)> {
-        self.entries.iter().map(|e| (&e.key, &e.amount))
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.entries.iter().map(|e| (&e.key, &e.value))
     }
 
-    /// Every slot's aggregate, in insertion order.
-    pub fn values(&self) -> impl Iterator<Item = &Amount> {
-        self.entries.iter().map(|e| &e.amount)
+    /// Every slot's value, in insertion order.
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.entries.iter().map(|e| &e.value)
     }
 
-    /// The aggregate of `key`'s slot, if it has one.
-    pub fn get(&self, key: &AllocatedKey) -> Option<&Amount> {
-        let hash = hash_of(key);
-        self.find(hash, key)
-            .ok()
-            .and_then(|index| self.entries.get(index))
-            .map(|e| &e.amount)
+    /// The value of `key`'s slot, if it has one.
+    pub fn get(&self, key: &K) -> Option<&V> {
+        let index = self.find(hash_of(key), key).ok()?;
+        self.entries.get(index).map(|e| &e.value)
     }
 
     /// Every slot, taken out in insertion order.
-    pub fn into_entries(self) -> impl Iterator<Item = (AllocatedKey, Amount)> {
-        self.entries.into_iter().map(|e| (e.key, e.amount))
+    pub fn into_entries(self) -> impl Iterator<Item = (K, V)> {
+        self.entries.into_iter().map(|e| (e.key, e.value))
     }
 
-    /// Folds `part` into `key`'s slot ([`super::fold_amount`]), or makes it the
-    /// slot's first part.
+    /// The value of `key`'s slot, made `first` when it has none.
+    pub fn slot(&mut self, key: K, first: impl FnOnce() -> V) -> Result<&mut V, Error> {
+        let hash = hash_of(&key);
+        let index = match self.find(hash, &key) {
+            Ok(index) => index,
+            Err(position) => self.insert(position, hash, key, first())?,
+        };
+        self.entries
+            .get_mut(index)
+            .map(|e| &mut e.value)
+            .ok_or_else(|| Error::overflow("indexing slots"))
+    }
+
+    /// Folds `part` into `key`'s slot with `fold`, or makes it the slot's value.
     pub fn add(
         &mut self,
-        key: AllocatedKey,
-        part: Amount,
-        strings: &Interner,
+        key: K,
+        part: V,
+        fold: impl FnOnce(&mut V, V) -> Result<(), Error>,
     ) -> Result<(), Error> {
         let hash = hash_of(&key);
         match self.find(hash, &key) {
             Ok(index) => match self.entries.get_mut(index) {
-                Some(entry) => super::fold_amount(&mut entry.amount, part, strings),
-                None => Err(Error::overflow("indexing allocated slots")),
+                Some(entry) => fold(&mut entry.value, part),
+                None => Err(Error::overflow("indexing slots")),
             },
-            Err(position) => self.insert(position, hash, key, part),
+            Err(position) => self.insert(position, hash, key, part).map(|_| ()),
         }
     }
 
@@ -125,17 +149,18 @@ impl Slots {
     /// slots merged into the whole's).
     pub fn add_all(
         &mut self,
-        parts: impl IntoIterator<Item = (AllocatedKey, Amount)>,
-        strings: &Interner,
-    ) -> Result<(), Error> {
+        parts: impl IntoIterator<Item = (K, V)>,
+        mut fold: impl FnMut(&mut V, &V) -> Result<(), Error>,
+    ) -> Result<(), Error>
+    where
+        V: Clone,
+    {
         let mut batch = Vec::with_capacity(BATCH);
         let mut parts = parts.into_iter().peekable();
         while parts.peek().is_some() {
             batch.clear();
             batch.extend(parts.by_ref().take(BATCH));
-            self.fold_batch(&batch, |slot, (_, part)| {
-                super::fold_amount(slot, part.clone(), strings)
-            })?;
+            self.fold_batch(&batch, |slot, (_, part)| fold(slot, part))?;
         }
         Ok(())
     }
@@ -143,10 +168,10 @@ impl Slots {
     /// Folds every row of `batch` in turn, as [`Slots::add`] does each, with
     /// their memory reads overlapped (see the module docs); `fold` folds a row
     /// into its existing slot (an error stops the batch there).
-    pub fn fold_batch<R: Batched>(
+    pub fn fold_batch<R: Batched<K, V>>(
         &mut self,
         batch: &[R],
-        mut fold: impl FnMut(&mut Amount, &R) -> Result<(), Error>,
+        mut fold: impl FnMut(&mut V, &R) -> Result<(), Error>,
     ) -> Result<(), Error> {
         let mut hashes = [0u64; BATCH];
         for chunk in batch.chunks(BATCH) {
@@ -159,10 +184,12 @@ impl Slots {
                 match self.find(hash, row.key()) {
                     Ok(index) => {
                         if let Some(entry) = self.entries.get_mut(index) {
-                            fold(&mut entry.amount, row)?;
+                            fold(&mut entry.value, row)?;
                         }
                     }
-                    Err(position) => self.insert(position, hash, *row.key(), row.part())?,
+                    Err(position) => {
+                        self.insert(position, hash, row.key().clone(), row.part())?;
+                    }
                 }
             }
         }
@@ -182,14 +209,14 @@ impl Slots {
         for first in firsts.iter().take(hashes.len()) {
             let index = (*first as u32 as usize).wrapping_sub(1);
             if let Some(entry) = self.entries.get(index) {
-                seen ^= entry.hash ^ entry.amount.line;
+                seen ^= entry.hash;
             }
         }
         std::hint::black_box(seen);
     }
 
     /// `Ok(index)` of `key`'s entry, or `Err(position)` where it would go.
-    fn find(&self, hash: u64, key: &AllocatedKey) -> Result<usize, usize> {
+    fn find(&self, hash: u64, key: &K) -> Result<usize, usize> {
         let mask = self.table.len().wrapping_sub(1);
         let tag = hash >> 32 << 32;
         let mut at = position(hash, mask);
@@ -213,28 +240,22 @@ impl Slots {
     }
 
     /// Adds a slot for `key` at table `position` (from [`Slots::find`]),
-    /// growing the table first when it would be more than half full.
-    fn insert(
-        &mut self,
-        position: usize,
-        hash: u64,
-        key: AllocatedKey,
-        amount: Amount,
-    ) -> Result<(), Error> {
+    /// growing the table first when it would be more than half full; its index.
+    fn insert(&mut self, position: usize, hash: u64, key: K, value: V) -> Result<usize, Error> {
         let index = self.entries.len();
         let held = u32::try_from(index + 1)
             .map(|i| hash >> 32 << 32 | u64::from(i))
-            .map_err(|_| Error::overflow("too many allocated slots"))?;
-        self.entries.push(Entry { hash, key, amount });
+            .map_err(|_| Error::overflow("more than 2^32 slots"))?;
+        self.entries.push(Entry { hash, key, value });
         if (index + 1) * 2 > self.table.len() {
             self.grow();
-            return Ok(());
+            return Ok(index);
         }
         match self.table.get_mut(position) {
             Some(slot) => *slot = held,
             None => self.grow(),
         }
-        Ok(())
+        Ok(index)
     }
 
     /// Doubles the table (or sizes it for the first entries) and places every
@@ -259,12 +280,8 @@ impl Slots {
     }
 }
 
-/// Rows per pass of [`Slots::fold_batch`]: enough misses to overlap, few
-/// enough for the processor to keep them in flight.
-const BATCH: usize = 32;
-
 /// The hash of a key.
-fn hash_of(key: &AllocatedKey) -> u64 {
+fn hash_of<K: Hash>(key: &K) -> u64 {
     BuildFx::default().hash_one(key)
 }
 
@@ -276,6 +293,7 @@ fn position(hash: u64, mask: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::allocate::store::{fold_amount, AllocatedKey, Amount, Interner};
     use crate::model::EntityLevel;
     use crate::time::Timestamp;
     use rust_decimal::Decimal;
@@ -284,7 +302,7 @@ mod tests {
     /// A row for [`Slots::fold_batch`].
     struct Row(AllocatedKey, Amount);
 
-    impl Batched for Row {
+    impl Batched<AllocatedKey, Amount> for Row {
         fn key(&self) -> &AllocatedKey {
             &self.0
         }
@@ -322,7 +340,7 @@ mod tests {
             batch in 1usize..80,
         ) {
             let strings = Interner::default();
-            let mut slots = Slots::default();
+            let mut slots: Slots<AllocatedKey, Amount> = Slots::default();
             let mut plain: HashMap<AllocatedKey, Amount> = HashMap::new();
             let mut first_seen = Vec::new();
             let parts: Vec<Row> = rows
@@ -334,7 +352,7 @@ mod tests {
             for (n, chunk) in parts.chunks(batch).enumerate() {
                 for row in chunk {
                     match plain.get_mut(&row.0) {
-                        Some(slot) => super::super::fold_amount(slot, row.part(), &strings).unwrap(),
+                        Some(slot) => fold_amount(slot, row.part(), &strings).unwrap(),
                         None => {
                             first_seen.push(row.0);
                             plain.insert(row.0, row.part());
@@ -344,15 +362,19 @@ mod tests {
                 match n % 3 {
                     0 => slots
                         .fold_batch(chunk, |slot, row| {
-                            super::super::fold_amount(slot, row.part(), &strings)
+                            fold_amount(slot, row.part(), &strings)
                         })
                         .unwrap(),
                     1 => slots
-                        .add_all(chunk.iter().map(|row| (row.0, row.part())), &strings)
+                        .add_all(chunk.iter().map(|row| (row.0, row.part())), |slot, part| {
+                            fold_amount(slot, part.clone(), &strings)
+                        })
                         .unwrap(),
                     _ => {
                         for row in chunk {
-                            slots.add(row.0, row.part(), &strings).unwrap();
+                            slots
+                                .add(row.0, row.part(), |slot, part| fold_amount(slot, part, &strings))
+                                .unwrap();
                         }
                     }
                 }

@@ -1,4 +1,4 @@
-//! Usage aggregated by [`UsageKey`], with each series' current bucket kept
+//! Usage aggregated by [`UsageKey`], with each series' latest bucket kept
 //! apart from the rest.
 //!
 //! ## Design
@@ -7,22 +7,25 @@
 //! once per interval), so a series' consecutive rows mostly fall in the same
 //! bucket, while the rows in between touch every other series. The map of all
 //! slots (one per series and bucket: hundreds of thousands) outgrows the caches,
-//! and a row folded straight into it costs a cache miss; the map of each
+//! and a row folded straight into it costs a cache miss; the table of each
 //! series' *open* bucket (one per series: thousands) stays in cache. A row
-//! therefore folds into its series' open bucket, and the open bucket moves into
-//! the map of `closed` slots only when a row of the series arrives for another
-//! bucket.
+//! therefore folds into its series' open bucket, the latest bucket the series
+//! has had a row for. A row for a later bucket closes the open one: its slot
+//! joins the `closed` slots, and the later bucket opens at zero (no slot of it
+//! can exist yet). Closed slots are added in batches ([`Slots::fold_batch`]:
+//! each is new, and a batch's cache misses overlap), so a closed slot waits in
+//! `closing` until its batch is full.
 //!
 //! The open bucket holds the slot's whole value, not a partial sum: every slot
 //! sees the same operations in the same order as a plain map would give it
 //! (`checked_add`, or the maximum for a gauge), so the result is the same to the
 //! last digit and scale even where addition rounds, and an overflow fails the
-//! same row. A series that comes back to an earlier bucket takes the slot out of
-//! `closed` again; a later bucket than any the series has opened cannot be in
-//! `closed` and starts from zero without a lookup (rows in time order never
-//! look one up). Because the current slot is never in both maps, reading is the
-//! two maps chained, and nothing has to be flushed before reading.
+//! same row. A row for an earlier bucket than the open one (out of time order)
+//! folds straight into its closed slot, created at zero when new, after the
+//! waiting batch is added. A slot is in exactly one of `open`, `closing` and
+//! `closed`, so reading is the three chained.
 
+use super::slots::{Slots, BATCH};
 use super::{pair, HashMap, Sym, UsageKey};
 use crate::error::Error;
 use crate::time::Timestamp;
@@ -77,20 +80,20 @@ struct Open {
     series: Series,
     /// The index of the series whose row followed this one's last time.
     after: u32,
-    /// The bucket whose slot this is (not in `closed` meanwhile).
+    /// The latest bucket the series has had a row for.
     bucket: Timestamp,
-    /// The slot's value.
+    /// Its slot's value.
     value: Decimal,
-    /// The latest bucket the series has opened: `closed` holds none after it.
-    latest: Timestamp,
 }
 
 /// Usage by key (see the module docs).
 #[derive(Debug, Default)]
 pub struct Usage {
-    /// Every slot but the open ones. Each series here has an entry in `open`,
-    /// whose `latest` bucket is at or after the slot's.
-    closed: HashMap<UsageKey, Decimal>,
+    /// The slots of earlier buckets than their series' open one.
+    closed: Slots<UsageKey, Decimal>,
+    /// Closed slots not yet added to `closed` (at most a batch; none of them
+    /// is in `closed`).
+    closing: Vec<(UsageKey, Decimal)>,
     /// Each series' open bucket, in order of first sight.
     open: Vec<Open>,
     /// Each series' index in `open`.
@@ -114,10 +117,7 @@ impl Usage {
         value: Decimal,
         gauge: bool,
     ) -> Result<(), Error> {
-        // Not expected to fail: every index in `index` is one of `open`'s.
-        let slot = self
-            .slot(series, bucket)
-            .ok_or_else(|| Error::overflow("indexing usage series"))?;
+        let slot = self.slot(series, bucket)?;
         *slot = if gauge {
             (*slot).max(value)
         } else {
@@ -178,41 +178,67 @@ impl Usage {
                 after: u32::MAX,
                 bucket,
                 value: Decimal::ZERO,
-                latest: bucket,
             });
         }
         usize::try_from(at).unwrap_or(usize::MAX)
     }
 
-    /// The slot of `series` in `bucket`, opened (and the series' open slot
-    /// closed) when it is not the series' open one.
+    /// The slot of `series` in `bucket`: the series' open one, a new open one
+    /// for a later bucket (the open one closed), or a closed one.
     #[inline(always)]
-    fn slot(&mut self, series: Series, bucket: Timestamp) -> Option<&mut Decimal> {
+    fn slot(&mut self, series: Series, bucket: Timestamp) -> Result<&mut Decimal, Error> {
         let at = self.find(series, bucket);
-        let open = self.open.get_mut(at)?;
-        let closed = &mut self.closed;
-        if open.bucket != bucket {
-            closed.insert(series.key(open.bucket), open.value);
-            open.value = if bucket > open.latest {
-                open.latest = bucket;
-                Decimal::ZERO
-            } else {
-                closed.remove(&series.key(bucket)).unwrap_or(Decimal::ZERO)
-            };
-            open.bucket = bucket;
+        let Usage {
+            open,
+            closing,
+            closed,
+            ..
+        } = self;
+        // Not expected to fail: every index in `index` is one of `open`'s.
+        let open = open
+            .get_mut(at)
+            .ok_or_else(|| Error::overflow("indexing usage series"))?;
+        if open.bucket == bucket {
+            return Ok(&mut open.value);
         }
-        Some(&mut open.value)
+        if bucket > open.bucket {
+            closing.push((series.key(open.bucket), open.value));
+            if closing.len() >= BATCH {
+                close(closed, closing)?;
+            }
+            open.bucket = bucket;
+            open.value = Decimal::ZERO;
+            return Ok(&mut open.value);
+        }
+        close(closed, closing)?;
+        closed.slot(series.key(bucket), || Decimal::ZERO)
     }
 
     /// Every slot and its value, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (UsageKey, Decimal)> + '_ {
-        let closed = self.closed.iter().map(|(key, value)| (*key, *value));
+        let closed = self
+            .closed
+            .iter()
+            .chain(self.closing.iter().map(|(key, value)| (key, value)))
+            .map(|(key, value)| (*key, *value));
         let open = self
             .open
             .iter()
             .map(|open| (open.series.key(open.bucket), open.value));
         closed.chain(open)
     }
+}
+
+/// Adds the slots waiting in `closing` to `closed`: each is new there.
+fn close(
+    closed: &mut Slots<UsageKey, Decimal>,
+    closing: &mut Vec<(UsageKey, Decimal)>,
+) -> Result<(), Error> {
+    let added = closed.fold_batch(closing, |_, _| {
+        Err(Error::overflow("closing a usage slot twice"))
+    });
+    closing.clear();
+    added
 }
 
 impl UsageKey {
@@ -258,15 +284,28 @@ mod tests {
         /// that round (28 decimal places) and sums that overflow (failing the
         /// same row and leaving the same slots). Folding one `Usage`'s slots
         /// into another (as [`super::super::Store::merge`] does) is a plain
-        /// map's fold of the slots too.
+        /// map's fold of the slots too. With many series and rows mostly in
+        /// time order (as a plugin writes them), closed slots wait and are
+        /// added in full batches.
         #[test]
         fn slots_are_a_plain_maps(
-            rows in proptest::collection::vec(
+            mut rows in proptest::collection::vec(
                 (0u32..4, 0i64..5, 0u8..4, -1_000i64..1_000, 0u32..29, proptest::bool::ANY),
                 0..300,
             ),
             cut in 0usize..300,
+            many_series in proptest::bool::ANY,
+            in_time_order in 0usize..300,
         ) {
+            if many_series {
+                // Up to 300 series × 5 buckets, sorted by bucket but for the
+                // rows from `in_time_order` on.
+                for (n, row) in rows.iter_mut().enumerate() {
+                    row.0 = u32::try_from(n % 300).unwrap() * 7 % 300;
+                }
+                let sorted = in_time_order.min(rows.len());
+                rows[..sorted].sort_by_key(|row| row.1);
+            }
             let mut whole = (Usage::default(), HashMap::default());
             let mut parts = [(Usage::default(), HashMap::default()), (Usage::default(), HashMap::default())];
             for (n, (series, bucket, size, mantissa, scale, gauge)) in rows.into_iter().enumerate() {
