@@ -151,12 +151,15 @@ impl Usage {
     fn guess(&self, last: usize, series: Series) -> Option<usize> {
         let mut at = last;
         for _ in 0..GUESSES_AFTER {
-            let next = self.open.get(at)?.after as usize;
-            let open = self.open.get(next)?;
-            if open.series == series {
-                return Some(next);
+            // A series with no row after it yet ends the chain.
+            let Some(next) = self.open.get(at).map(|o| o.after as usize) else {
+                break;
+            };
+            match self.open.get(next) {
+                Some(open) if open.series == series => return Some(next),
+                Some(_) => at = next,
+                None => break,
             }
-            at = next;
         }
         let next = last.checked_add(1)?;
         self.open
