@@ -49,6 +49,7 @@ use rust_decimal::Decimal;
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
 use std::sync::{Mutex, OnceLock};
+use store::slots;
 use store::HashMap;
 use store::{bucket_overlaps, Amount, BuildFx, LineKey, Period, Store, Sym};
 
@@ -1414,7 +1415,7 @@ fn add_allocated_rows(
         })
         .collect();
     let order = order_keys(&keys);
-    let entries = order.into_iter().filter_map(|i| entries.get(i).copied());
+    let entries = touched_in_order(&entries, &order, |(k, a)| u64::from(k.owner) ^ a.rows);
     let unallocated = unallocated_id;
     // Entries come grouped by (org, bucket), in output order: one total per
     // group, and the bucket's bounds computed once.
@@ -1503,6 +1504,26 @@ fn add_allocated_rows(
         });
     }
     Ok(())
+}
+
+/// `items` in `order`, each run of [`slots::BATCH`] read ahead through `touch`
+/// before it is yielded: the slots an export's rows are built from lie in
+/// insertion order, far from their output order, and the reads of a run
+/// overlap their cache misses (see [`slots`]) where the row-building loop would
+/// wait for each in turn.
+fn touched_in_order<'a, T: Copy>(
+    items: &'a [T],
+    order: &'a [usize],
+    touch: impl Fn(&T) -> u64 + 'a,
+) -> impl Iterator<Item = T> + 'a {
+    order.chunks(slots::BATCH).flat_map(move |run| {
+        let seen = run
+            .iter()
+            .filter_map(|&i| items.get(i))
+            .fold(0, |seen, item| seen ^ touch(item));
+        std::hint::black_box(seen);
+        run.iter().filter_map(|&i| items.get(i).copied())
+    })
 }
 
 /// Columns of the already-allocated rows' sort key: org, bucket, unallocated
