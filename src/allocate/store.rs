@@ -643,9 +643,11 @@ impl Store {
                 (deferred.file, deferred.line),
             );
             let strings = &self.strings;
-            return self.allocated.add(deferred.key, part, |slot, part| {
-                fold_amount(slot, part, strings)
-            });
+            return self
+                .allocated
+                .fold_batch(&[(deferred.key, part)], |slot, (_, part)| {
+                    fold_amount(slot, part.clone(), strings)
+                });
         }
         self.deferred.push(deferred);
         if self.deferred.len() >= DEFERRED_ROWS {

@@ -104,12 +104,6 @@ impl<K: Hash + Eq + Clone, V> Slots<K, V> {
         self.entries.iter().map(|e| &e.value)
     }
 
-    /// The value of `key`'s slot, if it has one.
-    pub fn get(&self, key: &K) -> Option<&V> {
-        let index = self.find(hash_of(key), key).ok()?;
-        self.entries.get(index).map(|e| &e.value)
-    }
-
     /// Every slot, taken out in insertion order.
     pub fn into_entries(self) -> impl Iterator<Item = (K, V)> {
         self.entries.into_iter().map(|e| (e.key, e.value))
@@ -128,25 +122,8 @@ impl<K: Hash + Eq + Clone, V> Slots<K, V> {
             .ok_or_else(|| Error::overflow("indexing slots"))
     }
 
-    /// Folds `part` into `key`'s slot with `fold`, or makes it the slot's value.
-    pub fn add(
-        &mut self,
-        key: K,
-        part: V,
-        fold: impl FnOnce(&mut V, V) -> Result<(), Error>,
-    ) -> Result<(), Error> {
-        let hash = hash_of(&key);
-        match self.find(hash, &key) {
-            Ok(index) => match self.entries.get_mut(index) {
-                Some(entry) => fold(&mut entry.value, part),
-                None => Err(Error::overflow("indexing slots")),
-            },
-            Err(position) => self.insert(position, hash, key, part).map(|_| ()),
-        }
-    }
-
-    /// [`Slots::add`] of every `(key, part)` in turn, in batches (a part's
-    /// slots merged into the whole's).
+    /// [`Slots::fold_batch`] of every `(key, part)` in turn, a batch at a time
+    /// (a part's slots merged into the whole's).
     pub fn add_all(
         &mut self,
         parts: impl IntoIterator<Item = (K, V)>,
@@ -165,9 +142,10 @@ impl<K: Hash + Eq + Clone, V> Slots<K, V> {
         Ok(())
     }
 
-    /// Folds every row of `batch` in turn, as [`Slots::add`] does each, with
-    /// their memory reads overlapped (see the module docs); `fold` folds a row
-    /// into its existing slot (an error stops the batch there).
+    /// Folds every row of `batch` in turn, with their memory reads overlapped
+    /// (see the module docs): `fold` folds a row into its key's existing slot
+    /// (an error stops the batch there), and a row whose key has none makes
+    /// the slot, of its [`Batched::part`].
     pub fn fold_batch<R: Batched<K, V>>(
         &mut self,
         batch: &[R],
@@ -373,7 +351,9 @@ mod tests {
                     _ => {
                         for row in chunk {
                             slots
-                                .add(row.0, row.part(), |slot, part| fold_amount(slot, part, &strings))
+                                .fold_batch(std::slice::from_ref(row), |slot, row| {
+                                    fold_amount(slot, row.part(), &strings)
+                                })
                                 .unwrap();
                         }
                     }
@@ -384,9 +364,7 @@ mod tests {
             proptest::prop_assert_eq!(order, first_seen);
             for (k, amount) in slots.iter() {
                 proptest::prop_assert_eq!(Some(amount), plain.get(k));
-                proptest::prop_assert_eq!(slots.get(k), Some(amount));
             }
-            proptest::prop_assert_eq!(slots.get(&key(3_000, 0)), None);
         }
     }
 }
