@@ -52,6 +52,7 @@ pub mod error;
 pub mod formats;
 pub mod kafka;
 pub mod labels;
+mod memory;
 pub mod meter;
 pub mod model;
 pub mod money;

@@ -216,24 +216,22 @@ impl UsageIndex {
     /// no map per bucket or per entity.
     fn build(store: &Store, level: EntityLevel, names: &Names<'_>) -> Result<UsageIndex, Error> {
         let empty = store.strings.find("").unwrap_or(0);
-        let mut slots: Vec<IndexedUsage> = store
-            .usage
-            .iter()
-            .filter_map(|(key, value)| {
-                let (entity, other) = match level {
-                    EntityLevel::Principal => (key.principal, key.topic),
-                    EntityLevel::Topic => (key.topic, key.principal),
-                };
-                (entity != empty && !value.is_zero()).then(|| {
-                    IndexedUsage::new(
-                        (key.org, key.bucket, key.resource),
-                        (names.rank(entity), entity),
-                        (key.metric, other),
-                        value,
-                    )
-                })
+        let mut slots: Vec<IndexedUsage> = Vec::new();
+        crate::memory::reserve_large(&mut slots, store.usage.slot_count());
+        slots.extend(store.usage.iter().filter_map(|(key, value)| {
+            let (entity, other) = match level {
+                EntityLevel::Principal => (key.principal, key.topic),
+                EntityLevel::Topic => (key.topic, key.principal),
+            };
+            (entity != empty && !value.is_zero()).then(|| {
+                IndexedUsage::new(
+                    (key.org, key.bucket, key.resource),
+                    (names.rank(entity), entity),
+                    (key.metric, other),
+                    value,
+                )
             })
-            .collect();
+        }));
         // `other` last: the slots one sum folds are added in one order whatever
         // order the store holds them in.
         slots.sort_unstable_by_key(|u| (u.group, u.rest));
@@ -455,8 +453,21 @@ pub fn allocate(store: &Store, settings: Settings<'_>) -> Result<Allocation, Err
     };
     // Buckets are independent: each piece of consecutive buckets is allocated
     // on its own thread, and the pieces' rows follow each other in bucket order.
+    // The first piece's rows are made with room for all the others', which are
+    // moved in after them: one big buffer, written once (no growing copy).
     let pieces = balanced_pieces(&buckets, settings.threads);
-    for piece in crate::threads::map_beside(pieces, &|piece| allocate_buckets(&shared, piece)) {
+    let mut room: Vec<usize> = pieces.iter().map(|p| expected_rows(&shared, p)).collect();
+    let all_rows = room
+        .iter()
+        .fold(0, |sum: usize, &rows| sum.saturating_add(rows));
+    if let Some(first) = room.first_mut() {
+        *first = all_rows;
+    }
+    let jobs: Vec<_> = pieces.into_iter().zip(room).collect();
+    let allocated = crate::threads::map_beside(jobs, &|(piece, room)| {
+        allocate_buckets(&shared, piece, room)
+    });
+    for piece in allocated {
         let piece = piece?;
         if result.rows.is_empty() {
             result.rows = piece.rows;
@@ -512,9 +523,13 @@ fn balanced_pieces(buckets: &[Bucket], pieces: usize) -> Vec<&[Bucket]> {
 }
 
 /// Allocates consecutive buckets: their rows and totals, in bucket order.
-fn allocate_buckets(shared: &Shared<'_>, buckets: &[Bucket]) -> Result<Allocation, Error> {
+fn allocate_buckets(
+    shared: &Shared<'_>,
+    buckets: &[Bucket],
+    room: usize,
+) -> Result<Allocation, Error> {
     let mut result = Allocation::default();
-    result.rows.reserve(expected_rows(shared, buckets));
+    crate::memory::reserve_large(&mut result.rows, room);
     for ((org, bucket), lines) in buckets {
         let mut ctx = Ctx {
             store: shared.store,
@@ -549,9 +564,9 @@ fn expected_rows(shared: &Shared<'_>, buckets: &[Bucket]) -> usize {
                     .get(&(*org, *bucket, line.key.resource))
                     .map_or(1, Vec::len)
             };
-            lines.iter().map(active).sum::<usize>() + 1
+            lines.iter().map(active).fold(1, usize::saturating_add)
         })
-        .sum()
+        .fold(0, usize::saturating_add)
 }
 
 /// Whether any line is allocated at topic level (else the topic index is not built).
@@ -1415,6 +1430,7 @@ fn add_allocated_rows(
         })
         .collect();
     let order = order_keys(&keys);
+    crate::memory::reserve_large(&mut result.rows, entries.len());
     let entries = touched_in_order(&entries, &order, |(k, a)| u64::from(k.owner) ^ a.rows);
     let unallocated = unallocated_id;
     // Entries come grouped by (org, bucket), in output order: one total per

@@ -217,6 +217,11 @@ impl Usage {
         closed.slot(series.key(bucket), || Decimal::ZERO)
     }
 
+    /// How many slots there are.
+    pub fn slot_count(&self) -> usize {
+        self.closed.len() + self.closing.len() + self.open.len()
+    }
+
     /// Every slot and its value, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (UsageKey, Decimal)> + '_ {
         let closed = self
