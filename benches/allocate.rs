@@ -390,7 +390,7 @@ fn phase(
         .sum();
     assert!(report.reconciliation.balanced || report.reconciliation.invoice_subtotal.is_some());
     let line = format!(
-        "{name}: {rows} rows, {:.1} MiB: wall {total:.2}s (read {read:.2}s), CPU {cpu:.2}s; \
+        "{name}: {rows} rows, {:.1} MiB: wall {total:.3}s (read {read:.3}s), CPU {cpu:.2}s; \
          {:.2} M rows/s and {:.0} MiB/s per wall second, {:.2} M rows/s and {:.0} MiB/s per CPU second; \
          {} output rows, {} teams; peak memory {:.0} MiB",
         bytes as f64 / 1048576.0,

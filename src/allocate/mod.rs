@@ -453,33 +453,22 @@ pub fn allocate(store: &Store, settings: Settings<'_>) -> Result<Allocation, Err
     };
     // Buckets are independent: each piece of consecutive buckets is allocated
     // on its own thread, and the pieces' rows follow each other in bucket order.
-    // The first piece's rows are made with room for all the others', which are
-    // moved in after them: one big buffer, written once (no growing copy).
+    // (In one buffer: see `room_for_all`.)
     let pieces = balanced_pieces(&buckets, settings.threads);
-    let mut room: Vec<usize> = pieces.iter().map(|p| expected_rows(&shared, p)).collect();
-    let all_rows = room
-        .iter()
-        .fold(0, |sum: usize, &rows| sum.saturating_add(rows));
-    if let Some(first) = room.first_mut() {
-        *first = all_rows;
-    }
+    let room = room_for_all(pieces.iter().map(|p| expected_rows(&shared, p)).collect());
     let jobs: Vec<_> = pieces.into_iter().zip(room).collect();
     let allocated = crate::threads::map_beside(jobs, &|(piece, room)| {
         allocate_buckets(&shared, piece, room)
     });
     for piece in allocated {
         let piece = piece?;
-        if result.rows.is_empty() {
-            result.rows = piece.rows;
-        } else {
-            result.rows.extend(piece.rows);
-        }
+        append_rows(&mut result.rows, piece.rows);
         result.buckets.extend(piece.buckets);
     }
     // Each bucket's rows are sorted as they are added, in bucket order, and the
     // already-allocated rows come in output order: only a mix of both needs a sort.
     let from_lines = !result.rows.is_empty();
-    add_allocated_rows(store, &names, &mut result)?;
+    add_allocated_rows(store, &names, &mut result, settings.threads)?;
     if from_lines && !store.allocated.is_empty() {
         sort_rows(&mut result.rows);
     }
@@ -548,6 +537,27 @@ fn allocate_buckets(
         push_bucket(&mut result, &ctx, total, first, unallocated, sorted)?;
     }
     Ok(result)
+}
+
+/// The rows to make room for in each piece's buffer, from each piece's own:
+/// the first piece's rows are made with room for all the pieces' (their sum),
+/// and the others are moved in after them ([`append_rows`]), so the big buffer
+/// is made once and no growing copies it.
+fn room_for_all(mut rows: Vec<usize>) -> Vec<usize> {
+    let all = rows.iter().fold(0, |sum: usize, &r| sum.saturating_add(r));
+    if let Some(first) = rows.first_mut() {
+        *first = all;
+    }
+    rows
+}
+
+/// Moves a piece's `rows` after `all`'s (taking their buffer when `all` has none yet).
+fn append_rows(all: &mut Vec<AllocationRow>, rows: Vec<AllocationRow>) {
+    if all.is_empty() {
+        *all = rows;
+    } else {
+        all.extend(rows);
+    }
 }
 
 /// About how many rows `buckets` make: a line mostly splits over the principals
@@ -1389,6 +1399,7 @@ fn add_allocated_rows(
     store: &Store,
     names: &Names<'_>,
     result: &mut Allocation,
+    threads: usize,
 ) -> Result<(), Error> {
     let s = &store.strings;
     // original_amount = the line's total over all its owners in the bucket.
@@ -1430,78 +1441,37 @@ fn add_allocated_rows(
         })
         .collect();
     let order = order_keys(&keys);
-    crate::memory::reserve_large(&mut result.rows, entries.len());
-    let entries = touched_in_order(&entries, &order, |(k, a)| u64::from(k.owner) ^ a.rows);
-    let unallocated = unallocated_id;
-    // Entries come grouped by (org, bucket), in output order: one total per
-    // group, and the bucket's bounds computed once.
+    // The rows are built in runs of the order on their own threads, each a
+    // function of its entries alone (in one buffer: see `room_for_all`).
+    let exported = ExportedEntries {
+        store,
+        names,
+        entries: &entries,
+        line_totals: &line_totals,
+        unallocated: unallocated_id,
+    };
+    let runs: Vec<&[usize]> = order
+        .chunks(order.len().div_ceil(threads.max(1)).max(1))
+        .collect();
+    let room = room_for_all(runs.iter().map(|run| run.len()).collect());
+    let jobs: Vec<(&[usize], usize)> = runs.into_iter().zip(room).collect();
+    let built = crate::threads::map_beside(jobs, &|(run, room)| exported.rows(run, room));
     let mut groups: Vec<ExportBucket> = Vec::new();
-    for (k, a) in entries {
-        let amount = &a.amount;
-        if groups
-            .last()
-            .is_none_or(|g| (g.org, g.bucket) != (k.org, k.bucket))
-        {
-            groups.push(ExportBucket {
-                org: k.org,
-                bucket: k.bucket,
-                bounds: bucket_bounds(store, k.bucket),
-                allocated: Decimal::ZERO,
-                unallocated: Decimal::ZERO,
-            });
+    for run in built {
+        let (rows, run_groups) = run?;
+        append_rows(&mut result.rows, rows);
+        for group in run_groups {
+            match groups.last_mut() {
+                // A bucket cut between two runs.
+                Some(last) if (last.org, last.bucket) == (group.org, group.bucket) => {
+                    last.allocated =
+                        checked_sum([last.allocated, group.allocated], "export totals")?;
+                    last.unallocated =
+                        checked_sum([last.unallocated, group.unallocated], "export totals")?;
+                }
+                _ => groups.push(group),
+            }
         }
-        let Some(totals) = groups.last_mut() else {
-            continue;
-        };
-        let (start, end, partial) = totals.bounds;
-        let is_unallocated = Some(k.owner) == unallocated;
-        let original = if is_unallocated {
-            *amount
-        } else {
-            line_totals
-                .get(&(k.org, k.bucket, k.resource, k.product, k.line_type))
-                .copied()
-                .unwrap_or(*amount)
-        };
-        // Zero for the unallocated row, and where the division cannot be done.
-        let share = if is_unallocated {
-            None
-        } else {
-            rounded_ratio(*amount, original, SHARE_DECIMALS).ok()
-        }
-        .unwrap_or_else(|| round(Decimal::ZERO, SHARE_DECIMALS));
-        let slot = if is_unallocated {
-            &mut totals.unallocated
-        } else {
-            &mut totals.allocated
-        };
-        *slot = slot
-            .checked_add(*amount)
-            .ok_or_else(|| Error::overflow("export totals"))?;
-        if amount.is_zero() {
-            continue;
-        }
-        result.rows.push(AllocationRow {
-            bucket_start: start,
-            bucket_end: end,
-            partial_bucket: partial,
-            org_id: names.of(k.org),
-            owner_id: names.of(k.owner),
-            level: k.level,
-            environment_id: names.of(k.environment),
-            resource_id: names.of(k.resource),
-            product: names.of(k.product),
-            line_type: names.of(k.line_type),
-            unit: names.of(k.unit),
-            chargeback_cost: *amount,
-            original_amount: original,
-            usage_share: share,
-            currency: names.of(k.currency),
-            method: names.of(k.method),
-            chain_step: k.chain_step,
-            reason: names.of(k.reason),
-            source: names.source(a.file, a.line),
-        });
     }
     for group in groups {
         let (start, end, partial) = group.bounds;
@@ -1520,6 +1490,104 @@ fn add_allocated_rows(
         });
     }
     Ok(())
+}
+
+/// What the rows of already-allocated entries are built from.
+struct ExportedEntries<'a, 'n> {
+    store: &'a Store,
+    names: &'a Names<'n>,
+    entries: &'a [(&'a store::AllocatedKey, &'a Amount)],
+    /// (org, bucket, resource, product, line type) → the line's total.
+    line_totals: &'a HashMap<(Sym, Timestamp, Sym, Sym, Sym), Decimal>,
+    /// The id of `unallocated`, if interned.
+    unallocated: Option<Sym>,
+}
+
+impl ExportedEntries<'_, '_> {
+    /// The rows of the entries at `run` (indexes in output order), in that
+    /// order, with room for `room` rows, and the totals of each (org, bucket)
+    /// they cover.
+    fn rows(
+        &self,
+        run: &[usize],
+        room: usize,
+    ) -> Result<(Vec<AllocationRow>, Vec<ExportBucket>), Error> {
+        let mut rows = Vec::new();
+        crate::memory::reserve_large(&mut rows, room);
+        let entries = touched_in_order(self.entries, run, |(k, a)| u64::from(k.owner) ^ a.rows);
+        let (store, names, unallocated) = (self.store, self.names, self.unallocated);
+        // Entries come grouped by (org, bucket), in output order: one total per
+        // group, and the bucket's bounds computed once.
+        let mut groups: Vec<ExportBucket> = Vec::new();
+        for (k, a) in entries {
+            let amount = &a.amount;
+            if groups
+                .last()
+                .is_none_or(|g| (g.org, g.bucket) != (k.org, k.bucket))
+            {
+                groups.push(ExportBucket {
+                    org: k.org,
+                    bucket: k.bucket,
+                    bounds: bucket_bounds(store, k.bucket),
+                    allocated: Decimal::ZERO,
+                    unallocated: Decimal::ZERO,
+                });
+            }
+            let Some(totals) = groups.last_mut() else {
+                continue;
+            };
+            let (start, end, partial) = totals.bounds;
+            let is_unallocated = Some(k.owner) == unallocated;
+            let original = if is_unallocated {
+                *amount
+            } else {
+                self.line_totals
+                    .get(&(k.org, k.bucket, k.resource, k.product, k.line_type))
+                    .copied()
+                    .unwrap_or(*amount)
+            };
+            // Zero for the unallocated row, and where the division cannot be done.
+            let share = if is_unallocated {
+                None
+            } else {
+                rounded_ratio(*amount, original, SHARE_DECIMALS).ok()
+            }
+            .unwrap_or_else(|| round(Decimal::ZERO, SHARE_DECIMALS));
+            let slot = if is_unallocated {
+                &mut totals.unallocated
+            } else {
+                &mut totals.allocated
+            };
+            *slot = slot
+                .checked_add(*amount)
+                .ok_or_else(|| Error::overflow("export totals"))?;
+            if amount.is_zero() {
+                continue;
+            }
+            rows.push(AllocationRow {
+                bucket_start: start,
+                bucket_end: end,
+                partial_bucket: partial,
+                org_id: names.of(k.org),
+                owner_id: names.of(k.owner),
+                level: k.level,
+                environment_id: names.of(k.environment),
+                resource_id: names.of(k.resource),
+                product: names.of(k.product),
+                line_type: names.of(k.line_type),
+                unit: names.of(k.unit),
+                chargeback_cost: *amount,
+                original_amount: original,
+                usage_share: share,
+                currency: names.of(k.currency),
+                method: names.of(k.method),
+                chain_step: k.chain_step,
+                reason: names.of(k.reason),
+                source: names.source(a.file, a.line),
+            });
+        }
+        Ok((rows, groups))
+    }
 }
 
 /// `items` in `order`, each run of [`slots::BATCH`] read ahead through `touch`

@@ -175,9 +175,9 @@ pub struct OrgTotal {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EntityCharge {
     /// Product.
-    pub product: String,
+    pub product: Name,
     /// Line type.
-    pub line_type: String,
+    pub line_type: Name,
     /// Amount.
     pub total: Decimal,
 }
@@ -186,11 +186,11 @@ pub struct EntityCharge {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EntityTotal {
     /// The entity (principal, topic or resource id).
-    pub name: String,
+    pub name: Name,
     /// Its level.
     pub level: EntityLevel,
     /// Its team.
-    pub team: String,
+    pub team: Name,
     /// Line items.
     pub chargebacks: Vec<EntityCharge>,
     /// Their sum.
@@ -539,7 +539,7 @@ fn cluster_entities(
     // In front of `entity_ids`: by the owner name's address (no text to hash
     // or compare per row); a miss falls back to the text.
     let mut entity_addrs: HashMap<(usize, usize, EntityLevel), usize> = HashMap::default();
-    let mut entities: Vec<(Decimal, Entity<'_>)> = Vec::new();
+    let mut entities: Vec<(Decimal, &Name, EntityLevel)> = Vec::new();
     let mut row_entity: Vec<usize> = Vec::new();
     let mut last: Option<(&Name, &Name, usize)> = None;
     for row in rows.iter().filter(shown) {
@@ -564,14 +564,13 @@ fn cluster_entities(
                     .entry((cluster, (row.owner_id.as_str(), row.level)))
                     .or_insert(next)
             });
-        let entity = (row.owner_id.as_str(), row.level);
         if id == next {
-            entities.push((Decimal::ZERO, entity));
+            entities.push((Decimal::ZERO, &row.owner_id, row.level));
             if let Some((_, members)) = clusters.get_mut(cluster) {
                 members.push(id);
             }
         }
-        if let Some((total, _)) = entities.get_mut(id) {
+        if let Some((total, _, _)) = entities.get_mut(id) {
             add(total, row.chargeback_cost)?;
         }
         row_entity.push(id);
@@ -580,7 +579,10 @@ fn cluster_entities(
     // (a total order: entities differ), at most `max_entities_per_cluster`.
     clusters.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let order = |a: &usize, b: &usize| match (entities.get(*a), entities.get(*b)) {
-        (Some(x), Some(y)) => y.0.cmp(&x.0).then_with(|| x.1.cmp(&y.1)),
+        (Some(x), Some(y)) => {
+            y.0.cmp(&x.0)
+                .then_with(|| (x.1.as_str(), x.2).cmp(&(y.1.as_str(), y.2)))
+        }
         _ => a.cmp(b),
     };
     let max = filters.max_entities_per_cluster;
@@ -637,11 +639,14 @@ fn cluster_entities(
             }
         }
     }
+    // An owner is in many clusters: its team is looked up once (by the
+    // addresses of its shared name's copies).
+    let mut teams: HashMap<(&str, usize, EntityLevel), Name> = HashMap::default();
     let mut out = Vec::with_capacity(picked.len());
     for ((org_id, cluster_id), list, truncated, below) in picked {
         let mut shown_entities = Vec::with_capacity(list.len());
         for id in list {
-            let Some(&(total, (name, level))) = entities.get(id) else {
+            let Some(&(total, name, level)) = entities.get(id) else {
                 continue;
             };
             // Items are distinct by text: ordered by it.
@@ -650,17 +655,23 @@ fn cluster_entities(
             let chargebacks = picked_items
                 .into_iter()
                 .map(|(product, line_type, total)| EntityCharge {
-                    product: product.to_string(),
-                    line_type: line_type.to_string(),
+                    product: product.clone(),
+                    line_type: line_type.clone(),
                     total,
                 })
                 .collect();
+            let team = teams
+                .entry((org_id, name.addr(), level))
+                .or_insert_with(|| {
+                    crosswalk
+                        .team_of(org_id, name, level)
+                        .map_or_else(|| UNMATCHED_TEAM.into(), |t| t.0.into())
+                })
+                .clone();
             shown_entities.push(EntityTotal {
-                name: name.to_string(),
+                name: name.clone(),
                 level,
-                team: crosswalk
-                    .team_of(org_id, name, level)
-                    .map_or_else(|| UNMATCHED_TEAM.to_string(), |t| t.0),
+                team,
                 chargebacks,
                 total,
             });
