@@ -214,7 +214,12 @@ impl UsageIndex {
     /// metric) and the index is cut from runs of that order: each bucket's
     /// entities arrive in name order and each entity's metrics together, with
     /// no map per bucket or per entity.
-    fn build(store: &Store, level: EntityLevel, names: &Names<'_>) -> Result<UsageIndex, Error> {
+    fn build(
+        store: &Store,
+        level: EntityLevel,
+        names: &Names<'_>,
+        threads: usize,
+    ) -> Result<UsageIndex, Error> {
         let empty = store.strings.find("").unwrap_or(0);
         let mut slots: Vec<IndexedUsage> = Vec::new();
         crate::memory::reserve_large(&mut slots, store.usage.slot_count());
@@ -234,7 +239,7 @@ impl UsageIndex {
         }));
         // `other` last: the slots one sum folds are added in one order whatever
         // order the store holds them in.
-        slots.sort_unstable_by_key(|u| (u.group, u.rest));
+        crate::threads::sort_by_key_on(threads, &mut slots, |u| (u.group, u.rest));
         let mut index = UsageIndex::default();
         for group in slots.chunk_by(|a, b| a.group == b.group) {
             let Some(first) = group.first() else {
@@ -435,9 +440,9 @@ impl<'a> Ctx<'a> {
 /// Allocates everything in `store` (see the module docs).
 pub fn allocate(store: &Store, settings: Settings<'_>) -> Result<Allocation, Error> {
     let names = Names::new(&store.strings);
-    let principal = UsageIndex::build(store, EntityLevel::Principal, &names)?;
+    let principal = UsageIndex::build(store, EntityLevel::Principal, &names, settings.threads)?;
     let topic = if needs_topics(store, settings) {
-        UsageIndex::build(store, EntityLevel::Topic, &names)?
+        UsageIndex::build(store, EntityLevel::Topic, &names, settings.threads)?
     } else {
         UsageIndex::default()
     };
@@ -1440,7 +1445,7 @@ fn add_allocated_rows(
             ]
         })
         .collect();
-    let order = order_keys(&keys);
+    let order = order_keys(&keys, threads);
     // The rows are built in runs of the order on their own threads, each a
     // function of its entries alone (in one buffer: see `room_for_all`).
     let exported = ExportedEntries {
@@ -1634,8 +1639,8 @@ fn position<T: Ord>(sorted: &[T], value: &T) -> u32 {
 /// orders the same and needs few bits (one organization, a few products,
 /// thousands of owners; a column with one value needs none); when the columns
 /// fit in 128 bits together, the sort compares one packed integer per key
-/// instead of up to 14 columns.
-fn order_keys<const N: usize>(keys: &[[u32; N]]) -> Vec<usize> {
+/// instead of up to 14 columns (in halves on two threads when `threads` allows).
+fn order_keys<const N: usize>(keys: &[[u32; N]], threads: usize) -> Vec<usize> {
     let Some(columns) = dense_columns(keys) else {
         return order_by_comparing(keys);
     };
@@ -1654,7 +1659,7 @@ fn order_keys<const N: usize>(keys: &[[u32; N]]) -> Vec<usize> {
         }
         packed.push((bits, i));
     }
-    packed.sort_unstable_by_key(|p| p.0);
+    crate::threads::sort_by_key_on(threads, &mut packed, |p| p.0);
     packed.into_iter().map(|p| p.1).collect()
 }
 
@@ -1806,9 +1811,11 @@ mod tests {
             shuffled.reverse();
             let third = shuffled.len() / 3;
             shuffled.rotate_left(third);
-            let order = order_keys(&shuffled);
-            let sorted: Vec<[u32; 14]> = order.iter().map(|i| shuffled[*i]).collect();
-            prop_assert_eq!(sorted, keys);
+            for threads in [1, 2] {
+                let order = order_keys(&shuffled, threads);
+                let sorted: Vec<[u32; 14]> = order.iter().map(|i| shuffled[*i]).collect();
+                prop_assert_eq!(&sorted, &keys);
+            }
         }
 
         /// A usage slot's packed sort key orders slots as its fields' tuple
