@@ -10,8 +10,7 @@
 //!
 //! The advice changes no byte, the kernel may ignore it, and only whole 2 MiB
 //! spans inside the buffer are advised, so no other allocation's memory is
-//! touched. Elsewhere (wasm, other systems) [`reserve_large`] is a plain
-//! `reserve`.
+//! touched. Elsewhere (wasm, other systems) [`reserve_large`] only reserves.
 
 /// Room for `additional` more items in `vec` (at least doubling its capacity
 /// when it grows, as `Vec` does), the unused capacity advised onto huge pages.

@@ -131,7 +131,7 @@ mod tests {
             PARALLEL_SORT_MIN,
             100_003,
         ] {
-            let mut items: Vec<u64> = (0..n as u64)
+            let items: Vec<u64> = (0..n as u64)
                 .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
                 .collect();
             let mut expected = items.clone();
@@ -141,7 +141,6 @@ mod tests {
                 sort_by_key_on(threads, &mut sorted, |&v| v);
                 assert_eq!(sorted, expected, "{n} items, {threads} threads");
             }
-            items.clear();
         }
     }
 

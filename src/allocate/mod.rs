@@ -1519,8 +1519,14 @@ impl ExportedEntries<'_, '_> {
     ) -> Result<(Vec<AllocationRow>, Vec<ExportBucket>), Error> {
         let mut rows = Vec::new();
         crate::memory::reserve_large(&mut rows, room);
-        let entries = touched_in_order(self.entries, run, |(k, a)| u64::from(k.owner) ^ a.rows);
-        let (store, names, unallocated) = (self.store, self.names, self.unallocated);
+        let ExportedEntries {
+            store,
+            names,
+            entries,
+            line_totals,
+            unallocated,
+        } = *self;
+        let entries = touched_in_order(entries, run, |(k, a)| u64::from(k.owner) ^ a.rows);
         // Entries come grouped by (org, bucket), in output order: one total per
         // group, and the bucket's bounds computed once.
         let mut groups: Vec<ExportBucket> = Vec::new();
@@ -1546,7 +1552,7 @@ impl ExportedEntries<'_, '_> {
             let original = if is_unallocated {
                 *amount
             } else {
-                self.line_totals
+                line_totals
                     .get(&(k.org, k.bucket, k.resource, k.product, k.line_type))
                     .copied()
                     .unwrap_or(*amount)

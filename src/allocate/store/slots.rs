@@ -224,6 +224,7 @@ impl<K: Hash + Eq + Clone, V> Slots<K, V> {
         let held = u32::try_from(index + 1)
             .map(|i| hash >> 32 << 32 | u64::from(i))
             .map_err(|_| Error::overflow("more than 2^32 slots"))?;
+        // Grown as `push` would, but into memory advised onto huge pages.
         crate::memory::reserve_large(&mut self.entries, 1);
         self.entries.push(Entry { hash, key, value });
         if (index + 1) * 2 > self.table.len() {
@@ -245,7 +246,6 @@ impl<K: Hash + Eq + Clone, V> Slots<K, V> {
             .max(FIRST_POSITIONS)
             * 2;
         self.table = crate::memory::zeroed_large(size);
-        // Room for entries up to the next doubling, so they never grow on their own.
         let mask = size - 1;
         for (index, entry) in self.entries.iter().enumerate() {
             let held = entry.hash >> 32 << 32 | (index as u64 + 1);
