@@ -11,12 +11,13 @@
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 use std::str::FromStr;
+use std::sync::Arc;
 use tally::error::Error;
 use tally::formats::csv::{Record, Tokenizer};
 use tally::formats::focus::{
     self, read_focus, write_focus, CostColumn, WriteOptions, WRITE_COLUMNS,
 };
-use tally::model::{AllocationRow, CostLine, EntityLevel, Name, RowSource, Source};
+use tally::model::{AllocatedLine, AllocationRow, CostLine, EntityLevel, Name, RowSource, Source};
 use tally::time::Timestamp;
 
 fn d(s: &str) -> Decimal {
@@ -271,25 +272,27 @@ fn row(
     reason: &str,
 ) -> AllocationRow {
     AllocationRow {
-        bucket_start: t("2026-04-01"),
-        bucket_end: t("2026-05-01"),
-        partial_bucket: false,
-        org_id: l.org_id.as_str().into(),
+        line: Arc::new(AllocatedLine {
+            bucket_start: t("2026-04-01"),
+            bucket_end: t("2026-05-01"),
+            partial_bucket: false,
+            org_id: l.org_id.as_str().into(),
+            level: EntityLevel::Principal,
+            environment_id: l.environment_id.as_str().into(),
+            resource_id: l.resource_id.as_str().into(),
+            product: l.product.as_str().into(),
+            line_type: l.line_type.as_str().into(),
+            unit: l.unit.as_str().into(),
+            original_amount: l.amount,
+            currency: "USD".into(),
+            method: method.into(),
+            chain_step: 0,
+            reason: reason.into(),
+            source: (&l.source).into(),
+        }),
         owner_id: owner.into(),
-        level: EntityLevel::Principal,
-        environment_id: l.environment_id.as_str().into(),
-        resource_id: l.resource_id.as_str().into(),
-        product: l.product.as_str().into(),
-        line_type: l.line_type.as_str().into(),
-        unit: l.unit.as_str().into(),
         chargeback_cost: d(cost),
-        original_amount: l.amount,
         usage_share: d(share),
-        currency: "USD".into(),
-        method: method.into(),
-        chain_step: 0,
-        reason: reason.into(),
-        source: (&l.source).into(),
     }
 }
 
@@ -532,7 +535,10 @@ fn writer_treats_each_cluster_product_of_warpstream_as_one_origin_per_level() {
     // a second, separate split of the same bill.
     let mut rows = ws.rows.clone();
     rows.extend(ws.rows.iter().map(|r| AllocationRow {
-        level: EntityLevel::Principal,
+        line: Arc::new(AllocatedLine {
+            level: EntityLevel::Principal,
+            ..(*r.line).clone()
+        }),
         owner_id: format!("team-of-{}", r.owner_id).into(),
         ..r.clone()
     }));
@@ -597,12 +603,13 @@ fn writer_takes_each_origins_remainder_out_of_the_buckets_unallocated_row() {
         "unallocated",
         "credit+no_usage",
     );
-    pool.resource_id = Name::default();
-    pool.environment_id = Name::default();
-    pool.product = Name::default();
-    pool.line_type = Name::default();
-    pool.original_amount = d("-1.50");
-    pool.source = RowSource {
+    let pool_line = Arc::make_mut(&mut pool.line);
+    pool_line.resource_id = Name::default();
+    pool_line.environment_id = Name::default();
+    pool_line.product = Name::default();
+    pool_line.line_type = Name::default();
+    pool_line.original_amount = d("-1.50");
+    pool_line.source = RowSource {
         file: "bill.csv".into(),
         line: 0,
     };
@@ -730,13 +737,14 @@ fn written_focus_passes_the_finops_foundation_validator() {
     // And the engine's per-bucket unallocated row (no resource, no line type).
     let mut pool = rows[0].clone();
     pool.owner_id = "unallocated".into();
-    pool.resource_id = Name::default();
-    pool.environment_id = Name::default();
-    pool.product = Name::default();
-    pool.line_type = Name::default();
     pool.chargeback_cost = d("-1.25");
-    pool.original_amount = d("-1.25");
-    pool.method = "unallocated".into();
+    let pool_line = Arc::make_mut(&mut pool.line);
+    pool_line.resource_id = Name::default();
+    pool_line.environment_id = Name::default();
+    pool_line.product = Name::default();
+    pool_line.line_type = Name::default();
+    pool_line.original_amount = d("-1.25");
+    pool_line.method = "unallocated".into();
     rows.push(pool);
     let csv = write_focus(&rows, &lines, &WriteOptions::default()).unwrap();
     assert!(csv.contains("Unallocated ("));

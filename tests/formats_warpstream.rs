@@ -62,18 +62,18 @@ fn seed_example_is_read_exactly_and_rolls_up() {
         .rows
         .iter()
         .map(|x| {
-            assert_eq!(x.level, EntityLevel::Topic);
-            assert_eq!(x.resource_id, "vci_xxx");
-            assert_eq!(x.environment_id, "wi_xxx");
-            assert_eq!(x.product, "kafka");
+            assert_eq!(x.line.level, EntityLevel::Topic);
+            assert_eq!(x.line.resource_id, "vci_xxx");
+            assert_eq!(x.line.environment_id, "wi_xxx");
+            assert_eq!(x.line.product, "kafka");
             assert_eq!(x.usage_share, Decimal::ONE);
-            assert_eq!(x.chargeback_cost, x.original_amount);
+            assert_eq!(x.chargeback_cost, x.line.original_amount);
             (
                 x.owner_id.as_str(),
-                x.line_type.as_str(),
-                x.unit.as_str(),
+                x.line.line_type.as_str(),
+                x.line.unit.as_str(),
                 x.chargeback_cost,
-                x.method.as_str(),
+                x.line.method.as_str(),
             )
         })
         .collect();
@@ -159,7 +159,7 @@ fn mixed_response_excluded_truncated_mismatch_and_subjects() {
     }
     assert_eq!(r.rejected_total, d("9.99"));
     assert_eq!(r.rows.len(), 8);
-    assert!(r.rows.iter().all(|x| x.org_id == "org-1"));
+    assert!(r.rows.iter().all(|x| x.line.org_id == "org-1"));
     assert_eq!(r.allocated_total().unwrap(), d("175.68"));
     let line_sum: Decimal = r.cost_lines.iter().map(|l| l.amount).sum();
     assert_eq!(line_sum, d("175.68"));
@@ -175,9 +175,9 @@ fn mixed_response_excluded_truncated_mismatch_and_subjects() {
     let payments = r
         .rows
         .iter()
-        .find(|x| x.owner_id == "payments" && x.line_type == "Cluster minutes")
+        .find(|x| x.owner_id == "payments" && x.line.line_type == "Cluster minutes")
         .unwrap();
-    assert_eq!(payments.original_amount, d("108.75"));
+    assert_eq!(payments.line.original_amount, d("108.75"));
     assert_eq!(
         payments.usage_share,
         (d("44640") / d("46980")).round_dp(12).normalize()
@@ -186,7 +186,7 @@ fn mixed_response_excluded_truncated_mismatch_and_subjects() {
     assert_eq!(r.excluded.len(), 1);
     assert_eq!(r.excluded[0].virtual_cluster_id, "vci_gone");
     assert_eq!(r.excluded[0].reason, "no_rollup");
-    assert!(r.rows.iter().all(|x| x.resource_id != "vci_gone"));
+    assert!(r.rows.iter().all(|x| x.line.resource_id != "vci_gone"));
     assert_eq!(r.truncated_clusters, vec!["vci_b".to_string()]);
     assert!(r
         .warnings
@@ -199,15 +199,18 @@ fn mixed_response_excluded_truncated_mismatch_and_subjects() {
         .find(|x| x.owner_id == "orders-value")
         .unwrap();
     assert_eq!(
-        (subject.product.as_str(), subject.environment_id.as_str()),
+        (
+            subject.line.product.as_str(),
+            subject.line.environment_id.as_str()
+        ),
         ("schema_registry", "wi_staging")
     );
     // Network lines are allocated by write-byte share.
     assert!(r
         .rows
         .iter()
-        .filter(|x| x.line_type.starts_with("Network"))
-        .all(|x| x.method == "write_bytes_share"));
+        .filter(|x| x.line.line_type.starts_with("Network"))
+        .all(|x| x.line.method == "write_bytes_share"));
 }
 
 #[test]
@@ -332,12 +335,12 @@ fn writer_round_trips_totals_and_structure() {
     assert_eq!(second.excluded[0].reason, "no_rollup");
     let key = |r: &tally::model::AllocationRow| {
         (
-            r.resource_id.clone(),
+            r.line.resource_id.clone(),
             r.owner_id.clone(),
-            r.line_type.clone(),
+            r.line.line_type.clone(),
             r.chargeback_cost,
-            r.product.clone(),
-            r.method.clone(),
+            r.line.product.clone(),
+            r.line.method.clone(),
         )
     };
     let mut a: Vec<_> = first.rows.iter().map(key).collect();
@@ -488,7 +491,8 @@ fn writer_filters_entity_kind_min_total_and_max_entities() {
 
 #[test]
 fn writer_apportions_quantity_from_cost_lines_across_buckets() {
-    use tally::model::{AllocationRow, CostLine, RowSource, Source};
+    use std::sync::Arc;
+    use tally::model::{AllocatedLine, AllocationRow, CostLine, RowSource, Source};
     use tally::time::Timestamp;
     let t = |s: &str| Timestamp::parse(s).unwrap();
     let line = CostLine {
@@ -514,31 +518,33 @@ fn writer_apportions_quantity_from_cost_lines_across_buckets() {
         owner_of_record: String::new(),
     };
     let row = |owner: &str, start: &str, end: &str, cost: &str| AllocationRow {
-        bucket_start: t(start),
-        bucket_end: t(end),
-        partial_bucket: false,
-        org_id: "ti".into(),
+        line: Arc::new(AllocatedLine {
+            bucket_start: t(start),
+            bucket_end: t(end),
+            partial_bucket: false,
+            org_id: "ti".into(),
+            level: EntityLevel::Topic,
+            environment_id: "wi_x".into(),
+            resource_id: "vci_x".into(),
+            product: "kafka".into(),
+            line_type: "Uncompressed GiB written".into(),
+            unit: "GiB".into(),
+            original_amount: d("15"),
+            currency: "USD".into(),
+            method: "usage_ratio".into(),
+            chain_step: 0,
+            reason: "usage_found".into(),
+            source: RowSource {
+                file: "bill.json".into(),
+                line: 7,
+            },
+        }),
         owner_id: owner.into(),
-        level: EntityLevel::Topic,
-        environment_id: "wi_x".into(),
-        resource_id: "vci_x".into(),
-        product: "kafka".into(),
-        line_type: "Uncompressed GiB written".into(),
-        unit: "GiB".into(),
         chargeback_cost: d(cost),
-        original_amount: d("15"),
         usage_share: Decimal::ZERO,
-        currency: "USD".into(),
-        method: "usage_ratio".into(),
-        chain_step: 0,
-        reason: "usage_found".into(),
-        source: RowSource {
-            file: "bill.json".into(),
-            line: 7,
-        },
     };
     let mut principal_row = row("sa-x", "2026-05-01", "2026-05-16", "99");
-    principal_row.level = EntityLevel::Principal;
+    Arc::make_mut(&mut principal_row.line).level = EntityLevel::Principal;
     let rows = vec![
         row("a", "2026-05-01", "2026-05-16", "10"),
         row("b", "2026-05-01", "2026-05-16", "5"),
@@ -627,7 +633,8 @@ mod never_panics {
 
 #[test]
 fn writer_puts_a_clusters_unallocated_remainder_back_into_the_cluster() {
-    use tally::model::{AllocationRow, CostLine, Name, Source};
+    use std::sync::Arc;
+    use tally::model::{AllocatedLine, AllocationRow, CostLine, Name, Source};
     use tally::time::Timestamp;
     let t = |s: &str| Timestamp::parse(s).unwrap();
     let line = CostLine {
@@ -652,40 +659,46 @@ fn writer_puts_a_clusters_unallocated_remainder_back_into_the_cluster() {
         active_fraction: None,
         owner_of_record: String::new(),
     };
-    let topic = |owner: &str, cost: &str| AllocationRow {
+    let topic_line = Arc::new(AllocatedLine {
         bucket_start: t("2026-05-01"),
         bucket_end: t("2026-06-01"),
         partial_bucket: false,
         org_id: Name::default(),
-        owner_id: owner.into(),
         level: EntityLevel::Topic,
         environment_id: "wi_x".into(),
         resource_id: "vci_x".into(),
         product: "kafka".into(),
         line_type: "Cluster minutes".into(),
         unit: "minute".into(),
-        chargeback_cost: d(cost),
         original_amount: d("10.00"),
-        usage_share: Decimal::ZERO,
         currency: "USD".into(),
         method: "lifetime".into(),
         chain_step: 0,
         reason: "usage_found".into(),
         source: (&line.source).into(),
+    });
+    let topic = |owner: &str, cost: &str| AllocationRow {
+        line: topic_line.clone(),
+        owner_id: owner.into(),
+        chargeback_cost: d(cost),
+        usage_share: Decimal::ZERO,
     };
     // The engine's one unallocated row for the bucket: 0.50 of this line that
     // found no topic, plus a -5.00 credit.
     let pool = AllocationRow {
+        line: Arc::new(AllocatedLine {
+            level: EntityLevel::Principal,
+            environment_id: Name::default(),
+            resource_id: Name::default(),
+            product: Name::default(),
+            line_type: Name::default(),
+            original_amount: d("-4.50"),
+            method: "unallocated".into(),
+            ..(*topic_line).clone()
+        }),
         owner_id: "unallocated".into(),
-        level: EntityLevel::Principal,
-        environment_id: Name::default(),
-        resource_id: Name::default(),
-        product: Name::default(),
-        line_type: Name::default(),
         chargeback_cost: d("-4.50"),
-        original_amount: d("-4.50"),
-        method: "unallocated".into(),
-        ..topic("x", "0")
+        usage_share: Decimal::ZERO,
     };
     let rows = vec![topic("orders", "7.50"), topic("payments", "2.00"), pool];
     let json = write_chargebacks(&rows, &[line], &WriteOptions::default()).unwrap();

@@ -163,14 +163,14 @@ proptest! {
         prop_assert_eq!(charged, bill);
         prop_assert!(report.reconciliation.balanced);
         for b in &report.buckets {
-            let in_bucket: Decimal = report.rows.iter().filter(|r| r.bucket_start == b.bucket_start).map(|r| r.chargeback_cost).sum();
+            let in_bucket: Decimal = report.rows.iter().filter(|r| r.line.bucket_start == b.bucket_start).map(|r| r.chargeback_cost).sum();
             prop_assert_eq!(in_bucket, b.bill_total);
         }
         let mut per_line: BTreeMap<(String, String, String), (Decimal, Decimal)> = BTreeMap::new();
         for r in report.rows.iter().filter(|r| r.owner_id != "unallocated") {
-            let slot = per_line.entry((r.bucket_start.to_string(), r.line_type.to_string(), r.resource_id.to_string())).or_default();
+            let slot = per_line.entry((r.line.bucket_start.to_string(), r.line.line_type.to_string(), r.line.resource_id.to_string())).or_default();
             slot.0 += r.chargeback_cost;
-            slot.1 = r.original_amount;
+            slot.1 = r.line.original_amount;
         }
         for (key, (sum, original)) in per_line {
             prop_assert_eq!(sum, original, "{:?}", key);
@@ -218,7 +218,7 @@ proptest! {
         prop_assert!(!entity_negative, "a credit was split onto an entity");
         if credits < Decimal::ZERO {
             prop_assert!(report.reconciliation.credits_total <= Decimal::ZERO);
-            prop_assert!(report.rows.iter().any(|r| r.owner_id == "unallocated" && r.reason.contains("credit")));
+            prop_assert!(report.rows.iter().any(|r| r.owner_id == "unallocated" && r.line.reason.contains("credit")));
         }
     }
 }
@@ -243,10 +243,14 @@ fn all_zero_usage_falls_back_along_the_chain() {
     assert_eq!(report.rows.len(), 1);
     let row = &report.rows[0];
     assert_eq!(
-        (row.owner_id.as_str(), row.method.as_str(), row.chain_step),
+        (
+            row.owner_id.as_str(),
+            row.line.method.as_str(),
+            row.line.chain_step
+        ),
         ("lkc-1", "resource_owner", 3)
     );
-    assert_eq!(row.reason, "no_principals_in_period");
+    assert_eq!(row.line.reason, "no_principals_in_period");
     // Usage on another day of the period: even split over the principals seen in it.
     let other = [Use {
         cluster: 1,
@@ -256,10 +260,10 @@ fn all_zero_usage_falls_back_along_the_chain() {
         value: 5,
     }];
     let report = run(&lines, &other, Granularity::Monthly);
-    assert_eq!(report.rows[0].method, "even_active");
-    assert_eq!(report.rows[0].reason, "no_usage_found");
+    assert_eq!(report.rows[0].line.method, "even_active");
+    assert_eq!(report.rows[0].line.reason, "no_usage_found");
     let report = run(&lines, &other, Granularity::Daily);
-    let methods: Vec<&str> = report.rows.iter().map(|r| r.method.as_str()).collect();
+    let methods: Vec<&str> = report.rows.iter().map(|r| r.line.method.as_str()).collect();
     assert!(
         methods.contains(&"even_period") && methods.contains(&"even_active"),
         "{methods:?}"

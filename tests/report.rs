@@ -76,7 +76,7 @@ fn export_rolls_up_by_team_and_org_with_shared_unallocated() {
         .filter(|r| r.owner_id == "sa-a")
         .collect();
     assert_eq!(
-        (a.len(), a[0].chargeback_cost, a[0].original_amount),
+        (a.len(), a[0].chargeback_cost, a[0].line.original_amount),
         (1, d("7.00"), d("10.00"))
     );
 }
@@ -189,7 +189,7 @@ fn custom_range_flags_partial_buckets_and_reports_what_is_outside() {
         ]
     );
     assert_eq!(report.reconciliation.outside_range, d("3.00"));
-    assert!(report.rows.iter().all(|r| r.partial_bucket));
+    assert!(report.rows.iter().all(|r| r.line.partial_bucket));
 }
 
 #[test]
@@ -210,7 +210,7 @@ fn active_fraction_prorates_onto_buckets_with_activity() {
     assert_eq!(report.rows.len(), 1);
     assert_eq!(
         (
-            report.rows[0].bucket_start.to_string().as_str(),
+            report.rows[0].line.bucket_start.to_string().as_str(),
             report.rows[0].chargeback_cost
         ),
         ("2026-04-05T00:00:00Z", d("10.00"))

@@ -72,7 +72,7 @@ fn topic_level_splits_the_same_bill_over_topics() {
     let write: Vec<(String, String)> = report
         .rows
         .iter()
-        .filter(|r| r.line_type == "KafkaNetworkWrite")
+        .filter(|r| r.line.line_type == "KafkaNetworkWrite")
         .map(|r| (r.owner_id.to_string(), r.chargeback_cost.to_string()))
         .collect();
     assert_eq!(
@@ -83,7 +83,10 @@ fn topic_level_splits_the_same_bill_over_topics() {
             ("payments.refunds".into(), "2.50".into())
         ]
     );
-    assert!(report.rows.iter().all(|r| r.level == EntityLevel::Topic));
+    assert!(report
+        .rows
+        .iter()
+        .all(|r| r.line.level == EntityLevel::Topic));
     let total: Decimal = report.rows.iter().map(|r| r.chargeback_cost).sum();
     assert_eq!(total, Decimal::from(33));
 }

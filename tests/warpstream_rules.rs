@@ -27,10 +27,10 @@ fn allocates_to_topics_by_lifetime_write_bytes_and_storage() {
         .iter()
         .map(|r| {
             (
-                r.line_type.to_string(),
+                r.line.line_type.to_string(),
                 r.owner_id.to_string(),
                 r.chargeback_cost.to_string(),
-                r.method.to_string(),
+                r.line.method.to_string(),
             )
         })
         .collect();
@@ -52,7 +52,10 @@ fn allocates_to_topics_by_lifetime_write_bytes_and_storage() {
         .map(|(a, b, c, d)| (a.to_string(), b.to_string(), c.to_string(), d.to_string()))
         .collect();
     assert_eq!(got, want);
-    assert!(report.rows.iter().all(|r| r.level == EntityLevel::Topic));
+    assert!(report
+        .rows
+        .iter()
+        .all(|r| r.line.level == EntityLevel::Topic));
 }
 
 #[test]

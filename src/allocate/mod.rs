@@ -38,7 +38,7 @@ pub mod rules;
 pub mod store;
 
 use crate::error::Error;
-use crate::model::{AllocationRow, EntityLevel, Name, RowSource};
+use crate::model::{AllocatedLine, AllocationRow, EntityLevel, Name, RowSource};
 use crate::money::{
     apportion, apportion_with_shares, checked_sum, mixed_shares, round, rounded_ratio, split_units,
     Sign, UnitSplit,
@@ -48,7 +48,7 @@ use rules::{Component, Rules, Step};
 use rust_decimal::Decimal;
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use store::slots;
 use store::HashMap;
 use store::{bucket_overlaps, Amount, BuildFx, LineKey, Period, Store, Sym};
@@ -831,16 +831,20 @@ fn allocate_line<'a>(
             Outcome::Split(parts, success) => {
                 let reason = if index == 0 { success } else { last_failure };
                 let step_no = u32::try_from(index).unwrap_or(u32::MAX);
-                // Once per line, not per row: the row's fixed names.
+                // Once per line, not per row: what its rows share.
                 let method = (method_name(step), step_no, reason);
-                let fixed = LineNames::new(ctx.names, &line.key, method, level);
+                let shared = Arc::new(allocated_line(ctx, line, method, level));
                 for (owner, cost, share) in parts {
                     if cost.is_zero() {
                         continue;
                     }
                     ctx.parts.push((owner, cost));
-                    let owner = ctx.names.owner(&owner);
-                    rows.push(make_row(ctx, line, &fixed, owner, cost, share));
+                    rows.push(AllocationRow {
+                        line: shared.clone(),
+                        owner_id: ctx.names.owner(&owner),
+                        chargeback_cost: cost,
+                        usage_share: share,
+                    });
                 }
                 return Ok(());
             }
@@ -868,75 +872,32 @@ pub fn method_name(step: &Step) -> &'static str {
     }
 }
 
-/// The names every row of one line shares, looked up once per line.
-struct LineNames {
-    org: Name,
-    environment: Name,
-    resource: Name,
-    product: Name,
-    line_type: Name,
-    unit: Name,
-    currency: Name,
-    method: Name,
-    reason: Name,
-    chain_step: u32,
-    level: EntityLevel,
-}
-
-impl LineNames {
-    /// The names of the line of `key`, allocated by `(method, chain step,
-    /// reason)` at `level`.
-    fn new(
-        names: &Names<'_>,
-        key: &LineKey,
-        (method, chain_step, reason): (&str, u32, &str),
-        level: EntityLevel,
-    ) -> LineNames {
-        LineNames {
-            org: names.of(key.org),
-            environment: names.of(key.environment),
-            resource: names.of(key.resource),
-            product: names.of(key.product),
-            line_type: names.of(key.line_type),
-            unit: names.of(key.unit),
-            currency: names.of(key.currency),
-            method: names.text(method),
-            reason: names.text(reason),
-            chain_step,
-            level,
-        }
-    }
-}
-
-/// One output row of `line`: `owner` is charged `cost`.
-fn make_row(
+/// What every row of `line` shares, allocated by `(method, chain step,
+/// reason)` at `level`.
+fn allocated_line(
     ctx: &Ctx<'_>,
     line: &BucketLine,
-    fixed: &LineNames,
-    owner: Name,
-    cost: Decimal,
-    share: Decimal,
-) -> AllocationRow {
+    (method, chain_step, reason): (&str, u32, &str),
+    level: EntityLevel,
+) -> AllocatedLine {
+    let (names, key) = (ctx.names, &line.key);
     let (start, end, partial) = ctx.bounds;
-    AllocationRow {
+    AllocatedLine {
         bucket_start: start,
         bucket_end: end,
         partial_bucket: partial,
-        org_id: fixed.org.clone(),
-        owner_id: owner,
-        level: fixed.level,
-        environment_id: fixed.environment.clone(),
-        resource_id: fixed.resource.clone(),
-        product: fixed.product.clone(),
-        line_type: fixed.line_type.clone(),
-        unit: fixed.unit.clone(),
-        chargeback_cost: cost,
+        org_id: names.of(key.org),
+        level,
+        environment_id: names.of(key.environment),
+        resource_id: names.of(key.resource),
+        product: names.of(key.product),
+        line_type: names.of(key.line_type),
+        unit: names.of(key.unit),
         original_amount: line.amount,
-        usage_share: share,
-        currency: fixed.currency.clone(),
-        method: fixed.method.clone(),
-        chain_step: fixed.chain_step,
-        reason: fixed.reason.clone(),
+        currency: names.of(key.currency),
+        method: names.text(method),
+        chain_step,
+        reason: names.text(reason),
         source: line.source.clone(),
     }
 }
@@ -1367,26 +1328,29 @@ fn unallocated_row(
     let n = ctx.names;
     let (start, end, partial) = ctx.bounds;
     let (empty, usd, unallocated) = (n.text(""), n.text("USD"), n.text(UNALLOCATED));
-    AllocationRow {
+    let line = AllocatedLine {
         bucket_start: start,
         bucket_end: end,
         partial_bucket: partial,
         org_id: n.of(ctx.org),
-        owner_id: unallocated.clone(),
         level: EntityLevel::Principal,
         environment_id: empty.clone(),
         resource_id: empty.clone(),
         product: empty.clone(),
         line_type: empty,
         unit: usd.clone(),
-        chargeback_cost: amount,
         original_amount: amount,
-        usage_share: round(Decimal::ZERO, SHARE_DECIMALS),
         currency: usd,
-        method: unallocated,
+        method: unallocated.clone(),
         chain_step: 0,
         reason: n.text(&reasons.iter().copied().collect::<Vec<_>>().join("+")),
         source,
+    };
+    AllocationRow {
+        line: Arc::new(line),
+        owner_id: unallocated,
+        chargeback_cost: amount,
+        usage_share: round(Decimal::ZERO, SHARE_DECIMALS),
     }
 }
 
@@ -1575,26 +1539,29 @@ impl ExportedEntries<'_, '_> {
             if amount.is_zero() {
                 continue;
             }
-            rows.push(AllocationRow {
+            let line = AllocatedLine {
                 bucket_start: start,
                 bucket_end: end,
                 partial_bucket: partial,
                 org_id: names.of(k.org),
-                owner_id: names.of(k.owner),
                 level: k.level,
                 environment_id: names.of(k.environment),
                 resource_id: names.of(k.resource),
                 product: names.of(k.product),
                 line_type: names.of(k.line_type),
                 unit: names.of(k.unit),
-                chargeback_cost: *amount,
                 original_amount: original,
-                usage_share: share,
                 currency: names.of(k.currency),
                 method: names.of(k.method),
                 chain_step: k.chain_step,
                 reason: names.of(k.reason),
                 source: names.source(a.file, a.line),
+            };
+            rows.push(AllocationRow {
+                line: Arc::new(line),
+                owner_id: names.of(k.owner),
+                chargeback_cost: *amount,
+                usage_share: share,
             });
         }
         Ok((rows, groups))
@@ -1722,26 +1689,26 @@ pub fn sort_rows(rows: &mut [AllocationRow]) {
 /// The output order of rows (see [`sort_rows`]).
 fn row_order(a: &AllocationRow, b: &AllocationRow) -> Ordering {
     (
-        &a.org_id,
-        a.bucket_start,
+        &a.line.org_id,
+        a.line.bucket_start,
         a.owner_id == UNALLOCATED,
-        &a.product,
-        &a.line_type,
-        &a.resource_id,
-        &a.environment_id,
+        &a.line.product,
+        &a.line.line_type,
+        &a.line.resource_id,
+        &a.line.environment_id,
         &a.owner_id,
-        &a.method,
+        &a.line.method,
     )
         .cmp(&(
-            &b.org_id,
-            b.bucket_start,
+            &b.line.org_id,
+            b.line.bucket_start,
             b.owner_id == UNALLOCATED,
-            &b.product,
-            &b.line_type,
-            &b.resource_id,
-            &b.environment_id,
+            &b.line.product,
+            &b.line.line_type,
+            &b.line.resource_id,
+            &b.line.environment_id,
             &b.owner_id,
-            &b.method,
+            &b.line.method,
         ))
 }
 

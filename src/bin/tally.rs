@@ -360,7 +360,7 @@ fn focus_rows(args: &Args, report: &Report) -> Vec<tally::model::AllocationRow> 
     report
         .rows
         .iter()
-        .filter(|r| r.level == level || r.owner_id == tally::allocate::UNALLOCATED)
+        .filter(|r| r.line.level == level || r.owner_id == tally::allocate::UNALLOCATED)
         .cloned()
         .collect()
 }

@@ -15,8 +15,7 @@
 use super::csv::{ColumnMap, ColumnSpec, CsvReader, ParseRow, Record};
 use super::{parse_decimal, Sink, TimeCache};
 use crate::error::Error;
-use crate::model::{AllocatedRef, AllocationRow, EntityLevel, Name, RowSource};
-use crate::time::Timestamp;
+use crate::model::{AllocatedRef, AllocationRow, EntityLevel};
 use crate::usage::push_csv_field;
 use rust_decimal::Decimal;
 
@@ -86,34 +85,6 @@ pub fn reader(file: &str, org_id: &str, max_record: usize) -> ExportReader {
             times: TimeCache::default(),
         },
     )
-}
-
-/// A blank row with `file` as its source (the readers' scratch record).
-pub fn empty_row(file: &str) -> AllocationRow {
-    AllocationRow {
-        bucket_start: Timestamp(0),
-        bucket_end: Timestamp(0),
-        partial_bucket: false,
-        org_id: Name::default(),
-        owner_id: Name::default(),
-        level: EntityLevel::Principal,
-        environment_id: Name::default(),
-        resource_id: Name::default(),
-        product: Name::default(),
-        line_type: Name::default(),
-        unit: Name::default(),
-        chargeback_cost: Decimal::ZERO,
-        original_amount: Decimal::ZERO,
-        usage_share: Decimal::ZERO,
-        currency: Name::default(),
-        method: Name::default(),
-        chain_step: 0,
-        reason: Name::default(),
-        source: RowSource {
-            file: file.into(),
-            line: 0,
-        },
-    }
 }
 
 impl ParseRow for ExportRows {
@@ -226,14 +197,14 @@ pub fn write<'a>(rows: impl IntoIterator<Item = &'a AllocationRow>) -> String {
     out.push_str(HEADER);
     out.push('\n');
     for row in rows {
-        let _ = write!(out, "{},", row.bucket_start);
+        let _ = write!(out, "{},", row.line.bucket_start);
         for field in [
             &row.owner_id,
-            &row.environment_id,
-            &row.resource_id,
-            &row.product,
-            &row.line_type,
-            &row.unit,
+            &row.line.environment_id,
+            &row.line.resource_id,
+            &row.line.product,
+            &row.line.line_type,
+            &row.line.unit,
         ] {
             push_csv_field(&mut out, field);
             out.push(',');
@@ -241,17 +212,21 @@ pub fn write<'a>(rows: impl IntoIterator<Item = &'a AllocationRow>) -> String {
         let _ = write!(
             out,
             "{},{},{},",
-            row.chargeback_cost, row.original_amount, row.usage_share
+            row.chargeback_cost, row.line.original_amount, row.usage_share
         );
-        push_csv_field(&mut out, &row.org_id);
-        let level = match row.level {
+        push_csv_field(&mut out, &row.line.org_id);
+        let level = match row.line.level {
             EntityLevel::Principal => "principal",
             EntityLevel::Topic => "topic",
         };
-        let _ = write!(out, ",{},{},{level},", row.bucket_end, row.partial_bucket);
-        push_csv_field(&mut out, &row.method);
-        let _ = write!(out, ",{},", row.chain_step);
-        push_csv_field(&mut out, &row.reason);
+        let _ = write!(
+            out,
+            ",{},{},{level},",
+            row.line.bucket_end, row.line.partial_bucket
+        );
+        push_csv_field(&mut out, &row.line.method);
+        let _ = write!(out, ",{},", row.line.chain_step);
+        push_csv_field(&mut out, &row.line.reason);
         out.push('\n');
     }
     out

@@ -75,12 +75,13 @@ use super::csv::{ColumnMap, ColumnSpec, CsvReader, ParseRow, Record};
 use super::{parse_decimal, parse_time, set, Sink};
 use crate::allocate::UNALLOCATED;
 use crate::error::Error;
-use crate::model::{AllocationRow, CostLine, EntityLevel, Name, RowSource};
+use crate::model::{AllocatedLine, AllocationRow, CostLine, EntityLevel, Name, RowSource};
 use crate::money;
 use crate::time::{Granularity, Timestamp};
 use crate::usage::push_csv_field;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The name [`sniff`] returns.
 pub const FORMAT_NAME: &str = "focus";
@@ -577,14 +578,14 @@ fn decimal_text(d: Decimal) -> String {
 
 fn origin_key(row: &AllocationRow) -> OriginKey {
     (
-        row.bucket_start,
-        row.bucket_end,
-        row.level,
-        row.org_id.clone(),
-        row.environment_id.clone(),
-        row.resource_id.clone(),
-        row.product.clone(),
-        row.line_type.clone(),
+        row.line.bucket_start,
+        row.line.bucket_end,
+        row.line.level,
+        row.line.org_id.clone(),
+        row.line.environment_id.clone(),
+        row.line.resource_id.clone(),
+        row.line.product.clone(),
+        row.line.line_type.clone(),
     )
 }
 
@@ -612,12 +613,16 @@ pub struct Remainders {
 /// Without an unallocated row for the bucket nothing is moved.
 pub fn attribute_remainders(rows: &[AllocationRow]) -> Result<Remainders, Error> {
     let is_pool = |r: &AllocationRow| {
-        r.owner_id == UNALLOCATED && r.resource_id.is_empty() && r.line_type.is_empty()
+        r.owner_id == UNALLOCATED && r.line.resource_id.is_empty() && r.line.line_type.is_empty()
     };
     let mut pools: BTreeMap<(Timestamp, Timestamp, Name), (Decimal, AllocationRow)> =
         BTreeMap::new();
     for row in rows.iter().filter(|r| is_pool(r)) {
-        let key = (row.bucket_start, row.bucket_end, row.org_id.clone());
+        let key = (
+            row.line.bucket_start,
+            row.line.bucket_end,
+            row.line.org_id.clone(),
+        );
         match pools.get_mut(&key) {
             Some((total, _)) => {
                 *total = total
@@ -637,7 +642,9 @@ pub fn attribute_remainders(rows: &[AllocationRow]) -> Result<Remainders, Error>
     for ((bucket_start, bucket_end, ..), group) in origins {
         let mut line_amounts: BTreeMap<&RowSource, Decimal> = BTreeMap::new();
         for r in &group {
-            line_amounts.entry(&r.source).or_insert(r.original_amount);
+            line_amounts
+                .entry(&r.line.source)
+                .or_insert(r.line.original_amount);
         }
         let origin_amount = money::checked_sum(line_amounts.values().copied(), "origin amount")?;
         let allocated = money::checked_sum(group.iter().map(|r| r.chargeback_cost), "origin")?;
@@ -652,20 +659,24 @@ pub fn attribute_remainders(rows: &[AllocationRow]) -> Result<Remainders, Error>
         if remainder.is_zero() || has_unallocated {
             continue;
         }
-        let pool_key = (bucket_start, bucket_end, first.org_id.clone());
+        let pool_key = (bucket_start, bucket_end, first.line.org_id.clone());
         if let Some((pool, template)) = pools.get_mut(&pool_key) {
-            let mut rest = AllocationRow {
+            let line = AllocatedLine {
+                level: first.line.level,
+                environment_id: first.line.environment_id.clone(),
+                resource_id: first.line.resource_id.clone(),
+                product: first.line.product.clone(),
+                line_type: first.line.line_type.clone(),
+                unit: first.line.unit.clone(),
+                original_amount: first.line.original_amount,
+                source: first.line.source.clone(),
+                ..(*template.line).clone()
+            };
+            let rest = AllocationRow {
+                line: Arc::new(line),
                 chargeback_cost: remainder,
-                original_amount: first.original_amount,
                 ..template.clone()
             };
-            rest.level = first.level;
-            rest.environment_id.clone_from(&first.environment_id);
-            rest.resource_id.clone_from(&first.resource_id);
-            rest.product.clone_from(&first.product);
-            rest.line_type.clone_from(&first.line_type);
-            rest.unit.clone_from(&first.unit);
-            rest.source = first.source.clone();
             *pool = pool
                 .checked_sub(remainder)
                 .ok_or_else(|| Error::overflow("unallocated pool"))?;
@@ -674,9 +685,13 @@ pub fn attribute_remainders(rows: &[AllocationRow]) -> Result<Remainders, Error>
     }
     for (left, template) in pools.into_values() {
         if !left.is_zero() {
-            out.unattributed.push(AllocationRow {
-                chargeback_cost: left,
+            let line = AllocatedLine {
                 original_amount: left,
+                ..(*template.line).clone()
+            };
+            out.unattributed.push(AllocationRow {
+                line: Arc::new(line),
+                chargeback_cost: left,
                 ..template
             });
         }
@@ -711,9 +726,9 @@ pub fn write_focus(
         .collect();
     let line_of = |row: &AllocationRow| -> Option<&CostLine> {
         by_source
-            .get(&(row.source.file.as_str(), row.source.line))
-            .filter(|l| l.resource_id == row.resource_id && l.line_type == row.line_type)
-            .or_else(|| by_key.get(&(row.resource_id.as_str(), row.line_type.as_str())))
+            .get(&(row.line.source.file.as_str(), row.line.source.line))
+            .filter(|l| l.resource_id == row.line.resource_id && l.line_type == row.line.line_type)
+            .or_else(|| by_key.get(&(row.line.resource_id.as_str(), row.line.line_type.as_str())))
             .copied()
     };
 
@@ -725,16 +740,16 @@ pub fn write_focus(
     let mut groups: Vec<(Timestamp, Timestamp, Vec<&AllocationRow>)> = Vec::new();
     for ((bucket_start, bucket_end, ..), mut group) in origins {
         group.sort_by(|a, b| {
-            (a.owner_id.as_str(), &a.source, a.method.as_str()).cmp(&(
+            (a.owner_id.as_str(), &a.line.source, a.line.method.as_str()).cmp(&(
                 b.owner_id.as_str(),
-                &b.source,
-                b.method.as_str(),
+                &b.line.source,
+                b.line.method.as_str(),
             ))
         });
         groups.push((bucket_start, bucket_end, group));
     }
     for left in &split.unattributed {
-        groups.push((left.bucket_start, left.bucket_end, vec![left]));
+        groups.push((left.line.bucket_start, left.line.bucket_end, vec![left]));
     }
 
     let mut out = String::with_capacity(256 * rows.len().saturating_add(1));
@@ -813,15 +828,15 @@ fn write_row(
     quantity: Decimal,
     options: &WriteOptions,
 ) {
-    let provider = if is_warpstream_product(&row.line_type) {
+    let provider = if is_warpstream_product(&row.line.line_type) {
         "WarpStream"
     } else {
         options.provider_name.as_str()
     };
-    let account = if row.org_id.is_empty() {
+    let account = if row.line.org_id.is_empty() {
         options.billing_account_id.as_str()
     } else {
-        row.org_id.as_str()
+        row.line.org_id.as_str()
     };
     let (charge_start, charge_end) = match line {
         Some(l) => (bucket_start.max(l.start), bucket_end.min(l.end)),
@@ -837,29 +852,32 @@ fn write_row(
     while period_end < charge_end {
         period_end = period_end.next_bucket(Granularity::Monthly);
     }
-    let credit = row.product == "credit"
-        || row.original_amount.is_sign_negative() && !row.original_amount.is_zero();
+    let credit = row.line.product == "credit"
+        || row.line.original_amount.is_sign_negative() && !row.line.original_amount.is_zero();
     let category = if credit { "Credit" } else { "Usage" };
     let frequency = if credit { "One-Time" } else { "Usage-Based" };
-    let (service, service_category, subcategory) = service_of(&row.product);
+    let (service, service_category, subcategory) = service_of(&row.line.product);
     let unallocated = row.owner_id == UNALLOCATED || row.owner_id.is_empty();
-    let level = match row.level {
+    let level = match row.line.level {
         EntityLevel::Principal => "principal",
         EntityLevel::Topic => "topic",
     };
     let cost = decimal_text(row.chargeback_cost);
-    let unit = focus_unit(line.map(|l| l.unit.as_str()).unwrap_or(row.unit.as_str()));
+    let unit = focus_unit(
+        line.map(|l| l.unit.as_str())
+            .unwrap_or(row.line.unit.as_str()),
+    );
     let unit = unit.as_str();
     let price = line.map(|l| decimal_text(l.price));
     let q = decimal_text(quantity);
-    let sub_type = if row.environment_id.is_empty() {
+    let sub_type = if row.line.environment_id.is_empty() {
         ""
     } else if provider == "WarpStream" {
         "Workspace"
     } else {
         "Environment"
     };
-    let chain_step = row.chain_step.to_string();
+    let chain_step = row.line.chain_step.to_string();
     let mut details = String::from("{\"Elements\":[{\"AllocatedRatio\":");
     details.push_str(&decimal_text(ratio));
     details.push_str(",\"x_UsageShare\":");
@@ -867,18 +885,18 @@ fn write_row(
     details.push_str(",\"x_ChainStep\":");
     details.push_str(&chain_step);
     details.push_str(",\"x_Reason\":");
-    super::exact_json::push_string(&mut details, &row.reason);
+    super::exact_json::push_string(&mut details, &row.line.reason);
     details.push_str("}]}");
     let allocated_tags = json_tags(&[
         ("tally/level", level),
-        ("tally/method", &row.method),
-        ("tally/reason", &row.reason),
+        ("tally/method", &row.line.method),
+        ("tally/reason", &row.line.reason),
     ]);
     let tags = json_tags(&[
-        ("tally/product", &row.product),
-        ("tally/line_type", &row.line_type),
+        ("tally/product", &row.line.product),
+        ("tally/line_type", &row.line.line_type),
     ]);
-    let source = format!("{}:{}", row.source.file, row.source.line);
+    let source = format!("{}:{}", row.line.source.file, row.line.source.line);
     let usage = !credit;
     let fields: [&str; 43] = [
         provider,
@@ -888,8 +906,8 @@ fn write_row(
         account,
         account,
         "",
-        &row.environment_id,
-        &row.environment_id,
+        &row.line.environment_id,
+        &row.line.environment_id,
         sub_type,
         &period_start.to_string(),
         &period_end.to_string(),
@@ -897,10 +915,13 @@ fn write_row(
         &charge_end.to_string(),
         category,
         "",
-        &if row.line_type.is_empty() {
-            format!("Unallocated ({})", row.reason)
+        &if row.line.line_type.is_empty() {
+            format!("Unallocated ({})", row.line.reason)
         } else {
-            format!("{} ({}) on {}", row.line_type, row.product, row.resource_id)
+            format!(
+                "{} ({}) on {}",
+                row.line.line_type, row.line.product, row.line.resource_id
+            )
         },
         frequency,
         &cost,
@@ -920,16 +941,16 @@ fn write_row(
         if usage { "Standard" } else { "" },
         if usage { &q } else { "" },
         if usage { unit } else { "" },
-        &row.currency,
+        &row.line.currency,
         if usage { &q } else { "" },
         if usage { unit } else { "" },
         &service,
         service_category,
         subcategory,
-        &row.resource_id,
-        &row.resource_id,
+        &row.line.resource_id,
+        &row.line.resource_id,
         "",
-        &format!("tally:{}", row.method),
+        &format!("tally:{}", row.line.method),
         &details,
         if unallocated { "" } else { &row.owner_id },
         if unallocated { "" } else { &row.owner_id },

@@ -62,21 +62,18 @@ pub trait Sink {
 
 /// An [`AllocationRow`] holding the fields of `row` (bucket end = start, as readers set it).
 pub fn owned_row(row: &AllocatedRef<'_>) -> AllocationRow {
-    AllocationRow {
+    let line = crate::model::AllocatedLine {
         bucket_start: row.bucket_start,
         bucket_end: row.bucket_start,
         partial_bucket: false,
         org_id: row.org_id.into(),
-        owner_id: row.owner_id.into(),
         level: row.level,
         environment_id: row.environment_id.into(),
         resource_id: row.resource_id.into(),
         product: row.product.into(),
         line_type: row.line_type.into(),
         unit: row.unit.into(),
-        chargeback_cost: row.chargeback_cost,
         original_amount: row.original_amount,
-        usage_share: row.usage_share,
         currency: row.currency.into(),
         method: row.method.into(),
         chain_step: row.chain_step,
@@ -85,6 +82,12 @@ pub fn owned_row(row: &AllocatedRef<'_>) -> AllocationRow {
             file: row.file.into(),
             line: row.line,
         },
+    };
+    AllocationRow {
+        line: std::sync::Arc::new(line),
+        owner_id: row.owner_id.into(),
+        chargeback_cost: row.chargeback_cost,
+        usage_share: row.usage_share,
     }
 }
 
@@ -347,27 +350,30 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn a_borrowed_export_row_converts_back_to_the_same_owned_row() {
-        let mut row = confluent::empty_row("export.csv");
-        row.bucket_start = crate::time::Timestamp(1_775_001_600);
-        row.bucket_end = row.bucket_start;
-        row.org_id = "org-1".into();
-        row.owner_id = "sa-1".into();
-        row.level = crate::model::EntityLevel::Topic;
-        row.environment_id = "env-1".into();
-        row.resource_id = "lkc-1".into();
-        row.product = "kafka".into();
-        row.line_type = "KafkaNetworkRead".into();
-        row.unit = "GB".into();
-        row.chargeback_cost = Decimal::new(-1234, 2);
-        row.original_amount = Decimal::new(5000, 2);
-        row.usage_share = Decimal::new(25, 2);
-        row.currency = "EUR".into();
-        row.method = "usage_ratio".into();
-        row.chain_step = 2;
-        row.reason = "usage_found".into();
-        row.source.line = 7;
-        assert_eq!(owned_row(&row.as_ref()), row);
+    fn a_borrowed_export_row_converts_to_an_owned_row_and_back() {
+        let borrowed = AllocatedRef {
+            bucket_start: crate::time::Timestamp(1_775_001_600),
+            org_id: "org-1",
+            owner_id: "sa-1",
+            level: crate::model::EntityLevel::Topic,
+            environment_id: "env-1",
+            resource_id: "lkc-1",
+            product: "kafka",
+            line_type: "KafkaNetworkRead",
+            unit: "GB",
+            chargeback_cost: Decimal::new(-1234, 2),
+            original_amount: Decimal::new(5000, 2),
+            usage_share: Decimal::new(25, 2),
+            currency: "EUR",
+            method: "usage_ratio",
+            chain_step: 2,
+            reason: "usage_found",
+            file: "export.csv",
+            line: 7,
+        };
+        let owned = owned_row(&borrowed);
+        assert_eq!(owned.line.bucket_end, owned.line.bucket_start);
+        assert_eq!(owned.as_ref(), borrowed);
     }
 
     #[test]

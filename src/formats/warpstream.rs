@@ -78,7 +78,7 @@
 use super::exact_json::{self, number, v, Kind, Value};
 use super::{Reader, Sink};
 use crate::error::Error;
-use crate::model::{AllocationRow, CostLine, EntityLevel, RowSource, Source};
+use crate::model::{AllocatedLine, AllocationRow, CostLine, EntityLevel, RowSource, Source};
 use crate::time::Timestamp;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
@@ -728,21 +728,18 @@ fn derive_rows_and_lines(out: &mut Chargebacks, file: &str, org_id: &str) -> Res
                         .map(|s| s.round_dp(12).normalize())
                         .unwrap_or_default()
                 };
-                out.rows.push(AllocationRow {
+                let line = AllocatedLine {
                     bucket_start: out.date_from,
                     bucket_end: out.date_to,
                     partial_bucket: false,
                     org_id: org_id.into(),
-                    owner_id: entity.name.as_str().into(),
                     level: EntityLevel::Topic,
                     environment_id: cluster.workspace_id.as_str().into(),
                     resource_id: cluster.virtual_cluster_id.as_str().into(),
                     product: product.as_str().into(),
                     line_type: c.product.as_str().into(),
                     unit: unit_of(&c.product).into(),
-                    chargeback_cost: c.total,
                     original_amount: amount,
-                    usage_share,
                     currency: "USD".into(),
                     method: method_of(&c.product, cluster.storage_attribution_method.as_deref())
                         .into(),
@@ -752,6 +749,12 @@ fn derive_rows_and_lines(out: &mut Chargebacks, file: &str, org_id: &str) -> Res
                         file: file.into(),
                         line: c.line,
                     },
+                };
+                out.rows.push(AllocationRow {
+                    line: std::sync::Arc::new(line),
+                    owner_id: entity.name.as_str().into(),
+                    chargeback_cost: c.total,
+                    usage_share,
                 });
             }
         }
@@ -953,35 +956,35 @@ pub fn write_chargebacks(
     // came from (as an `unallocated` entity), so cluster totals match the bill.
     let split = super::focus::attribute_remainders(rows)?;
     for row in &split.rows {
-        if row.level != EntityLevel::Topic {
+        if row.line.level != EntityLevel::Topic {
             continue;
         }
-        let kind = kind_of_product(&row.product);
+        let kind = kind_of_product(&row.line.product);
         if options.entity_kind.as_deref().is_some_and(|k| k != kind) {
             continue;
         }
         if options.period.is_none() {
             period = Some(match period {
-                None => (row.bucket_start, row.bucket_end),
-                Some((a, b)) => (a.min(row.bucket_start), b.max(row.bucket_end)),
+                None => (row.line.bucket_start, row.line.bucket_end),
+                Some((a, b)) => (a.min(row.line.bucket_start), b.max(row.line.bucket_end)),
             });
         }
-        kinds.insert(row.resource_id.to_string(), kind);
-        if row.line_type == "GiB minutes" {
-            let m = match row.method.as_str() {
+        kinds.insert(row.line.resource_id.to_string(), kind);
+        if row.line.line_type == "GiB minutes" {
+            let m = match row.line.method.as_str() {
                 m @ ("write_bytes_times_retention" | "bytes_seconds_stored") => m,
                 _ if kind == "table" => "bytes_seconds_stored",
                 _ => "write_bytes_times_retention",
             };
-            storage.insert(row.resource_id.to_string(), m.to_string());
+            storage.insert(row.line.resource_id.to_string(), m.to_string());
         }
-        if !products.iter().any(|p| *p == row.line_type) {
-            products.push(row.line_type.to_string());
+        if !products.iter().any(|p| *p == row.line.line_type) {
+            products.push(row.line.line_type.to_string());
         }
         let line = by_source
-            .get(&(row.source.file.as_str(), row.source.line))
-            .filter(|l| l.resource_id == row.resource_id && l.line_type == row.line_type)
-            .or_else(|| by_key.get(&(row.resource_id.as_str(), row.line_type.as_str())))
+            .get(&(row.line.source.file.as_str(), row.line.source.line))
+            .filter(|l| l.resource_id == row.line.resource_id && l.line_type == row.line.line_type)
+            .or_else(|| by_key.get(&(row.line.resource_id.as_str(), row.line.line_type.as_str())))
             .copied();
         let quantity = match line {
             Some(l) if !l.amount.is_zero() => l
@@ -995,21 +998,21 @@ pub fn write_chargebacks(
                 .ok_or_else(|| Error::overflow("WarpStream apportioned quantity"))?,
             None => Decimal::ZERO,
         };
-        let tenant = if row.org_id.is_empty() {
+        let tenant = if row.line.org_id.is_empty() {
             options.default_tenant_id.clone()
         } else {
-            row.org_id.to_string()
+            row.line.org_id.to_string()
         };
         let key = (
             tenant,
-            row.environment_id.to_string(),
-            row.resource_id.to_string(),
+            row.line.environment_id.to_string(),
+            row.line.resource_id.to_string(),
             row.owner_id.to_string(),
         );
         let a = acc
             .entry(key)
             .or_default()
-            .entry(row.line_type.to_string())
+            .entry(row.line.line_type.to_string())
             .or_default();
         a.total = add(a.total, row.chargeback_cost, "WarpStream entity total")?;
         a.quantity = add(a.quantity, quantity, "WarpStream entity quantity")?;

@@ -287,13 +287,13 @@ pub struct ReportSettings<'a> {
 
 /// Whether a row's method spreads a shared cost (else the owner caused it).
 pub fn is_shared(row: &AllocationRow) -> bool {
-    match row.method.as_str() {
+    match row.line.method.as_str() {
         "even_active" | "even_period" | "weighted" | "allocated_last" | "fixed" => true,
         "confluent_export" => {
-            row.product.starts_with("support")
+            row.line.product.starts_with("support")
                 || ["CKU", "Storage", "Partition", "Base"]
                     .iter()
-                    .any(|k| row.line_type.contains(k))
+                    .any(|k| row.line.line_type.contains(k))
         }
         _ => false,
     }
@@ -378,25 +378,35 @@ fn team_summaries(
     for row in rows {
         if row.owner_id == UNALLOCATED {
             add(
-                unallocated.entry(row.org_id.to_string()).or_default(),
+                unallocated.entry(row.line.org_id.to_string()).or_default(),
                 row.chargeback_cost,
             )?;
             continue;
         }
         let slot = by_addr
-            .entry((row.org_id.addr(), row.owner_id.addr(), row.level))
-            .or_insert((&row.org_id, &row.owner_id, Decimal::ZERO, Decimal::ZERO));
+            .entry((row.line.org_id.addr(), row.owner_id.addr(), row.line.level))
+            .or_insert((
+                &row.line.org_id,
+                &row.owner_id,
+                Decimal::ZERO,
+                Decimal::ZERO,
+            ));
         let shared = match last {
             Some((method, product, line_type, shared))
-                if *method == row.method
-                    && *product == row.product
-                    && *line_type == row.line_type =>
+                if *method == row.line.method
+                    && *product == row.line.product
+                    && *line_type == row.line.line_type =>
             {
                 shared
             }
             _ => {
                 let shared = is_shared(row);
-                last = Some((&row.method, &row.product, &row.line_type, shared));
+                last = Some((
+                    &row.line.method,
+                    &row.line.product,
+                    &row.line.line_type,
+                    shared,
+                ));
                 shared
             }
         };
@@ -530,7 +540,7 @@ fn cluster_entities(
     // An entity's line items: few, found by the rows' shared names first.
     type Items<'r> = Vec<(&'r Name, &'r Name, Decimal)>;
     let shown = |row: &&AllocationRow| {
-        row.owner_id != UNALLOCATED && filters.entity_kind.is_none_or(|k| k == row.level)
+        row.owner_id != UNALLOCATED && filters.entity_kind.is_none_or(|k| k == row.line.level)
     };
     // Pass 1: totals per cluster × entity.
     let mut cluster_ids: HashMap<Cluster<'_>, usize> = HashMap::default();
@@ -544,28 +554,32 @@ fn cluster_entities(
     let mut last: Option<(&Name, &Name, usize)> = None;
     for row in rows.iter().filter(shown) {
         let cluster = match last {
-            Some((org, resource, c)) if *org == row.org_id && *resource == row.resource_id => c,
+            Some((org, resource, c))
+                if *org == row.line.org_id && *resource == row.line.resource_id =>
+            {
+                c
+            }
             _ => {
-                let key = (row.org_id.as_str(), row.resource_id.as_str());
+                let key = (row.line.org_id.as_str(), row.line.resource_id.as_str());
                 let next = clusters.len();
                 let c = *cluster_ids.entry(key).or_insert(next);
                 if c == next {
                     clusters.push((key, Vec::new()));
                 }
-                last = Some((&row.org_id, &row.resource_id, c));
+                last = Some((&row.line.org_id, &row.line.resource_id, c));
                 c
             }
         };
         let next = entities.len();
         let id = *entity_addrs
-            .entry((cluster, row.owner_id.addr(), row.level))
+            .entry((cluster, row.owner_id.addr(), row.line.level))
             .or_insert_with(|| {
                 *entity_ids
-                    .entry((cluster, (row.owner_id.as_str(), row.level)))
+                    .entry((cluster, (row.owner_id.as_str(), row.line.level)))
                     .or_insert(next)
             });
         if id == next {
-            entities.push((Decimal::ZERO, &row.owner_id, row.level));
+            entities.push((Decimal::ZERO, &row.owner_id, row.line.level));
             if let Some((_, members)) = clusters.get_mut(cluster) {
                 members.push(id);
             }
@@ -621,16 +635,16 @@ fn cluster_entities(
         if let Some(Some(items)) = items.get_mut(*id) {
             let found = items
                 .iter()
-                .position(|(p, l, _)| p.same(&row.product) && l.same(&row.line_type))
+                .position(|(p, l, _)| p.same(&row.line.product) && l.same(&row.line.line_type))
                 .or_else(|| {
                     items
                         .iter()
-                        .position(|(p, l, _)| **p == row.product && **l == row.line_type)
+                        .position(|(p, l, _)| **p == row.line.product && **l == row.line.line_type)
                 });
             let slot = match found {
                 Some(i) => i,
                 None => {
-                    items.push((&row.product, &row.line_type, Decimal::ZERO));
+                    items.push((&row.line.product, &row.line.line_type, Decimal::ZERO));
                     items.len() - 1
                 }
             };
