@@ -593,12 +593,12 @@ impl Store {
     }
 
     /// [`Store::add_allocated`], except that the row may be kept back, keyed,
-    /// until [`Store::fold_deferred`] (at the latest when [`DEFERRED_ROWS`]
+    /// until [`Store::fold_deferred`] (at the latest when `DEFERRED_ROWS`
     /// are waiting). An export's rows hit their slots in no useful order, and
     /// slots of a hundred thousand entries miss the cache on every probe:
     /// folded as a batch ([`Slots::fold_batch`]), their misses overlap instead
     /// of each stalling the parsing of the next row. A row is kept back only
-    /// while no sum of the amounts can overflow ([`Store::allocated_bound`]),
+    /// while no sum of the amounts can overflow (`Store::allocated_bound`),
     /// so folding it later cannot fail on its amount and gives what folding it
     /// now would: a row that could fail is folded now and its error returned
     /// for it.

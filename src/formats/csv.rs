@@ -23,7 +23,7 @@
 //! `\r\n` inside the chunk at hand. Those take the fast path, which emits them
 //! straight from the chunk without copying. It reads the chunk eight bytes at
 //! a time (SWAR on a `u64`, portable to wasm32; no unsafe code), one pass for
-//! all its records: a leaf loop ([`plain_words`]) passes over the words whose
+//! all its records: a leaf loop (`plain_words`) passes over the words whose
 //! bytes are all ASCII and at least `,` (two words per test), writing their
 //! comma positions into a field-end buffer kept at full length (one bounds
 //! check per comma, no length update); each other word (about one per record,

@@ -47,7 +47,7 @@ pub fn round(amount: Decimal, scale: u32) -> Decimal {
 /// is zero), e.g. an owner's usage share, computed once per output row.
 ///
 /// A share of non-negative integers-at-a-scale whose whole is small is rounded
-/// exactly in integers ([`small_ratio`]); anything else goes through decimal
+/// exactly in integers (`small_ratio`); anything else goes through decimal
 /// division, with the same result.
 pub fn rounded_ratio(part: Decimal, whole: Decimal, scale: u32) -> Result<Decimal, Error> {
     if whole.is_zero() {
@@ -128,7 +128,7 @@ pub type SharedPart<K> = (K, Decimal, Decimal);
 /// [`apportion`], with each key's share of the weights (`weight / total`)
 /// rounded like [`rounded_ratio`] to `share_scale` places: the same shares,
 /// computed from the integer weights the split already made when they are
-/// exact and small enough (see [`small_ratio`]), without a decimal division.
+/// exact and small enough (see `small_ratio`), without a decimal division.
 pub fn apportion_with_shares<K, I>(
     amount: Decimal,
     weights: I,

@@ -11,7 +11,7 @@
 //!    sees a coherent conversation): plain `tcp_proxy`, + a no-op wasm filter that
 //!    only counts bytes (`plugin-noop/`), + tally.
 //! 3. **Measure** throughput (MB/s of request bytes, requests/s), Envoy CPU per GB
-//!    moved (utime+stime of the Envoy process from /proc/<pid>/stat over the
+//!    moved (utime+stime of the Envoy process from `/proc/<pid>/stat` over the
 //!    replay, per GB of request+response bytes), and memory per connection
 //!    (Envoy's `server.memory_allocated` with 200 open connections that each did
 //!    a few requests, minus before, divided by 200). Each figure is the median of
