@@ -606,10 +606,10 @@ pub struct Remainders {
 ///
 /// An origin charge is a resource's line type in one bucket at one level; its
 /// amount is the sum of `original_amount` over the distinct cost lines
-/// ([`Source`](crate::model::Source)s) that fed it. When its rows sum to less (part of the line found
-/// no owner), the difference is taken out of that bucket's unallocated row and
-/// becomes an `unallocated` row of the origin (same resource, line type and
-/// level). Money only moves between rows: the output sums exactly to the input.
+/// ([`Source`](crate::model::Source)s) that fed it. When its rows sum to less
+/// (part of the line found no owner), the difference is taken out of that
+/// bucket's unallocated row and becomes an `unallocated` row of the origin
+/// (same resource, line type and level). Money only moves between rows: the output sums exactly to the input.
 /// Without an unallocated row for the bucket nothing is moved.
 pub fn attribute_remainders(rows: &[AllocationRow]) -> Result<Remainders, Error> {
     let is_pool = |r: &AllocationRow| {
@@ -700,11 +700,11 @@ pub fn attribute_remainders(rows: &[AllocationRow]) -> Result<Remainders, Error>
 }
 
 /// Writes allocation rows as a FOCUS 1.3 Cost and Usage CSV with split cost
-/// allocation columns (see the module docs). `lines` are the cost lines the rows
-/// were allocated from (matched by [`Source`](crate::model::Source), then by resource and line type);
-/// they give quantities, units and prices. Rows of both levels are written, each
-/// level as its own split; pass one level's rows (and the unallocated rows) to
-/// avoid counting a bill twice.
+/// allocation columns (see the module docs). `lines` are the cost lines the
+/// rows were allocated from (matched by [`Source`](crate::model::Source), then
+/// by resource and line type); they give quantities, units and prices. Rows of
+/// both levels are written, each level as its own split; pass one level's rows
+/// (and the unallocated rows) to avoid counting a bill twice.
 pub fn write_focus(
     rows: &[AllocationRow],
     lines: &[CostLine],
