@@ -90,3 +90,33 @@ fn topic_level_splits_the_same_bill_over_topics() {
     let total: Decimal = report.rows.iter().map(|r| r.chargeback_cost).sum();
     assert_eq!(total, Decimal::from(33));
 }
+
+#[test]
+fn the_rows_of_one_cost_line_share_one_line_record() {
+    // What keeps rows small (see `AllocationRow`): a line's rows point to one
+    // shared `AllocatedLine`, and rows of different lines never do.
+    let (report, _) = run_files(Options::default(), &FILES, 1 << 16);
+    let key = |r: &tally::model::AllocationRow| {
+        let l = &r.line;
+        (
+            l.bucket_start,
+            l.resource_id.to_string(),
+            l.line_type.to_string(),
+            l.source.clone(),
+        )
+    };
+    let mut shared = 0;
+    for (i, a) in report.rows.iter().enumerate() {
+        for b in &report.rows[i + 1..] {
+            let same_line = key(a) == key(b) && a.owner_id != "unallocated";
+            assert_eq!(
+                std::sync::Arc::ptr_eq(&a.line, &b.line),
+                same_line,
+                "{a:?} / {b:?}"
+            );
+            shared += usize::from(same_line);
+        }
+    }
+    // lkc-123's CKU line alone is split over four principals.
+    assert!(shared >= 6, "{shared} pairs share a line");
+}
