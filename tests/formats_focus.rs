@@ -296,6 +296,22 @@ fn row(
     }
 }
 
+/// `row` made into the engine's per-bucket unallocated row of `amount`: owner
+/// and method `unallocated`, no resource, environment, product or line type
+/// (its line copied, not changed for the rows that share it).
+fn pool_row(mut row: AllocationRow, amount: &str) -> AllocationRow {
+    row.owner_id = "unallocated".into();
+    row.chargeback_cost = d(amount);
+    let line = Arc::make_mut(&mut row.line);
+    line.resource_id = Name::default();
+    line.environment_id = Name::default();
+    line.product = Name::default();
+    line.line_type = Name::default();
+    line.original_amount = d(amount);
+    line.method = "unallocated".into();
+    row
+}
+
 /// A known allocation: CKUs over four principals, writes over two, Support
 /// allocated last, a promotional credit and Tableflow left unallocated.
 fn known_allocation() -> (Vec<CostLine>, Vec<AllocationRow>) {
@@ -595,21 +611,18 @@ fn writer_takes_each_origins_remainder_out_of_the_buckets_unallocated_row() {
         row(&cku, "sa-abc", "0.90", "0.6", "usage_ratio", "usage_found"),
         row(&cku, "sa-def", "0.60", "0.4", "usage_ratio", "usage_found"),
     ];
-    let mut pool = row(
-        &cku,
-        "unallocated",
+    let mut pool = pool_row(
+        row(
+            &cku,
+            "unallocated",
+            "-1.50",
+            "0",
+            "unallocated",
+            "credit+no_usage",
+        ),
         "-1.50",
-        "0",
-        "unallocated",
-        "credit+no_usage",
     );
-    let pool_line = Arc::make_mut(&mut pool.line);
-    pool_line.resource_id = Name::default();
-    pool_line.environment_id = Name::default();
-    pool_line.product = Name::default();
-    pool_line.line_type = Name::default();
-    pool_line.original_amount = d("-1.50");
-    pool_line.source = RowSource {
+    Arc::make_mut(&mut pool.line).source = RowSource {
         file: "bill.csv".into(),
         line: 0,
     };
@@ -735,16 +748,7 @@ fn written_focus_passes_the_finops_foundation_validator() {
     lines.extend(ws.cost_lines.iter().cloned());
     rows.extend(ws.rows.iter().cloned());
     // And the engine's per-bucket unallocated row (no resource, no line type).
-    let mut pool = rows[0].clone();
-    pool.owner_id = "unallocated".into();
-    pool.chargeback_cost = d("-1.25");
-    let pool_line = Arc::make_mut(&mut pool.line);
-    pool_line.resource_id = Name::default();
-    pool_line.environment_id = Name::default();
-    pool_line.product = Name::default();
-    pool_line.line_type = Name::default();
-    pool_line.original_amount = d("-1.25");
-    pool_line.method = "unallocated".into();
+    let pool = pool_row(rows[0].clone(), "-1.25");
     rows.push(pool);
     let csv = write_focus(&rows, &lines, &WriteOptions::default()).unwrap();
     assert!(csv.contains("Unallocated ("));
