@@ -609,8 +609,9 @@ pub struct Remainders {
 /// ([`Source`](crate::model::Source)s) that fed it. When its rows sum to less
 /// (part of the line found no owner), the difference is taken out of that
 /// bucket's unallocated row and becomes an `unallocated` row of the origin
-/// (same resource, line type and level). Money only moves between rows: the output sums exactly to the input.
-/// Without an unallocated row for the bucket nothing is moved.
+/// (same resource, line type and level). Money only moves between rows: the
+/// output sums exactly to the input. Without an unallocated row for the bucket
+/// nothing is moved.
 pub fn attribute_remainders(rows: &[AllocationRow]) -> Result<Remainders, Error> {
     let is_pool = |r: &AllocationRow| {
         r.owner_id == UNALLOCATED && r.line.resource_id.is_empty() && r.line.line_type.is_empty()
@@ -699,6 +700,42 @@ pub fn attribute_remainders(rows: &[AllocationRow]) -> Result<Remainders, Error>
     Ok(out)
 }
 
+/// The cost lines rows were allocated from, found by a row's line: by its
+/// source when that line has the row's resource and line type, else by
+/// resource and line type.
+pub(crate) struct CostLines<'a> {
+    by_source: BTreeMap<(&'a str, u64), &'a CostLine>,
+    by_key: BTreeMap<(&'a str, &'a str), &'a CostLine>,
+}
+
+impl<'a> CostLines<'a> {
+    /// Indexes `lines`.
+    pub(crate) fn new(lines: &'a [CostLine]) -> Self {
+        CostLines {
+            by_source: lines
+                .iter()
+                .map(|l| ((l.source.file.as_str(), l.source.line), l))
+                .collect(),
+            by_key: lines
+                .iter()
+                .map(|l| ((l.resource_id.as_str(), l.line_type.as_str()), l))
+                .collect(),
+        }
+    }
+
+    /// The cost line `line`'s rows came from, if among them.
+    pub(crate) fn of(&self, line: &AllocatedLine) -> Option<&'a CostLine> {
+        self.by_source
+            .get(&(line.source.file.as_str(), line.source.line))
+            .filter(|l| l.resource_id == line.resource_id && l.line_type == line.line_type)
+            .or_else(|| {
+                self.by_key
+                    .get(&(line.resource_id.as_str(), line.line_type.as_str()))
+            })
+            .copied()
+    }
+}
+
 /// Writes allocation rows as a FOCUS 1.3 Cost and Usage CSV with split cost
 /// allocation columns (see the module docs). `lines` are the cost lines the
 /// rows were allocated from (matched by [`Source`](crate::model::Source), then
@@ -716,21 +753,8 @@ pub fn write_focus(
             money::MAX_SCALE
         )));
     }
-    let by_source: BTreeMap<(&str, u64), &CostLine> = lines
-        .iter()
-        .map(|l| ((l.source.file.as_str(), l.source.line), l))
-        .collect();
-    let by_key: BTreeMap<(&str, &str), &CostLine> = lines
-        .iter()
-        .map(|l| ((l.resource_id.as_str(), l.line_type.as_str()), l))
-        .collect();
-    let line_of = |row: &AllocationRow| -> Option<&CostLine> {
-        by_source
-            .get(&(row.line.source.file.as_str(), row.line.source.line))
-            .filter(|l| l.resource_id == row.line.resource_id && l.line_type == row.line.line_type)
-            .or_else(|| by_key.get(&(row.line.resource_id.as_str(), row.line.line_type.as_str())))
-            .copied()
-    };
+    let cost_lines = CostLines::new(lines);
+    let line_of = |row: &AllocationRow| cost_lines.of(&row.line);
 
     let split = attribute_remainders(rows)?;
     let mut origins: BTreeMap<OriginKey, Vec<&AllocationRow>> = BTreeMap::new();

@@ -937,14 +937,7 @@ pub fn write_chargebacks(
             )));
         }
     }
-    let by_source: BTreeMap<(&str, u64), &CostLine> = lines
-        .iter()
-        .map(|l| ((l.source.file.as_str(), l.source.line), l))
-        .collect();
-    let by_key: BTreeMap<(&str, &str), &CostLine> = lines
-        .iter()
-        .map(|l| ((l.resource_id.as_str(), l.line_type.as_str()), l))
-        .collect();
+    let cost_lines = super::focus::CostLines::new(lines);
 
     let mut period: Option<(Timestamp, Timestamp)> = options.period;
     let mut kinds: BTreeMap<String, &'static str> = BTreeMap::new();
@@ -981,11 +974,7 @@ pub fn write_chargebacks(
         if !products.iter().any(|p| *p == row.line.line_type) {
             products.push(row.line.line_type.to_string());
         }
-        let line = by_source
-            .get(&(row.line.source.file.as_str(), row.line.source.line))
-            .filter(|l| l.resource_id == row.line.resource_id && l.line_type == row.line.line_type)
-            .or_else(|| by_key.get(&(row.line.resource_id.as_str(), row.line.line_type.as_str())))
-            .copied();
+        let line = cost_lines.of(&row.line);
         let quantity = match line {
             Some(l) if !l.amount.is_zero() => l
                 .quantity
