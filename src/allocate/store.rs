@@ -9,8 +9,8 @@
 //! active for only part of the line's period), which is only known at the end.
 //!
 //! The per-row cost is what bounds throughput, so each step of a row is kept to
-//! a few word operations: a field's id comes from a direct-mapped cache of
-//! recent strings ([`Interner::id`]) before the map; keys hash as a few packed
+//! a few word operations: a field's id comes from a table keyed by the
+//! string's first words, compared in place ([`Interner::id`]); keys hash as a few packed
 //! words; the first source of a slot is compared by name only when two rows
 //! share a line number, as rows read in order never do.
 
@@ -120,115 +120,149 @@ fn word4(s: &[u8], from: usize) -> u32 {
 pub type Sym = u32;
 
 /// Strings stored once, referred to by [`Sym`].
+///
+/// The ids live in an open-addressing table (linear probing, at most half
+/// full) keyed by a string's length and two words (`key_words`): up to 16
+/// bytes they *are* the string, so a lookup compares two words and a length
+/// in one entry and never reads a name; a longer string's words are a hash of
+/// all its bytes and its first 8, and a match is confirmed on the text.
+/// Nothing is evicted, so a known string is always found in the table: a
+/// usage file's rows go round thousands of principals, which a cache in front
+/// of a map kept missing (one lookup in twenty, each a hash of the text, a
+/// probe and a comparison with a string elsewhere in memory).
 #[derive(Debug)]
 pub struct Interner {
-    map: HashMap<String, Sym>,
     names: Vec<String>,
-    /// A direct-mapped cache in front of `map`, indexed by [`cache_slot`] (a
-    /// hash of the length and the first and last 8 bytes only): a row's fields
-    /// mostly repeat recent values, and checking one cached entry costs a few
-    /// word comparisons where the map hashes every byte, probes, and compares
-    /// with a string elsewhere in memory. A collision only costs a map lookup.
-    cache: Vec<Cached>,
-    /// log2 of `cache.len()`.
-    cache_bits: u32,
+    /// The table; its length is a power of two, at least twice `names`'.
+    table: Vec<Entry>,
 }
 
-/// A cache entry: the id of the string of `len` bytes with these [`words`].
-/// The words are kept here, not read from the name, so that a hit touches one
-/// entry only (a usage file's rows go round thousands of principals, whose
-/// names would each cost a cache miss of their own).
+/// A table entry: the id of the string of `len` bytes with these [`key_words`].
 #[derive(Debug, Clone, Copy)]
-struct Cached {
+struct Entry {
     words: (u64, u64),
     len: u32,
     id: Sym,
 }
 
-/// An empty cache entry (no string has this length).
-const VACANT: Cached = Cached {
+/// An empty entry (no string has this id).
+const VACANT: Entry = Entry {
     words: (0, 0),
-    len: u32::MAX,
+    len: 0,
     id: Sym::MAX,
 };
 
-/// log2 of the cache's first size (4096 entries, 96 KiB).
-const CACHE_BITS: u32 = 12;
+/// The table's first length (4096 entries, 96 KiB).
+const FIRST_ENTRIES: usize = 1 << 12;
 
-/// log2 of the cache's largest size (32,768 entries, 768 KiB): it grows to
-/// stay at least four times the number of names, as far as this, so that
-/// thousands of principals met in turn mostly keep their entries (a
-/// direct-mapped cache loses about half the load factor of its hits).
-const MAX_CACHE_BITS: u32 = 15;
+/// The words a string is keyed by with its length: the string itself up to
+/// 16 bytes ([`words`]); beyond, a hash of every byte (so that names differing
+/// only in their middle do not pile up in one probe chain) and the first word.
+#[inline(always)]
+fn key_words(text: &str) -> (u64, u64) {
+    let bytes = text.as_bytes();
+    if bytes.len() <= 16 {
+        return words(text);
+    }
+    let mut hasher = FxHasher::default();
+    hasher.write(bytes);
+    (hasher.finish(), word8(bytes, 0))
+}
 
-/// The cache slot, among `1 << bits`, of a string of `len` bytes with these [`words`].
-fn cache_slot(len: usize, (head, tail): (u64, u64), bits: u32) -> usize {
+/// The first slot, in a table of `1 << bits` entries, of a string of `len`
+/// bytes with these [`key_words`].
+#[inline(always)]
+fn first_slot(len: usize, (head, tail): (u64, u64), bits: u32) -> usize {
     // The top bits of a product depend on all the bits below them.
     let mixed = (head ^ tail.rotate_left(29) ^ len as u64).wrapping_mul(FX_SEED);
-    usize::try_from(mixed >> (64 - bits)).unwrap_or(0)
+    usize::try_from(mixed.checked_shr(64 - bits).unwrap_or(0)).unwrap_or(0)
 }
 
 impl Default for Interner {
     fn default() -> Self {
         Interner {
-            map: HashMap::default(),
             names: Vec::new(),
-            cache: vec![VACANT; 1 << CACHE_BITS],
-            cache_bits: CACHE_BITS,
+            table: vec![VACANT; FIRST_ENTRIES],
         }
     }
 }
 
 impl Interner {
     /// The id of `text`, adding it when new. Inlined into each call site (a
-    /// dozen per row): the cache hit is a few instructions, less than a call.
+    /// dozen per row): a hit in the first entry is a few instructions.
     #[inline(always)]
     pub fn id(&mut self, text: &str) -> Sym {
-        // The words are computed once, for the slot and the comparison.
+        let key = key_words(text);
+        match self.probe(text, key) {
+            Ok(id) => id,
+            Err(vacant) => self.add(text, key, vacant),
+        }
+    }
+
+    /// The id of `text` (keyed by `key`), or the vacant slot that ends its
+    /// probe chain. The table is never full, so a chain always ends.
+    #[inline(always)]
+    fn probe(&self, text: &str, key: (u64, u64)) -> Result<Sym, usize> {
         let len = text.len();
-        let key = words(text);
-        let slot = cache_slot(len, key, self.cache_bits);
-        if let Some(cached) = self.cache.get(slot) {
-            // Up to 16 bytes, the length and the words are the string.
-            if usize::try_from(cached.len).ok() == Some(len)
-                && cached.words == key
-                && (len <= 16 || self.name(cached.id) == text)
-            {
-                return cached.id;
+        let mask = self.table.len().wrapping_sub(1);
+        let mut slot = first_slot(len, key, self.table.len().trailing_zeros());
+        while let Some(entry) = self.table.get(slot) {
+            if entry.id == Sym::MAX {
+                return Err(slot);
             }
+            // Up to 16 bytes, the length and the words are the string.
+            if usize::try_from(entry.len).ok() == Some(len)
+                && entry.words == key
+                && (len <= 16 || self.name(entry.id) == text)
+            {
+                return Ok(entry.id);
+            }
+            slot = (slot + 1) & mask;
         }
-        self.lookup(text, slot, key)
+        Err(slot)
     }
 
-    /// The id of `text` from the map, adding it when new, and cached in `slot`.
+    /// Stores `text` under the next id in the `vacant` slot, the table doubled
+    /// when that makes it more than half full.
     #[inline(never)]
-    fn lookup(&mut self, text: &str, slot: usize, words: (u64, u64)) -> Sym {
-        let id = match self.map.get(text) {
-            Some(id) => *id,
-            None => self.add(text),
-        };
-        if let (Some(entry), Ok(len)) = (self.cache.get_mut(slot), u32::try_from(text.len())) {
-            *entry = Cached { words, len, id };
-        }
-        id
-    }
-
-    /// Stores `text` under the next id, the cache grown when the names outgrow it.
-    fn add(&mut self, text: &str) -> Sym {
+    fn add(&mut self, text: &str, words: (u64, u64), vacant: usize) -> Sym {
         let id = Sym::try_from(self.names.len()).unwrap_or(Sym::MAX);
         self.names.push(text.to_string());
-        self.map.insert(text.to_string(), id);
-        if self.cache_bits < MAX_CACHE_BITS && self.names.len() << 2 > self.cache.len() {
-            // Emptied rather than rehashed: the entries refill as rows come.
-            self.cache_bits += 1;
-            self.cache = vec![VACANT; 1 << self.cache_bits];
+        let len = u32::try_from(text.len()).unwrap_or(u32::MAX);
+        if let Some(entry) = self.table.get_mut(vacant) {
+            *entry = Entry { words, len, id };
+        }
+        if self.names.len().saturating_mul(2) > self.table.len() {
+            self.grow();
         }
         id
+    }
+
+    /// Doubles the table, each entry moved to its slot in the larger one (its
+    /// length and words are its key: no name is read).
+    fn grow(&mut self) {
+        let larger = vec![VACANT; self.table.len().saturating_mul(2)];
+        let old = std::mem::replace(&mut self.table, larger);
+        let (mask, bits) = (
+            self.table.len().wrapping_sub(1),
+            self.table.len().trailing_zeros(),
+        );
+        for entry in old.into_iter().filter(|e| e.id != Sym::MAX) {
+            let len = usize::try_from(entry.len).unwrap_or(usize::MAX);
+            let mut slot = first_slot(len, entry.words, bits);
+            while let Some(taken) = self.table.get_mut(slot) {
+                if taken.id == Sym::MAX {
+                    *taken = entry;
+                    break;
+                }
+                slot = (slot + 1) & mask;
+            }
+        }
     }
 
     /// The id of `text` if it was seen.
     pub fn find(&self, text: &str) -> Option<Sym> {
-        self.map.get(text).copied()
+        self.probe(text, key_words(text)).ok()
     }
 
     /// The text of `id` (empty for an unknown id).
@@ -962,8 +996,9 @@ mod tests {
         }
 
         /// The interner gives one id per distinct text whatever the order,
-        /// through cache hits, collisions (long texts sharing their first and
-        /// last 8 bytes) and the cache's growth (thousands of names).
+        /// through probe chains, long texts sharing their length and first and
+        /// last 8 bytes, and the table's growth (thousands of names); a text
+        /// never seen is not found.
         #[test]
         fn the_interner_is_a_plain_map(
             texts in proptest::collection::vec("[ab]{0,3}|x{8}[ab]{0,4}x{8}|p[0-9]{1,5}", 1..400),
@@ -985,8 +1020,26 @@ mod tests {
             for (text, id) in &plain {
                 proptest::prop_assert_eq!(interner.id(text), *id);
                 proptest::prop_assert_eq!(interner.find(text), Some(*id));
+                proptest::prop_assert_eq!(interner.find(&format!("{text}?")), None);
             }
             proptest::prop_assert_eq!(interner.len(), plain.len());
+        }
+
+        /// Long names that differ only in their middle (same length, same
+        /// first and last 8 bytes: topic names around a number) start their
+        /// probes in different slots: they do not pile up in one chain.
+        #[test]
+        fn long_names_alike_at_both_ends_spread_over_the_table(
+            numbers in proptest::collection::btree_set(0u32..100_000, 1000),
+        ) {
+            let bits = FIRST_ENTRIES.trailing_zeros();
+            let slots: std::collections::BTreeSet<usize> = numbers
+                .iter()
+                .map(|n| format!("com.acme.{n:05}.payments.events"))
+                .map(|name| first_slot(name.len(), key_words(&name), bits))
+                .collect();
+            // 1,000 random slots of 4,096 would give about 890 distinct ones.
+            proptest::prop_assert!(slots.len() > 800, "{} distinct first slots", slots.len());
         }
 
         /// Usage samples aggregate as a plain map of their texts does, each
