@@ -1,7 +1,8 @@
 //! Allocation benchmark: streaming throughput and peak memory.
 //!
 //! Generates (streaming, to files) a 1,000,000-row Confluent-style cost-allocation
-//! export with a crosswalk, and a bill + usage of similar size, then feeds each
+//! export with a crosswalk, and a bill + usage of similar size (with the same
+//! crosswalk: both roll up to teams), then feeds each
 //! through a [`Session`] in 1 MiB chunks exactly as the command line does, and
 //! prints rows/s, MiB/s and the process's peak resident memory (`VmHWM` from
 //! `/proc/self/status`) after each phase. Peak memory is bounded by the distinct
@@ -447,9 +448,13 @@ fn main() {
         if wanted("usage") {
             for &threads in &runs {
                 measured(
-                    "bill + usage (daily)",
+                    "bill + usage + crosswalk (daily)",
                     &daily,
-                    &[d.join("bill.csv"), d.join("usage.csv")],
+                    &[
+                        d.join("bill.csv"),
+                        d.join("usage.csv"),
+                        d.join("crosswalk.csv"),
+                    ],
                     2,
                     threads,
                     config.repeat,

@@ -12,14 +12,17 @@ integer cents (floats would drift), printed in the shape of the Rust benchmark
    input: one row per monthly bucket x owner x environment x resource x product
    x line type x unit (amounts summed), each with its line's total
    (original_amount) and the owner's share of it; then the team totals.
-3. bill + usage: the usage CSV summed per day x cluster x principal x metric,
-   each bill line split over the principals active on its cluster that day by
-   tally's default Kafka rules (network write by produced bytes, read by
-   consumed bytes, CKUs 70% by bytes in + out and 30% evenly, the rest evenly),
-   in cents by largest remainder (ties to the smaller principal id). The CKU
-   line is split in one step by its exact mixed weight where tally splits 70/30
-   first, so one principal's cents can differ by one; every line's parts sum to
-   it in both.
+3. bill + usage, parts only: the usage CSV summed per day x cluster x
+   principal x metric, each bill line split over the principals active on its
+   cluster that day by tally's default Kafka rules (network write by produced
+   bytes, read by consumed bytes, CKUs 70% by bytes in + out and 30% evenly,
+   the rest evenly), in cents by largest remainder (ties to the smaller
+   principal id). The CKU line is split in one step by its exact mixed weight
+   where tally splits 70/30 first, so one principal's cents can differ by one;
+   every line's parts sum to it in both. Less than tally does.
+4. bill + usage + crosswalk, same report as tally: those parts, each with its
+   share of its line's usage, then the team totals through the crosswalk (as
+   roll-up 2 ends).
 
 Each roll-up runs `--repeat` times (default 3, as the Rust benchmark) and the
 run with the median wall time is printed, with the range of the others. Peak
@@ -139,6 +142,16 @@ def bill_and_usage(pd, directory):
     return counted, rows["cents"].sum(), f"{len(rows)} output rows"
 
 
+def bill_and_usage_same_report(pd, directory):
+    bill, usage, parts = allocate_bill(pd, directory)
+    rows = parts[parts["cents"] != 0].rename(columns={"principal": "owner_id"})
+    rows["usage_share"] = rows["weight"] / rows["line_weight"]
+    teams = pd.read_csv(os.path.join(directory, "crosswalk.csv"), dtype="string")
+    totals = by_team(rows, teams)
+    counted = len(bill) + len(usage)
+    return counted, totals.sum(), f"{len(rows)} output rows, {len(totals)} teams"
+
+
 def rates(line):
     """(M rows/s per wall second, per CPU second) of a benchmark line."""
     found = re.search(r"([0-9.]+) M rows/s and [0-9]+ MiB/s per wall second, ([0-9.]+) M rows/s", line)
@@ -147,10 +160,12 @@ def rates(line):
 
 def print_ratios(tally_lines, pandas_lines):
     """tally's rows/s over pandas' for each tally line, against the pandas
-    roll-up that does the same work (the export's same report; bill + usage)."""
+    roll-up that does the same work (each input's same report)."""
     baselines = {
         "confluent export + crosswalk": pandas_lines.get("export, same report as tally"),
-        "bill + usage (daily)": pandas_lines.get("bill + usage (daily)"),
+        "bill + usage + crosswalk (daily)": pandas_lines.get(
+            "bill + usage + crosswalk (daily), same report as tally"
+        ),
     }
     for line in tally_lines:
         name = line.split(":", 1)[0]
@@ -234,7 +249,12 @@ def main(argv):
     roll_ups = (
         ("export team roll-up", export_team_totals, size("export.csv", "crosswalk.csv")),
         ("export, same report as tally", export_same_report, size("export.csv", "crosswalk.csv")),
-        ("bill + usage (daily)", bill_and_usage, size("bill.csv", "usage.csv")),
+        ("bill + usage (daily), parts only", bill_and_usage, size("bill.csv", "usage.csv")),
+        (
+            "bill + usage + crosswalk (daily), same report as tally",
+            bill_and_usage_same_report,
+            size("bill.csv", "usage.csv", "crosswalk.csv"),
+        ),
     )
     printed = {}
     for name, roll_up, size_mib in roll_ups:
