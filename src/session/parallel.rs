@@ -46,7 +46,7 @@ use crate::formats::{confluent, confluent_costs, detect, usage_csv};
 use crate::formats::{Format, Reader, Sink, DETECT_BYTES};
 use crate::model::{AllocatedRef, AllocationRow, CostLine, CrosswalkEntry, UsageRef, UsageSample};
 use crate::threads::run_beside;
-use crate::time::Granularity;
+use crate::time::{Granularity, Timestamp};
 use rust_decimal::Decimal;
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
 
@@ -578,6 +578,8 @@ struct Counted<'a> {
     ingest: Ingest<'a>,
     terms: Terms,
     granularity: Granularity,
+    /// The last usage sample's interval, already checked for a bucket boundary.
+    last_interval: Option<(Timestamp, Timestamp)>,
 }
 
 impl<'a> Counted<'a> {
@@ -586,6 +588,7 @@ impl<'a> Counted<'a> {
             ingest,
             terms: Terms::default(),
             granularity,
+            last_interval: None,
         }
     }
 }
@@ -602,9 +605,15 @@ impl Sink for Counted<'_> {
 
     fn usage_ref(&mut self, sample: &UsageRef<'_>) {
         self.terms.row(&[sample.value]);
-        // A sample over several buckets is split by time: shares of up to 28 places.
-        if sample.end > sample.start.next_bucket(self.granularity) {
-            self.terms.widen_scale(Decimal::MAX_SCALE);
+        // A sample over several buckets is split by time: shares of up to 28
+        // places. The rows of one plugin flush share their interval: it is
+        // checked once (a bucket's end is date arithmetic for monthly buckets).
+        let interval = (sample.start, sample.end);
+        if self.last_interval != Some(interval) {
+            self.last_interval = Some(interval);
+            if sample.end > sample.start.next_bucket(self.granularity) {
+                self.terms.widen_scale(Decimal::MAX_SCALE);
+            }
         }
         self.ingest.usage_ref(sample);
     }
