@@ -10,9 +10,9 @@
 //!
 //! The per-row cost is what bounds throughput, so each step of a row is kept to
 //! a few word operations: a field's id comes from a table keyed by the
-//! string's first words, compared in place ([`Interner::id`]); keys hash as a few packed
-//! words; the first source of a slot is compared by name only when two rows
-//! share a line number, as rows read in order never do.
+//! string's first words, compared in place ([`Interner::id`]); keys hash as a
+//! few packed words; the first source of a slot is compared by name only when
+//! two rows share a line number, as rows read in order never do.
 
 use crate::error::Error;
 use crate::formats::csv::word8;
@@ -594,7 +594,7 @@ impl Store {
     /// `None` when it spans several (to be split by time). The last answer is
     /// reused: the rows of one plugin flush share their interval, and flooring
     /// plus the next bucket's start cost more than comparing two timestamps.
-    fn usage_bucket(&mut self, start: Timestamp, end: Timestamp) -> Option<Timestamp> {
+    pub(crate) fn usage_bucket(&mut self, start: Timestamp, end: Timestamp) -> Option<Timestamp> {
         if let Some((last_start, last_end, bucket)) = self.last_usage_span {
             if last_start == start && last_end == end {
                 return bucket;

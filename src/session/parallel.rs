@@ -46,7 +46,6 @@ use crate::formats::{confluent, confluent_costs, detect, usage_csv};
 use crate::formats::{Format, Reader, Sink, DETECT_BYTES};
 use crate::model::{AllocatedRef, AllocationRow, CostLine, CrosswalkEntry, UsageRef, UsageSample};
 use crate::threads::run_beside;
-use crate::time::{Granularity, Timestamp};
 use rust_decimal::Decimal;
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
 
@@ -227,10 +226,12 @@ impl Session {
             format: plan.format.name().to_string(),
             ..FileSummary::default()
         };
-        let mut sink = Counted::new(
-            Ingest::new(store, crosswalk, &mut summary, options.max_rejections),
-            options.granularity,
-        );
+        let mut sink = Counted::new(Ingest::new(
+            store,
+            crosswalk,
+            &mut summary,
+            options.max_rejections,
+        ));
         let mut reader = make();
         let mut buffer = vec![0u8; file.chunk_bytes];
         let (own, done) = run_beside(jobs, || {
@@ -454,15 +455,12 @@ impl Job<'_> {
             ..FileSummary::default()
         };
         let mut crosswalk = Vec::new();
-        let mut sink = Counted::new(
-            Ingest::new(
-                &mut store,
-                &mut crosswalk,
-                &mut summary,
-                options.max_rejections,
-            ),
-            options.granularity,
-        );
+        let mut sink = Counted::new(Ingest::new(
+            &mut store,
+            &mut crosswalk,
+            &mut summary,
+            options.max_rejections,
+        ));
         reader.feed(self.header, &mut sink).ok()?;
         // Only the header may be in the first line (not a row after a lone `\r`).
         let first_line = reader
@@ -577,18 +575,13 @@ fn read_error(name: &str, error: &std::io::Error) -> Error {
 struct Counted<'a> {
     ingest: Ingest<'a>,
     terms: Terms,
-    granularity: Granularity,
-    /// The last usage sample's interval, already checked for a bucket boundary.
-    last_interval: Option<(Timestamp, Timestamp)>,
 }
 
 impl<'a> Counted<'a> {
-    fn new(ingest: Ingest<'a>, granularity: Granularity) -> Self {
+    fn new(ingest: Ingest<'a>) -> Self {
         Counted {
             ingest,
             terms: Terms::default(),
-            granularity,
-            last_interval: None,
         }
     }
 }
@@ -606,14 +599,15 @@ impl Sink for Counted<'_> {
     fn usage_ref(&mut self, sample: &UsageRef<'_>) {
         self.terms.row(&[sample.value]);
         // A sample over several buckets is split by time: shares of up to 28
-        // places. The rows of one plugin flush share their interval: it is
-        // checked once (a bucket's end is date arithmetic for monthly buckets).
-        let interval = (sample.start, sample.end);
-        if self.last_interval != Some(interval) {
-            self.last_interval = Some(interval);
-            if sample.end > sample.start.next_bucket(self.granularity) {
-                self.terms.widen_scale(Decimal::MAX_SCALE);
-            }
+        // places. The store's own check, which keeps its last answer for the
+        // fold that follows (the rows of one plugin flush share their interval).
+        if self
+            .ingest
+            .store
+            .usage_bucket(sample.start, sample.end)
+            .is_none()
+        {
+            self.terms.widen_scale(Decimal::MAX_SCALE);
         }
         self.ingest.usage_ref(sample);
     }
