@@ -178,6 +178,25 @@ fn first_slot(len: usize, (head, tail): (u64, u64), bits: u32) -> usize {
     usize::try_from(mixed.checked_shr(64 - bits).unwrap_or(0)).unwrap_or(0)
 }
 
+/// Walks the probe chain from slot `first` (linear, wrapping): the first entry
+/// `wanted` accepts, or the vacant slot that ends the chain. The table is
+/// never full, so a chain always ends.
+#[inline(always)]
+fn walk(table: &[Entry], first: usize, wanted: impl Fn(&Entry) -> bool) -> Result<&Entry, usize> {
+    let mask = table.len().wrapping_sub(1);
+    let mut slot = first;
+    while let Some(entry) = table.get(slot) {
+        if entry.id == Sym::MAX {
+            return Err(slot);
+        }
+        if wanted(entry) {
+            return Ok(entry);
+        }
+        slot = (slot + 1) & mask;
+    }
+    Err(slot)
+}
+
 impl Default for Interner {
     fn default() -> Self {
         Interner {
@@ -204,22 +223,14 @@ impl Interner {
     #[inline(always)]
     fn probe(&self, text: &str, key: (u64, u64)) -> Result<Sym, usize> {
         let len = text.len();
-        let mask = self.table.len().wrapping_sub(1);
-        let mut slot = first_slot(len, key, self.table.len().trailing_zeros());
-        while let Some(entry) = self.table.get(slot) {
-            if entry.id == Sym::MAX {
-                return Err(slot);
-            }
-            // Up to 16 bytes, the length and the words are the string.
-            if usize::try_from(entry.len).ok() == Some(len)
+        let first = first_slot(len, key, self.table.len().trailing_zeros());
+        // Up to 16 bytes, the length and the words are the string.
+        walk(&self.table, first, |entry| {
+            usize::try_from(entry.len).ok() == Some(len)
                 && entry.words == key
                 && (len <= 16 || self.name(entry.id) == text)
-            {
-                return Ok(entry.id);
-            }
-            slot = (slot + 1) & mask;
-        }
-        Err(slot)
+        })
+        .map(|entry| entry.id)
     }
 
     /// Stores `text` under the next id in the `vacant` slot, the table doubled
@@ -243,19 +254,14 @@ impl Interner {
     fn grow(&mut self) {
         let larger = vec![VACANT; self.table.len().saturating_mul(2)];
         let old = std::mem::replace(&mut self.table, larger);
-        let (mask, bits) = (
-            self.table.len().wrapping_sub(1),
-            self.table.len().trailing_zeros(),
-        );
+        let bits = self.table.len().trailing_zeros();
         for entry in old.into_iter().filter(|e| e.id != Sym::MAX) {
             let len = usize::try_from(entry.len).unwrap_or(usize::MAX);
-            let mut slot = first_slot(len, entry.words, bits);
-            while let Some(taken) = self.table.get_mut(slot) {
-                if taken.id == Sym::MAX {
+            let first = first_slot(len, entry.words, bits);
+            if let Err(vacant) = walk(&self.table, first, |_| false) {
+                if let Some(taken) = self.table.get_mut(vacant) {
                     *taken = entry;
-                    break;
                 }
-                slot = (slot + 1) & mask;
             }
         }
     }

@@ -72,16 +72,16 @@
 //! columns that do not apply to Kafka bills). See [`WRITE_COLUMNS`].
 
 use super::csv::{ColumnMap, ColumnSpec, CsvReader, ParseRow, Record};
+use super::origins::{attribute_remainders, origin_key, CostLines, OriginKey};
 use super::{parse_decimal, parse_time, set, Sink};
 use crate::allocate::UNALLOCATED;
 use crate::error::Error;
-use crate::model::{AllocatedLine, AllocationRow, CostLine, EntityLevel, Name, RowSource};
+use crate::model::{AllocationRow, CostLine, EntityLevel};
 use crate::money;
 use crate::time::{Granularity, Timestamp};
 use crate::usage::push_csv_field;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 /// The name [`sniff`] returns.
 pub const FORMAT_NAME: &str = "focus";
@@ -541,19 +541,6 @@ fn is_warpstream_product(line_type: &str) -> bool {
     super::warpstream::COVERED_PRODUCTS.contains(&line_type)
 }
 
-/// One origin charge: a resource's line type in one bucket, at one level
-/// (bucket start, end, level, org, environment, resource, product, line type).
-type OriginKey = (
-    Timestamp,
-    Timestamp,
-    EntityLevel,
-    Name,
-    Name,
-    Name,
-    Name,
-    Name,
-);
-
 fn json_tags(pairs: &[(&str, &str)]) -> String {
     let mut out = String::from("{");
     for (i, (k, v)) in pairs.iter().enumerate() {
@@ -573,166 +560,6 @@ fn decimal_text(d: Decimal) -> String {
         "0".to_string()
     } else {
         d.normalize().to_string()
-    }
-}
-
-fn origin_key(row: &AllocationRow) -> OriginKey {
-    (
-        row.line.bucket_start,
-        row.line.bucket_end,
-        row.line.level,
-        row.line.org_id.clone(),
-        row.line.environment_id.clone(),
-        row.line.resource_id.clone(),
-        row.line.product.clone(),
-        row.line.line_type.clone(),
-    )
-}
-
-/// Rows with each origin charge's unallocated remainder made explicit.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Remainders {
-    /// The input rows (without the per-bucket unallocated rows), plus one
-    /// `unallocated` row inside each origin whose allocated rows fall short of
-    /// its amount.
-    pub rows: Vec<AllocationRow>,
-    /// What is left of each bucket's unallocated row once the remainders are
-    /// taken out (credits, lines with no usage at all): not tied to a resource.
-    pub unattributed: Vec<AllocationRow>,
-}
-
-/// Splits the engine's one `unallocated` row per bucket (no resource, no line
-/// type) back over the origin charges it came from.
-///
-/// An origin charge is a resource's line type in one bucket at one level; its
-/// amount is the sum of `original_amount` over the distinct cost lines
-/// ([`Source`](crate::model::Source)s) that fed it. When its rows sum to less
-/// (part of the line found no owner), the difference is taken out of that
-/// bucket's unallocated row and becomes an `unallocated` row of the origin
-/// (same resource, line type and level). Money only moves between rows: the
-/// output sums exactly to the input. Without an unallocated row for the bucket
-/// nothing is moved.
-pub fn attribute_remainders(rows: &[AllocationRow]) -> Result<Remainders, Error> {
-    let is_pool = |r: &AllocationRow| {
-        r.owner_id == UNALLOCATED && r.line.resource_id.is_empty() && r.line.line_type.is_empty()
-    };
-    let mut pools: BTreeMap<(Timestamp, Timestamp, Name), (Decimal, AllocationRow)> =
-        BTreeMap::new();
-    for row in rows.iter().filter(|r| is_pool(r)) {
-        let key = (
-            row.line.bucket_start,
-            row.line.bucket_end,
-            row.line.org_id.clone(),
-        );
-        match pools.get_mut(&key) {
-            Some((total, _)) => {
-                *total = total
-                    .checked_add(row.chargeback_cost)
-                    .ok_or_else(|| Error::overflow("unallocated pool"))?;
-            }
-            None => {
-                pools.insert(key, (row.chargeback_cost, row.clone()));
-            }
-        }
-    }
-    let mut origins: BTreeMap<OriginKey, Vec<&AllocationRow>> = BTreeMap::new();
-    for row in rows.iter().filter(|r| !is_pool(r)) {
-        origins.entry(origin_key(row)).or_default().push(row);
-    }
-    let mut out = Remainders::default();
-    for ((bucket_start, bucket_end, ..), group) in origins {
-        let mut line_amounts: BTreeMap<&RowSource, Decimal> = BTreeMap::new();
-        for r in &group {
-            line_amounts
-                .entry(&r.line.source)
-                .or_insert(r.line.original_amount);
-        }
-        let origin_amount = money::checked_sum(line_amounts.values().copied(), "origin amount")?;
-        let allocated = money::checked_sum(group.iter().map(|r| r.chargeback_cost), "origin")?;
-        let remainder = origin_amount
-            .checked_sub(allocated)
-            .ok_or_else(|| Error::overflow("origin remainder"))?;
-        let has_unallocated = group.iter().any(|r| r.owner_id == UNALLOCATED);
-        out.rows.extend(group.iter().map(|r| (*r).clone()));
-        let Some(first) = group.first() else {
-            continue;
-        };
-        if remainder.is_zero() || has_unallocated {
-            continue;
-        }
-        let pool_key = (bucket_start, bucket_end, first.line.org_id.clone());
-        if let Some((pool, template)) = pools.get_mut(&pool_key) {
-            let line = AllocatedLine {
-                level: first.line.level,
-                environment_id: first.line.environment_id.clone(),
-                resource_id: first.line.resource_id.clone(),
-                product: first.line.product.clone(),
-                line_type: first.line.line_type.clone(),
-                unit: first.line.unit.clone(),
-                original_amount: first.line.original_amount,
-                source: first.line.source.clone(),
-                ..(*template.line).clone()
-            };
-            let rest = AllocationRow {
-                line: Arc::new(line),
-                chargeback_cost: remainder,
-                ..template.clone()
-            };
-            *pool = pool
-                .checked_sub(remainder)
-                .ok_or_else(|| Error::overflow("unallocated pool"))?;
-            out.rows.push(rest);
-        }
-    }
-    for (left, template) in pools.into_values() {
-        if !left.is_zero() {
-            let line = AllocatedLine {
-                original_amount: left,
-                ..(*template.line).clone()
-            };
-            out.unattributed.push(AllocationRow {
-                line: Arc::new(line),
-                chargeback_cost: left,
-                ..template
-            });
-        }
-    }
-    Ok(out)
-}
-
-/// The cost lines rows were allocated from, found by a row's line: by its
-/// source when that line has the row's resource and line type, else by
-/// resource and line type.
-pub(crate) struct CostLines<'a> {
-    by_source: BTreeMap<(&'a str, u64), &'a CostLine>,
-    by_key: BTreeMap<(&'a str, &'a str), &'a CostLine>,
-}
-
-impl<'a> CostLines<'a> {
-    /// Indexes `lines`.
-    pub(crate) fn new(lines: &'a [CostLine]) -> Self {
-        CostLines {
-            by_source: lines
-                .iter()
-                .map(|l| ((l.source.file.as_str(), l.source.line), l))
-                .collect(),
-            by_key: lines
-                .iter()
-                .map(|l| ((l.resource_id.as_str(), l.line_type.as_str()), l))
-                .collect(),
-        }
-    }
-
-    /// The cost line `line`'s rows came from, if among them.
-    pub(crate) fn of(&self, line: &AllocatedLine) -> Option<&'a CostLine> {
-        self.by_source
-            .get(&(line.source.file.as_str(), line.source.line))
-            .filter(|l| l.resource_id == line.resource_id && l.line_type == line.line_type)
-            .or_else(|| {
-                self.by_key
-                    .get(&(line.resource_id.as_str(), line.line_type.as_str()))
-            })
-            .copied()
     }
 }
 

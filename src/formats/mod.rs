@@ -26,6 +26,7 @@ pub mod crosswalk;
 pub mod csv;
 pub mod exact_json;
 pub mod focus;
+pub mod origins;
 pub mod prometheus;
 pub mod team_summary;
 pub mod usage_csv;

@@ -912,7 +912,7 @@ type EntityKey = (String, String, String, String); // tenant, workspace, cluster
 ///
 /// The engine's one `unallocated` row per bucket is split back over the cluster
 /// lines whose topics did not take all of their amount
-/// ([`super::focus::attribute_remainders`]): each such cluster gets an entity
+/// ([`super::origins::attribute_remainders`]): each such cluster gets an entity
 /// named `unallocated` with that remainder, so a cluster's totals match its
 /// invoice lines. What is left of it (credits, products with no topic usage) is
 /// not tied to a cluster and is not written, as WarpStream's own chargebacks
@@ -937,7 +937,7 @@ pub fn write_chargebacks(
             )));
         }
     }
-    let cost_lines = super::focus::CostLines::new(lines);
+    let cost_lines = super::origins::CostLines::new(lines);
 
     let mut period: Option<(Timestamp, Timestamp)> = options.period;
     let mut kinds: BTreeMap<String, &'static str> = BTreeMap::new();
@@ -947,7 +947,7 @@ pub fn write_chargebacks(
 
     // The engine's per-bucket unallocated row goes back into the clusters it
     // came from (as an `unallocated` entity), so cluster totals match the bill.
-    let split = super::focus::attribute_remainders(rows)?;
+    let split = super::origins::attribute_remainders(rows)?;
     for row in &split.rows {
         if row.line.level != EntityLevel::Topic {
             continue;
