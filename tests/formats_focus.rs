@@ -811,3 +811,69 @@ mod never_panics {
         ));
     }
 }
+
+#[test]
+fn provider_bills_come_back_as_valid_focus_that_reconciles() {
+    // The four provider samples (data tally did not write) through the command
+    // line, allocated and written back as FOCUS 1.3. The AWS sample's split
+    // quantities have 28 significant digits: their apportionment once overflowed
+    // 128 bits and the write failed.
+    let dir = std::env::temp_dir().join(format!("tally-focus-providers-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out_file = dir.join("providers.csv");
+    let names = [
+        "toolkit_1_3_aws.csv",
+        "toolkit_1_3_gcp.csv",
+        "toolkit_1_3_azure.csv",
+        "toolkit_1_2_azure.csv",
+    ];
+    let mut args: Vec<String> = vec!["allocate".into()];
+    args.extend(
+        names
+            .iter()
+            .map(|n| format!("{}/testdata/focus/{n}", root())),
+    );
+    args.extend(["--out-focus".into(), out_file.display().to_string()]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(&args)
+        .output()
+        .unwrap();
+    // The summary (files, reconciliation) goes to standard error.
+    let summary = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{summary}");
+    let csv = std::fs::read_to_string(&out_file).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // What the summary says the bill is, and what rounding each line to cents moved.
+    let bill = summary
+        .split_once("; bill ")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .map(d)
+        .unwrap();
+    let lost = summary
+        .split_once("  - ")
+        .and_then(|(_, rest)| rest.split_once(" was lost rounding"))
+        .map(|(amount, _)| d(amount))
+        .unwrap();
+    // The samples' BilledCost, summed with Python's decimal module (as in
+    // `reads_provider_samples_it_did_not_write`).
+    let input = d("309.83990500000000")
+        + d("271.31893607250000")
+        + d("236.550741808800000")
+        + d("231.403120557840000");
+    assert_eq!(bill, d("1049.13"));
+    assert_eq!(input - lost, bill, "{summary}");
+    let records = records(&csv);
+    let col = |name: &str| records[0].iter().position(|c| c == name).unwrap();
+    let written: Decimal = records[1..].iter().map(|r| d(&r[col("BilledCost")])).sum();
+    assert_eq!(written, bill);
+
+    let Some((code, text)) = validate(&csv, "providers") else {
+        return;
+    };
+    assert_eq!(
+        code, 0,
+        "the FOCUS validator rejected the re-allocated provider bills:\n{text}"
+    );
+    assert!(text.contains(" 0 failed check(s) that apply"), "{text}");
+}

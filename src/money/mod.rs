@@ -21,9 +21,10 @@
 //! [`apportion`] returns `None` and the caller picks its fallback (an allocation
 //! rule's next step).
 //!
-//! Weights are converted to integers at a common scale. When that does not fit in
-//! 128 bits (e.g. weights with 28 decimals), each weight is first normalised to a
-//! share with 18 decimals — still deterministic, and the parts still sum exactly.
+//! Weights are converted to integers at a common scale. When that, or a
+//! product `units × weight`, does not fit in 128 bits (e.g. weights with 28
+//! decimals), each weight is first normalised to a share with 18 decimals —
+//! still deterministic, and the parts still sum exactly.
 //! All arithmetic is `checked_*`; anything that cannot be represented is an
 //! [`Error::Overflow`].
 
@@ -220,7 +221,7 @@ pub fn split_units(units: u128, weights: &[Decimal]) -> Result<Option<UnitSplit>
     for weight in weights {
         refuse_negative(*weight)?;
     }
-    let Some((integers, exact)) = integer_weights(weights)? else {
+    let Some((integers, exact)) = integer_weights(units, weights)? else {
         return Ok(None);
     };
     Ok(Some(UnitSplit {
@@ -378,29 +379,33 @@ fn merge<K: Ord, I: IntoIterator<Item = (K, Decimal)>>(
 
 /// The weights as integers proportional to them, and whether they are exact
 /// (the weights at their common scale), or `None` if they are all zero.
-fn integer_weights(weights: &[Decimal]) -> Result<Option<(Vec<u128>, bool)>, Error> {
+fn integer_weights(units: u128, weights: &[Decimal]) -> Result<Option<(Vec<u128>, bool)>, Error> {
     if weights.iter().all(Decimal::is_zero) {
         return Ok(None);
     }
-    if let Some(exact) = exact_integer_weights(weights) {
+    if let Some(exact) = exact_integer_weights(units, weights) {
         return Ok(Some((exact, true)));
     }
     normalised_weights(weights).map(|n| Some((n, false)))
 }
 
-/// Exact integers at the weights' common scale, when they fit comfortably
-/// (below 2^96 each, so `units × weight` fits in 128 bits for sane amounts).
-fn exact_integer_weights(weights: &[Decimal]) -> Option<Vec<u128>> {
+/// Exact integers at the weights' common scale, when each is below 2^96 and
+/// every product `units × weight` of the split fits 128 bits. Weights that
+/// are quotients (28 significant digits) seldom do: 10^27 at the common scale
+/// times 10^14 units is past 2^128.
+fn exact_integer_weights(units: u128, weights: &[Decimal]) -> Option<Vec<u128>> {
     let scale = weights.iter().map(Decimal::scale).max().unwrap_or(0);
     let limit: u128 = 1 << 96;
-    weights
+    let exact: Vec<u128> = weights
         .iter()
         .map(|w| {
             let mantissa = u128::try_from(w.mantissa()).ok()?;
             let factor = 10u128.checked_pow(scale.checked_sub(w.scale())?)?;
             mantissa.checked_mul(factor).filter(|v| *v < limit)
         })
-        .collect()
+        .collect::<Option<_>>()?;
+    let largest = exact.iter().copied().max().unwrap_or(0);
+    units.checked_mul(largest).map(|_| exact)
 }
 
 /// Each weight as its share of the total with 18 decimals, as an integer.
@@ -598,6 +603,18 @@ mod tests {
                 &[("a", "1"), ("a", "1"), ("b", "1")],
                 2,
                 &[("a", "0.67"), ("b", "0.33")],
+            ),
+            // Quotient weights (28 decimals) fit 96 bits, but 10^14 units
+            // times the larger does not fit 128: normalised to 18-decimal
+            // shares (…333 and …666 truncated), the unit left to b.
+            (
+                "181.2724714",
+                &[
+                    ("a", "0.3333333333333333333333333333"),
+                    ("b", "0.6666666666666666666666666667"),
+                ],
+                12,
+                &[("a", "60.424157133333"), ("b", "120.848314266667")],
             ),
         ];
         for (amount, weights, scale, want) in cases {
