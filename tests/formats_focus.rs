@@ -863,10 +863,45 @@ fn provider_bills_come_back_as_valid_focus_that_reconciles() {
         + d("231.403120557840000");
     assert_eq!(bill, d("1049.13"));
     assert_eq!(input - lost, bill, "{summary}");
-    let records = records(&csv);
-    let col = |name: &str| records[0].iter().position(|c| c == name).unwrap();
-    let written: Decimal = records[1..].iter().map(|r| d(&r[col("BilledCost")])).sum();
+    let written_rows = records(&csv);
+    let col = |name: &str| written_rows[0].iter().position(|c| c == name).unwrap();
+    let written: Decimal = written_rows[1..]
+        .iter()
+        .map(|r| d(&r[col("BilledCost")]))
+        .sum();
     assert_eq!(written, bill);
+    // Quantities follow the lines, not their costs rounded to cents: those of
+    // the input's charges that cost something (the others are not allocated),
+    // exactly; a whole line of 0.125856 written as 0.13 keeps its 1.3110 hours.
+    // A null quantity (empty) is none.
+    let quantity_of = |text: &str| {
+        if text.is_empty() {
+            Decimal::ZERO
+        } else {
+            d(text)
+        }
+    };
+    let charged_quantity: Decimal = names
+        .iter()
+        .map(|n| {
+            let input = std::fs::read_to_string(format!("{}/testdata/focus/{n}", root())).unwrap();
+            let rows = records(&input);
+            let col = |name: &str| rows[0].iter().position(|c| c == name).unwrap();
+            rows[1..]
+                .iter()
+                .filter(|r| !d(&r[col("BilledCost")]).is_zero())
+                .map(|r| quantity_of(&r[col("PricingQuantity")]))
+                .sum::<Decimal>()
+        })
+        .sum();
+    let quantity: Decimal = written_rows[1..]
+        .iter()
+        .map(|r| quantity_of(&r[col("PricingQuantity")]))
+        .sum();
+    assert_eq!(quantity, charged_quantity);
+    assert!(written_rows[1..]
+        .iter()
+        .any(|r| r[col("BilledCost")] == "0.13" && d(&r[col("PricingQuantity")]) == d("1.3110")));
 
     let Some((code, text)) = validate(&csv, "providers") else {
         return;

@@ -628,15 +628,7 @@ pub fn write_focus(
         let mut raw = Vec::with_capacity(group.len());
         for (row, line) in group.iter().zip(&lines) {
             let q = match line {
-                Some(l) if !l.amount.is_zero() => l
-                    .quantity
-                    .checked_mul(row.chargeback_cost)
-                    .and_then(|q| q.checked_div(l.amount))
-                    .ok_or_else(|| Error::overflow("FOCUS split quantity"))?,
-                Some(l) => l
-                    .quantity
-                    .checked_mul(row.usage_share)
-                    .ok_or_else(|| Error::overflow("FOCUS split quantity"))?,
+                Some(l) => split_quantity(row, l)?,
                 None => Decimal::ZERO,
             };
             raw.push(q);
@@ -666,6 +658,24 @@ pub fn write_focus(
         }
     }
     Ok(out)
+}
+
+/// `row`'s part of its cost `line`'s quantity: the line's quantity times the
+/// row's share of the line's amount as the rows split it, that is rounded to
+/// the rows' precision (the scale of their line's amount). Against the exact
+/// amount, a row that is a whole line of 0.125856 written as 0.13 would carry
+/// 3% more than the line's quantity. A line whose rows cost nothing is split
+/// by usage share.
+fn split_quantity(row: &AllocationRow, line: &CostLine) -> Result<Decimal, Error> {
+    let split_amount = money::round(line.amount, row.line.original_amount.scale());
+    let quantity = if split_amount.is_zero() {
+        line.quantity.checked_mul(row.usage_share)
+    } else {
+        line.quantity
+            .checked_mul(row.chargeback_cost)
+            .and_then(|q| q.checked_div(split_amount))
+    };
+    quantity.ok_or_else(|| Error::overflow("FOCUS split quantity"))
 }
 
 #[allow(clippy::too_many_arguments)]
