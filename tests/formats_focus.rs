@@ -902,6 +902,41 @@ fn provider_bills_come_back_as_valid_focus_that_reconciles() {
     assert!(written_rows[1..]
         .iter()
         .any(|r| r[col("BilledCost")] == "0.13" && d(&r[col("PricingQuantity")]) == d("1.3110")));
+    // The AWS sample's shared host is already split by the provider over three
+    // workloads (AllocatedResourceId); without Kafka usage, the default chain
+    // charges them, not the host (rows in owner order).
+    let host_parts: Vec<(&str, &str, &str)> = written_rows[1..]
+        .iter()
+        .filter(|r| r[col("ResourceId")].ends_with("instance/shared-host-b1612dd2"))
+        .map(|r| {
+            (
+                r[col("AllocatedResourceId")].as_str(),
+                r[col("BilledCost")].as_str(),
+                r[col("AllocatedMethodId")].as_str(),
+            )
+        })
+        .collect();
+    let eks = "arn:aws:eks:us-west-2:200000000011:workload";
+    assert_eq!(
+        host_parts,
+        [
+            (
+                format!("{eks}/analytics-5729fa").as_str(),
+                "0.31",
+                "tally:owner_of_record"
+            ),
+            (
+                format!("{eks}/billing-daeeb9").as_str(),
+                "0.06",
+                "tally:owner_of_record"
+            ),
+            (
+                format!("{eks}/ingestion-6b3216").as_str(),
+                "0.13",
+                "tally:owner_of_record"
+            ),
+        ]
+    );
 
     let Some((code, text)) = validate(&csv, "providers") else {
         return;
