@@ -901,7 +901,8 @@ fn provider_bills_come_back_as_valid_focus_that_reconciles() {
     assert_eq!(quantity, charged_quantity);
     assert!(written_rows[1..]
         .iter()
-        .any(|r| r[col("BilledCost")] == "0.13" && d(&r[col("PricingQuantity")]) == d("1.3110")));
+        .any(|r| r[col("BilledCost")] == "0.13"
+            && quantity_of(&r[col("PricingQuantity")]) == d("1.3110")));
     // The AWS sample's shared host is already split by the provider over three
     // workloads (AllocatedResourceId); without Kafka usage, the default chain
     // charges them, not the host (rows in owner order).
@@ -936,6 +937,25 @@ fn provider_bills_come_back_as_valid_focus_that_reconciles() {
                 "tally:owner_of_record"
             ),
         ]
+    );
+
+    // The two Tax charges (3.0692706408 and 1.51661457) follow the costs they
+    // are levied on (allocated last, in proportion to every owner's other
+    // totals) and stay Tax.
+    let tax: Vec<&Vec<String>> = written_rows[1..]
+        .iter()
+        .filter(|r| r[col("ChargeCategory")] == "Tax")
+        .collect();
+    assert!(tax
+        .iter()
+        .all(|r| r[col("AllocatedMethodId")] == "tally:allocated_last"
+            && r[col("ChargeFrequency")] == "One-Time"
+            && r[col("PricingQuantity")].is_empty()));
+    let tax_total: Decimal = tax.iter().map(|r| d(&r[col("BilledCost")])).sum();
+    assert_eq!(tax_total, d("3.07") + d("1.52"));
+    assert!(
+        summary.contains("+ unallocated 0.00 (balanced)"),
+        "{summary}"
     );
 
     let Some((code, text)) = validate(&csv, "providers") else {

@@ -715,8 +715,13 @@ fn write_row(
     }
     let credit = row.line.product == "credit"
         || row.line.original_amount.is_sign_negative() && !row.line.original_amount.is_zero();
-    let category = if credit { "Credit" } else { "Usage" };
-    let frequency = if credit { "One-Time" } else { "Usage-Based" };
+    // The reader keeps a charge's Tax category as its product (see the table above).
+    let tax = !credit && row.line.product == "tax";
+    let (category, frequency) = match (credit, tax) {
+        (true, _) => ("Credit", "One-Time"),
+        (false, true) => ("Tax", "One-Time"),
+        (false, false) => ("Usage", "Usage-Based"),
+    };
     let (service, service_category, subcategory) = service_of(&row.line.product);
     let unallocated = row.owner_id == UNALLOCATED || row.owner_id.is_empty();
     let level = match row.line.level {
@@ -758,7 +763,7 @@ fn write_row(
         ("tally/line_type", &row.line.line_type),
     ]);
     let source = format!("{}:{}", row.line.source.file, row.line.source.line);
-    let usage = !credit;
+    let usage = !credit && !tax;
     let fields: [&str; 43] = [
         provider,
         provider,
