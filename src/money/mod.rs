@@ -23,8 +23,9 @@
 //!
 //! Weights are converted to integers at a common scale. When that, or a
 //! product `units × weight`, does not fit in 128 bits (e.g. weights with 28
-//! decimals), each weight is first normalised to a share with 18 decimals —
-//! still deterministic, and the parts still sum exactly.
+//! decimals), each weight is first normalised to a share with 18 decimals
+//! (fewer for amounts past 10^20 units, at least 9) — still deterministic, and
+//! the parts still sum exactly.
 //! All arithmetic is `checked_*`; anything that cannot be represented is an
 //! [`Error::Overflow`].
 
@@ -386,7 +387,7 @@ fn integer_weights(units: u128, weights: &[Decimal]) -> Result<Option<(Vec<u128>
     if let Some(exact) = exact_integer_weights(units, weights) {
         return Ok(Some((exact, true)));
     }
-    normalised_weights(weights).map(|n| Some((n, false)))
+    normalised_weights(units, weights).map(|n| Some((n, false)))
 }
 
 /// Exact integers at the weights' common scale, when each is below 2^96 and
@@ -408,13 +409,25 @@ fn exact_integer_weights(units: u128, weights: &[Decimal]) -> Option<Vec<u128>> 
     units.checked_mul(largest).map(|_| exact)
 }
 
-/// Each weight as its share of the total with 18 decimals, as an integer.
-fn normalised_weights(weights: &[Decimal]) -> Result<Vec<u128>, Error> {
+/// Each weight as its share of the total with 18 decimals, as an integer;
+/// with fewer when `units × 10^18` would not fit 128 bits (from 10^20 units
+/// on, e.g. 10^8 at 12 decimals), so that no product of the split overflows.
+/// At least 9 remain for any amount a `Decimal` holds at [`MAX_SCALE`].
+fn normalised_weights(units: u128, weights: &[Decimal]) -> Result<Vec<u128>, Error> {
     let total = weights
         .iter()
         .try_fold(Decimal::ZERO, |acc, w| acc.checked_add(*w))
         .ok_or_else(|| Error::overflow("summing apportionment weights"))?;
-    let scale = Decimal::from(1_000_000_000_000_000_000u64);
+    let decimals = (0..=NORMALISED_DECIMALS)
+        .rev()
+        .find(|d| {
+            10u128
+                .checked_pow(*d)
+                .and_then(|f| units.checked_mul(f))
+                .is_some()
+        })
+        .unwrap_or(0);
+    let scale = Decimal::from(10u64.checked_pow(decimals).unwrap_or(1));
     weights
         .iter()
         .map(|w| {
@@ -427,6 +440,9 @@ fn normalised_weights(weights: &[Decimal]) -> Result<Vec<u128>, Error> {
         })
         .collect()
 }
+
+/// Decimal places of a normalised weight (see `normalised_weights`).
+const NORMALISED_DECIMALS: u32 = 18;
 
 /// `amount × 10^scale` as an integer (amount non-negative, at most `scale` decimals).
 fn to_units(amount: Decimal, scale: u32) -> Result<u128, Error> {
@@ -767,6 +783,35 @@ mod tests {
                 }
             } else {
                 prop_assert!(weights.iter().all(|w| *w == 0));
+            }
+        }
+
+        /// Any weights a `Decimal` can hold (up to 28 significant digits, as
+        /// quotients have) split any amount below 10^12 at any precision: the
+        /// exact integers when their products fit, else normalised shares,
+        /// never an overflow, and the parts add up.
+        #[test]
+        fn any_decimal_weights_split_without_overflow(
+            mantissa in -100_000_000_000_000_000_000i128..100_000_000_000_000_000_000,
+            amount_scale in 0u32..21,
+            // Below 2^93, so that 7 of them sum inside a `Decimal` (2^96).
+            weights in proptest::collection::vec((0u128..(1 << 93), 0u32..29), 1..8),
+            scale in 0u32..13,
+        ) {
+            // Up to 10^12 (at 12 decimals, 10^24 units: shares of 14 decimals).
+            let amount = Decimal::from_i128_with_scale(mantissa, amount_scale + 8);
+            let keyed: Vec<(usize, Decimal)> = weights
+                .iter()
+                .enumerate()
+                .map(|(i, (m, e))| (i, Decimal::from_i128_with_scale(*m as i128, *e)))
+                .collect();
+            match apportion(amount, keyed, scale) {
+                Ok(Some(parts)) => {
+                    let sum: Decimal = parts.iter().map(|p| p.1).sum();
+                    prop_assert_eq!(sum, round(amount, scale));
+                }
+                Ok(None) => prop_assert!(weights.iter().all(|(m, _)| *m == 0)),
+                Err(e) => prop_assert!(false, "{amount} at {scale}: {e}"),
             }
         }
     }
