@@ -8,6 +8,9 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
+use common::{tally, tally_ok};
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -834,13 +837,8 @@ fn provider_bills_come_back_as_valid_focus_that_reconciles() {
             .map(|n| format!("{}/testdata/focus/{n}", root())),
     );
     args.extend(["--out-focus".into(), out_file.display().to_string()]);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args(&args)
-        .output()
-        .unwrap();
     // The summary (files, reconciliation) goes to standard error.
-    let summary = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(out.status.success(), "{summary}");
+    let summary = String::from_utf8_lossy(&tally_ok(&args).stderr).to_string();
     let csv = std::fs::read_to_string(&out_file).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 
@@ -966,4 +964,65 @@ fn provider_bills_come_back_as_valid_focus_that_reconciles() {
         "the FOCUS validator rejected the re-allocated provider bills:\n{text}"
     );
     assert!(text.contains(" 0 failed check(s) that apply"), "{text}");
+}
+
+#[test]
+fn effective_cost_spreads_commitments_over_the_usage_they_cover() {
+    // The AWS sample by EffectiveCost (amortized): the EC2 fleets covered by the
+    // savings plan and the reservation carry their amortized cost (zero billed),
+    // the commitments only what went unused; BilledCost charges the purchases.
+    let aws = format!("{}/testdata/focus/toolkit_1_3_aws.csv", root());
+    let dir = std::env::temp_dir().join(format!("tally-focus-effective-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let totals = |cost: &str| {
+        let file = dir.join(format!("{cost}.csv"));
+        tally_ok(&[
+            "allocate",
+            "-q",
+            &aws,
+            "--focus-cost",
+            cost,
+            "--out-confluent",
+            &file.display().to_string(),
+        ]);
+        let rows = records(&std::fs::read_to_string(&file).unwrap());
+        let col = |name: &str| rows[0].iter().position(|c| c == name).unwrap();
+        let mut by_owner: BTreeMap<String, Decimal> = BTreeMap::new();
+        for r in &rows[1..] {
+            let owner = r[col("owner_id")]
+                .rsplit([':', '/'])
+                .next()
+                .unwrap()
+                .to_string();
+            *by_owner.entry(owner).or_default() += d(&r[col("chargeback_cost")]);
+        }
+        by_owner
+    };
+    let effective = totals("effective");
+    let billed = totals("billed");
+    let _ = std::fs::remove_dir_all(&dir);
+    let pick =
+        |m: &BTreeMap<String, Decimal>, owner: &str| m.get(owner).copied().unwrap_or_default();
+    // (owner, effective, billed): the fleets' hourly lines are summed per hour
+    // then rounded to cents (12.5272 + 14.1069 -> 26.63, 11.8506 + 14.3630 -> 26.21).
+    for (owner, by_effective, by_billed) in [
+        ("3dc0516cd214197aca19b57c", "52.84", "0"),
+        ("3b5d0eb84395c9587250cecb", "43.80", "0"),
+        ("5a4fd12aabfe228f", "11.18", "64.04"),
+        ("a767c76fb008f86b", "20.23", "64.04"),
+        ("bucket-73cf575dcad6", "181.27", "181.27"),
+    ] {
+        assert_eq!(
+            pick(&effective, owner),
+            d(by_effective),
+            "{owner} effective"
+        );
+        assert_eq!(pick(&billed, owner), d(by_billed), "{owner} billed");
+    }
+    let sum = |m: &BTreeMap<String, Decimal>| m.values().copied().sum::<Decimal>();
+    assert_eq!((sum(&effective), sum(&billed)), (d("309.82"), d("309.85")));
+
+    let out = tally(&["allocate", &aws, "--focus-cost", "amortized"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`amortized` is not billed or effective"));
 }

@@ -221,12 +221,18 @@ fn active_fraction_prorates_onto_buckets_with_activity() {
 fn options_come_from_the_page_as_json() {
     let json = r#"{"granularity":"weekly","range":["2026-04-01","2026-05-01"],"precision":4,
         "unallocated_policy":"pro_rata","invoice_subtotal":"12.5","entity_level":"topic",
-        "filters":{"entity_kind":"topic","min_total":"1","max_entities_per_cluster":10}}"#;
+        "filters":{"entity_kind":"topic","min_total":"1","max_entities_per_cluster":10},
+        "focus_cost":"effective"}"#;
     let options: Options = serde_json::from_str(json).unwrap();
     assert_eq!(options.granularity, Granularity::Weekly);
     assert_eq!(options.precision, 4);
     assert_eq!(options.invoice_subtotal, Some(d("12.5")));
     assert_eq!(options.filters.max_entities_per_cluster, 10);
+    assert_eq!(
+        options.focus_cost,
+        tally::formats::focus::CostColumn::Effective
+    );
+    assert!(serde_json::from_str::<Options>(r#"{"focus_cost":"amortized"}"#).is_err());
     assert!(serde_json::from_str::<Options>(r#"{"range":["2026-05-01","2026-04-01"]}"#).is_err());
     assert!(serde_json::from_str::<Options>(r#"{"bogus":1}"#).is_err());
     let defaults: Options = serde_json::from_str("{}").unwrap();

@@ -40,6 +40,8 @@ OPTIONS:
     --crosswalk FILE        crosswalk CSV (owner_id -> team; pattern rows)
     --org ORG=FILE          read FILE tagging its rows with org_id ORG (repeatable)
     --entity-level L        principal | topic (default principal; rules may pin their own)
+    --focus-cost C          billed | effective: a FOCUS bill's BilledCost (default; what the
+                            invoice charges) or EffectiveCost (amortized commitments)
     --unallocated P         shared | pro-rata: unallocated costs to one shared cost center
                             (default) or pro rata to each team's total
     --shared-cost-center T  the shared cost center's team name (default shared)
@@ -201,6 +203,17 @@ fn parse_args(argv: &[String]) -> Result<Args, Failure> {
                 args.inputs.push((org.to_string(), file.to_string()));
             }
             "--entity-level" => o.entity_level = level(flag, &take()?)?,
+            "--focus-cost" => {
+                o.focus_cost = match take()?.as_str() {
+                    "billed" => tally::formats::focus::CostColumn::Billed,
+                    "effective" => tally::formats::focus::CostColumn::Effective,
+                    other => {
+                        return Err(usage(format!(
+                            "--focus-cost: `{other}` is not billed or effective"
+                        )))
+                    }
+                }
+            }
             "--unallocated" => {
                 o.unallocated_policy = match take()?.as_str() {
                     "shared" | "shared-cost-center" | "shared_cost_center" => {

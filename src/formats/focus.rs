@@ -94,8 +94,10 @@ pub fn sniff(first_bytes: &[u8]) -> Option<&'static str> {
     (has("billedcost") && has("chargeperiodstart")).then_some(FORMAT_NAME)
 }
 
-/// Which FOCUS cost column the reader allocates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Which FOCUS cost column the reader allocates (session option `focus_cost`:
+/// `"billed"` or `"effective"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum CostColumn {
     /// `BilledCost`: what the invoice charges (the default; reconciles to it).
     #[default]

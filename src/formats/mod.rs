@@ -138,8 +138,15 @@ impl Format {
         }
     }
 
-    /// A reader of this format for `file`, tagging rows with `org_id`.
-    pub fn reader(self, file: &str, org_id: &str, max_record: usize) -> Box<dyn Reader> {
+    /// A reader of this format for `file`, tagging rows with `org_id`; a FOCUS
+    /// file's rows are charged by `focus_cost`.
+    pub fn reader(
+        self,
+        file: &str,
+        org_id: &str,
+        max_record: usize,
+        focus_cost: focus::CostColumn,
+    ) -> Box<dyn Reader> {
         match self {
             Format::ConfluentExport => Box::new(confluent::reader(file, org_id, max_record)),
             Format::ConfluentCostsJson => {
@@ -152,7 +159,7 @@ impl Format {
             Format::Crosswalk => Box::new(crosswalk::reader(file, org_id, max_record)),
             Format::WarpStreamJson => Box::new(warpstream::ChargebacksReader::new(file, org_id)),
             Format::PrometheusJson => Box::new(prometheus::QueryRangeReader::new(file, org_id, "")),
-            Format::FocusCsv => Box::new(focus::reader(file, org_id, max_record)),
+            Format::FocusCsv => Box::new(focus::reader_with(file, org_id, max_record, focus_cost)),
         }
     }
 }

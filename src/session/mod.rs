@@ -24,6 +24,7 @@ use crate::allocate::rules::{Rules, DEFAULT_RULES_TOML};
 use crate::allocate::store::{Store, PAST_96_BITS};
 use crate::allocate::{allocate, Settings};
 use crate::error::Error;
+use crate::formats::focus::CostColumn;
 use crate::formats::{detect, Format, Reader, Sink, DETECT_BYTES};
 use crate::model::{
     AllocatedRef, AllocationRow, CostLine, CrosswalkEntry, EntityLevel, Rejection, UsageRef,
@@ -61,6 +62,10 @@ pub struct Options {
     pub max_rejections: usize,
     /// The longest CSV record or JSON item accepted, in bytes.
     pub max_record_bytes: usize,
+    /// The cost a FOCUS bill's charges are allocated by: `BilledCost` (what the
+    /// invoice charges; the default) or `EffectiveCost` (amortized: commitment
+    /// purchases spread over the usage they cover).
+    pub focus_cost: CostColumn,
 }
 
 impl Default for Options {
@@ -76,6 +81,7 @@ impl Default for Options {
             filters: Filters::default(),
             max_rejections: 100,
             max_record_bytes: crate::formats::csv::DEFAULT_MAX_RECORD,
+            focus_cost: CostColumn::Billed,
         }
     }
 }
@@ -493,6 +499,7 @@ fn start_reader(
         &state.summary.name,
         &state.summary.org_id,
         options.max_record_bytes,
+        options.focus_cost,
     );
     let head = std::mem::take(&mut state.head);
     let mut ingest = Ingest::new(store, crosswalk, &mut state.summary, options.max_rejections);

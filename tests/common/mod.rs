@@ -7,7 +7,9 @@
     clippy::indexing_slicing
 )]
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use tally::report::Report;
 use tally::session::{FileSummary, Options, Session};
 
@@ -65,4 +67,24 @@ pub fn session_of(
 pub fn run_files(options: Options, files: &[&str], chunk: usize) -> (Report, Vec<FileSummary>) {
     let inputs: Vec<(&str, Vec<u8>)> = files.iter().map(|f| (*f, read(f).into_bytes())).collect();
     run_bytes(options, &inputs, chunk)
+}
+
+/// Runs the command line (`tally`) with `args`.
+pub fn tally<S: AsRef<OsStr>>(args: &[S]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Runs the command line with `args`; the test fails, showing its standard
+/// error, unless it succeeds.
+pub fn tally_ok<S: AsRef<OsStr>>(args: &[S]) -> Output {
+    let out = tally(args);
+    assert!(
+        out.status.success(),
+        "tally failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }

@@ -54,6 +54,7 @@ function options() {
     granularity: $('opt-granularity').value,
     entity_level: $('opt-entity').value,
     unallocated_policy: $('opt-unallocated').value,
+    focus_cost: $('opt-focus-cost').value,
     precision: Number.isFinite(precision) ? precision : 2,
     // The page shows every entity (the core's WarpStream-like view would cut at 500 per cluster).
     filters: { max_entities_per_cluster: 1000000000 },
