@@ -6,7 +6,8 @@
 // Usage: node page.mjs URL OUTDIR SCENARIO_JSON
 //   SCENARIO_JSON: {"steps": [{"files": [paths], "org": "org-a"}, ...],
 //                   "invoice": "33.00", "downloads": ["confluent_csv", ...],
-//                   "screenshot": "results.png", "crosswalk": [{"owner_id":..,"team":..}]}
+//                   "screenshot": "results.png", "crosswalk": [{"owner_id":..,"team":..}],
+//                   "options": {"opt-focus-cost": "effective"}}   (selects set before any file)
 import { launch, fail } from './lib.mjs';
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
@@ -30,6 +31,9 @@ try {
     await page.locator('#rules-section details summary').click();
     await page.fill('#rules-toml', scenario.rules_toml);
     await page.click('#btn-rules-from-text');
+  }
+  for (const [id, value] of Object.entries(scenario.options ?? {})) {
+    await page.selectOption(`#${id}`, value);
   }
   for (const row of scenario.crosswalk ?? []) {
     await page.click('#btn-cw-add');

@@ -538,3 +538,45 @@ fn assert_reconciliation_shows(seen: &Value, label: &str, value: &str) {
         "reconciliation should show {label} = {value}: {shown:?}"
     );
 }
+
+/// A FOCUS bill (the AWS provider sample) with *FOCUS bills by* set to
+/// EffectiveCost: the fleets covered by commitments carry their amortized cost
+/// and the commitments what went unused, as `tally allocate --focus-cost
+/// effective` gives (tests/formats_focus.rs); by BilledCost the fleets would
+/// carry nothing and the commitments 128.08.
+#[test]
+fn a_focus_bill_by_effective_cost_charges_the_covered_usage() {
+    let dir = Workdir::new("browser_focus_effective");
+    let fleet =
+        "urn:focus-sample:aws:us-east-1:200000000011:compute-fleet:3dc0516cd214197aca19b57c";
+    let fleet2 =
+        "urn:focus-sample:aws:us-west-2:200000000013:compute-fleet:3b5d0eb84395c9587250cecb";
+    let plan = "arn:aws:savingsplans:us-east-1::savingsplan/5a4fd12aabfe228f";
+    let reservation = "arn:aws:ec2:us-west-2::reservation/a767c76fb008f86b";
+    let seen = run_page(
+        &dir,
+        json!({
+            "options": {"opt-focus-cost": "effective"},
+            "crosswalk": [
+                {"owner_id": fleet, "team": "compute"},
+                {"owner_id": fleet2, "team": "compute"},
+                {"owner_id": plan, "team": "commitments"},
+                {"owner_id": reservation, "team": "commitments"},
+            ],
+            "steps": [{"files": [testdata("focus/toolkit_1_3_aws.csv")]}],
+            "downloads": ["team_summary_csv"],
+            "screenshot": "results.png",
+        }),
+    );
+    assert_eq!(seen["errors"], json!([]), "{seen}");
+    assert_eq!(seen["files"][0]["format"], "focus", "{seen}");
+    // 52.84 + 43.80; 11.18 + 20.23; the bucket and three EKS workloads 181.77.
+    let expected = teams(&[
+        ("(unmatched)", "181.77"),
+        ("commitments", "31.41"),
+        ("compute", "96.64"),
+    ]);
+    assert_eq!(page_teams(&seen), expected);
+    assert_eq!(csv_teams(&download(&seen, "team_summary_csv")), expected);
+    assert_screenshot(&dir);
+}
