@@ -139,6 +139,14 @@ fn page_teams(seen: &Value) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The seed's worked example ($33) rolled up by its crosswalk.
+const SEED_TEAMS: &[(&str, &str)] = &[
+    ("analytics", "16.81"),
+    ("data", "3.09"),
+    ("payments", "6.91"),
+    ("platform", "6.19"),
+];
+
 fn teams(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
         .iter()
@@ -160,6 +168,13 @@ fn csv_teams(path: &PathBuf) -> BTreeMap<String, String> {
             (cells[team].to_string(), cells[total].to_string())
         })
         .collect()
+}
+
+/// The page's team totals and the downloaded team summary's are both `pairs`.
+fn assert_teams(seen: &Value, pairs: &[(&str, &str)]) {
+    let expected = teams(pairs);
+    assert_eq!(page_teams(seen), expected);
+    assert_eq!(csv_teams(&download(seen, "team_summary_csv")), expected);
 }
 
 fn download(seen: &Value, kind: &str) -> PathBuf {
@@ -213,12 +228,7 @@ fn seed_example_bill_and_usage_gives_the_exact_team_totals() {
         "Confluent billing costs (CSV)"
     );
     assert_eq!(seen["errors"], json!([]), "{seen}");
-    let expected = teams(&[
-        ("analytics", "16.81"),
-        ("data", "3.09"),
-        ("payments", "6.91"),
-        ("platform", "6.19"),
-    ]);
+    let expected = teams(SEED_TEAMS);
     assert_eq!(page_teams(&seen), expected);
     assert_eq!(seen["teams"]["analytics"]["text"], "$16.81");
     assert_eq!(csv_teams(&download(&seen, "team_summary_csv")), expected);
@@ -270,15 +280,16 @@ fn confluent_export_and_crosswalk_give_team_totals_with_the_credit_unallocated()
     );
     assert_eq!(seen["files"][0]["format"], "confluent_export", "{seen}");
     assert_eq!(seen["files"][1]["format"], "crosswalk", "{seen}");
-    let expected = teams(&[
-        ("analytics", "16.81"),
-        ("data", "3.09"),
-        ("payments", "6.91"),
-        ("platform", "6.19"),
-        ("shared", "-3.00"),
-    ]);
-    assert_eq!(page_teams(&seen), expected);
-    assert_eq!(csv_teams(&download(&seen, "team_summary_csv")), expected);
+    assert_teams(
+        &seen,
+        &[
+            ("analytics", "16.81"),
+            ("data", "3.09"),
+            ("payments", "6.91"),
+            ("platform", "6.19"),
+            ("shared", "-3.00"),
+        ],
+    );
     // The downloaded export sums to the bill, credit included.
     let text = std::fs::read_to_string(download(&seen, "confluent_csv")).unwrap();
     let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
@@ -359,14 +370,7 @@ fn a_malformed_file_is_named_with_its_line_and_the_good_files_still_allocate() {
         .unwrap();
     assert_eq!(broken["format"], "usage_csv");
     // The good files: the seed's totals, unchanged.
-    let expected = teams(&[
-        ("analytics", "16.81"),
-        ("data", "3.09"),
-        ("payments", "6.91"),
-        ("platform", "6.19"),
-    ]);
-    assert_eq!(page_teams(&seen), expected);
-    assert_eq!(csv_teams(&download(&seen, "team_summary_csv")), expected);
+    assert_teams(&seen, SEED_TEAMS);
     assert_screenshot(&dir);
 }
 
@@ -422,12 +426,7 @@ fn a_big_file_shows_progress_and_cancel_restores_the_other_files() {
         "{}",
         seen["status"]
     );
-    let expected = teams(&[
-        ("analytics", "16.81"),
-        ("data", "3.09"),
-        ("payments", "6.91"),
-        ("platform", "6.19"),
-    ]);
+    let expected = teams(SEED_TEAMS);
     assert_eq!(page_teams(&seen), expected);
     // Progress reached the page at least every 250 ms while reading.
     let gaps: Vec<f64> = seen["progressIntervals"]
@@ -457,12 +456,7 @@ fn demo_manifest_button_and_load_parameter_load_same_origin_files() {
         r#"{"files": ["bill.csv", {"url": "usage.csv"}, "crosswalk.csv"]}"#,
     )
     .unwrap();
-    let expected = teams(&[
-        ("analytics", "16.81"),
-        ("data", "3.09"),
-        ("payments", "6.91"),
-        ("platform", "6.19"),
-    ]);
+    let expected = teams(SEED_TEAMS);
     let mounts = vec![("/demo/".to_string(), demo.clone())];
     let seen = run_page_with(&dir, json!({"clickDemo": true}), mounts.clone(), "");
     assert_eq!(page_teams(&seen), expected, "{seen}");
@@ -571,12 +565,13 @@ fn a_focus_bill_by_effective_cost_charges_the_covered_usage() {
     assert_eq!(seen["errors"], json!([]), "{seen}");
     assert_eq!(seen["files"][0]["format"], "focus", "{seen}");
     // 52.84 + 43.80; 11.18 + 20.23; the bucket and three EKS workloads 181.77.
-    let expected = teams(&[
-        ("(unmatched)", "181.77"),
-        ("commitments", "31.41"),
-        ("compute", "96.64"),
-    ]);
-    assert_eq!(page_teams(&seen), expected);
-    assert_eq!(csv_teams(&download(&seen, "team_summary_csv")), expected);
+    assert_teams(
+        &seen,
+        &[
+            ("(unmatched)", "181.77"),
+            ("commitments", "31.41"),
+            ("compute", "96.64"),
+        ],
+    );
     assert_screenshot(&dir);
 }
