@@ -212,6 +212,12 @@ pub struct CostLine {
     /// The owner of record named by the bill itself (e.g. the Kafka cluster a
     /// Connect cluster belongs to, a Flink pool's environment), if the input has it.
     pub owner_of_record: String,
+    /// FOCUS `ChargeCategory` (`Usage`, `Purchase`, `Tax`, `Credit`,
+    /// `Adjustment`) as the bill gives it; empty for inputs without one.
+    pub charge_category: String,
+    /// FOCUS `ChargeFrequency` (`One-Time`, `Recurring`, `Usage-Based`) as the
+    /// bill gives it; empty for inputs without one.
+    pub charge_frequency: String,
 }
 
 /// How much of a usage metric one principal (and optionally topic) used.

@@ -263,6 +263,8 @@ fn line(
         currency: "USD".into(),
         active_fraction: None,
         owner_of_record: String::new(),
+        charge_category: String::new(),
+        charge_frequency: String::new(),
     }
 }
 
@@ -940,21 +942,36 @@ fn provider_bills_come_back_as_valid_focus_that_reconciles() {
     // The two Tax charges (3.0692706408 and 1.51661457) follow the costs they
     // are levied on (allocated last, in proportion to every owner's other
     // totals) and stay Tax.
-    let tax: Vec<&Vec<String>> = written_rows[1..]
-        .iter()
-        .filter(|r| r[col("ChargeCategory")] == "Tax")
-        .collect();
+    // The written rows of a charge category, and their BilledCost.
+    let of_category = |category: &str| {
+        let rows: Vec<&Vec<String>> = written_rows[1..]
+            .iter()
+            .filter(|r| r[col("ChargeCategory")] == category)
+            .collect();
+        let billed: Decimal = rows.iter().map(|r| d(&r[col("BilledCost")])).sum();
+        (rows, billed)
+    };
+    let (tax, tax_total) = of_category("Tax");
     assert!(tax
         .iter()
         .all(|r| r[col("AllocatedMethodId")] == "tally:allocated_last"
             && r[col("ChargeFrequency")] == "One-Time"
             && r[col("PricingQuantity")].is_empty()));
-    let tax_total: Decimal = tax.iter().map(|r| d(&r[col("BilledCost")])).sum();
     assert_eq!(tax_total, d("3.07") + d("1.52"));
     assert!(
         summary.contains("+ unallocated 0.00 (balanced)"),
         "{summary}"
     );
+    // The nine commitment purchases (each line at cents: 389.05 in all) come
+    // back as Recurring purchases, with no EffectiveCost of their own.
+    let (purchases, purchased) = of_category("Purchase");
+    assert!(purchases
+        .iter()
+        .all(|r| r[col("ChargeFrequency")] == "Recurring" && r[col("EffectiveCost")] == "0"));
+    assert_eq!(purchased, d("389.05"));
+    assert!(written_rows[1..]
+        .iter()
+        .all(|r| ["Usage", "Tax", "Purchase"].contains(&r[col("ChargeCategory")].as_str())));
 
     let Some((code, text)) = validate(&csv, "providers") else {
         return;

@@ -516,6 +516,8 @@ fn writer_apportions_quantity_from_cost_lines_across_buckets() {
         currency: "USD".into(),
         active_fraction: None,
         owner_of_record: String::new(),
+        charge_category: String::new(),
+        charge_frequency: String::new(),
     };
     let row = |owner: &str, start: &str, end: &str, cost: &str| AllocationRow {
         line: Arc::new(AllocatedLine {
@@ -658,6 +660,8 @@ fn writer_puts_a_clusters_unallocated_remainder_back_into_the_cluster() {
         currency: "USD".into(),
         active_fraction: None,
         owner_of_record: String::new(),
+        charge_category: String::new(),
+        charge_frequency: String::new(),
     };
     let topic_line = Arc::new(AllocatedLine {
         bucket_start: t("2026-05-01"),

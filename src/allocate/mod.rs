@@ -711,7 +711,7 @@ fn sorted_buckets(store: &Store, names: &Names<'_>, by_bucket: BucketLines) -> V
     out
 }
 
-fn line_names<'s>(s: &'s store::Interner, k: &LineKey) -> [&'s str; 7] {
+fn line_names<'s>(s: &'s store::Interner, k: &LineKey) -> [&'s str; 9] {
     [
         s.name(k.product),
         s.name(k.line_type),
@@ -720,6 +720,8 @@ fn line_names<'s>(s: &'s store::Interner, k: &LineKey) -> [&'s str; 7] {
         s.name(k.unit),
         s.name(k.currency),
         s.name(k.owner_of_record),
+        s.name(k.charge_category),
+        s.name(k.charge_frequency),
     ]
 }
 
@@ -1736,6 +1738,8 @@ mod tests {
                 unit: 0,
                 currency: 0,
                 owner_of_record: 0,
+                charge_category: 0,
+                charge_frequency: 0,
             },
             amount: Decimal::ONE,
             source: RowSource::default(),

@@ -323,6 +323,10 @@ pub struct LineKey {
     pub currency: Sym,
     /// Owner of record given by the bill.
     pub owner_of_record: Sym,
+    /// The bill's charge category (FOCUS), if any.
+    pub charge_category: Sym,
+    /// The bill's charge frequency (FOCUS), if any.
+    pub charge_frequency: Sym,
 }
 
 /// A line's period and active fraction (the part of the key that time-splitting uses).
@@ -535,6 +539,8 @@ impl Store {
             unit: s.id(&line.unit),
             currency: s.id(&line.currency),
             owner_of_record: s.id(&line.owner_of_record),
+            charge_category: s.id(&line.charge_category),
+            charge_frequency: s.id(&line.charge_frequency),
         };
         let period = Period {
             start: line.start,
@@ -843,6 +849,8 @@ impl Store {
                 currency: s.name(k.currency).to_string(),
                 active_fraction: p.active_fraction,
                 owner_of_record: s.name(k.owner_of_record).to_string(),
+                charge_category: s.name(k.charge_category).to_string(),
+                charge_frequency: s.name(k.charge_frequency).to_string(),
             })
             .collect();
         // Two slots share a source when records share a line (after a lone `\r`):
@@ -853,7 +861,7 @@ impl Store {
 }
 
 /// The order of [`Store::cost_lines`]: by source, then by identity and period.
-fn line_order(l: &CostLine) -> (&Source, [&str; 8], Timestamp, Timestamp, Option<Decimal>) {
+fn line_order(l: &CostLine) -> (&Source, [&str; 10], Timestamp, Timestamp, Option<Decimal>) {
     let names = [
         &l.org_id,
         &l.product,
@@ -863,6 +871,8 @@ fn line_order(l: &CostLine) -> (&Source, [&str; 8], Timestamp, Timestamp, Option
         &l.unit,
         &l.currency,
         &l.owner_of_record,
+        &l.charge_category,
+        &l.charge_frequency,
     ];
     (
         &l.source,

@@ -33,6 +33,7 @@
 //! | `price` | `ContractedUnitPrice`, else `ListUnitPrice`, else 0 |
 //! | `currency` | `BillingCurrency` |
 //! | `owner_of_record` | `AllocatedResourceId` (a provider's own split already names the owner) |
+//! | `charge_category`, `charge_frequency` | `ChargeCategory`, `ChargeFrequency` (a `Purchase` or `Adjustment` is written back as such) |
 //! | `id` | `InvoiceDetailId` if present, else `line-<n>` |
 //!
 //! A row with a bad number, a bad or inverted period, or no currency is rejected
@@ -45,7 +46,9 @@
 //! bucket — the cost lines that fed it — at one entity level) is replaced by its
 //! allocated charges, one per owner and cost line, which carry the origin's
 //! dimensions and split its summable metrics (`BilledCost`, `EffectiveCost`,
-//! `ListCost`, `ContractedCost`, `PricingQuantity`) so they add up exactly to it:
+//! `ListCost`, `ContractedCost`, `PricingQuantity`) so they add up exactly to it
+//! (a `Purchase` has a zero `EffectiveCost`, as FOCUS requires: it is amortized
+//! over the charges it covers):
 //!
 //! * `AllocatedMethodId` = `tally:<method>` (`tally:usage_ratio`,
 //!   `tally:even_split`, `tally:unallocated`, ...).
@@ -127,6 +130,7 @@ const CONTRACTED_PRICE: usize = 17;
 const LIST_PRICE: usize = 18;
 const ALLOCATED_RESOURCE: usize = 19;
 const DETAIL_ID: usize = 20;
+const FREQUENCY: usize = 21;
 
 const fn spec(name: &'static str, aliases: &'static [&'static str], required: bool) -> ColumnSpec {
     ColumnSpec {
@@ -136,7 +140,7 @@ const fn spec(name: &'static str, aliases: &'static [&'static str], required: bo
     }
 }
 
-const fn columns(billed: bool) -> [ColumnSpec; 21] {
+const fn columns(billed: bool) -> [ColumnSpec; 22] {
     [
         spec("BilledCost", &["billedcost", "billed_cost"], billed),
         spec(
@@ -207,11 +211,16 @@ const fn columns(billed: bool) -> [ColumnSpec; 21] {
             &["invoicedetailid", "invoice_detail_id"],
             false,
         ),
+        spec(
+            "ChargeFrequency",
+            &["chargefrequency", "charge_frequency"],
+            false,
+        ),
     ]
 }
 
-const BILLED_COLUMNS: [ColumnSpec; 21] = columns(true);
-const EFFECTIVE_COLUMNS: [ColumnSpec; 21] = columns(false);
+const BILLED_COLUMNS: [ColumnSpec; 22] = columns(true);
+const EFFECTIVE_COLUMNS: [ColumnSpec; 22] = columns(false);
 
 /// The columns the reader uses when allocating `BilledCost` (names compared
 /// lower-cased; `BilledCost` required).
@@ -374,6 +383,8 @@ impl ParseRow for FocusRows {
             .extend(currency.chars().map(|c| c.to_ascii_uppercase()));
         s.active_fraction = None;
         set(&mut s.owner_of_record, cols.get(record, ALLOCATED_RESOURCE));
+        set(&mut s.charge_category, cols.get(record, CATEGORY));
+        set(&mut s.charge_frequency, cols.get(record, FREQUENCY));
         sink.cost_line(s);
         Ok(())
     }
@@ -719,10 +730,22 @@ fn write_row(
         || row.line.original_amount.is_sign_negative() && !row.line.original_amount.is_zero();
     // The reader keeps a charge's Tax category as its product (see the table above).
     let tax = !credit && row.line.product == "tax";
-    let (category, frequency) = match (credit, tax) {
-        (true, _) => ("Credit", "One-Time"),
-        (false, true) => ("Tax", "One-Time"),
-        (false, false) => ("Usage", "Usage-Based"),
+    // A purchase or an adjustment keeps the bill's category and frequency
+    // (never Usage-Based, which FOCUS reserves for usage).
+    let billed_as = line.filter(|l| {
+        !credit && !tax && matches!(l.charge_category.as_str(), "Purchase" | "Adjustment")
+    });
+    let (category, frequency) = match (credit, tax, billed_as) {
+        (true, _, _) => ("Credit", "One-Time"),
+        (_, true, _) => ("Tax", "One-Time"),
+        (_, _, Some(l)) => (
+            l.charge_category.as_str(),
+            match l.charge_frequency.as_str() {
+                "One-Time" | "Recurring" => l.charge_frequency.as_str(),
+                _ => "One-Time",
+            },
+        ),
+        _ => ("Usage", "Usage-Based"),
     };
     let (service, service_category, subcategory) = service_of(&row.line.product);
     let unallocated = row.owner_id == UNALLOCATED || row.owner_id.is_empty();
@@ -793,7 +816,9 @@ fn write_row(
         },
         frequency,
         &cost,
-        &cost,
+        // A purchase's cost is amortized over the charges it covers: FOCUS
+        // wants its own EffectiveCost zero.
+        if category == "Purchase" { "0" } else { &cost },
         &cost,
         &cost,
         if usage {

@@ -788,6 +788,8 @@ fn derive_rows_and_lines(out: &mut Chargebacks, file: &str, org_id: &str) -> Res
                 currency: "USD".to_string(),
                 active_fraction: None,
                 owner_of_record: String::new(),
+                charge_category: String::new(),
+                charge_frequency: String::new(),
             });
         }
     }

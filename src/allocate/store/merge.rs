@@ -129,6 +129,8 @@ impl Store {
                 unit: ids.id(key.unit),
                 currency: ids.id(key.currency),
                 owner_of_record: ids.id(key.owner_of_record),
+                charge_category: ids.id(key.charge_category),
+                charge_frequency: ids.id(key.charge_frequency),
             };
             let amount = ids.amount(amount, line_offset);
             super::add_amount(self.lines.entry((key, period)), amount, &self.strings)?;
