@@ -729,12 +729,11 @@ fn write_row(
     let credit = row.line.product == "credit"
         || row.line.original_amount.is_sign_negative() && !row.line.original_amount.is_zero();
     // The reader keeps a charge's Tax category as its product (see the table above).
-    let tax = !credit && row.line.product == "tax";
+    let tax = row.line.product == "tax";
     // A purchase or an adjustment keeps the bill's category and frequency
     // (never Usage-Based, which FOCUS reserves for usage).
-    let billed_as = line.filter(|l| {
-        !credit && !tax && matches!(l.charge_category.as_str(), "Purchase" | "Adjustment")
-    });
+    let billed_as =
+        line.filter(|l| matches!(l.charge_category.as_str(), "Purchase" | "Adjustment"));
     let (category, frequency) = match (credit, tax, billed_as) {
         (true, _, _) => ("Credit", "One-Time"),
         (_, true, _) => ("Tax", "One-Time"),
