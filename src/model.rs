@@ -218,6 +218,99 @@ pub struct CostLine {
     /// FOCUS `ChargeFrequency` (`One-Time`, `Recurring`, `Usage-Based`) as the
     /// bill gives it; empty for inputs without one.
     pub charge_frequency: String,
+    /// The bill's own FOCUS columns naming who billed the charge and for what
+    /// (provider, account, invoice, service, resource name and type); empty
+    /// for inputs without them.
+    pub bill_columns: BillColumns,
+}
+
+/// The FOCUS columns [`BillColumns`] keeps: who billed a charge (provider,
+/// invoice issuer, billing and sub account, invoice), for which service, and
+/// the resource's name and type. The allocation changes none of them, so a
+/// FOCUS bill written back says what the bill said rather than what tally
+/// would make up for a Confluent line.
+pub const BILL_COLUMN_NAMES: [&str; 14] = [
+    "ServiceProviderName",
+    "HostProviderName",
+    "InvoiceIssuerName",
+    "InvoiceId",
+    "BillingAccountId",
+    "BillingAccountName",
+    "BillingAccountType",
+    "SubAccountName",
+    "SubAccountType",
+    "ServiceName",
+    "ServiceCategory",
+    "ServiceSubcategory",
+    "ResourceName",
+    "ResourceType",
+];
+
+/// A bill's values of the [`BILL_COLUMN_NAMES`], as read.
+///
+/// Held as one text (each value preceded by its length in bytes and `:`) so
+/// that the store keys a cost line by it as one interned string: charges of
+/// two billing accounts or two invoices stay two lines. Any text is a valid
+/// value (the lengths delimit them, not a separator).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BillColumns(String);
+
+impl BillColumns {
+    /// The values of the [`BILL_COLUMN_NAMES`], in that order (missing ones
+    /// empty), written over `self` (reusing its buffer). All empty is the
+    /// empty text.
+    pub fn set<'a>(&mut self, values: impl IntoIterator<Item = &'a str>) {
+        use std::fmt::Write;
+        self.0.clear();
+        for value in values.into_iter().take(BILL_COLUMN_NAMES.len()) {
+            let _ = write!(self.0, "{}:{value}", value.len());
+        }
+        if self.values().all(str::is_empty) {
+            self.0.clear();
+        }
+    }
+
+    /// The columns of an encoded text ([`BillColumns::as_text`]).
+    pub fn from_text(text: &str) -> Self {
+        BillColumns(text.to_string())
+    }
+
+    /// The encoded text (empty when no column has a value).
+    pub fn as_text(&self) -> &str {
+        &self.0
+    }
+
+    /// The value of `column` (one of the [`BILL_COLUMN_NAMES`]), if not empty.
+    pub fn get(&self, column: &str) -> Option<&str> {
+        let at = BILL_COLUMN_NAMES.iter().position(|name| *name == column)?;
+        self.values().nth(at).filter(|value| !value.is_empty())
+    }
+
+    /// The values in order; stops at the first that is not well encoded.
+    fn values(&self) -> impl Iterator<Item = &str> {
+        let mut rest = self.0.as_str();
+        std::iter::from_fn(move || {
+            let (len, tail) = rest.split_once(':')?;
+            let len: usize = len.parse().ok()?;
+            let value = tail.get(..len)?;
+            rest = tail.get(len..)?;
+            Some(value)
+        })
+    }
+}
+
+impl serde::Serialize for BillColumns {
+    /// As an object of the columns that have a value.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        for (name, value) in BILL_COLUMN_NAMES.iter().zip(self.values()) {
+            if !value.is_empty() {
+                map.serialize_entry(name, value)?;
+            }
+        }
+        map.end()
+    }
 }
 
 /// How much of a usage metric one principal (and optionally topic) used.
@@ -598,9 +691,48 @@ impl Rejection {
 
 #[cfg(test)]
 mod tests {
-    use super::{AllocationRow, Name};
+    use super::{AllocationRow, BillColumns, Name, BILL_COLUMN_NAMES};
     use proptest::prelude::*;
     use std::hash::{BuildHasher, RandomState};
+
+    #[test]
+    fn bill_columns_give_back_each_value_whatever_it_holds() {
+        let values = [
+            "AWS",
+            "",
+            "Amazon Web Services, Inc.",
+            "INV:2026:05",
+            "100000000002",
+            "3:ab",
+            "",
+            "ünïcode",
+            "",
+            "AmazonEC2",
+            "Compute",
+            "",
+            "with,comma \"quoted\"",
+            "EC2 Instance",
+        ];
+        let mut columns = BillColumns::default();
+        columns.set(values);
+        for (name, value) in BILL_COLUMN_NAMES.iter().zip(values) {
+            let expected = (!value.is_empty()).then_some(value);
+            assert_eq!(columns.get(name), expected, "{name}");
+        }
+        assert_eq!(BillColumns::from_text(columns.as_text()), columns);
+        assert_eq!(columns.get("NoSuchColumn"), None);
+        let json = serde_json::to_value(&columns).unwrap();
+        assert_eq!(json["ResourceName"], "with,comma \"quoted\"");
+        assert_eq!(json.as_object().unwrap().len(), 10);
+        // No value at all is the empty text, the same as a line of another format.
+        columns.set(["", ""]);
+        assert_eq!(columns, BillColumns::default());
+        // A text that is not well encoded gives no values rather than wrong ones.
+        assert_eq!(
+            BillColumns::from_text("9:AWS").get("ServiceProviderName"),
+            None
+        );
+    }
 
     #[test]
     fn a_row_is_a_line_pointer_an_owner_and_two_amounts() {

@@ -518,6 +518,7 @@ fn writer_apportions_quantity_from_cost_lines_across_buckets() {
         owner_of_record: String::new(),
         charge_category: String::new(),
         charge_frequency: String::new(),
+        bill_columns: Default::default(),
     };
     let row = |owner: &str, start: &str, end: &str, cost: &str| AllocationRow {
         line: Arc::new(AllocatedLine {
@@ -662,6 +663,7 @@ fn writer_puts_a_clusters_unallocated_remainder_back_into_the_cluster() {
         owner_of_record: String::new(),
         charge_category: String::new(),
         charge_frequency: String::new(),
+        bill_columns: Default::default(),
     };
     let topic_line = Arc::new(AllocatedLine {
         bucket_start: t("2026-05-01"),

@@ -711,7 +711,7 @@ fn sorted_buckets(store: &Store, names: &Names<'_>, by_bucket: BucketLines) -> V
     out
 }
 
-fn line_names<'s>(s: &'s store::Interner, k: &LineKey) -> [&'s str; 9] {
+fn line_names<'s>(s: &'s store::Interner, k: &LineKey) -> [&'s str; 10] {
     [
         s.name(k.product),
         s.name(k.line_type),
@@ -722,6 +722,7 @@ fn line_names<'s>(s: &'s store::Interner, k: &LineKey) -> [&'s str; 9] {
         s.name(k.owner_of_record),
         s.name(k.charge_category),
         s.name(k.charge_frequency),
+        s.name(k.bill_columns),
     ]
 }
 
@@ -1740,6 +1741,7 @@ mod tests {
                 owner_of_record: 0,
                 charge_category: 0,
                 charge_frequency: 0,
+                bill_columns: 0,
             },
             amount: Decimal::ONE,
             source: RowSource::default(),

@@ -16,7 +16,9 @@
 
 use crate::error::Error;
 use crate::formats::csv::word8;
-use crate::model::{AllocatedRef, CostLine, EntityLevel, Source, UsageRef, UsageSample};
+use crate::model::{
+    AllocatedRef, BillColumns, CostLine, EntityLevel, Source, UsageRef, UsageSample,
+};
 use crate::time::{Granularity, Timestamp};
 use rust_decimal::Decimal;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
@@ -327,6 +329,8 @@ pub struct LineKey {
     pub charge_category: Sym,
     /// The bill's charge frequency (FOCUS), if any.
     pub charge_frequency: Sym,
+    /// The bill's own columns ([`crate::model::BillColumns`]'s text), if any.
+    pub bill_columns: Sym,
 }
 
 /// A line's period and active fraction (the part of the key that time-splitting uses).
@@ -541,6 +545,7 @@ impl Store {
             owner_of_record: s.id(&line.owner_of_record),
             charge_category: s.id(&line.charge_category),
             charge_frequency: s.id(&line.charge_frequency),
+            bill_columns: s.id(line.bill_columns.as_text()),
         };
         let period = Period {
             start: line.start,
@@ -851,6 +856,7 @@ impl Store {
                 owner_of_record: s.name(k.owner_of_record).to_string(),
                 charge_category: s.name(k.charge_category).to_string(),
                 charge_frequency: s.name(k.charge_frequency).to_string(),
+                bill_columns: BillColumns::from_text(s.name(k.bill_columns)),
             })
             .collect();
         // Two slots share a source when records share a line (after a lone `\r`):
@@ -861,9 +867,9 @@ impl Store {
 }
 
 /// The order of [`Store::cost_lines`]: by source, then by identity and period.
-fn line_order(l: &CostLine) -> (&Source, [&str; 10], Timestamp, Timestamp, Option<Decimal>) {
+fn line_order(l: &CostLine) -> (&Source, [&str; 11], Timestamp, Timestamp, Option<Decimal>) {
     let names = [
-        &l.org_id,
+        l.org_id.as_str(),
         &l.product,
         &l.line_type,
         &l.resource_id,
@@ -873,14 +879,9 @@ fn line_order(l: &CostLine) -> (&Source, [&str; 10], Timestamp, Timestamp, Optio
         &l.owner_of_record,
         &l.charge_category,
         &l.charge_frequency,
+        l.bill_columns.as_text(),
     ];
-    (
-        &l.source,
-        names.map(String::as_str),
-        l.start,
-        l.end,
-        l.active_fraction,
-    )
+    (&l.source, names, l.start, l.end, l.active_fraction)
 }
 
 /// The buckets `[start, end)` overlaps, with the seconds of overlap each.

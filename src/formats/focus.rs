@@ -34,6 +34,7 @@
 //! | `currency` | `BillingCurrency` |
 //! | `owner_of_record` | `AllocatedResourceId` (a provider's own split already names the owner) |
 //! | `charge_category`, `charge_frequency` | `ChargeCategory`, `ChargeFrequency` (a `Purchase` or `Adjustment` is written back as such) |
+//! | `bill_columns` | the [`BILL_COLUMN_NAMES`] (`ServiceProviderName`, `InvoiceId`, `BillingAccountId`, `ServiceName`, `ResourceName`, …; a 1.0–1.2 bill's `ProviderName` for the service and host providers), written back as read |
 //! | `id` | `InvoiceDetailId` if present, else `line-<n>` |
 //!
 //! A row with a bad number, a bad or inverted period, or no currency is rejected
@@ -68,6 +69,12 @@
 //! described `Unallocated (<reasons>)`. The written costs always sum exactly to
 //! the rows'.
 //!
+//! A charge read from a FOCUS bill is written with the bill's own
+//! [`BILL_COLUMN_NAMES`] (its provider, accounts, invoice, service and
+//! resource); a Confluent or WarpStream line, which has none, with the
+//! [`WriteOptions`] provider and account and the service tally names after its
+//! product.
+//!
 //! Columns written: the FOCUS 1.3 Cost and Usage columns tally can fill, without
 //! `ProviderName` and `PublisherName` (deprecated in 1.3 for `ServiceProviderName`
 //! and `HostProviderName`, removed in 1.4), and without commitment-discount,
@@ -79,7 +86,7 @@ use super::origins::{attribute_remainders, origin_key, CostLines, OriginKey};
 use super::{parse_decimal, parse_time, set, Sink};
 use crate::allocate::UNALLOCATED;
 use crate::error::Error;
-use crate::model::{AllocationRow, CostLine, EntityLevel};
+use crate::model::{AllocationRow, BillColumns, CostLine, EntityLevel, BILL_COLUMN_NAMES};
 use crate::money;
 use crate::time::{Granularity, Timestamp};
 use crate::usage::push_csv_field;
@@ -131,6 +138,12 @@ const LIST_PRICE: usize = 18;
 const ALLOCATED_RESOURCE: usize = 19;
 const DETAIL_ID: usize = 20;
 const FREQUENCY: usize = 21;
+/// The first of the [`BILL_COLUMN_NAMES`], in their order.
+const BILL_FIRST: usize = 22;
+/// `ProviderName` (FOCUS 1.0–1.2): the service and host provider of a bill
+/// without `ServiceProviderName` and `HostProviderName`.
+const PROVIDER: usize = BILL_FIRST + BILL_COLUMN_NAMES.len();
+const COLUMN_COUNT: usize = PROVIDER + 1;
 
 const fn spec(name: &'static str, aliases: &'static [&'static str], required: bool) -> ColumnSpec {
     ColumnSpec {
@@ -140,7 +153,7 @@ const fn spec(name: &'static str, aliases: &'static [&'static str], required: bo
     }
 }
 
-const fn columns(billed: bool) -> [ColumnSpec; 22] {
+const fn columns(billed: bool) -> [ColumnSpec; COLUMN_COUNT] {
     [
         spec("BilledCost", &["billedcost", "billed_cost"], billed),
         spec(
@@ -216,11 +229,67 @@ const fn columns(billed: bool) -> [ColumnSpec; 22] {
             &["chargefrequency", "charge_frequency"],
             false,
         ),
+        // From BILL_FIRST: the bill's own columns (BILL_COLUMN_NAMES' order).
+        spec(
+            "ServiceProviderName",
+            &["serviceprovidername", "service_provider_name"],
+            false,
+        ),
+        spec(
+            "HostProviderName",
+            &["hostprovidername", "host_provider_name"],
+            false,
+        ),
+        spec(
+            "InvoiceIssuerName",
+            &["invoiceissuername", "invoice_issuer_name"],
+            false,
+        ),
+        spec("InvoiceId", &["invoiceid", "invoice_id"], false),
+        spec(
+            "BillingAccountId",
+            &["billingaccountid", "billing_account_id"],
+            false,
+        ),
+        spec(
+            "BillingAccountName",
+            &["billingaccountname", "billing_account_name"],
+            false,
+        ),
+        spec(
+            "BillingAccountType",
+            &["billingaccounttype", "billing_account_type"],
+            false,
+        ),
+        spec(
+            "SubAccountName",
+            &["subaccountname", "sub_account_name"],
+            false,
+        ),
+        spec(
+            "SubAccountType",
+            &["subaccounttype", "sub_account_type"],
+            false,
+        ),
+        spec("ServiceName", &["servicename", "service_name"], false),
+        spec(
+            "ServiceCategory",
+            &["servicecategory", "service_category"],
+            false,
+        ),
+        spec(
+            "ServiceSubcategory",
+            &["servicesubcategory", "service_subcategory"],
+            false,
+        ),
+        spec("ResourceName", &["resourcename", "resource_name"], false),
+        spec("ResourceType", &["resourcetype", "resource_type"], false),
+        spec("ProviderName", &["providername", "provider_name"], false),
     ]
 }
 
-const BILLED_COLUMNS: [ColumnSpec; 22] = columns(true);
-const EFFECTIVE_COLUMNS: [ColumnSpec; 22] = columns(false);
+const BILLED_COLUMNS: [ColumnSpec; COLUMN_COUNT] = columns(true);
+const EFFECTIVE_COLUMNS: [ColumnSpec; COLUMN_COUNT] = columns(false);
 
 /// The columns the reader uses when allocating `BilledCost` (names compared
 /// lower-cased; `BilledCost` required).
@@ -385,9 +454,24 @@ impl ParseRow for FocusRows {
         set(&mut s.owner_of_record, cols.get(record, ALLOCATED_RESOURCE));
         set(&mut s.charge_category, cols.get(record, CATEGORY));
         set(&mut s.charge_frequency, cols.get(record, FREQUENCY));
+        s.bill_columns.set(bill_values(cols, record));
         sink.cost_line(s);
         Ok(())
     }
+}
+
+/// A row's values of the [`BILL_COLUMN_NAMES`]; a FOCUS 1.0–1.2 bill's
+/// `ProviderName` stands for the service and host providers it has no columns for.
+fn bill_values<'a, 'r>(
+    cols: &'a ColumnMap,
+    record: &'a Record<'r>,
+) -> impl Iterator<Item = &'r str> + 'a {
+    let provider = cols.get(record, PROVIDER);
+    let columns = BILL_COLUMN_NAMES.iter().zip(BILL_FIRST..PROVIDER);
+    columns.map(move |(name, column)| match cols.get(record, column) {
+        "" if matches!(*name, "ServiceProviderName" | "HostProviderName") => provider,
+        value => value,
+    })
 }
 
 /// What [`read_focus`] collected.
@@ -658,10 +742,12 @@ pub fn write_focus(
             let ratio = ratios.get(i).map(|(_, r)| *r).unwrap_or_default();
             let quantity = quantities.get(i).map(|(_, q)| *q).unwrap_or_default();
             let line = lines.get(i).copied().flatten();
+            let billed_by = cost_lines.at(&row.line.source).map(|l| &l.bill_columns);
             write_row(
                 &mut out,
                 row,
                 line,
+                billed_by,
                 bucket_start,
                 bucket_end,
                 ratio,
@@ -696,6 +782,7 @@ fn write_row(
     out: &mut String,
     row: &AllocationRow,
     line: Option<&CostLine>,
+    billed_by: Option<&BillColumns>,
     bucket_start: Timestamp,
     bucket_end: Timestamp,
     ratio: Decimal,
@@ -746,7 +833,18 @@ fn write_row(
         ),
         _ => ("Usage", "Usage-Based"),
     };
+    // What the bill itself says of these columns wins over what tally
+    // derives for a Confluent or WarpStream line.
+    let bill = |column: &str| billed_by.and_then(|b| b.get(column));
     let (service, service_category, subcategory) = service_of(&row.line.product);
+    let service = bill("ServiceName").unwrap_or(&service);
+    let (service_category, subcategory) = match bill("ServiceCategory") {
+        Some(category) => (
+            category,
+            bill("ServiceSubcategory").map_or_else(|| format!("Other ({category})"), String::from),
+        ),
+        None => (service_category, subcategory.to_string()),
+    };
     let unallocated = row.owner_id == UNALLOCATED || row.owner_id.is_empty();
     let level = match row.line.level {
         EntityLevel::Principal => "principal",
@@ -788,17 +886,18 @@ fn write_row(
     ]);
     let source = format!("{}:{}", row.line.source.file, row.line.source.line);
     let usage = !credit && !tax;
+    let account_id = bill("BillingAccountId").unwrap_or(account);
     let fields: [&str; 43] = [
-        provider,
-        provider,
-        provider,
-        "",
-        account,
-        account,
-        "",
+        bill("ServiceProviderName").unwrap_or(provider),
+        bill("HostProviderName").unwrap_or(provider),
+        bill("InvoiceIssuerName").unwrap_or(provider),
+        bill("InvoiceId").unwrap_or(""),
+        account_id,
+        bill("BillingAccountName").unwrap_or(account_id),
+        bill("BillingAccountType").unwrap_or(""),
         &row.line.environment_id,
-        &row.line.environment_id,
-        sub_type,
+        bill("SubAccountName").unwrap_or(&row.line.environment_id),
+        bill("SubAccountType").unwrap_or(sub_type),
         &period_start.to_string(),
         &period_end.to_string(),
         &charge_start.to_string(),
@@ -836,12 +935,12 @@ fn write_row(
         &row.line.currency,
         if usage { &q } else { "" },
         if usage { unit } else { "" },
-        &service,
+        service,
         service_category,
-        subcategory,
+        &subcategory,
         &row.line.resource_id,
-        &row.line.resource_id,
-        "",
+        bill("ResourceName").unwrap_or(&row.line.resource_id),
+        bill("ResourceType").unwrap_or(""),
         &format!("tally:{}", row.line.method),
         &details,
         if unallocated { "" } else { &row.owner_id },

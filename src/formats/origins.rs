@@ -176,6 +176,14 @@ impl<'a> CostLines<'a> {
         }
     }
 
+    /// The cost line read at `source`, whatever its resource and line type
+    /// (for an `unallocated` row: its earliest charge).
+    pub(crate) fn at(&self, source: &RowSource) -> Option<&'a CostLine> {
+        self.by_source
+            .get(&(source.file.as_str(), source.line))
+            .copied()
+    }
+
     /// The cost line `line`'s rows came from, if among them.
     pub(crate) fn of(&self, line: &AllocatedLine) -> Option<&'a CostLine> {
         self.by_source

@@ -78,7 +78,9 @@
 use super::exact_json::{self, number, v, Kind, Value};
 use super::{Reader, Sink};
 use crate::error::Error;
-use crate::model::{AllocatedLine, AllocationRow, CostLine, EntityLevel, RowSource, Source};
+use crate::model::{
+    AllocatedLine, AllocationRow, BillColumns, CostLine, EntityLevel, RowSource, Source,
+};
 use crate::time::Timestamp;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
@@ -790,6 +792,7 @@ fn derive_rows_and_lines(out: &mut Chargebacks, file: &str, org_id: &str) -> Res
                 owner_of_record: String::new(),
                 charge_category: String::new(),
                 charge_frequency: String::new(),
+                bill_columns: BillColumns::default(),
             });
         }
     }

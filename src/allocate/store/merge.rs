@@ -131,6 +131,7 @@ impl Store {
                 owner_of_record: ids.id(key.owner_of_record),
                 charge_category: ids.id(key.charge_category),
                 charge_frequency: ids.id(key.charge_frequency),
+                bill_columns: ids.id(key.bill_columns),
             };
             let amount = ids.amount(amount, line_offset);
             super::add_amount(self.lines.entry((key, period)), amount, &self.strings)?;
