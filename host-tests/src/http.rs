@@ -178,7 +178,11 @@ fn serve_one(
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut line = String::new();
-    reader.read_line(&mut line)?;
+    if reader.read_line(&mut line)? == 0 {
+        // Closed before any request: a browser's speculative preconnect that
+        // went unused. Nothing was requested.
+        return Ok(());
+    }
     let mut parts = line.split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
     let mut content_length = 0usize;
