@@ -286,17 +286,48 @@ impl BillColumns {
         self.values().nth(at).filter(|value| !value.is_empty())
     }
 
+    /// The part of an encoded text ([`BillColumns::as_text`]) that names the
+    /// bill a charge is on: its `InvoiceIssuerName`, `InvoiceId` and
+    /// `BillingAccountId` (adjacent columns, [`BILL_KEY_COLUMNS`]), still
+    /// encoded. Two charges are on the same bill exactly when these are equal;
+    /// charges without the columns (Confluent, WarpStream) share the empty one.
+    pub fn bill_key(text: &str) -> &str {
+        let mut spans = value_spans(text).skip(BILL_KEY_COLUMNS.start);
+        let first = spans.next();
+        let last = spans.nth(BILL_KEY_COLUMNS.len().saturating_sub(2));
+        match (first, last) {
+            (Some((start, _)), Some((_, end))) => text.get(start..end).unwrap_or(""),
+            _ => "",
+        }
+    }
+
     /// The values in order; stops at the first that is not well encoded.
     fn values(&self) -> impl Iterator<Item = &str> {
-        let mut rest = self.0.as_str();
-        std::iter::from_fn(move || {
-            let (len, tail) = rest.split_once(':')?;
-            let len: usize = len.parse().ok()?;
-            let value = tail.get(..len)?;
-            rest = tail.get(len..)?;
-            Some(value)
+        let text = self.0.as_str();
+        value_spans(text).map(|(start, end)| {
+            let value = text.get(start..end).unwrap_or("");
+            value.split_once(':').map_or("", |(_, value)| value)
         })
     }
+}
+
+/// The [`BILL_COLUMN_NAMES`] that say which bill a charge is on
+/// ([`BillColumns::bill_key`]).
+pub const BILL_KEY_COLUMNS: std::ops::Range<usize> = 2..5;
+
+/// The byte range of each encoded value in `text`, its length prefix
+/// included; stops at the first that is not well encoded.
+fn value_spans(text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let rest = text.get(at..)?;
+        let (len, tail) = rest.split_once(':')?;
+        let len: usize = len.parse().ok()?;
+        tail.get(..len)?;
+        let start = at;
+        at = at.checked_add(rest.len() - tail.len())?.checked_add(len)?;
+        Some((start, at))
+    })
 }
 
 impl serde::Serialize for BillColumns {
@@ -691,7 +722,7 @@ impl Rejection {
 
 #[cfg(test)]
 mod tests {
-    use super::{AllocationRow, BillColumns, Name, BILL_COLUMN_NAMES};
+    use super::{AllocationRow, BillColumns, Name, BILL_COLUMN_NAMES, BILL_KEY_COLUMNS};
     use proptest::prelude::*;
     use std::hash::{BuildHasher, RandomState};
 
@@ -724,6 +755,16 @@ mod tests {
         let json = serde_json::to_value(&columns).unwrap();
         assert_eq!(json["ResourceName"], "with,comma \"quoted\"");
         assert_eq!(json.as_object().unwrap().len(), 10);
+        // The bill: issuer, invoice and account, still encoded.
+        assert_eq!(
+            BILL_COLUMN_NAMES.get(BILL_KEY_COLUMNS),
+            Some(&["InvoiceIssuerName", "InvoiceId", "BillingAccountId"][..])
+        );
+        assert_eq!(
+            BillColumns::bill_key(columns.as_text()),
+            "25:Amazon Web Services, Inc.11:INV:2026:0512:100000000002"
+        );
+        assert_eq!(BillColumns::bill_key(""), "");
         // No value at all is the empty text, the same as a line of another format.
         columns.set(["", ""]);
         assert_eq!(columns, BillColumns::default());

@@ -959,6 +959,26 @@ fn provider_bills_come_back_as_valid_focus_that_reconciles() {
             && r[col("ChargeFrequency")] == "One-Time"
             && r[col("PricingQuantity")].is_empty()));
     assert_eq!(tax_total, d("3.07") + d("1.52"));
+    // Each follows the costs of its own invoice only (it was once spread over
+    // the other providers' owners too).
+    let charged_on = |r: &Vec<String>| {
+        (
+            r[col("InvoiceId")].clone(),
+            r[col("AllocatedResourceId")].clone(),
+        )
+    };
+    let others: std::collections::BTreeSet<(String, String)> = written_rows[1..]
+        .iter()
+        .filter(|r| r[col("ChargeCategory")] != "Tax")
+        .map(charged_on)
+        .collect();
+    assert!(tax.iter().all(|r| others.contains(&charged_on(r))));
+    // Both are on Azure's second invoice (in both Azure samples): none goes to
+    // an owner of another provider.
+    assert!(tax
+        .iter()
+        .all(|r| r[col("InvoiceId")] == "INV-2026-05-000002"
+            && r[col("AllocatedResourceId")].starts_with("/subscriptions/")));
     assert!(
         summary.contains("+ unallocated 0.00 (balanced)"),
         "{summary}"

@@ -20,7 +20,9 @@
 //!    that runs out ends in `unallocated`; credits (negative lines) go there
 //!    directly unless the rules say otherwise.
 //! 4. **Allocated last.** Lines whose chain holds `allocated_last` (Support) are
-//!    split after all others, in proportion to each entity's total in the bucket.
+//!    split after all others, in proportion to each entity's total in the bucket
+//!    on the same bill ([`BillColumns::bill_key`]: a FOCUS charge's issuer,
+//!    invoice and billing account; lines without them are one bill).
 //! 5. **Unallocated.** Everything unallocated in a bucket becomes one
 //!    `unallocated` row (`chargeback_cost = original_amount`, `usage_share = 0`).
 //!
@@ -38,7 +40,7 @@ pub mod rules;
 pub mod store;
 
 use crate::error::Error;
-use crate::model::{AllocatedLine, AllocationRow, EntityLevel, Name, RowSource};
+use crate::model::{AllocatedLine, AllocationRow, BillColumns, EntityLevel, Name, RowSource};
 use crate::money::{
     apportion, apportion_with_shares, checked_sum, mixed_shares, round, rounded_ratio, split_units,
     Sign, UnitSplit,
@@ -425,6 +427,36 @@ struct Ctx<'a> {
     /// many times): summed per owner only if an allocated-last line needs
     /// them, which most buckets never do.
     parts: Vec<(Owner<'a>, Decimal)>,
+    /// The bill ([`BillColumns::bill_key`]) of the parts from each index on,
+    /// noted when it changes (once per line at most, not per part).
+    part_bills: Vec<(usize, &'a str)>,
+}
+
+impl<'a> Ctx<'a> {
+    /// The bill `line` is on ([`BillColumns::bill_key`]).
+    fn bill_of(&self, line: &BucketLine) -> &'a str {
+        BillColumns::bill_key(self.store.strings.name(line.key.bill_columns))
+    }
+
+    /// Notes that the parts added next are of `line`'s bill.
+    fn parts_of_bill(&mut self, line: &BucketLine) {
+        let bill = self.bill_of(line);
+        if self.part_bills.last().is_none_or(|(_, last)| *last != bill) {
+            self.part_bills.push((self.parts.len(), bill));
+        }
+    }
+
+    /// The parts given so far on `bill`.
+    fn parts_on<'s>(&'s self, bill: &'s str) -> impl Iterator<Item = (Owner<'a>, Decimal)> + 's {
+        let ends = self.part_bills.iter().skip(1).map(|(start, _)| *start);
+        let ends = ends.chain(std::iter::once(self.parts.len()));
+        self.part_bills
+            .iter()
+            .zip(ends)
+            .filter(move |((_, b), _)| *b == bill)
+            .flat_map(|((start, _), end)| self.parts.get(*start..end).unwrap_or_default())
+            .copied()
+    }
 }
 
 impl<'a> Ctx<'a> {
@@ -535,6 +567,7 @@ fn allocate_buckets(
             bounds: bucket_bounds(shared.store, *bucket),
             names: shared.names,
             parts: Vec::new(),
+            part_bills: Vec::new(),
         };
         let total = checked_sum(lines.iter().map(|l| l.amount), "a bucket's bill total")?;
         let first = result.rows.len();
@@ -837,6 +870,7 @@ fn allocate_line<'a>(
                 // Once per line, not per row: what its rows share.
                 let method = (method_name(step), step_no, reason);
                 let shared = Arc::new(allocated_line(ctx, line, method, level));
+                ctx.parts_of_bill(line);
                 for (owner, cost, share) in parts {
                     if cost.is_zero() {
                         continue;
@@ -997,7 +1031,9 @@ fn run_step<'a>(
             ))
         }
         Step::AllocatedLast => {
-            let weights = owner_totals(&ctx.parts)?
+            // In proportion to the owners' totals on the same bill: a tax
+            // follows the charges of its invoice, not another provider's.
+            let weights = owner_totals(ctx.parts_on(ctx.bill_of(line)))?
                 .into_iter()
                 .filter(|(_, v)| v.is_sign_positive() && !v.is_zero())
                 .collect();
@@ -1014,8 +1050,10 @@ fn run_step<'a>(
 }
 
 /// Each owner's total of `parts`, in owner order.
-fn owner_totals<'a>(parts: &[(Owner<'a>, Decimal)]) -> Result<Vec<(Owner<'a>, Decimal)>, Error> {
-    let mut sorted = parts.to_vec();
+fn owner_totals<'a>(
+    parts: impl Iterator<Item = (Owner<'a>, Decimal)>,
+) -> Result<Vec<(Owner<'a>, Decimal)>, Error> {
+    let mut sorted: Vec<_> = parts.collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
     let mut totals: Vec<(Owner<'a>, Decimal)> = Vec::new();
     for (owner, amount) in sorted {

@@ -79,7 +79,8 @@ pub enum Step {
     Environment,
     /// The resource itself (`owner_id` = resource id).
     ResourceOwner,
-    /// In proportion to each entity's total from all other lines of the bucket.
+    /// In proportion to each entity's total from all other lines of the bucket
+    /// on the same bill ([`crate::model::BillColumns::bill_key`]).
     AllocatedLast,
     /// Not allocated: the bucket's `unallocated` row.
     Unallocated,
