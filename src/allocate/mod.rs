@@ -457,9 +457,7 @@ impl<'a> Ctx<'a> {
             .flat_map(|((start, _), end)| self.parts.get(*start..end).unwrap_or_default())
             .copied()
     }
-}
 
-impl<'a> Ctx<'a> {
     /// The interned string `id` as an owner.
     fn owner(&self, id: Sym) -> Owner<'a> {
         Owner {
