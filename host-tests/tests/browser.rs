@@ -558,7 +558,7 @@ fn a_focus_bill_by_effective_cost_charges_the_covered_usage() {
                 {"owner_id": reservation, "team": "commitments"},
             ],
             "steps": [{"files": [testdata("focus/toolkit_1_3_aws.csv")]}],
-            "downloads": ["team_summary_csv"],
+            "downloads": ["team_summary_csv", "focus_csv"],
             "screenshot": "results.png",
         }),
     );
@@ -572,6 +572,23 @@ fn a_focus_bill_by_effective_cost_charges_the_covered_usage() {
             ("commitments", "31.41"),
             ("compute", "96.64"),
         ],
+    );
+    // The page's FOCUS download says who billed each charge as the bill did
+    // (ServiceProviderName, HostProviderName, InvoiceIssuerName, InvoiceId
+    // first), not the Confluent defaults.
+    let focus = std::fs::read_to_string(download(&seen, "focus_csv")).unwrap();
+    let mut rows = focus.lines();
+    assert!(rows
+        .next()
+        .unwrap()
+        .starts_with("ServiceProviderName,HostProviderName,InvoiceIssuerName,InvoiceId,"));
+    let charges: Vec<&str> = rows.collect();
+    assert_eq!(charges.len(), 8, "{focus}");
+    assert!(
+        charges
+            .iter()
+            .all(|r| r.starts_with("AWS,AWS,AWS,INV-2026-05-000")),
+        "{focus}"
     );
     assert_screenshot(&dir);
 }
