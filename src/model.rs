@@ -260,12 +260,15 @@ impl BillColumns {
     /// empty), written over `self` (reusing its buffer). All empty is the
     /// empty text.
     pub fn set<'a>(&mut self, values: impl IntoIterator<Item = &'a str>) {
-        use std::fmt::Write;
         self.0.clear();
+        let mut any = false;
         for value in values.into_iter().take(BILL_COLUMN_NAMES.len()) {
-            let _ = write!(self.0, "{}:{value}", value.len());
+            push_decimal(&mut self.0, value.len());
+            self.0.push(':');
+            self.0.push_str(value);
+            any |= !value.is_empty();
         }
-        if self.values().all(str::is_empty) {
+        if !any {
             self.0.clear();
         }
     }
@@ -309,6 +312,31 @@ impl BillColumns {
             value.split_once(':').map_or("", |(_, value)| value)
         })
     }
+}
+
+/// Appends `n` in decimal digits (without the formatting machinery: the
+/// FOCUS reader encodes fourteen lengths per row).
+fn push_decimal(out: &mut String, n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at = at.saturating_sub(1);
+        if let Some(digit) = digits.get_mut(at) {
+            *digit = b'0' + (rest % 10) as u8;
+        }
+        rest /= 10;
+        if rest == 0 || at == 0 {
+            break;
+        }
+    }
+    out.extend(
+        digits
+            .get(at..)
+            .unwrap_or_default()
+            .iter()
+            .map(|&d| char::from(d)),
+    );
 }
 
 /// The [`BILL_COLUMN_NAMES`] that say which bill a charge is on
@@ -768,6 +796,12 @@ mod tests {
         // No value at all is the empty text, the same as a line of another format.
         columns.set(["", ""]);
         assert_eq!(columns, BillColumns::default());
+        // Lengths of any number of digits.
+        let long = "x".repeat(1234);
+        columns.set(["", long.as_str(), "0123456789"]);
+        assert_eq!(columns.get("HostProviderName"), Some(long.as_str()));
+        assert_eq!(columns.get("InvoiceIssuerName"), Some("0123456789"));
+        assert!(columns.as_text().starts_with("0:1234:x"));
         // A text that is not well encoded gives no values rather than wrong ones.
         assert_eq!(
             BillColumns::from_text("9:AWS").get("ServiceProviderName"),
