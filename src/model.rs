@@ -285,8 +285,16 @@ impl BillColumns {
 
     /// The value of `column` (one of the [`BILL_COLUMN_NAMES`]), if not empty.
     pub fn get(&self, column: &str) -> Option<&str> {
-        let at = BILL_COLUMN_NAMES.iter().position(|name| *name == column)?;
-        self.values().nth(at).filter(|value| !value.is_empty())
+        self.decode().get(column)
+    }
+
+    /// The values decoded once, for reading several of them.
+    pub fn decode(&self) -> BillValues<'_> {
+        let mut values = BillValues::default();
+        for (slot, value) in values.0.iter_mut().zip(self.values()) {
+            *slot = value;
+        }
+        values
     }
 
     /// The part of an encoded text ([`BillColumns::as_text`]) that names the
@@ -311,6 +319,19 @@ impl BillColumns {
             let value = text.get(start..end).unwrap_or("");
             value.split_once(':').map_or("", |(_, value)| value)
         })
+    }
+}
+
+/// The values of a [`BillColumns`], decoded ([`BillColumns::decode`]); all
+/// empty by default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BillValues<'a>([&'a str; BILL_COLUMN_NAMES.len()]);
+
+impl<'a> BillValues<'a> {
+    /// The value of `column` (one of the [`BILL_COLUMN_NAMES`]), if not empty.
+    pub fn get(&self, column: &str) -> Option<&'a str> {
+        let at = BILL_COLUMN_NAMES.iter().position(|name| *name == column)?;
+        self.0.get(at).copied().filter(|value| !value.is_empty())
     }
 }
 

@@ -86,7 +86,7 @@ use super::origins::{attribute_remainders, origin_key, CostLines, OriginKey};
 use super::{parse_decimal, parse_time, set, Sink};
 use crate::allocate::UNALLOCATED;
 use crate::error::Error;
-use crate::model::{AllocationRow, BillColumns, CostLine, EntityLevel, BILL_COLUMN_NAMES};
+use crate::model::{AllocationRow, BillValues, CostLine, EntityLevel, BILL_COLUMN_NAMES};
 use crate::money;
 use crate::time::{Granularity, Timestamp};
 use crate::usage::push_csv_field;
@@ -678,7 +678,6 @@ pub fn write_focus(
         )));
     }
     let cost_lines = CostLines::new(lines);
-    let line_of = |row: &AllocationRow| cost_lines.of(&row.line);
 
     let split = attribute_remainders(rows)?;
     let mut origins: BTreeMap<OriginKey, Vec<&AllocationRow>> = BTreeMap::new();
@@ -719,11 +718,19 @@ pub fn write_focus(
             )?
             .unwrap_or_default(),
         };
+        // Each row's (line at its source, cost line): the first says whose
+        // bill it is, the second gives its quantity, unit and price.
+        let lines: Vec<(Option<&CostLine>, Option<&CostLine>)> = group
+            .iter()
+            .map(|r| {
+                let at_source = cost_lines.at(&r.line.source);
+                (at_source, cost_lines.of_at(at_source, &r.line))
+            })
+            .collect();
         // Each row's quantity is its line's quantity in proportion to cost;
         // the parts are then re-apportioned so they sum exactly to the origin's.
-        let lines: Vec<Option<&CostLine>> = group.iter().map(|r| line_of(r)).collect();
         let mut raw = Vec::with_capacity(group.len());
-        for (row, line) in group.iter().zip(&lines) {
+        for (row, (_, line)) in group.iter().zip(&lines) {
             let q = match line {
                 Some(l) => split_quantity(row, l)?,
                 None => Decimal::ZERO,
@@ -741,8 +748,10 @@ pub fn write_focus(
         for (i, row) in group.iter().enumerate() {
             let ratio = ratios.get(i).map(|(_, r)| *r).unwrap_or_default();
             let quantity = quantities.get(i).map(|(_, q)| *q).unwrap_or_default();
-            let line = lines.get(i).copied().flatten();
-            let billed_by = cost_lines.at(&row.line.source).map(|l| &l.bill_columns);
+            let (at_source, line) = lines.get(i).copied().unwrap_or_default();
+            let billed_by = at_source
+                .map(|l| l.bill_columns.decode())
+                .unwrap_or_default();
             write_row(
                 &mut out,
                 row,
@@ -782,7 +791,7 @@ fn write_row(
     out: &mut String,
     row: &AllocationRow,
     line: Option<&CostLine>,
-    billed_by: Option<&BillColumns>,
+    billed_by: BillValues<'_>,
     bucket_start: Timestamp,
     bucket_end: Timestamp,
     ratio: Decimal,
@@ -835,7 +844,7 @@ fn write_row(
     };
     // What the bill itself says of these columns wins over what tally
     // derives for a Confluent or WarpStream line.
-    let bill = |column: &str| billed_by.and_then(|b| b.get(column));
+    let bill = |column: &str| billed_by.get(column);
     let (service, service_category, subcategory) = service_of(&row.line.product);
     let service = bill("ServiceName").unwrap_or(&service);
     let (service_category, subcategory) = match bill("ServiceCategory") {

@@ -186,13 +186,23 @@ impl<'a> CostLines<'a> {
 
     /// The cost line `line`'s rows came from, if among them.
     pub(crate) fn of(&self, line: &AllocatedLine) -> Option<&'a CostLine> {
-        self.by_source
-            .get(&(line.source.file.as_str(), line.source.line))
+        self.of_at(self.at(&line.source), line)
+    }
+
+    /// [`CostLines::of`], given the cost line read at `line`'s source
+    /// ([`CostLines::at`]): that one when it has `line`'s resource and line
+    /// type, else the one of that resource and line type.
+    pub(crate) fn of_at(
+        &self,
+        at_source: Option<&'a CostLine>,
+        line: &AllocatedLine,
+    ) -> Option<&'a CostLine> {
+        at_source
             .filter(|l| l.resource_id == line.resource_id && l.line_type == line.line_type)
             .or_else(|| {
                 self.by_key
                     .get(&(line.resource_id.as_str(), line.line_type.as_str()))
+                    .copied()
             })
-            .copied()
     }
 }
