@@ -734,7 +734,7 @@ fn sorted_buckets(store: &Store, names: &Names<'_>, by_bucket: BucketLines) -> V
                     source: names.source(file, line),
                 })
                 .collect();
-            lines.sort_by(|a, b| line_names(s, &a.key).cmp(&line_names(s, &b.key)));
+            lines.sort_by_key(|l| line_ranks(names, &l.key));
             (k, lines)
         })
         .collect();
@@ -742,19 +742,22 @@ fn sorted_buckets(store: &Store, names: &Names<'_>, by_bucket: BucketLines) -> V
     out
 }
 
-fn line_names<'s>(s: &'s store::Interner, k: &LineKey) -> [&'s str; 10] {
+/// A line's order by its names, as integers (ranks follow the names' order:
+/// no text is compared; a bill's lines can number hundreds of thousands).
+fn line_ranks(names: &Names<'_>, k: &LineKey) -> [u32; 10] {
     [
-        s.name(k.product),
-        s.name(k.line_type),
-        s.name(k.resource),
-        s.name(k.environment),
-        s.name(k.unit),
-        s.name(k.currency),
-        s.name(k.owner_of_record),
-        s.name(k.charge_category),
-        s.name(k.charge_frequency),
-        s.name(k.bill_columns),
+        k.product,
+        k.line_type,
+        k.resource,
+        k.environment,
+        k.unit,
+        k.currency,
+        k.owner_of_record,
+        k.charge_category,
+        k.charge_frequency,
+        k.bill_columns,
     ]
+    .map(|id| names.rank(id))
 }
 
 /// Whether a line's chain is to run after all others.
