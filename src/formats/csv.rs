@@ -33,7 +33,9 @@
 //! UTF-8 is validated once per chunk, up to its last line break, not record by
 //! record. Any other record (a quote, a lone `\r`, a line cut by the end of the
 //! chunk, one over the limit) is left to the byte-wise state machine, which
-//! copies fields into a buffer. Tests feed arbitrary bytes in arbitrary chunks
+//! copies fields into a buffer a run at a time: up to the next `,` or line
+//! break, or inside quotes up to the next quote (a FOCUS bill's quoted JSON
+//! fields are hundreds of bytes), each found a word at a time. Tests feed arbitrary bytes in arbitrary chunks
 //! (wide and long records among them) and compare with the byte-wise path
 //! alone (fed a byte at a time), so the two cannot drift apart.
 //!
@@ -205,29 +207,20 @@ impl Tokenizer {
                         self.end_record(on_record)?;
                         self.after_cr = true;
                     }
-                    b'"' if self.state == State::FieldStart => self.state = State::Quoted,
+                    b'"' if self.state == State::FieldStart => {
+                        self.state = State::Quoted;
+                        i = self.quoted(chunk, i, on_record)?;
+                    }
                     _ => {
                         self.state = State::Unquoted;
                         // Copy the run of plain bytes up to the next special one at once.
                         let rest = chunk.get(i - 1..).unwrap_or_default();
-                        let run = rest
-                            .iter()
-                            .position(|b| matches!(b, b',' | b'\n' | b'\r'))
-                            .unwrap_or(rest.len());
+                        let run = find_first(rest, [b',', b'\n', b'\r']);
                         self.push_run(rest.get(..run).unwrap_or_default(), on_record)?;
                         i += run.saturating_sub(1);
                     }
                 },
-                State::Quoted => {
-                    if byte == b'"' {
-                        self.state = State::QuoteInQuoted;
-                    } else {
-                        if byte == b'\n' {
-                            self.line += 1;
-                        }
-                        self.push_run(&[byte], on_record)?;
-                    }
-                }
+                State::Quoted => i = self.quoted(chunk, i - 1, on_record)?,
                 State::QuoteInQuoted => match byte {
                     b'"' => {
                         self.state = State::Quoted;
@@ -418,6 +411,56 @@ impl Tokenizer {
         }
         self.buf.extend_from_slice(run);
         Ok(())
+    }
+
+    /// Reads on inside a quoted field from `at`, a run and a doubled quote at
+    /// a time (a JSON object in a FOCUS bill's field has dozens), as the
+    /// byte-wise states would. Returns where those go on: past the closing
+    /// quote (in [`State::QuoteInQuoted`], which the next byte settles), at the
+    /// end of the chunk, or past the byte at which the record was refused.
+    fn quoted(
+        &mut self,
+        chunk: &[u8],
+        mut at: usize,
+        on_record: &mut impl OnRecord,
+    ) -> Result<usize, Error> {
+        loop {
+            let rest = chunk.get(at..).unwrap_or_default();
+            let run = rest.get(..find_first(rest, [b'"'])).unwrap_or_default();
+            at += self.push_quoted(run, on_record)?;
+            if self.state == State::Skipping || at >= chunk.len() {
+                return Ok(at);
+            }
+            if chunk.get(at + 1) != Some(&b'"') {
+                self.state = State::QuoteInQuoted;
+                return Ok(at + 1);
+            }
+            at += 2;
+            self.push_run(b"\"", on_record)?;
+            if self.state == State::Skipping {
+                return Ok(at);
+            }
+        }
+    }
+
+    /// Copies a run of bytes inside a quoted field, counting its line breaks;
+    /// returns how many bytes it consumed. A run that crosses the limit is
+    /// consumed up to the byte that crosses it, as a byte at a time would be,
+    /// and the record is refused there.
+    fn push_quoted(&mut self, run: &[u8], on_record: &mut impl OnRecord) -> Result<usize, Error> {
+        let room = self.limit.saturating_sub(self.buf.len() + self.ends.len());
+        let (taken, fits) = match run.get(..=room) {
+            Some(taken) if run.len() > room => (taken, false),
+            _ => (run, true),
+        };
+        let breaks = taken.iter().filter(|b| **b == b'\n').count();
+        self.line += breaks as u64;
+        if !fits {
+            self.refuse(on_record)?;
+            return Ok(taken.len());
+        }
+        self.buf.extend_from_slice(run);
+        Ok(run.len())
     }
 
     fn end_field(&mut self, on_record: &mut impl OnRecord) -> Result<(), Error> {
@@ -630,6 +673,38 @@ fn plain_commas(word: u64) -> Option<u64> {
 /// [`ABOVE_COMMA_ADD`] never carry into the next byte.
 fn flagged_bytes(word: u64) -> u64 {
     (!((word & LOW7) + ABOVE_COMMA_ADD) | word) & HIGH
+}
+
+/// The high bit of each byte of `word` equal to `byte`, exact for the lowest
+/// one: a borrow can flag a byte above a match, never one below.
+#[inline]
+fn bytes_equal(word: u64, byte: u8) -> u64 {
+    let x = word ^ (ONES * u64::from(byte));
+    x.wrapping_sub(ONES) & !x & HIGH
+}
+
+/// The position of the first byte of `bytes` that is one of `needles`, or
+/// `bytes.len()`. A word at a time, for the byte-wise path's runs (a quoted
+/// field of a FOCUS bill is a JSON object of hundreds of bytes).
+#[inline]
+fn find_first<const N: usize>(bytes: &[u8], needles: [u8; N]) -> usize {
+    let words = bytes.chunks_exact(8);
+    let tail = words.remainder();
+    let mut at = 0;
+    for word in words {
+        let word = <[u8; 8]>::try_from(word).map_or(0, u64::from_le_bytes);
+        let hits = needles
+            .iter()
+            .fold(0, |hits, needle| hits | bytes_equal(word, *needle));
+        if hits != 0 {
+            return at + (hits.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    at + tail
+        .iter()
+        .position(|b| needles.contains(b))
+        .unwrap_or(tail.len())
 }
 
 /// The part of a chunk known to be valid UTF-8, validated once up to the
@@ -1211,6 +1286,14 @@ mod tests {
                 let flagged = byte <= b',' || byte >= 0x80;
                 proptest::prop_assert_eq!(flags >> (8 * k) & 0xff, if flagged { 0x80 } else { 0 });
             }
+        }
+
+        #[test]
+        fn find_first_agrees_with_position(bytes in proptest::collection::vec(proptest::sample::select(ALPHABET), 0..40)) {
+            let specials = bytes.iter().position(|b| matches!(b, b',' | b'\n' | b'\r')).unwrap_or(bytes.len());
+            proptest::prop_assert_eq!(find_first(&bytes, [b',', b'\n', b'\r']), specials);
+            let quote = bytes.iter().position(|b| *b == b'"').unwrap_or(bytes.len());
+            proptest::prop_assert_eq!(find_first(&bytes, [b'"']), quote);
         }
 
         #[test]
