@@ -563,6 +563,10 @@ pub struct AllocatedLine {
     pub reason: Name,
     /// The cost line(s) the rows came from.
     pub source: RowSource,
+    /// The bill's own columns of the charge ([`BillColumns`], encoded; empty
+    /// for lines without them: Confluent, WarpStream, exports). Its
+    /// [`BillColumns::bill_key`] tells which bill the rows are on.
+    pub bill_columns: Name,
 }
 
 impl serde::Serialize for AllocationRow {

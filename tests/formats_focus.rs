@@ -295,6 +295,7 @@ fn row(
             chain_step: 0,
             reason: reason.into(),
             source: (&l.source).into(),
+            bill_columns: Default::default(),
         }),
         owner_id: owner.into(),
         chargeback_cost: d(cost),
@@ -1063,42 +1064,49 @@ fn provider_bills_come_back_as_valid_focus_that_reconciles() {
 }
 
 #[test]
-fn a_credit_left_unallocated_is_written_as_its_bill_says() {
-    // A credit is not tied to an owner: it stays in the bucket's one
-    // `unallocated` row, which no charge takes back. Written as FOCUS, that
-    // row says who billed it (AWS, the credit's account and invoice), where it
-    // once said the Confluent defaults.
+fn credits_left_unallocated_are_written_as_their_bills_say() {
+    // A credit is not tied to an owner: it stays in its bucket's `unallocated`
+    // row, which no charge takes back. Written as FOCUS, that row says who
+    // billed it (AWS, the credit's account and invoice), where it once said
+    // the Confluent defaults; and two credits on two bills in the same bucket
+    // stay two rows, each with its own bill, where they were once summed into
+    // one row under the earlier credit's bill.
     let input =
         std::fs::read_to_string(format!("{}/testdata/focus/toolkit_1_3_aws.csv", root())).unwrap();
     let rows = records(&input);
     let col = |name: &str| rows[0].iter().position(|c| c == name).unwrap();
-    let mut credit = rows[1].clone();
-    for (name, value) in [
-        ("ChargeCategory", "Credit"),
-        ("ChargeDescription", "Promotional credit"),
-        ("ChargeFrequency", "One-Time"),
-        ("BilledCost", "-5.00"),
-        ("EffectiveCost", "-5.00"),
-        ("ListCost", "-5.00"),
-        ("ContractedCost", "-5.00"),
-        ("InvoiceId", "INV-2026-05-CREDIT"),
-        ("BillingAccountId", "100000000001"),
-        ("BillingAccountName", "ExampleCorp Master Payer"),
-        ("ResourceId", ""),
-        ("ResourceName", ""),
-        ("ResourceType", ""),
-        ("AllocatedResourceId", ""),
-    ] {
-        credit[col(name)] = value.to_string();
-    }
     let mut text = input.clone();
-    for (i, field) in credit.iter().enumerate() {
-        if i > 0 {
-            text.push(',');
+    for (amount, invoice, account) in [
+        ("-5.00", "INV-2026-05-CREDIT", "100000000001"),
+        ("-3.00", "INV-2026-05-CREDIT-B", "100000000002"),
+    ] {
+        let mut credit = rows[1].clone();
+        for (name, value) in [
+            ("ChargeCategory", "Credit"),
+            ("ChargeDescription", "Promotional credit"),
+            ("ChargeFrequency", "One-Time"),
+            ("BilledCost", amount),
+            ("EffectiveCost", amount),
+            ("ListCost", amount),
+            ("ContractedCost", amount),
+            ("InvoiceId", invoice),
+            ("BillingAccountId", account),
+            ("BillingAccountName", "ExampleCorp Master Payer"),
+            ("ResourceId", ""),
+            ("ResourceName", ""),
+            ("ResourceType", ""),
+            ("AllocatedResourceId", ""),
+        ] {
+            credit[col(name)] = value.to_string();
         }
-        tally::usage::push_csv_field(&mut text, field);
+        for (i, field) in credit.iter().enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            tally::usage::push_csv_field(&mut text, field);
+        }
+        text.push('\n');
     }
-    text.push('\n');
     let dir = std::env::temp_dir().join(format!("tally-focus-credit-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (bill, out) = (dir.join("aws.csv"), dir.join("out.csv"));
@@ -1112,7 +1120,7 @@ fn a_credit_left_unallocated_is_written_as_its_bill_says() {
     let written = records(&std::fs::read_to_string(&out).unwrap());
     let _ = std::fs::remove_dir_all(&dir);
     let summary = String::from_utf8_lossy(&run.stderr);
-    assert!(summary.contains("unallocated -5.00"), "{summary}");
+    assert!(summary.contains("unallocated -8.00"), "{summary}");
     let col = |name: &str| written[0].iter().position(|c| c == name).unwrap();
     let unattributed: Vec<[&str; 6]> = written[1..]
         .iter()
@@ -1131,14 +1139,24 @@ fn a_credit_left_unallocated_is_written_as_its_bill_says() {
         .collect();
     assert_eq!(
         unattributed,
-        [[
-            "AWS",
-            "AWS",
-            "100000000001",
-            "INV-2026-05-CREDIT",
-            "Credit",
-            "-5"
-        ]]
+        [
+            [
+                "AWS",
+                "AWS",
+                "100000000001",
+                "INV-2026-05-CREDIT",
+                "Credit",
+                "-5"
+            ],
+            [
+                "AWS",
+                "AWS",
+                "100000000002",
+                "INV-2026-05-CREDIT-B",
+                "Credit",
+                "-3"
+            ]
+        ]
     );
     // Not validated here: the validator types a CSV column by its values and
     // reads AWS's all-digit BillingAccountIds as integers, which fails the

@@ -541,6 +541,7 @@ fn writer_apportions_quantity_from_cost_lines_across_buckets() {
                 file: "bill.json".into(),
                 line: 7,
             },
+            bill_columns: Default::default(),
         }),
         owner_id: owner.into(),
         chargeback_cost: d(cost),
@@ -682,6 +683,7 @@ fn writer_puts_a_clusters_unallocated_remainder_back_into_the_cluster() {
         chain_step: 0,
         reason: "usage_found".into(),
         source: (&line.source).into(),
+        bill_columns: Name::default(),
     });
     let topic = |owner: &str, cost: &str| AllocationRow {
         line: topic_line.clone(),

@@ -24,7 +24,9 @@
 //!    on the same bill ([`BillColumns::bill_key`]: a FOCUS charge's issuer,
 //!    invoice and billing account; lines without them are one bill).
 //! 5. **Unallocated.** Everything unallocated in a bucket becomes one
-//!    `unallocated` row (`chargeback_cost = original_amount`, `usage_share = 0`).
+//!    `unallocated` row (`chargeback_cost = original_amount`, `usage_share = 0`)
+//!    per bill: Confluent's and WarpStream's lines are one bill, so one row per
+//!    bucket as the seeds say; FOCUS bills of two invoices keep theirs apart.
 //!
 //! Every split goes through [`crate::money::apportion`], keyed by names, so the
 //! parts of each line sum exactly to it and nothing depends on input order. Per
@@ -49,7 +51,7 @@ use crate::time::{Granularity, Timestamp};
 use rules::{Component, Rules, Step};
 use rust_decimal::Decimal;
 use std::cmp::Ordering;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, OnceLock};
 use store::slots;
 use store::HashMap;
@@ -779,8 +781,26 @@ fn chain_for<'r>(
     }
 }
 
-/// An unallocated contribution: amount, reason and source.
-type Unallocated = Vec<(Decimal, &'static str, RowSource)>;
+/// What one line leaves unallocated in its bucket.
+struct Unallocated {
+    amount: Decimal,
+    reason: &'static str,
+    source: RowSource,
+    /// The line's bill columns ([`BillColumns`]): each bill gets its own row.
+    bill_columns: Sym,
+}
+
+impl Unallocated {
+    /// All of `line`, for `reason`.
+    fn all_of(line: &BucketLine, reason: &'static str) -> Self {
+        Unallocated {
+            amount: line.amount,
+            reason,
+            source: line.source.clone(),
+            bill_columns: line.key.bill_columns,
+        }
+    }
+}
 
 /// Allocates the lines of one bucket, ordinary lines first, then allocated-last
 /// ones, appending the bucket's rows to `rows` (no copy per bucket); returns its
@@ -793,7 +813,7 @@ fn allocate_bucket<'a>(
     ctx: &mut Ctx<'a>,
     lines: &[BucketLine],
     rows: &mut Vec<AllocationRow>,
-) -> Result<(Unallocated, bool), Error> {
+) -> Result<(Vec<Unallocated>, bool), Error> {
     let first = rows.len();
     let mut unallocated = Vec::new();
     let mut sorted = true;
@@ -842,14 +862,14 @@ fn allocate_line<'a>(
     ctx: &mut Ctx<'a>,
     line: &BucketLine,
     rows: &mut Vec<AllocationRow>,
-    unallocated: &mut Unallocated,
+    unallocated: &mut Vec<Unallocated>,
 ) -> Result<(), Error> {
     let s: &'a store::Interner = &ctx.store.strings;
     let rules: &'a Rules = ctx.settings.rules;
     let (chain, pinned) = chain_for(rules, s.name(line.key.product), s.name(line.key.line_type));
     let level = pinned.unwrap_or(ctx.settings.level);
     if line.amount.is_sign_negative() && ctx.settings.rules.credits_unallocated {
-        unallocated.push((line.amount, "credit", line.source.clone()));
+        unallocated.push(Unallocated::all_of(line, "credit"));
         return Ok(());
     }
     let mut last_failure = "no_rule_step_applied";
@@ -860,7 +880,7 @@ fn allocate_line<'a>(
             } else {
                 last_failure
             };
-            unallocated.push((line.amount, reason, line.source.clone()));
+            unallocated.push(Unallocated::all_of(line, reason));
             return Ok(());
         }
         match run_step(ctx, line, level, step)? {
@@ -888,7 +908,7 @@ fn allocate_line<'a>(
             }
         }
     }
-    unallocated.push((line.amount, last_failure, line.source.clone()));
+    unallocated.push(Unallocated::all_of(line, last_failure));
     Ok(())
 }
 
@@ -937,6 +957,7 @@ fn allocated_line(
         chain_step,
         reason: names.text(reason),
         source: line.source.clone(),
+        bill_columns: names.of(key.bill_columns),
     }
 }
 
@@ -1307,14 +1328,14 @@ fn decimal_shares(mix: &[Decimal], weights: &[Vec<Decimal>]) -> Result<Vec<Decim
         .collect())
 }
 
-/// Completes a bucket whose rows start at `first`: its unallocated row and its
-/// totals, checking they reconcile.
+/// Completes a bucket whose rows start at `first`: its unallocated rows (one
+/// per bill) and its totals, checking they reconcile.
 fn push_bucket(
     result: &mut Allocation,
     ctx: &Ctx<'_>,
     total: Decimal,
     first: usize,
-    unallocated: Unallocated,
+    unallocated: Vec<Unallocated>,
     sorted: bool,
 ) -> Result<(), Error> {
     let s = &ctx.store.strings;
@@ -1322,23 +1343,31 @@ fn push_bucket(
     let (start, end, partial) = ctx.bounds;
     let rows = result.rows.get(first..).unwrap_or_default();
     let allocated = checked_sum(rows.iter().map(|r| r.chargeback_cost), "allocated total")?;
-    let unallocated_total = checked_sum(unallocated.iter().map(|u| u.0), "unallocated total")?;
+    let unallocated_total = checked_sum(unallocated.iter().map(|u| u.amount), "unallocated total")?;
     if allocated.checked_add(unallocated_total) != Some(total) {
         return Err(Error::Reconciliation {
             reason: format!("bucket {start} of `{org}`: allocated {allocated} + unallocated {unallocated_total} ≠ bill {total}"),
         });
     }
-    if !unallocated_total.is_zero() {
-        let reasons: BTreeSet<&str> = unallocated.iter().map(|u| u.1).collect();
-        let source = unallocated
-            .iter()
-            .map(|u| &u.2)
-            .min()
-            .cloned()
-            .unwrap_or_default();
+    // Two providers' credits must not be written as one provider's: one row
+    // per bill, in the order of the bills' keys (so the same for any input order).
+    let mut bills: BTreeMap<&str, Vec<&Unallocated>> = BTreeMap::new();
+    for part in &unallocated {
+        let bill = BillColumns::bill_key(s.name(part.bill_columns));
+        bills.entry(bill).or_default().push(part);
+    }
+    for parts in bills.into_values() {
+        let amount = checked_sum(parts.iter().map(|u| u.amount), "unallocated total")?;
+        let Some(earliest) = parts.iter().min_by(|a, b| a.source.cmp(&b.source)) else {
+            continue;
+        };
+        if amount.is_zero() {
+            continue;
+        }
+        let reasons: BTreeSet<&str> = parts.iter().map(|u| u.reason).collect();
         result
             .rows
-            .push(unallocated_row(ctx, unallocated_total, &reasons, source));
+            .push(unallocated_row(ctx, amount, &reasons, earliest));
     }
     // Sorted per bucket (buckets come in output order), when not made sorted:
     // the same order as one stable sort of all rows, without its scratch copy
@@ -1360,12 +1389,12 @@ fn push_bucket(
     Ok(())
 }
 
-/// The single unallocated row of a bucket.
+/// The unallocated row of a bill in a bucket, named after its earliest part.
 fn unallocated_row(
     ctx: &Ctx<'_>,
     amount: Decimal,
     reasons: &BTreeSet<&str>,
-    source: RowSource,
+    earliest: &Unallocated,
 ) -> AllocationRow {
     let n = ctx.names;
     let (start, end, partial) = ctx.bounds;
@@ -1386,7 +1415,8 @@ fn unallocated_row(
         method: unallocated.clone(),
         chain_step: 0,
         reason: n.text(&reasons.iter().copied().collect::<Vec<_>>().join("+")),
-        source,
+        source: earliest.source.clone(),
+        bill_columns: n.of(earliest.bill_columns),
     };
     AllocationRow {
         line: Arc::new(line),
@@ -1598,6 +1628,7 @@ impl ExportedEntries<'_, '_> {
                 chain_step: k.chain_step,
                 reason: names.of(k.reason),
                 source: names.source(a.file, a.line),
+                bill_columns: Name::default(),
             };
             rows.push(AllocationRow {
                 line: Arc::new(line),

@@ -60,8 +60,8 @@
 //!   topic); **null on the unallocated remainder** (`owner_id` `unallocated`).
 //! * `AllocatedTags` = `{"tally/level": "principal"|"topic", "tally/method": …}`.
 //!
-//! The engine writes one `unallocated` row per bucket (no resource, no line
-//! type), as Confluent does. The writer treats it as a pool: an origin whose
+//! The engine writes one `unallocated` row per bucket and bill (no resource, no
+//! line type), as Confluent does per bucket. The writer treats it as a pool: an origin whose
 //! allocated charges fall short of its amount (`original_amount`) gets its
 //! remainder back as an allocated charge with a null `AllocatedResourceId`, taken
 //! out of the pool, so every origin's ratios sum to 1 over all of it; what stays

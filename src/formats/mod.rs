@@ -83,6 +83,7 @@ pub fn owned_row(row: &AllocatedRef<'_>) -> AllocationRow {
             file: row.file.into(),
             line: row.line,
         },
+        bill_columns: crate::model::Name::default(),
     };
     AllocationRow {
         line: std::sync::Arc::new(line),

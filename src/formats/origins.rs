@@ -2,14 +2,16 @@
 //! express an allocation per original charge (FOCUS's split cost allocation,
 //! WarpStream's line items).
 //!
-//! The engine leaves one `unallocated` row per bucket, with no resource or line
-//! type; both writers need it split back over the charges it came from
+//! The engine leaves one `unallocated` row per bucket and bill, with no
+//! resource or line type; both writers need it split back over the charges it came from
 //! ([`attribute_remainders`]), and both look up the cost line a row was
 //! allocated from for its quantity, unit and price (`CostLines`).
 
 use crate::allocate::UNALLOCATED;
 use crate::error::Error;
-use crate::model::{AllocatedLine, AllocationRow, CostLine, EntityLevel, Name, RowSource};
+use crate::model::{
+    AllocatedLine, AllocationRow, BillColumns, CostLine, EntityLevel, Name, RowSource,
+};
 use crate::money;
 use crate::time::Timestamp;
 use rust_decimal::Decimal;
@@ -49,34 +51,39 @@ pub struct Remainders {
     /// `unallocated` row inside each origin whose allocated rows fall short of
     /// its amount.
     pub rows: Vec<AllocationRow>,
-    /// What is left of each bucket's unallocated row once the remainders are
+    /// What is left of each unallocated row of a bucket and bill once the remainders are
     /// taken out (credits, lines with no usage at all): not tied to a resource.
     pub unattributed: Vec<AllocationRow>,
 }
 
-/// Splits the engine's one `unallocated` row per bucket (no resource, no line
-/// type) back over the origin charges it came from.
+/// Splits the engine's one `unallocated` row per bucket and bill (no resource,
+/// no line type) back over the origin charges it came from, each from its own
+/// bill's row.
 ///
 /// An origin charge is a resource's line type in one bucket at one level; its
 /// amount is the sum of `original_amount` over the distinct cost lines
 /// ([`Source`](crate::model::Source)s) that fed it. When its rows sum to less
-/// (part of the line found no owner), the difference is taken out of that
-/// bucket's unallocated row and becomes an `unallocated` row of the origin
+/// (part of the line found no owner), the difference is taken out of the
+/// unallocated row of its bucket and bill (its first row's) and becomes an `unallocated` row of the origin
 /// (same resource, line type and level). Money only moves between rows: the
-/// output sums exactly to the input. Without an unallocated row for the bucket
-/// nothing is moved.
-pub fn attribute_remainders(rows: &[AllocationRow]) -> Result<Remainders, Error> {
+/// output sums exactly to the input. Without such an unallocated row nothing
+/// is moved.
+pub fn attribute_remainders<'r>(rows: &'r [AllocationRow]) -> Result<Remainders, Error> {
     let is_pool = |r: &AllocationRow| {
         r.owner_id == UNALLOCATED && r.line.resource_id.is_empty() && r.line.line_type.is_empty()
     };
-    let mut pools: BTreeMap<(Timestamp, Timestamp, Name), (Decimal, AllocationRow)> =
+    let pool_key = |line: &'r AllocatedLine| {
+        (
+            line.bucket_start,
+            line.bucket_end,
+            line.org_id.clone(),
+            BillColumns::bill_key(line.bill_columns.as_str()),
+        )
+    };
+    let mut pools: BTreeMap<(Timestamp, Timestamp, Name, &str), (Decimal, AllocationRow)> =
         BTreeMap::new();
     for row in rows.iter().filter(|r| is_pool(r)) {
-        let key = (
-            row.line.bucket_start,
-            row.line.bucket_end,
-            row.line.org_id.clone(),
-        );
+        let key = pool_key(&row.line);
         match pools.get_mut(&key) {
             Some((total, _)) => {
                 *total = total
@@ -93,7 +100,7 @@ pub fn attribute_remainders(rows: &[AllocationRow]) -> Result<Remainders, Error>
         origins.entry(origin_key(row)).or_default().push(row);
     }
     let mut out = Remainders::default();
-    for ((bucket_start, bucket_end, ..), group) in origins {
+    for group in origins.into_values() {
         let mut line_amounts: BTreeMap<&RowSource, Decimal> = BTreeMap::new();
         for r in &group {
             line_amounts
@@ -113,8 +120,7 @@ pub fn attribute_remainders(rows: &[AllocationRow]) -> Result<Remainders, Error>
         if remainder.is_zero() || has_unallocated {
             continue;
         }
-        let pool_key = (bucket_start, bucket_end, first.line.org_id.clone());
-        if let Some((pool, template)) = pools.get_mut(&pool_key) {
+        if let Some((pool, template)) = pools.get_mut(&pool_key(&first.line)) {
             let line = AllocatedLine {
                 level: first.line.level,
                 environment_id: first.line.environment_id.clone(),
@@ -124,6 +130,7 @@ pub fn attribute_remainders(rows: &[AllocationRow]) -> Result<Remainders, Error>
                 unit: first.line.unit.clone(),
                 original_amount: first.line.original_amount,
                 source: first.line.source.clone(),
+                bill_columns: first.line.bill_columns.clone(),
                 ..(*template.line).clone()
             };
             let rest = AllocationRow {

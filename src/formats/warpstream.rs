@@ -751,6 +751,7 @@ fn derive_rows_and_lines(out: &mut Chargebacks, file: &str, org_id: &str) -> Res
                         file: file.into(),
                         line: c.line,
                     },
+                    bill_columns: crate::model::Name::default(),
                 };
                 out.rows.push(AllocationRow {
                     line: std::sync::Arc::new(line),
@@ -915,7 +916,8 @@ type EntityKey = (String, String, String, String); // tenant, workspace, cluster
 /// among `lines` (matched by [`Source`], then by resource and line type) get
 /// quantity 0 and unit price 0. Entity totals are exact sums of their line totals.
 ///
-/// The engine's one `unallocated` row per bucket is split back over the cluster
+/// The engine's one `unallocated` row per bucket (WarpStream's lines are one
+/// bill) is split back over the cluster
 /// lines whose topics did not take all of their amount
 /// ([`super::origins::attribute_remainders`]): each such cluster gets an entity
 /// named `unallocated` with that remainder, so a cluster's totals match its
