@@ -1566,6 +1566,8 @@ impl ExportedEntries<'_, '_> {
         // Entries come grouped by (org, bucket), in output order: one total per
         // group, and the bucket's bounds computed once.
         let mut groups: Vec<ExportBucket> = Vec::new();
+        // An export names no bill: one shared empty name, not one per row.
+        let no_bill = names.text("");
         for (k, a) in entries {
             let amount = &a.amount;
             if groups
@@ -1628,7 +1630,7 @@ impl ExportedEntries<'_, '_> {
                 chain_step: k.chain_step,
                 reason: names.of(k.reason),
                 source: names.source(a.file, a.line),
-                bill_columns: Name::default(),
+                bill_columns: no_bill.clone(),
             };
             rows.push(AllocationRow {
                 line: Arc::new(line),
