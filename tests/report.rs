@@ -31,12 +31,10 @@ const EXPORT: &str = "interval_start,principal,environment,resource,product,metr
 const CROSSWALK: &str =
     "org_id,owner_id,team,cost_center\norg-1,sa-a,alpha,CC-1\n,sa-b,beta,CC-2\n";
 
-fn export_report(options: Options) -> tally::report::Report {
+/// The report of `files` (name, organization, text).
+fn report_of(options: Options, files: &[(&str, &str, &str)]) -> tally::report::Report {
     let mut session = Session::new(options);
-    for (name, org, text) in [
-        ("export.csv", "org-1", EXPORT),
-        ("crosswalk.csv", "", CROSSWALK),
-    ] {
+    for (name, org, text) in files {
         let id = session.begin_file(name, org);
         session.feed(id, text.as_bytes()).unwrap();
         session.end_file(id).unwrap();
@@ -44,27 +42,38 @@ fn export_report(options: Options) -> tally::report::Report {
     session.allocate().unwrap()
 }
 
-#[test]
-fn export_rolls_up_by_team_and_org_with_shared_unallocated() {
-    let report = export_report(Options::default());
-    let teams: Vec<(String, String, String)> = report
+fn export_report(options: Options) -> tally::report::Report {
+    let files = [
+        ("export.csv", "org-1", EXPORT),
+        ("crosswalk.csv", "", CROSSWALK),
+    ];
+    report_of(options, &files)
+}
+
+/// Each team's name, unallocated share and total.
+fn team_totals(report: &tally::report::Report) -> Vec<[String; 3]> {
+    let amounts = |t: &tally::report::TeamSummary| [t.unallocated, t.total].map(|a| a.to_string());
+    report
         .teams
         .iter()
         .map(|t| {
-            (
-                t.team.clone(),
-                t.unallocated.to_string(),
-                t.total.to_string(),
-            )
+            let [unallocated, total] = amounts(t);
+            [t.team.clone(), unallocated, total]
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn export_rolls_up_by_team_and_org_with_shared_unallocated() {
+    let report = export_report(Options::default());
     assert_eq!(
-        teams,
+        team_totals(&report),
         [
-            ("alpha".into(), "0.00".into(), "7.00".into()),
-            ("beta".into(), "0.00".into(), "3.00".into()),
-            ("shared".into(), "-2.00".into(), "-2.00".into())
+            ["alpha", "0.00", "7.00"],
+            ["beta", "0.00", "3.00"],
+            ["shared", "-2.00", "-2.00"]
         ]
+        .map(|t| t.map(String::from))
     );
     assert_eq!(report.organizations.len(), 1);
     assert_eq!(report.organizations[0].org_id, "org-1");
@@ -113,6 +122,54 @@ fn unallocated_pro_rata_and_invoice_reconciliation() {
         "{:?}",
         r.explanations
     );
+}
+
+#[test]
+fn pro_rata_shares_each_bills_unallocated_by_the_teams_on_that_bill() {
+    // Two FOCUS invoices read together, each with a credit, and a credit alone
+    // on a third invoice. AWS's -10.00 goes to the teams AWS charged (alpha 60 :
+    // beta 40), Microsoft's -9.00 to gamma alone; the lone credit, on a bill
+    // no team has charges on, by the organization's totals (60 : 40 : 50).
+    // Shared by the organization's totals, all -22.00 went 60 : 40 : 50 (alpha
+    // -8.80, beta -5.87, gamma -7.33), so AWS credits lowered gamma's Azure bill.
+    let start = "2026-05-01T00:00:00Z,2026-05-02T00:00:00Z,USD";
+    let bill = format!(
+        "BilledCost,ChargePeriodStart,ChargePeriodEnd,BillingCurrency,ChargeCategory,ResourceId,InvoiceIssuerName,InvoiceId,BillingAccountId\n\
+         60.00,{start},Usage,vm-a,AWS,INV-A,111\n\
+         40.00,{start},Usage,vm-b,AWS,INV-A,111\n\
+         50.00,{start},Usage,vm-c,Microsoft,INV-M,222\n\
+         -10.00,{start},Credit,,AWS,INV-A,111\n\
+         -9.00,{start},Credit,,Microsoft,INV-M,222\n\
+         -3.00,{start},Credit,,AWS,INV-C,111\n"
+    );
+    let crosswalk = "owner_id,team\nvm-a,alpha\nvm-b,beta\nvm-c,gamma\n";
+    let options = Options {
+        unallocated_policy: UnallocatedPolicy::ProRata,
+        ..Options::default()
+    };
+    let files = [
+        ("bill.csv", "", bill.as_str()),
+        ("crosswalk.csv", "", crosswalk),
+    ];
+    let report = report_of(options, &files);
+    assert_eq!(
+        team_totals(&report),
+        [
+            ["alpha", "-7.20", "52.80"],
+            ["beta", "-4.80", "35.20"],
+            ["gamma", "-10.00", "40.00"]
+        ]
+        .map(|t| t.map(String::from))
+    );
+    // The engine keeps one unallocated row per bill, each with its own amount.
+    let mut pools: Vec<Decimal> = report
+        .rows
+        .iter()
+        .filter(|r| r.owner_id == "unallocated")
+        .map(|r| r.chargeback_cost)
+        .collect();
+    pools.sort();
+    assert_eq!(pools, [d("-10.00"), d("-9.00"), d("-3.00")]);
 }
 
 #[test]

@@ -43,7 +43,8 @@ OPTIONS:
     --focus-cost C          billed | effective: a FOCUS bill's BilledCost (default; what the
                             invoice charges) or EffectiveCost (amortized commitments)
     --unallocated P         shared | pro-rata: unallocated costs to one shared cost center
-                            (default) or pro rata to each team's total
+                            (default) or pro rata to each team's total on the
+                            same bill
     --shared-cost-center T  the shared cost center's team name (default shared)
     --invoice-subtotal N    the invoice's usage subtotal to reconcile against
     --entity-kind K         entity view / WarpStream output: principal | topic

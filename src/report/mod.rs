@@ -22,7 +22,7 @@
 
 use crate::allocate::{Allocation, BucketTotal, UNALLOCATED};
 use crate::error::Error;
-use crate::model::{AllocationRow, CrosswalkEntry, EntityLevel, Name, PatternOn};
+use crate::model::{AllocationRow, BillColumns, CrosswalkEntry, EntityLevel, Name, PatternOn};
 use crate::money::{apportion, checked_sum, round};
 use crate::session::FileSummary;
 use rust_decimal::Decimal;
@@ -42,7 +42,9 @@ pub enum UnallocatedPolicy {
     /// To one shared cost center (the team named by `Options::shared_cost_center`).
     #[default]
     SharedCostCenter,
-    /// Pro rata to each team's total within its organization.
+    /// Pro rata to each team's total on the same bill (a FOCUS invoice; all of
+    /// Confluent's or WarpStream's lines are one), or within its organization
+    /// when no team has charges on that bill.
     ProRata,
 }
 
@@ -360,17 +362,27 @@ fn add(slot: &mut Decimal, amount: Decimal) -> Result<(), Error> {
 }
 
 /// Team roll-up and the owners no crosswalk row matched.
-fn team_summaries(
-    rows: &[AllocationRow],
+fn team_summaries<'r>(
+    rows: &'r [AllocationRow],
     crosswalk: &Crosswalk,
     settings: &ReportSettings<'_>,
 ) -> Result<(Vec<TeamSummary>, Vec<String>), Error> {
     // First per owner (few) rather than per row (many), then per team. Per
     // row, owners are told apart by their shared names' addresses (two words
-    // to hash, no text to compare); then equal texts are merged.
-    type Totals<'r> = (&'r str, &'r str, Decimal, Decimal);
-    let mut by_addr: HashMap<(usize, usize, EntityLevel), Totals<'_>> = HashMap::default();
-    let mut unallocated: BTreeMap<String, Decimal> = BTreeMap::new();
+    // to hash, no text to compare); then equal texts are merged. Pro rata, each
+    // bill's unallocated amount goes by the teams' totals on that bill, so
+    // owners are also told apart by bill then.
+    type Totals<'r> = (&'r str, &'r str, &'r str, Decimal, Decimal);
+    let by_bill = settings.policy == UnallocatedPolicy::ProRata;
+    let bill_of = |row: &'r AllocationRow| {
+        if by_bill {
+            BillColumns::bill_key(&row.line.bill_columns)
+        } else {
+            ""
+        }
+    };
+    let mut by_addr: HashMap<(usize, usize, usize, EntityLevel), Totals<'_>> = HashMap::default();
+    let mut unallocated: BTreeMap<(&str, &str), Decimal> = BTreeMap::new();
     // Rows come sorted by product and line type: `is_shared` (substring
     // searches, dearer than the rest of a row) is decided once per run of rows
     // with the same method, product and line type.
@@ -378,16 +390,29 @@ fn team_summaries(
     for row in rows {
         if row.owner_id == UNALLOCATED {
             add(
-                unallocated.entry(row.line.org_id.to_string()).or_default(),
+                unallocated
+                    .entry((&row.line.org_id, bill_of(row)))
+                    .or_default(),
                 row.chargeback_cost,
             )?;
             continue;
         }
+        let bill = if by_bill {
+            row.line.bill_columns.addr()
+        } else {
+            0
+        };
         let slot = by_addr
-            .entry((row.line.org_id.addr(), row.owner_id.addr(), row.line.level))
+            .entry((
+                row.line.org_id.addr(),
+                row.owner_id.addr(),
+                bill,
+                row.line.level,
+            ))
             .or_insert((
                 &row.line.org_id,
                 &row.owner_id,
+                bill_of(row),
                 Decimal::ZERO,
                 Decimal::ZERO,
             ));
@@ -411,20 +436,28 @@ fn team_summaries(
             }
         };
         add(
-            if shared { &mut slot.3 } else { &mut slot.2 },
+            if shared { &mut slot.4 } else { &mut slot.3 },
             row.chargeback_cost,
         )?;
     }
-    let mut by_owner: HashMap<(&str, &str, EntityLevel), (Decimal, Decimal)> = HashMap::default();
-    for ((_, _, level), (org, owner, direct, shared)) in by_addr {
+    // (org, owner, level) → direct, shared and the total on each bill.
+    type OwnerTotals<'r> = (Decimal, Decimal, BTreeMap<&'r str, Decimal>);
+    let mut by_owner: HashMap<(&str, &str, EntityLevel), OwnerTotals<'_>> = HashMap::default();
+    for ((.., level), (org, owner, bill, direct, shared)) in by_addr {
         let slot = by_owner.entry((org, owner, level)).or_default();
         add(&mut slot.0, direct)?;
         add(&mut slot.1, shared)?;
+        add(
+            slot.2.entry(bill).or_default(),
+            checked_sum([direct, shared], "owner total")?,
+        )?;
     }
     let mut teams: BTreeMap<(String, String), TeamSummary> = BTreeMap::new();
     let mut owners: BTreeMap<(String, String), BTreeSet<&str>> = BTreeMap::new();
     let mut unmatched = BTreeSet::new();
-    for ((org, owner, level), (direct, shared)) in by_owner {
+    // (org, bill) → each team's total on it: the weights of the pro rata policy.
+    let mut on_bills: BTreeMap<(&str, &str), BTreeMap<String, Decimal>> = BTreeMap::new();
+    for ((org, owner, level), (direct, shared, bills)) in by_owner {
         let (team, cost_center) = crosswalk.team_of(org, owner, level).unwrap_or_else(|| {
             unmatched.insert(owner.to_string());
             (UNMATCHED_TEAM.to_string(), String::new())
@@ -443,10 +476,15 @@ fn team_summaries(
         }
         add(&mut summary.direct, direct)?;
         add(&mut summary.shared, shared)?;
+        for (bill, total) in bills {
+            let team = on_bills.entry((org, bill)).or_default();
+            add(team.entry(summary.team.clone()).or_default(), total)?;
+        }
         owners.entry(key).or_default().insert(owner);
     }
-    for (org, amount) in unallocated {
-        distribute_unallocated(&mut teams, &org, amount, settings)?;
+    for ((org, bill), amount) in unallocated {
+        let on_bill = on_bills.get(&(org, bill));
+        distribute_unallocated(&mut teams, org, on_bill, amount, settings)?;
     }
     let mut out = Vec::with_capacity(teams.len());
     for (key, mut summary) in teams {
@@ -468,25 +506,32 @@ fn team_summaries(
     Ok((out, unmatched.into_iter().collect()))
 }
 
-/// Gives an organization's unallocated amount to the shared cost center or pro rata.
+/// Gives an unallocated amount of an organization's bill to the shared cost
+/// center, or pro rata: by the teams' totals on that bill (`on_bill`), else,
+/// when no team has charges on it (a credit alone on its invoice), by their
+/// totals in the organization.
 fn distribute_unallocated(
     teams: &mut BTreeMap<(String, String), TeamSummary>,
     org: &str,
+    on_bill: Option<&BTreeMap<String, Decimal>>,
     amount: Decimal,
     settings: &ReportSettings<'_>,
 ) -> Result<(), Error> {
     if settings.policy == UnallocatedPolicy::ProRata {
-        let weights: Vec<(String, Decimal)> = teams
+        let positive = |total: Decimal| total.max(Decimal::ZERO);
+        let bill_weights = on_bill
+            .into_iter()
+            .flatten()
+            .map(|(team, total)| (team.clone(), positive(*total)));
+        let org_weights = teams
             .iter()
             .filter(|((o, _), _)| o == org)
-            .map(|((_, team), s)| {
-                (
-                    team.clone(),
-                    s.direct.saturating_add(s.shared).max(Decimal::ZERO),
-                )
-            })
-            .collect();
-        if let Some(parts) = apportion(amount, weights, settings.precision)? {
+            .map(|((_, team), s)| (team.clone(), positive(s.direct.saturating_add(s.shared))));
+        let parts = match apportion(amount, bill_weights, settings.precision)? {
+            Some(parts) => Some(parts),
+            None => apportion(amount, org_weights, settings.precision)?,
+        };
+        if let Some(parts) = parts {
             for (team, part) in parts {
                 if let Some(summary) = teams.get_mut(&(org.to_string(), team)) {
                     add(&mut summary.unallocated, part)?;
