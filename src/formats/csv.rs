@@ -32,7 +32,8 @@
 //! whitespace and non-ASCII bytes (which only clear the record's `bare` flag).
 //! UTF-8 is validated once per chunk, up to its last line break, not record by
 //! record. Any other record (a quote, a lone `\r`, a line cut by the end of the
-//! chunk, one over the limit) is left to the byte-wise state machine, which
+//! chunk, one over the limit) is left to the byte-wise state machine (at its
+//! first quote, with the fields read before it handed over), which
 //! copies fields into a buffer a run at a time: up to the next `,` or line
 //! break, or inside quotes up to the next quote (a FOCUS bill's quoted JSON
 //! fields are hundreds of bytes), each found a word at a time. Tests feed arbitrary bytes in arbitrary chunks
@@ -349,8 +350,12 @@ impl Tokenizer {
                         bare = true;
                     }
                     b'\r' if chunk.get(pos + 1) == Some(&b'\n') => {}
-                    // A lone `\r` (or one ending the chunk) and quotes.
-                    b'\r' | b'"' => return Ok(start),
+                    b'"' => {
+                        let commas = ends.get(..fields).unwrap_or_default();
+                        return Ok(self.hand_over(chunk, start, pos, commas));
+                    }
+                    // A lone `\r` (or one ending the chunk).
+                    b'\r' => return Ok(start),
                     // Other ASCII bytes up to `,` (whitespace among them) and
                     // bytes of multi-byte characters.
                     _ => bare = false,
@@ -359,6 +364,38 @@ impl Tokenizer {
             at += 8;
         }
     }
+    /// Hands the record at `start`, in which the fast path met a quote at
+    /// `quote`, over to the byte-wise states with what was read of it (its
+    /// fields before the quote, split at `commas`, their positions from
+    /// `start`), so that they go on at the quote rather than read the record
+    /// again. Returns where they go on: `start` itself when that much is over
+    /// the limit (they refuse it, as they would have).
+    fn hand_over(&mut self, chunk: &[u8], start: usize, quote: usize, commas: &[usize]) -> usize {
+        let Some(read) = chunk
+            .get(start..quote)
+            .filter(|read| read.len() <= self.limit)
+        else {
+            return start;
+        };
+        let mut from = 0;
+        for &comma in commas {
+            self.buf
+                .extend_from_slice(read.get(from..comma).unwrap_or_default());
+            self.ends.push(self.buf.len());
+            from = comma + 1;
+        }
+        self.buf
+            .extend_from_slice(read.get(from..).unwrap_or_default());
+        // A quote opening a field starts a quoted one; inside a field it is a
+        // character of it (see the module docs).
+        self.state = if from >= read.len() {
+            State::FieldStart
+        } else {
+            State::Unquoted
+        };
+        quote
+    }
+
     /// Ends the input: a last record without a line break is emitted. An
     /// unterminated quoted field is an error for that record.
     pub fn finish(&mut self, on_record: &mut impl OnRecord) -> Result<(), Error> {
