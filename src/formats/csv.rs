@@ -33,12 +33,12 @@
 //! UTF-8 is validated once per chunk, up to its last line break, not record by
 //! record. Any other record (a quote, a lone `\r`, a line cut by the end of the
 //! chunk, one over the limit) is left to the byte-wise state machine (at its
-//! first quote, with the fields read before it handed over), which
-//! copies fields into a buffer a run at a time: up to the next `,` or line
-//! break, or inside quotes up to the next quote (a FOCUS bill's quoted JSON
-//! fields are hundreds of bytes), each found a word at a time. Tests feed arbitrary bytes in arbitrary chunks
-//! (wide and long records among them) and compare with the byte-wise path
-//! alone (fed a byte at a time), so the two cannot drift apart.
+//! first quote, with the fields read before it handed over), which copies
+//! fields into a buffer a run at a time: up to the next `,` or line break, or
+//! inside quotes up to the next quote (a FOCUS bill's quoted JSON fields are
+//! hundreds of bytes), each found a word at a time. Tests feed arbitrary bytes
+//! in arbitrary chunks (wide and long records among them) and compare with the
+//! byte-wise path alone (fed a byte at a time), so the two cannot drift apart.
 //!
 //! [`ColumnMap`] maps a header record to column indices through an alias table
 //! ([`ColumnSpec`]), so files are read by column *name*, never by position, and a
