@@ -225,11 +225,12 @@ pub struct CostLine {
 }
 
 /// The FOCUS columns [`BillColumns`] keeps: who billed a charge (provider,
-/// invoice issuer, billing and sub account, invoice), for which service, and
-/// the resource's name and type. The allocation changes none of them, so a
-/// FOCUS bill written back says what the bill said rather than what tally
-/// would make up for a Confluent line.
-pub const BILL_COLUMN_NAMES: [&str; 14] = [
+/// invoice issuer, billing and sub account, invoice), for which service, the
+/// resource's name and type, where it ran (region, availability zone) and its
+/// tags. The allocation changes none of them, so a FOCUS bill written back
+/// says what the bill said rather than what tally would make up for a
+/// Confluent line.
+pub const BILL_COLUMN_NAMES: [&str; 18] = [
     "ServiceProviderName",
     "HostProviderName",
     "InvoiceIssuerName",
@@ -244,6 +245,10 @@ pub const BILL_COLUMN_NAMES: [&str; 14] = [
     "ServiceSubcategory",
     "ResourceName",
     "ResourceType",
+    "RegionId",
+    "RegionName",
+    "AvailabilityZone",
+    "Tags",
 ];
 
 /// A bill's values of the [`BILL_COLUMN_NAMES`], as read.

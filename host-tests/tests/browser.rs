@@ -564,13 +564,14 @@ fn a_focus_bill_by_effective_cost_charges_the_covered_usage() {
     );
     assert_eq!(seen["errors"], json!([]), "{seen}");
     assert_eq!(seen["files"][0]["format"], "focus", "{seen}");
-    // 52.84 + 43.80; 11.18 + 20.23; the bucket and three EKS workloads 181.77.
+    // 52.85 + 43.80 (each hourly charge rounded alone); 11.18 + 20.23; the
+    // bucket and three EKS workloads 181.77.
     assert_teams(
         &seen,
         &[
             ("(unmatched)", "181.77"),
             ("commitments", "31.41"),
-            ("compute", "96.64"),
+            ("compute", "96.65"),
         ],
     );
     // The page's FOCUS download says who billed each charge as the bill did
@@ -583,7 +584,9 @@ fn a_focus_bill_by_effective_cost_charges_the_covered_usage() {
         .unwrap()
         .starts_with("ServiceProviderName,HostProviderName,InvoiceIssuerName,InvoiceId,"));
     let charges: Vec<&str> = rows.collect();
-    assert_eq!(charges.len(), 8, "{focus}");
+    // Each charge with its own tags: the fleets' eight hourly charges stay
+    // eight (they were once merged per hour into four).
+    assert_eq!(charges.len(), 14, "{focus}");
     assert!(
         charges
             .iter()

@@ -59,9 +59,15 @@
 //! * `AllocatedResourceId` / `AllocatedResourceName` = the owner (principal or
 //!   topic); **null on the unallocated remainder** (`owner_id` `unallocated`).
 //! * `AllocatedTags` = `{"tally/level": "principal"|"topic", "tally/method": …}`.
+//! * `Tags` = `{"tally/product": …, "tally/line_type": …}` followed by the
+//!   bill's own tags, as the bill wrote them, when they are a JSON object (a
+//!   key of both is the bill's).
 //!
-//! The engine writes one `unallocated` row per bucket and bill (no resource, no
-//! line type), as Confluent does per bucket. The writer treats it as a pool: an origin whose
+//! An origin charge is a resource's line type in one bucket as one bill
+//! describes it: two charges of a resource with different tags, regions or
+//! invoices are two origins, each split on its own. The engine writes one
+//! `unallocated` row per bucket and bill (no resource, no line type), as
+//! Confluent does per bucket. The writer treats it as a pool: an origin whose
 //! allocated charges fall short of its amount (`original_amount`) gets its
 //! remainder back as an allocated charge with a null `AllocatedResourceId`, taken
 //! out of the pool, so every origin's ratios sum to 1 over all of it; what stays
@@ -70,16 +76,18 @@
 //! the rows'.
 //!
 //! A charge read from a FOCUS bill is written with the bill's own
-//! [`BILL_COLUMN_NAMES`] (its provider, accounts, invoice, service and
-//! resource); a Confluent or WarpStream line, which has none, with the
+//! [`BILL_COLUMN_NAMES`] (its provider, accounts, invoice, service, resource,
+//! region and tags); a Confluent or WarpStream line, which has none, with the
 //! [`WriteOptions`] provider and account and the service tally names after its
 //! product.
 //!
 //! Columns written: the FOCUS 1.3 Cost and Usage columns tally can fill, without
 //! `ProviderName` and `PublisherName` (deprecated in 1.3 for `ServiceProviderName`
 //! and `HostProviderName`, removed in 1.4), and without commitment-discount,
-//! capacity-reservation, region and pricing-currency columns (conditional
-//! columns that do not apply to Kafka bills). See [`WRITE_COLUMNS`].
+//! capacity-reservation and pricing-currency columns (conditional columns that
+//! do not apply to Kafka bills); `RegionId`, `RegionName` and
+//! `AvailabilityZone` are written from a FOCUS bill, null for Kafka lines. See
+//! [`WRITE_COLUMNS`].
 
 use super::csv::{ColumnMap, ColumnSpec, CsvReader, ParseRow, Record};
 use super::origins::{attribute_remainders, origin_key, CostLines, OriginKey};
@@ -284,6 +292,14 @@ const fn columns(billed: bool) -> [ColumnSpec; COLUMN_COUNT] {
         ),
         spec("ResourceName", &["resourcename", "resource_name"], false),
         spec("ResourceType", &["resourcetype", "resource_type"], false),
+        spec("RegionId", &["regionid", "region_id"], false),
+        spec("RegionName", &["regionname", "region_name"], false),
+        spec(
+            "AvailabilityZone",
+            &["availabilityzone", "availability_zone"],
+            false,
+        ),
+        spec("Tags", &["tags"], false),
         spec("ProviderName", &["providername", "provider_name"], false),
     ]
 }
@@ -514,7 +530,7 @@ pub fn read_focus(
 // ---------------------------------------------------------------- writing
 
 /// The columns [`write_focus`] writes, in order.
-pub const WRITE_COLUMNS: [&str; 43] = [
+pub const WRITE_COLUMNS: [&str; 46] = [
     "ServiceProviderName",
     "HostProviderName",
     "InvoiceIssuerName",
@@ -551,6 +567,9 @@ pub const WRITE_COLUMNS: [&str; 43] = [
     "ResourceId",
     "ResourceName",
     "ResourceType",
+    "RegionId",
+    "RegionName",
+    "AvailabilityZone",
     "AllocatedMethodId",
     "AllocatedMethodDetails",
     "AllocatedResourceId",
@@ -650,6 +669,33 @@ fn json_tags(pairs: &[(&str, &str)]) -> String {
     }
     out.push('}');
     out
+}
+
+/// The written `Tags`: tally's `pairs`, then the bill's own tags when they are
+/// a JSON object (written as the bill wrote them; a key of both is the bill's).
+fn with_bill_tags(pairs: &[(&str, &str)], bill: Option<&str>) -> String {
+    let bill = bill.map(str::trim).and_then(|text| {
+        let object =
+            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text).ok()?;
+        let inner = text.strip_prefix('{')?.strip_suffix('}')?.trim();
+        (!inner.is_empty()).then_some((object, inner))
+    });
+    let Some((object, inner)) = bill else {
+        return json_tags(pairs);
+    };
+    let own: Vec<(&str, &str)> = pairs
+        .iter()
+        .filter(|(key, _)| !object.contains_key(*key))
+        .copied()
+        .collect();
+    let mut tags = json_tags(&own);
+    tags.pop();
+    if !own.is_empty() {
+        tags.push(',');
+    }
+    tags.push_str(inner);
+    tags.push('}');
+    tags
 }
 
 fn decimal_text(d: Decimal) -> String {
@@ -889,14 +935,17 @@ fn write_row(
         ("tally/method", &row.line.method),
         ("tally/reason", &row.line.reason),
     ]);
-    let tags = json_tags(&[
-        ("tally/product", &row.line.product),
-        ("tally/line_type", &row.line.line_type),
-    ]);
+    let tags = with_bill_tags(
+        &[
+            ("tally/product", &row.line.product),
+            ("tally/line_type", &row.line.line_type),
+        ],
+        bill("Tags"),
+    );
     let source = format!("{}:{}", row.line.source.file, row.line.source.line);
     let usage = !credit && !tax;
     let account_id = bill("BillingAccountId").unwrap_or(account);
-    let fields: [&str; 43] = [
+    let fields: [&str; 46] = [
         bill("ServiceProviderName").unwrap_or(provider),
         bill("HostProviderName").unwrap_or(provider),
         bill("InvoiceIssuerName").unwrap_or(provider),
@@ -950,6 +999,9 @@ fn write_row(
         &row.line.resource_id,
         bill("ResourceName").unwrap_or(&row.line.resource_id),
         bill("ResourceType").unwrap_or(""),
+        bill("RegionId").unwrap_or(""),
+        bill("RegionName").unwrap_or(""),
+        bill("AvailabilityZone").unwrap_or(""),
         &format!("tally:{}", row.line.method),
         &details,
         if unallocated { "" } else { &row.owner_id },
@@ -965,4 +1017,35 @@ fn write_row(
         push_csv_field(out, field);
     }
     out.push('\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_bill_tags;
+
+    #[test]
+    fn the_bills_tags_follow_tallys_as_written() {
+        let own = [("tally/product", "kafka"), ("tally/line_type", "KafkaBase")];
+        let tally = r#"{"tally/product":"kafka","tally/line_type":"KafkaBase""#;
+        for (bill, written) in [
+            (None, format!("{tally}}}")),
+            (Some(""), format!("{tally}}}")),
+            (Some("{}"), format!("{tally}}}")),
+            // Not a JSON object: only tally's own.
+            (Some("team=payments"), format!("{tally}}}")),
+            (Some(r#"["a"]"#), format!("{tally}}}")),
+            // As the bill wrote them (a number stays a number, spacing kept).
+            (
+                Some(r#" {"Owner": "team-data", "Size":500} "#),
+                format!(r#"{tally},"Owner": "team-data", "Size":500}}"#),
+            ),
+            // A key of both is the bill's alone.
+            (
+                Some(r#"{"tally/product":"billing"}"#),
+                r#"{"tally/line_type":"KafkaBase","tally/product":"billing"}"#.to_string(),
+            ),
+        ] {
+            assert_eq!(with_bill_tags(&own, bill), written, "{bill:?}");
+        }
+    }
 }

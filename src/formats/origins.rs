@@ -18,12 +18,15 @@ use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// One origin charge: a resource's line type in one bucket, at one level
-/// (bucket start, end, level, org, environment, resource, product, line type).
+/// One origin charge: a resource's line type in one bucket, at one level, as
+/// one bill describes it (bucket start, end, level, org, environment,
+/// resource, product, line type, bill columns: charges with different tags or
+/// on two invoices are two).
 pub(crate) type OriginKey = (
     Timestamp,
     Timestamp,
     EntityLevel,
+    Name,
     Name,
     Name,
     Name,
@@ -41,6 +44,7 @@ pub(crate) fn origin_key(row: &AllocationRow) -> OriginKey {
         row.line.resource_id.clone(),
         row.line.product.clone(),
         row.line.line_type.clone(),
+        row.line.bill_columns.clone(),
     )
 }
 
