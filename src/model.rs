@@ -290,16 +290,7 @@ impl BillColumns {
 
     /// The value of `column` (one of the [`BILL_COLUMN_NAMES`]), if not empty.
     pub fn get(&self, column: &str) -> Option<&str> {
-        self.decode().get(column)
-    }
-
-    /// The values decoded once, for reading several of them.
-    pub fn decode(&self) -> BillValues<'_> {
-        let mut values = BillValues::default();
-        for (slot, value) in values.0.iter_mut().zip(self.values()) {
-            *slot = value;
-        }
-        values
+        BillValues::of(&self.0).get(column)
     }
 
     /// The part of an encoded text ([`BillColumns::as_text`]) that names the
@@ -316,23 +307,33 @@ impl BillColumns {
             _ => "",
         }
     }
-
-    /// The values in order; stops at the first that is not well encoded.
-    fn values(&self) -> impl Iterator<Item = &str> {
-        let text = self.0.as_str();
-        value_spans(text).map(|(start, end)| {
-            let value = text.get(start..end).unwrap_or("");
-            value.split_once(':').map_or("", |(_, value)| value)
-        })
-    }
 }
 
-/// The values of a [`BillColumns`], decoded ([`BillColumns::decode`]); all
+/// The values of an encoded text in order; stops at the first that is not
+/// well encoded.
+fn encoded_values(text: &str) -> impl Iterator<Item = &str> {
+    value_spans(text).map(|(start, end)| {
+        let value = text.get(start..end).unwrap_or("");
+        value.split_once(':').map_or("", |(_, value)| value)
+    })
+}
+
+/// The values of a [`BillColumns`], decoded ([`BillValues::of`]); all
 /// empty by default.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BillValues<'a>([&'a str; BILL_COLUMN_NAMES.len()]);
 
 impl<'a> BillValues<'a> {
+    /// The values of an encoded text ([`BillColumns::as_text`], as an
+    /// allocated line carries it).
+    pub fn of(text: &'a str) -> Self {
+        let mut values = BillValues::default();
+        for (slot, value) in values.0.iter_mut().zip(encoded_values(text)) {
+            *slot = value;
+        }
+        values
+    }
+
     /// The value of `column` (one of the [`BILL_COLUMN_NAMES`]), if not empty.
     pub fn get(&self, column: &str) -> Option<&'a str> {
         let at = BILL_COLUMN_NAMES.iter().position(|name| *name == column)?;
@@ -341,7 +342,7 @@ impl<'a> BillValues<'a> {
 }
 
 /// Appends `n` in decimal digits (without the formatting machinery: the
-/// FOCUS reader encodes fourteen lengths per row).
+/// FOCUS reader encodes a length per bill column of every row).
 fn push_decimal(out: &mut String, n: usize) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
@@ -389,7 +390,7 @@ impl serde::Serialize for BillColumns {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut map = serializer.serialize_map(None)?;
-        for (name, value) in BILL_COLUMN_NAMES.iter().zip(self.values()) {
+        for (name, value) in BILL_COLUMN_NAMES.iter().zip(encoded_values(&self.0)) {
             if !value.is_empty() {
                 map.serialize_entry(name, value)?;
             }

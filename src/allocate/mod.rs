@@ -435,14 +435,15 @@ struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
-    /// The bill `line` is on ([`BillColumns::bill_key`]).
-    fn bill_of(&self, line: &BucketLine) -> &'a str {
-        BillColumns::bill_key(self.store.strings.name(line.key.bill_columns))
+    /// The bill ([`BillColumns::bill_key`]) of the interned bill columns
+    /// `bill_columns` (a line's, or an unallocated part's).
+    fn bill_of(&self, bill_columns: Sym) -> &'a str {
+        BillColumns::bill_key(self.store.strings.name(bill_columns))
     }
 
     /// Notes that the parts added next are of `line`'s bill.
     fn parts_of_bill(&mut self, line: &BucketLine) {
-        let bill = self.bill_of(line);
+        let bill = self.bill_of(line.key.bill_columns);
         if self.part_bills.last().is_none_or(|(_, last)| *last != bill) {
             self.part_bills.push((self.parts.len(), bill));
         }
@@ -1055,7 +1056,7 @@ fn run_step<'a>(
         Step::AllocatedLast => {
             // In proportion to the owners' totals on the same bill: a tax
             // follows the charges of its invoice, not another provider's.
-            let weights = owner_totals(ctx.parts_on(ctx.bill_of(line)))?
+            let weights = owner_totals(ctx.parts_on(ctx.bill_of(line.key.bill_columns)))?
                 .into_iter()
                 .filter(|(_, v)| v.is_sign_positive() && !v.is_zero())
                 .collect();
@@ -1353,8 +1354,10 @@ fn push_bucket(
     // per bill, in the order of the bills' keys (so the same for any input order).
     let mut bills: BTreeMap<&str, Vec<&Unallocated>> = BTreeMap::new();
     for part in &unallocated {
-        let bill = BillColumns::bill_key(s.name(part.bill_columns));
-        bills.entry(bill).or_default().push(part);
+        bills
+            .entry(ctx.bill_of(part.bill_columns))
+            .or_default()
+            .push(part);
     }
     for parts in bills.into_values() {
         let amount = checked_sum(parts.iter().map(|u| u.amount), "unallocated total")?;

@@ -94,7 +94,9 @@ use super::origins::{attribute_remainders, origin_key, CostLines, OriginKey};
 use super::{parse_decimal, parse_time, set, Sink};
 use crate::allocate::UNALLOCATED;
 use crate::error::Error;
-use crate::model::{AllocationRow, BillValues, CostLine, EntityLevel, BILL_COLUMN_NAMES};
+use crate::model::{
+    AllocatedLine, AllocationRow, BillValues, CostLine, EntityLevel, BILL_COLUMN_NAMES,
+};
 use crate::money;
 use crate::time::{Granularity, Timestamp};
 use crate::usage::push_csv_field;
@@ -764,19 +766,11 @@ pub fn write_focus(
             )?
             .unwrap_or_default(),
         };
-        // Each row's (line at its source, cost line): the first says whose
-        // bill it is, the second gives its quantity, unit and price.
-        let lines: Vec<(Option<&CostLine>, Option<&CostLine>)> = group
-            .iter()
-            .map(|r| {
-                let at_source = cost_lines.at(&r.line.source);
-                (at_source, cost_lines.of_at(at_source, &r.line))
-            })
-            .collect();
+        let lines: Vec<Option<&CostLine>> = group.iter().map(|r| cost_lines.of(&r.line)).collect();
         // Each row's quantity is its line's quantity in proportion to cost;
         // the parts are then re-apportioned so they sum exactly to the origin's.
         let mut raw = Vec::with_capacity(group.len());
-        for (row, (_, line)) in group.iter().zip(&lines) {
+        for (row, line) in group.iter().zip(&lines) {
             let q = match line {
                 Some(l) => split_quantity(row, l)?,
                 None => Decimal::ZERO,
@@ -791,24 +785,15 @@ pub fn write_focus(
         )?
         .unwrap_or_default();
 
+        let Some(first) = group.first() else {
+            continue;
+        };
+        let origin = OriginCharge::of(&first.line, bucket_start, bucket_end);
         for (i, row) in group.iter().enumerate() {
             let ratio = ratios.get(i).map(|(_, r)| *r).unwrap_or_default();
             let quantity = quantities.get(i).map(|(_, q)| *q).unwrap_or_default();
-            let (at_source, line) = lines.get(i).copied().unwrap_or_default();
-            let billed_by = at_source
-                .map(|l| l.bill_columns.decode())
-                .unwrap_or_default();
-            write_row(
-                &mut out,
-                row,
-                line,
-                billed_by,
-                bucket_start,
-                bucket_end,
-                ratio,
-                quantity,
-                options,
-            );
+            let line = lines.get(i).copied().flatten();
+            write_row(&mut out, row, line, &origin, ratio, quantity, options);
         }
     }
     Ok(out)
@@ -832,18 +817,46 @@ fn split_quantity(row: &AllocationRow, line: &CostLine) -> Result<Decimal, Error
     quantity.ok_or_else(|| Error::overflow("FOCUS split quantity"))
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What the written rows of one origin charge share: its bucket, its bill's
+/// own columns and its `Tags` (its rows share product, line type and bill
+/// columns, [`OriginKey`]), made once rather than per row.
+struct OriginCharge<'a> {
+    bucket_start: Timestamp,
+    bucket_end: Timestamp,
+    billed_by: BillValues<'a>,
+    tags: String,
+}
+
+impl<'a> OriginCharge<'a> {
+    /// The origin of `line`'s rows in the bucket `[bucket_start, bucket_end)`.
+    fn of(line: &'a AllocatedLine, bucket_start: Timestamp, bucket_end: Timestamp) -> Self {
+        let billed_by = BillValues::of(&line.bill_columns);
+        let tags = with_bill_tags(
+            &[
+                ("tally/product", &line.product),
+                ("tally/line_type", &line.line_type),
+            ],
+            billed_by.get("Tags"),
+        );
+        OriginCharge {
+            bucket_start,
+            bucket_end,
+            billed_by,
+            tags,
+        }
+    }
+}
+
 fn write_row(
     out: &mut String,
     row: &AllocationRow,
     line: Option<&CostLine>,
-    billed_by: BillValues<'_>,
-    bucket_start: Timestamp,
-    bucket_end: Timestamp,
+    origin: &OriginCharge<'_>,
     ratio: Decimal,
     quantity: Decimal,
     options: &WriteOptions,
 ) {
+    let (bucket_start, bucket_end) = (origin.bucket_start, origin.bucket_end);
     let provider = if is_warpstream_product(&row.line.line_type) {
         "WarpStream"
     } else {
@@ -890,7 +903,7 @@ fn write_row(
     };
     // What the bill itself says of these columns wins over what tally
     // derives for a Confluent or WarpStream line.
-    let bill = |column: &str| billed_by.get(column);
+    let bill = |column: &str| origin.billed_by.get(column);
     let (service, service_category, subcategory) = service_of(&row.line.product);
     let service = bill("ServiceName").unwrap_or(&service);
     let (service_category, subcategory) = match bill("ServiceCategory") {
@@ -935,13 +948,6 @@ fn write_row(
         ("tally/method", &row.line.method),
         ("tally/reason", &row.line.reason),
     ]);
-    let tags = with_bill_tags(
-        &[
-            ("tally/product", &row.line.product),
-            ("tally/line_type", &row.line.line_type),
-        ],
-        bill("Tags"),
-    );
     let source = format!("{}:{}", row.line.source.file, row.line.source.line);
     let usage = !credit && !tax;
     let account_id = bill("BillingAccountId").unwrap_or(account);
@@ -1007,7 +1013,7 @@ fn write_row(
         if unallocated { "" } else { &row.owner_id },
         if unallocated { "" } else { &row.owner_id },
         &allocated_tags,
-        &tags,
+        &origin.tags,
         &source,
     ];
     for (i, field) in fields.iter().enumerate() {

@@ -3,9 +3,9 @@
 //! WarpStream's line items).
 //!
 //! The engine leaves one `unallocated` row per bucket and bill, with no
-//! resource or line type; both writers need it split back over the charges it came from
-//! ([`attribute_remainders`]), and both look up the cost line a row was
-//! allocated from for its quantity, unit and price (`CostLines`).
+//! resource or line type; both writers need it split back over the charges it
+//! came from ([`attribute_remainders`]), and both look up the cost line a row
+//! was allocated from for its quantity, unit and price (`CostLines`).
 
 use crate::allocate::UNALLOCATED;
 use crate::error::Error;
@@ -55,8 +55,9 @@ pub struct Remainders {
     /// `unallocated` row inside each origin whose allocated rows fall short of
     /// its amount.
     pub rows: Vec<AllocationRow>,
-    /// What is left of each unallocated row of a bucket and bill once the remainders are
-    /// taken out (credits, lines with no usage at all): not tied to a resource.
+    /// What is left of each unallocated row of a bucket and bill once the
+    /// remainders are taken out (credits, lines with no usage at all): not
+    /// tied to a resource.
     pub unattributed: Vec<AllocationRow>,
 }
 
@@ -64,14 +65,15 @@ pub struct Remainders {
 /// no line type) back over the origin charges it came from, each from its own
 /// bill's row.
 ///
-/// An origin charge is a resource's line type in one bucket at one level; its
-/// amount is the sum of `original_amount` over the distinct cost lines
-/// ([`Source`](crate::model::Source)s) that fed it. When its rows sum to less
-/// (part of the line found no owner), the difference is taken out of the
-/// unallocated row of its bucket and bill (its first row's) and becomes an `unallocated` row of the origin
-/// (same resource, line type and level). Money only moves between rows: the
-/// output sums exactly to the input. Without such an unallocated row nothing
-/// is moved.
+/// An origin charge is a resource's line type in one bucket at one level, as
+/// one bill describes it (its bill columns: charges with different tags or on
+/// two invoices are two); its amount is the sum of `original_amount` over the
+/// distinct cost lines ([`Source`](crate::model::Source)s) that fed it. When
+/// its rows sum to less (part of the line found no owner), the difference is
+/// taken out of the unallocated row of its bucket and bill and becomes an
+/// `unallocated` row of the origin (same resource, line type and level). Money
+/// only moves between rows: the output sums exactly to the input. Without
+/// such an unallocated row nothing is moved.
 pub fn attribute_remainders<'r>(rows: &'r [AllocationRow]) -> Result<Remainders, Error> {
     let is_pool = |r: &AllocationRow| {
         r.owner_id == UNALLOCATED && r.line.resource_id.is_empty() && r.line.line_type.is_empty()
@@ -187,33 +189,15 @@ impl<'a> CostLines<'a> {
         }
     }
 
-    /// The cost line read at `source`, whatever its resource and line type
-    /// (for an `unallocated` row: its earliest charge).
-    pub(crate) fn at(&self, source: &RowSource) -> Option<&'a CostLine> {
-        self.by_source
-            .get(&(source.file.as_str(), source.line))
-            .copied()
-    }
-
     /// The cost line `line`'s rows came from, if among them.
     pub(crate) fn of(&self, line: &AllocatedLine) -> Option<&'a CostLine> {
-        self.of_at(self.at(&line.source), line)
-    }
-
-    /// [`CostLines::of`], given the cost line read at `line`'s source
-    /// ([`CostLines::at`]): that one when it has `line`'s resource and line
-    /// type, else the one of that resource and line type.
-    pub(crate) fn of_at(
-        &self,
-        at_source: Option<&'a CostLine>,
-        line: &AllocatedLine,
-    ) -> Option<&'a CostLine> {
-        at_source
+        self.by_source
+            .get(&(line.source.file.as_str(), line.source.line))
             .filter(|l| l.resource_id == line.resource_id && l.line_type == line.line_type)
             .or_else(|| {
                 self.by_key
                     .get(&(line.resource_id.as_str(), line.line_type.as_str()))
-                    .copied()
             })
+            .copied()
     }
 }
