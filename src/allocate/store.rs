@@ -483,6 +483,41 @@ pub struct Store {
     /// The last (timestamp, its bucket) computed by [`Store::bucket_of`]:
     /// consecutive export rows mostly share a timestamp.
     last_bucket: Option<(Timestamp, Timestamp)>,
+    /// The last ids of the already-allocated rows' steady fields.
+    steady: SteadyIds,
+}
+
+/// The ids an already-allocated row's steady fields had last: a file's rows
+/// mostly share their organization, currency, method, reason and file name,
+/// and comparing with the last one's name is cheaper than hashing (a file
+/// name is longer than the 16 bytes the interner keys without hashing).
+#[derive(Debug, Default, Clone, Copy)]
+struct SteadyIds {
+    org: Sym,
+    currency: Sym,
+    method: Sym,
+    reason: Sym,
+    file: Sym,
+}
+
+/// The id of `text`, `last` when it is `last`'s name (then updated to it).
+#[inline(always)]
+fn steady_id(strings: &mut Interner, last: &mut Sym, text: &str) -> Sym {
+    if !same_text(strings.name(*last), text) {
+        *last = strings.id(text);
+    }
+    *last
+}
+
+/// `a == b`, up to 16 bytes by their [`words`] (no call to `memcmp`).
+#[inline(always)]
+fn same_text(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && if a.len() <= 16 {
+            words(a) == words(b)
+        } else {
+            a == b
+        }
 }
 
 /// Whether a metric is a level (aggregated by maximum) rather than a count (summed).
@@ -506,6 +541,7 @@ impl Store {
             deferred: Vec::with_capacity(DEFERRED_ROWS),
             allocated_bound: 0,
             last_bucket: None,
+            steady: SteadyIds::default(),
         }
     }
 
@@ -664,9 +700,10 @@ impl Store {
         }
         let bucket = self.bucket_of(row.bucket_start);
         let s = &mut self.strings;
+        let steady = &mut self.steady;
         let deferred = DeferredRow {
             key: AllocatedKey {
-                org: s.id(row.org_id),
+                org: steady_id(s, &mut steady.org, row.org_id),
                 bucket,
                 owner: s.id(row.owner_id),
                 level: row.level,
@@ -675,13 +712,13 @@ impl Store {
                 product: s.id(row.product),
                 line_type: s.id(row.line_type),
                 unit: s.id(row.unit),
-                currency: s.id(row.currency),
-                method: s.id(row.method),
+                currency: steady_id(s, &mut steady.currency, row.currency),
+                method: steady_id(s, &mut steady.method, row.method),
                 chain_step: row.chain_step,
-                reason: s.id(row.reason),
+                reason: steady_id(s, &mut steady.reason, row.reason),
             },
             amount: row.chargeback_cost,
-            file: s.id(row.file),
+            file: steady_id(s, &mut steady.file, row.file),
             line: row.line,
         };
         let magnitude = row.chargeback_cost.mantissa().unsigned_abs();

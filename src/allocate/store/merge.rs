@@ -115,6 +115,7 @@ impl Store {
             deferred: _,
             allocated_bound,
             last_bucket: _,
+            steady: _,
         } = other;
         // The merged slots join the sums later deferred rows may add to.
         self.allocated_bound = self.allocated_bound.saturating_add(allocated_bound);
