@@ -559,6 +559,9 @@ pub struct AllocatedLine {
     pub unit: Name,
     /// The line's whole amount in this bucket, before the split.
     pub original_amount: Decimal,
+    /// The line's quantity in this bucket: its charges' quantities, split over
+    /// the buckets as their amounts are (zero for rows of exports).
+    pub quantity: Decimal,
     /// Currency of the amounts.
     pub currency: Name,
     /// The allocation method that produced the rows (`usage_ratio`, `even_split`, ...).

@@ -533,6 +533,7 @@ fn writer_apportions_quantity_from_cost_lines_across_buckets() {
             line_type: "Uncompressed GiB written".into(),
             unit: "GiB".into(),
             original_amount: d("15"),
+            quantity: Decimal::ZERO,
             currency: "USD".into(),
             method: "usage_ratio".into(),
             chain_step: 0,
@@ -678,6 +679,7 @@ fn writer_puts_a_clusters_unallocated_remainder_back_into_the_cluster() {
         line_type: "Cluster minutes".into(),
         unit: "minute".into(),
         original_amount: d("10.00"),
+        quantity: Decimal::ZERO,
         currency: "USD".into(),
         method: "lifetime".into(),
         chain_step: 0,
@@ -701,6 +703,7 @@ fn writer_puts_a_clusters_unallocated_remainder_back_into_the_cluster() {
             product: Name::default(),
             line_type: Name::default(),
             original_amount: d("-4.50"),
+            quantity: Decimal::ZERO,
             method: "unallocated".into(),
             ..(*topic_line).clone()
         }),

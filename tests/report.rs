@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::run_bytes;
+use common::{report_of, run_bytes};
 use rust_decimal::Decimal;
 use std::str::FromStr;
 use tally::model::EntityLevel;
@@ -30,17 +30,6 @@ const EXPORT: &str = "interval_start,principal,environment,resource,product,metr
 
 const CROSSWALK: &str =
     "org_id,owner_id,team,cost_center\norg-1,sa-a,alpha,CC-1\n,sa-b,beta,CC-2\n";
-
-/// The report of `files` (name, organization, text).
-fn report_of(options: Options, files: &[(&str, &str, &str)]) -> tally::report::Report {
-    let mut session = Session::new(options);
-    for (name, org, text) in files {
-        let id = session.begin_file(name, org);
-        session.feed(id, text.as_bytes()).unwrap();
-        session.end_file(id).unwrap();
-    }
-    session.allocate().unwrap()
-}
 
 fn export_report(options: Options) -> tally::report::Report {
     let files = [

@@ -44,8 +44,8 @@ pub mod store;
 use crate::error::Error;
 use crate::model::{AllocatedLine, AllocationRow, BillColumns, EntityLevel, Name, RowSource};
 use crate::money::{
-    apportion, apportion_with_shares, checked_sum, mixed_shares, round, rounded_ratio, split_units,
-    Sign, UnitSplit,
+    apportion_with_shares, checked_sum, mixed_shares, round, rounded_ratio, split_units, Sign,
+    UnitSplit,
 };
 use crate::time::{Granularity, Timestamp};
 use rules::{Component, Rules, Step};
@@ -104,6 +104,9 @@ pub struct Allocation {
     pub outside_range: Decimal,
     /// Bill amounts lost to rounding at the output precision (input minus output).
     pub rounding: Decimal,
+    /// The negative bill lines (credits, refunds) and negative already-allocated
+    /// rows, at the output precision: in the totals, wherever they were charged.
+    pub credits: Decimal,
 }
 
 /// Entity → (metric, value) pairs (few metrics per entity: a vector), sorted by
@@ -120,8 +123,16 @@ fn metric_value(values: &[(Sym, Decimal)], metric: Sym) -> Option<Decimal> {
     values.iter().find(|(m, _)| *m == metric).map(|(_, v)| *v)
 }
 
-/// (org, bucket) → line identity → (amount, first source's file and line).
-type BucketLines = HashMap<(Sym, Timestamp), HashMap<LineKey, (Decimal, Sym, u64)>>;
+/// (org, bucket) → line identity → its amount, quantity and first source in the bucket.
+type BucketLines = HashMap<(Sym, Timestamp), HashMap<LineKey, MergedLine>>;
+
+/// The lines of one identity in one bucket, merged.
+struct MergedLine {
+    amount: Decimal,
+    quantity: Decimal,
+    file: Sym,
+    line: u64,
+}
 
 /// The names rows are made of, as shared [`Name`]s: each interned string is
 /// made a `Name` once, on first use, and every row that names it clones a
@@ -354,6 +365,7 @@ impl IndexedUsage {
 struct BucketLine {
     key: LineKey,
     amount: Decimal,
+    quantity: Decimal,
     source: RowSource,
 }
 
@@ -506,7 +518,7 @@ pub fn allocate(store: &Store, settings: Settings<'_>) -> Result<Allocation, Err
     // Each bucket's rows are sorted as they are added, in bucket order, and the
     // already-allocated rows come in output order: only a mix of both needs a sort.
     let from_lines = !result.rows.is_empty();
-    add_allocated_rows(store, &names, &mut result, settings.threads)?;
+    add_allocated_rows(store, &names, &mut result, settings)?;
     if from_lines && !store.allocated.is_empty() {
         sort_rows(&mut result.rows);
     }
@@ -628,59 +640,114 @@ fn needs_topics(store: &Store, settings: Settings<'_>) -> bool {
         })
 }
 
-/// Splits every line over its buckets and merges lines of the same identity per bucket.
+/// Splits every line over its buckets, merges the lines of one identity per
+/// bucket, and rounds them to the output precision.
+///
+/// A line is split and its parts summed exactly; only then is each identity
+/// rounded, bucket after bucket in time order, by cumulative rounding (a
+/// bucket gets the rounded running total less what the buckets before it got).
+/// So a bill of many sub-unit lines (an hourly line of 0.004, 720 times a
+/// month) loses nothing to rounding; a line at the output precision that spans
+/// several buckets has parts that sum exactly to it, spread evenly over time;
+/// and an identity's rounded total is its exact total rounded (what rounding
+/// loses is at most half a unit per identity, reported as `rounding`).
 fn split_lines(
     store: &Store,
     settings: Settings<'_>,
     usage: &UsageIndex,
     result: &mut Allocation,
 ) -> Result<BucketLines, Error> {
-    let mut by_bucket: BucketLines = HashMap::default();
+    let mut exact: HashMap<LineKey, Vec<ExactPart>> = HashMap::default();
     for ((key, period), amount) in &store.lines {
-        let rounded = round(amount.amount, settings.precision);
-        result.rounding = result
-            .rounding
-            .checked_add(amount.amount.checked_sub(rounded).unwrap_or_default())
-            .ok_or_else(|| Error::overflow("rounding total"))?;
-        for (bucket, part) in time_split(store, usage, key, period, rounded, settings.precision)? {
-            let Some(bucket) = bucket else {
-                result.outside_range = result
-                    .outside_range
-                    .checked_add(part)
-                    .ok_or_else(|| Error::overflow("outside range"))?;
+        let parts = exact.entry(*key).or_default();
+        let seconds = time_weights(store, usage, key, period);
+        let amounts = split_by_seconds(amount.amount, &seconds)?;
+        let quantities = split_by_seconds(amount.quantity, &seconds)?;
+        for ((bucket, _), (part, quantity)) in
+            seconds.iter().zip(amounts.into_iter().zip(quantities))
+        {
+            parts.push(ExactPart {
+                bucket: *bucket,
+                amount: part,
+                quantity,
+                file: amount.file,
+                line: amount.line,
+            });
+        }
+    }
+    let mut by_bucket: BucketLines = HashMap::default();
+    let s = &store.strings;
+    for (key, mut parts) in exact {
+        // Time order, and in one bucket the first source in (file name, line)
+        // order first: it is the merged line's source.
+        parts.sort_unstable_by(|a, b| {
+            (a.bucket, s.name(a.file), a.line).cmp(&(b.bucket, s.name(b.file), b.line))
+        });
+        let mut running = Decimal::ZERO;
+        let mut rounded_before = Decimal::ZERO;
+        for same_bucket in parts.chunk_by(|a, b| a.bucket == b.bucket) {
+            let total = checked_sum(same_bucket.iter().map(|p| p.amount), "merging lines")?;
+            let quantity = checked_sum(same_bucket.iter().map(|p| p.quantity), "merging lines")?;
+            running = running
+                .checked_add(total)
+                .ok_or_else(|| Error::overflow("merging lines"))?;
+            let rounded = round(running, settings.precision);
+            let part = rounded
+                .checked_sub(rounded_before)
+                .ok_or_else(|| Error::overflow("rounding lines"))?;
+            rounded_before = rounded;
+            let Some(first) = same_bucket.first() else {
                 continue;
             };
-            let slot = by_bucket
-                .entry((key.org, bucket))
-                .or_default()
-                .entry(*key)
-                .or_insert((Decimal::ZERO, amount.file, amount.line));
-            slot.0 = slot
-                .0
-                .checked_add(part)
-                .ok_or_else(|| Error::overflow("merging lines"))?;
-            // The first source in (file name, line) order, compared without
-            // making either: ids first, as they mostly are the same file.
-            let s = &store.strings;
-            if (amount.file, amount.line) != (slot.1, slot.2)
-                && (s.name(amount.file), amount.line) < (s.name(slot.1), slot.2)
-            {
-                (slot.1, slot.2) = (amount.file, amount.line);
+            match first.bucket {
+                None => {
+                    result.outside_range = result
+                        .outside_range
+                        .checked_add(part)
+                        .ok_or_else(|| Error::overflow("outside range"))?;
+                }
+                Some(bucket) => {
+                    by_bucket.entry((key.org, bucket)).or_default().insert(
+                        key,
+                        MergedLine {
+                            amount: part,
+                            quantity,
+                            file: first.file,
+                            line: first.line,
+                        },
+                    );
+                }
             }
+        }
+        result.rounding = running
+            .checked_sub(rounded_before)
+            .and_then(|lost| result.rounding.checked_add(lost))
+            .ok_or_else(|| Error::overflow("rounding total"))?;
+        if rounded_before.is_sign_negative() {
+            result.credits = checked_sum([result.credits, rounded_before], "credits")?;
         }
     }
     Ok(by_bucket)
 }
 
-/// The parts of a line per bucket (`None`: outside the custom range).
-fn time_split(
+/// A line's exact part in a bucket (`None`: outside the custom range), and the line's source.
+struct ExactPart {
+    bucket: Option<Timestamp>,
+    amount: Decimal,
+    quantity: Decimal,
+    file: Sym,
+    line: u64,
+}
+
+/// The seconds of a line's period in each bucket it is split over (`None`:
+/// outside the custom range); only the buckets with activity on its resource
+/// when its cost line says the resource was active part of the time.
+fn time_weights(
     store: &Store,
     usage: &UsageIndex,
     key: &LineKey,
     period: &Period,
-    amount: Decimal,
-    precision: u32,
-) -> Result<Vec<(Option<Timestamp>, Decimal)>, Error> {
+) -> Vec<(Option<Timestamp>, i64)> {
     let granularity = store.granularity;
     let overlaps = bucket_overlaps(period.start, period.end, granularity);
     let active = usage.active.get(&(key.org, key.resource));
@@ -688,21 +755,55 @@ fn time_split(
         && overlaps
             .iter()
             .any(|(b, _)| active.is_some_and(|a| a.contains(b)));
-    let mut weights: Vec<(Option<Timestamp>, Decimal)> = Vec::with_capacity(overlaps.len() + 1);
+    let mut weights: Vec<(Option<Timestamp>, i64)> = Vec::with_capacity(overlaps.len() + 1);
     let mut outside = 0i64;
     for (bucket, seconds) in overlaps {
         let inside = inside_seconds(store, bucket, granularity, period);
         outside += seconds - inside;
         let counts = !prorate || active.is_some_and(|a| a.contains(&bucket));
         if counts && inside > 0 {
-            weights.push((Some(bucket), Decimal::from(inside)));
+            weights.push((Some(bucket), inside));
         }
     }
     if outside > 0 {
-        weights.push((None, Decimal::from(outside)));
+        weights.push((None, outside));
     }
-    let first = Some(period.start.floor(granularity));
-    Ok(apportion(amount, weights, precision)?.unwrap_or_else(|| vec![(first, amount)]))
+    if weights.is_empty() {
+        // An instant: all of it in the bucket it falls in.
+        return vec![(Some(period.start.floor(granularity)), 1)];
+    }
+    weights
+}
+
+/// `value` split exactly in proportion to `seconds`: each part the difference
+/// of two running totals, the last of which is `value` itself, so the parts
+/// sum to it whatever the division rounds.
+fn split_by_seconds(
+    value: Decimal,
+    seconds: &[(Option<Timestamp>, i64)],
+) -> Result<Vec<Decimal>, Error> {
+    let total: i64 = seconds.iter().map(|(_, s)| s).sum();
+    let whole = Decimal::from(total);
+    let mut parts = Vec::with_capacity(seconds.len());
+    let (mut seconds_before, mut value_before) = (0i64, Decimal::ZERO);
+    for (_, s) in seconds {
+        seconds_before += s;
+        let running = if seconds_before == total {
+            value
+        } else {
+            Decimal::from(seconds_before)
+                .checked_div(whole)
+                .and_then(|ratio| value.checked_mul(ratio))
+                .ok_or_else(|| Error::overflow("splitting a line over buckets"))?
+        };
+        parts.push(
+            running
+                .checked_sub(value_before)
+                .ok_or_else(|| Error::overflow("splitting a line over buckets"))?,
+        );
+        value_before = running;
+    }
+    Ok(parts)
 }
 
 /// Seconds of `bucket` ∩ the line's period ∩ the custom range.
@@ -731,10 +832,11 @@ fn sorted_buckets(store: &Store, names: &Names<'_>, by_bucket: BucketLines) -> V
         .map(|(k, lines)| {
             let mut lines: Vec<BucketLine> = lines
                 .into_iter()
-                .map(|(key, (amount, file, line))| BucketLine {
+                .map(|(key, merged)| BucketLine {
                     key,
-                    amount,
-                    source: names.source(file, line),
+                    amount: merged.amount,
+                    quantity: merged.quantity,
+                    source: names.source(merged.file, merged.line),
                 })
                 .collect();
             lines.sort_by_key(|l| line_ranks(names, &l.key));
@@ -785,6 +887,8 @@ fn chain_for<'r>(
 /// What one line leaves unallocated in its bucket.
 struct Unallocated {
     amount: Decimal,
+    /// The line's currency: each currency gets its own row.
+    currency: Sym,
     reason: &'static str,
     source: RowSource,
     /// The line's bill columns ([`BillColumns`]): each bill gets its own row.
@@ -796,6 +900,7 @@ impl Unallocated {
     fn all_of(line: &BucketLine, reason: &'static str) -> Self {
         Unallocated {
             amount: line.amount,
+            currency: line.key.currency,
             reason,
             source: line.source.clone(),
             bill_columns: line.key.bill_columns,
@@ -953,6 +1058,7 @@ fn allocated_line(
         line_type: names.of(key.line_type),
         unit: names.of(key.unit),
         original_amount: line.amount,
+        quantity: line.quantity,
         currency: names.of(key.currency),
         method: names.text(method),
         chain_step,
@@ -1352,10 +1458,12 @@ fn push_bucket(
     }
     // Two providers' credits must not be written as one provider's: one row
     // per bill, in the order of the bills' keys (so the same for any input order).
-    let mut bills: BTreeMap<&str, Vec<&Unallocated>> = BTreeMap::new();
+    // A bill in two currencies gets a row per currency.
+    let mut bills: BTreeMap<(&str, &str), Vec<&Unallocated>> = BTreeMap::new();
     for part in &unallocated {
+        let currency = ctx.store.strings.name(part.currency);
         bills
-            .entry(ctx.bill_of(part.bill_columns))
+            .entry((ctx.bill_of(part.bill_columns), currency))
             .or_default()
             .push(part);
     }
@@ -1401,7 +1509,8 @@ fn unallocated_row(
 ) -> AllocationRow {
     let n = ctx.names;
     let (start, end, partial) = ctx.bounds;
-    let (empty, usd, unallocated) = (n.text(""), n.text("USD"), n.text(UNALLOCATED));
+    let (empty, unallocated) = (n.text(""), n.text(UNALLOCATED));
+    let currency = n.of(earliest.currency);
     let line = AllocatedLine {
         bucket_start: start,
         bucket_end: end,
@@ -1412,9 +1521,11 @@ fn unallocated_row(
         resource_id: empty.clone(),
         product: empty.clone(),
         line_type: empty,
-        unit: usd.clone(),
+        unit: currency.clone(),
         original_amount: amount,
-        currency: usd,
+        // Lines of different units merge here: no one quantity.
+        quantity: Decimal::ZERO,
+        currency,
         method: unallocated.clone(),
         chain_step: 0,
         reason: n.text(&reasons.iter().copied().collect::<Vec<_>>().join("+")),
@@ -1443,19 +1554,10 @@ fn add_allocated_rows(
     store: &Store,
     names: &Names<'_>,
     result: &mut Allocation,
-    threads: usize,
+    settings: Settings<'_>,
 ) -> Result<(), Error> {
     let s = &store.strings;
-    // original_amount = the line's total over all its owners in the bucket.
-    let mut line_totals: HashMap<(Sym, Timestamp, Sym, Sym, Sym), Decimal> = HashMap::default();
-    for (k, v) in store.allocated.iter() {
-        let slot = line_totals
-            .entry((k.org, k.bucket, k.resource, k.product, k.line_type))
-            .or_insert(Decimal::ZERO);
-        *slot = slot
-            .checked_add(v.amount)
-            .ok_or_else(|| Error::overflow("export totals"))?;
-    }
+    let threads = settings.threads;
     // In output order (by names, through integer ranks), so the final sort is a merge.
     let rank = |id: Sym| names.rank(id);
     let unallocated_id = s.find(UNALLOCATED);
@@ -1484,6 +1586,24 @@ fn add_allocated_rows(
             ]
         })
         .collect();
+    let rounded = rounded_entries(&entries, &keys, settings.precision, result)?;
+    let entries: Vec<(&store::AllocatedKey, &Amount)> = match &rounded {
+        Some(amounts) => entries.iter().map(|(k, _)| *k).zip(amounts).collect(),
+        None => entries,
+    };
+    // original_amount = the line's total over all its owners in the bucket.
+    let mut line_totals: HashMap<(Sym, Timestamp, Sym, Sym, Sym), Decimal> = HashMap::default();
+    for (k, v) in &entries {
+        let slot = line_totals
+            .entry((k.org, k.bucket, k.resource, k.product, k.line_type))
+            .or_insert(Decimal::ZERO);
+        *slot = slot
+            .checked_add(v.amount)
+            .ok_or_else(|| Error::overflow("export totals"))?;
+        if v.amount.is_sign_negative() {
+            result.credits = checked_sum([result.credits, v.amount], "credits")?;
+        }
+    }
     let order = order_keys(&keys, threads);
     // The rows are built in runs of the order on their own threads, each a
     // function of its entries alone (in one buffer: see `room_for_all`).
@@ -1534,6 +1654,50 @@ fn add_allocated_rows(
         });
     }
     Ok(())
+}
+
+/// The already-allocated entries' amounts at the output precision, in the
+/// order of `entries` (`None` when every amount already is): each line
+/// (organization, bucket, resource, product, line type) is rounded by
+/// cumulative rounding over its owners in output order (`keys`), so its rows
+/// sum to its exact total rounded and a team's sum of rows adds up, where
+/// rounding rows one by one would make 1.005 + 1.005 = 2.02 of a 2.01 line.
+/// What rounding moves is added to `result.rounding`.
+fn rounded_entries(
+    entries: &[(&store::AllocatedKey, &Amount)],
+    keys: &[[u32; EXPORT_KEY_COLUMNS]],
+    precision: u32,
+    result: &mut Allocation,
+) -> Result<Option<Vec<Amount>>, Error> {
+    if entries.iter().all(|(_, a)| a.amount.scale() <= precision) {
+        return Ok(None);
+    }
+    // (org, bucket, product, line type, resource): the line, as key columns.
+    let line_of = |key: &[u32; EXPORT_KEY_COLUMNS]| [key[0], key[1], key[3], key[4], key[5]];
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    order.sort_unstable_by_key(|&i| keys.get(i).map(|k| (line_of(k), *k)));
+    let mut amounts: Vec<Amount> = entries.iter().map(|(_, a)| (*a).clone()).collect();
+    let same_line = |a: &usize, b: &usize| keys.get(*a).map(line_of) == keys.get(*b).map(line_of);
+    for line in order.chunk_by(same_line) {
+        let mut running = Decimal::ZERO;
+        let mut rounded_before = Decimal::ZERO;
+        for &i in line {
+            let Some(entry) = amounts.get_mut(i) else {
+                continue;
+            };
+            running = checked_sum([running, entry.amount], "rounding export rows")?;
+            let rounded = round(running, precision);
+            entry.amount = rounded
+                .checked_sub(rounded_before)
+                .ok_or_else(|| Error::overflow("rounding export rows"))?;
+            rounded_before = rounded;
+        }
+        let lost = running
+            .checked_sub(rounded_before)
+            .ok_or_else(|| Error::overflow("rounding total"))?;
+        result.rounding = checked_sum([result.rounding, lost], "rounding total")?;
+    }
+    Ok(Some(amounts))
 }
 
 /// What the rows of already-allocated entries are built from.
@@ -1628,6 +1792,7 @@ impl ExportedEntries<'_, '_> {
                 line_type: names.of(k.line_type),
                 unit: names.of(k.unit),
                 original_amount: original,
+                quantity: Decimal::ZERO,
                 currency: names.of(k.currency),
                 method: names.of(k.method),
                 chain_step: k.chain_step,
@@ -1819,6 +1984,7 @@ mod tests {
                 bill_columns: 0,
             },
             amount: Decimal::ONE,
+            quantity: Decimal::ZERO,
             source: RowSource::default(),
         };
         lines

@@ -769,14 +769,10 @@ pub fn write_focus(
         let lines: Vec<Option<&CostLine>> = group.iter().map(|r| cost_lines.of(&r.line)).collect();
         // Each row's quantity is its line's quantity in proportion to cost;
         // the parts are then re-apportioned so they sum exactly to the origin's.
-        let mut raw = Vec::with_capacity(group.len());
-        for (row, line) in group.iter().zip(&lines) {
-            let q = match line {
-                Some(l) => split_quantity(row, l)?,
-                None => Decimal::ZERO,
-            };
-            raw.push(q);
-        }
+        let raw = group
+            .iter()
+            .map(|row| split_quantity(row))
+            .collect::<Result<Vec<_>, Error>>()?;
         let origin_quantity = money::checked_sum(raw.iter().copied(), "FOCUS origin quantity")?;
         let quantities = money::apportion(
             origin_quantity,
@@ -799,20 +795,19 @@ pub fn write_focus(
     Ok(out)
 }
 
-/// `row`'s part of its cost `line`'s quantity: the line's quantity times the
-/// row's share of the line's amount as the rows split it, that is rounded to
-/// the rows' precision (the scale of their line's amount). Against the exact
-/// amount, a row that is a whole line of 0.125856 written as 0.13 would carry
-/// 3% more than the line's quantity. A line whose rows cost nothing is split
-/// by usage share.
-fn split_quantity(row: &AllocationRow, line: &CostLine) -> Result<Decimal, Error> {
-    let split_amount = money::round(line.amount, row.line.original_amount.scale());
-    let quantity = if split_amount.is_zero() {
+/// `row`'s part of its line's quantity in its bucket: the quantity times the
+/// row's share of the line's amount as the rows split it (rounded to the
+/// output precision). Against the exact amount, a row that is a whole line of
+/// 0.125856 written as 0.13 would carry 3% more than the line's quantity. A
+/// line that costs nothing is split by usage share.
+fn split_quantity(row: &AllocationRow) -> Result<Decimal, Error> {
+    let line = &row.line;
+    let quantity = if line.original_amount.is_zero() {
         line.quantity.checked_mul(row.usage_share)
     } else {
         line.quantity
             .checked_mul(row.chargeback_cost)
-            .and_then(|q| q.checked_div(split_amount))
+            .and_then(|q| q.checked_div(line.original_amount))
     };
     quantity.ok_or_else(|| Error::overflow("FOCUS split quantity"))
 }

@@ -75,6 +75,7 @@ pub fn owned_row(row: &AllocatedRef<'_>) -> AllocationRow {
         line_type: row.line_type.into(),
         unit: row.unit.into(),
         original_amount: row.original_amount,
+        quantity: Decimal::ZERO,
         currency: row.currency.into(),
         method: row.method.into(),
         chain_step: row.chain_step,

@@ -135,6 +135,7 @@ pub fn attribute_remainders<'r>(rows: &'r [AllocationRow]) -> Result<Remainders,
                 line_type: first.line.line_type.clone(),
                 unit: first.line.unit.clone(),
                 original_amount: first.line.original_amount,
+                quantity: first.line.quantity,
                 source: first.line.source.clone(),
                 bill_columns: first.line.bill_columns.clone(),
                 ..(*template.line).clone()
@@ -154,6 +155,7 @@ pub fn attribute_remainders<'r>(rows: &'r [AllocationRow]) -> Result<Remainders,
         if !left.is_zero() {
             let line = AllocatedLine {
                 original_amount: left,
+                quantity: Decimal::ZERO,
                 ..(*template.line).clone()
             };
             out.unattributed.push(AllocationRow {

@@ -742,6 +742,7 @@ fn derive_rows_and_lines(out: &mut Chargebacks, file: &str, org_id: &str) -> Res
                     line_type: c.product.as_str().into(),
                     unit: unit_of(&c.product).into(),
                     original_amount: amount,
+                    quantity,
                     currency: "USD".into(),
                     method: method_of(&c.product, cluster.storage_attribution_method.as_deref())
                         .into(),

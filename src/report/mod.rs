@@ -765,14 +765,7 @@ fn reconcile(
         allocation.buckets.iter().map(|b| b.unallocated),
         "unallocated total",
     )?;
-    let credits_total = checked_sum(
-        allocation
-            .rows
-            .iter()
-            .map(|r| r.chargeback_cost)
-            .filter(|c| c.is_sign_negative()),
-        "credits",
-    )?;
+    let credits_total = allocation.credits;
     let rows_accepted = files.iter().map(|f| f.rows_accepted).sum();
     let rows_rejected = files.iter().map(|f| f.rows_rejected).sum();
     let charged = allocated_total
@@ -790,7 +783,9 @@ fn reconcile(
         explanations.push(format!("allocated + unallocated ({charged}) differs from the bill total ({bill_total}): an internal error"));
     }
     if !credits_total.is_zero() {
-        explanations.push(format!("credits and refunds of {credits_total} are included (negative, on the unallocated rows)"));
+        explanations.push(format!(
+            "credits and refunds of {credits_total} are included (negative amounts, on the rows their rules charged them to)"
+        ));
     }
     if rows_rejected > 0 {
         explanations.push(format!("{rows_rejected} input rows were rejected and are not in the totals (see the files' rejections)"));
@@ -801,13 +796,29 @@ fn reconcile(
             allocation.outside_range
         ));
     }
+    let exact = checked_sum(
+        [charged, allocation.outside_range, allocation.rounding],
+        "exact bill total",
+    )?;
     if !allocation.rounding.is_zero() {
+        let (size, direction) = if allocation.rounding.is_sign_negative() {
+            (-allocation.rounding, "higher")
+        } else {
+            (allocation.rounding, "lower")
+        };
+        let size = size.normalize();
         explanations.push(format!(
-            "{} was lost rounding bill lines to the output precision",
-            allocation.rounding
+            "rounding each bill line to {precision} decimals (once per line, over all its buckets) makes the total \
+             {size} {direction} than the exact {}",
+            exact.normalize()
         ));
     }
-    if let Some(diff) = difference.filter(|d| !d.is_zero()) {
+    let invoice_is_exact = invoice.is_some_and(|i| i == exact || i == round(exact, precision));
+    if let Some(diff) = difference.filter(|d| !d.is_zero() && invoice_is_exact) {
+        explanations.push(format!(
+            "the invoice subtotal differs by {diff}: the rounding above (the invoice is the bill's exact total, rounded once)"
+        ));
+    } else if let Some(diff) = difference.filter(|d| !d.is_zero()) {
         explanations.push(format!(
             "the invoice subtotal differs by {diff}: tax, marketplace pass-through and prior-period adjustments are invoiced \
              but not in usage exports; usage data can also arrive up to 48 hours late (re-run the export after the period closes)"
@@ -820,7 +831,8 @@ fn reconcile(
         unallocated_total: p(unallocated_total),
         credits_total: p(credits_total),
         outside_range: p(allocation.outside_range),
-        rounding: allocation.rounding,
+        // Normalized: its scale follows the divisions that split lines over buckets.
+        rounding: allocation.rounding.normalize(),
         rows_accepted,
         rows_rejected,
         invoice_subtotal: invoice,

@@ -88,3 +88,14 @@ pub fn tally_ok<S: AsRef<OsStr>>(args: &[S]) -> Output {
     );
     out
 }
+
+/// The report of `files` (name, organization, text), each fed whole.
+pub fn report_of(options: Options, files: &[(&str, &str, &str)]) -> Report {
+    let mut session = Session::new(options);
+    for (name, org, text) in files {
+        let id = session.begin_file(name, org);
+        session.feed(id, text.as_bytes()).unwrap();
+        session.end_file(id).unwrap();
+    }
+    session.allocate().unwrap()
+}
