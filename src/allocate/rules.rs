@@ -268,27 +268,83 @@ fn validate_step(index: usize, step: &Step) -> Result<(), Error> {
 }
 
 impl Rule {
-    /// Whether this rule applies to a line of `product` / `line_type`.
+    /// Whether this rule applies to a line of `product` / `line_type`, names
+    /// compared [`folded`]: the Billing API writes `KAFKA_NUM_CKUS` where the
+    /// cost-allocation export writes `KafkaNumCKUs`.
     pub fn matches(&self, product: &str, line_type: &str) -> bool {
         let product_ok = self.products.is_empty()
             || self.products.iter().any(|p| match p.strip_suffix('*') {
-                Some(prefix) => product
-                    .to_ascii_lowercase()
-                    .starts_with(&prefix.to_ascii_lowercase()),
-                None => p.eq_ignore_ascii_case(product),
+                Some(prefix) => starts_with_folded(product, prefix),
+                None => same_folded(p, product),
             });
-        let line_ok = self.line_types.is_empty()
-            || self
-                .line_types
-                .iter()
-                .any(|l| l.eq_ignore_ascii_case(line_type));
+        let line_ok =
+            self.line_types.is_empty() || self.line_types.iter().any(|l| same_folded(l, line_type));
         product_ok && line_ok
     }
+}
+
+/// A name's bytes as rules compare them: ASCII lowercase, without the `_`, `-`
+/// and spaces that separate its words.
+fn folded(name: &str) -> impl Iterator<Item = u8> + '_ {
+    name.bytes()
+        .filter(|b| !matches!(b, b'_' | b'-' | b' '))
+        .map(|b| b.to_ascii_lowercase())
+}
+
+/// Whether `a` and `b` are the same name, [`folded`].
+fn same_folded(a: &str, b: &str) -> bool {
+    folded(a).eq(folded(b))
+}
+
+/// Whether `name` starts with `prefix`, both [`folded`].
+fn starts_with_folded(name: &str, prefix: &str) -> bool {
+    let mut name = folded(name);
+    folded(prefix).all(|p| name.next() == Some(p))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_match_whatever_their_case_and_separators() {
+        // (rule's name, line's name, matches)
+        let cases = [
+            ("KafkaNumCKUs", "KAFKA_NUM_CKUS", true),
+            ("KafkaNetworkWrite", "kafka-network-write", true),
+            ("KafkaNetworkWrite", "KafkaNetworkRead", false),
+            ("KafkaBase", "KafkaBases", false),
+            ("schema_registry", "SCHEMA REGISTRY", true),
+        ];
+        for (rule, line, expected) in cases {
+            assert_eq!(same_folded(rule, line), expected, "{rule} / {line}");
+        }
+        let prefixes = [
+            ("support*", "SUPPORT_CLOUD_BASIC", true),
+            ("support*", "sup", false),
+            ("cluster_link*", "ClusterLinkingPerLink", true),
+            ("cluster_link*", "CLUSTER_LIN", false),
+            ("cluster_link*", "CLUSTER_LINK_READ", true),
+        ];
+        for (prefix, name, expected) in prefixes {
+            let prefix = prefix.trim_end_matches('*');
+            assert_eq!(
+                starts_with_folded(name, prefix),
+                expected,
+                "{prefix} / {name}"
+            );
+        }
+        let rules = Rules::defaults().unwrap();
+        let method = |p: &str, l: &str| rules.find(p, l).map(|r| r.chain[0].clone());
+        assert_eq!(
+            method("KAFKA", "KAFKA_NETWORK_WRITE"),
+            method("kafka", "KafkaNetworkWrite")
+        );
+        assert_eq!(
+            method("KAFKA", "KAFKA_NUM_CKUS"),
+            method("kafka", "KafkaNumCKUs")
+        );
+    }
 
     #[test]
     fn defaults_parse_and_match_the_seed_table() {
