@@ -179,3 +179,48 @@ fn unallocated_amounts_keep_their_currency() {
         [("EUR", "-2.00"), ("USD", "-3.00")].map(|(c, a)| (c.to_string(), a.to_string()))
     );
 }
+
+#[test]
+fn ties_turn_from_bucket_to_bucket() {
+    // 10.00 of cluster base for April, three principals active every hour.
+    let bill = format!(
+        "{COSTS_HEADER}2026-04-01T00:00:00Z,2026-05-01T00:00:00Z,KAFKA,KafkaBase,lkc-1,env-1,USD,10.00\n"
+    );
+    let start = tally::time::Timestamp::parse("2026-04-01T00:00:00Z").unwrap();
+    let mut usage = common::USAGE_HEADER.to_string();
+    for hour in 0..720 {
+        let from = tally::time::Timestamp(start.0 + hour * 3600);
+        let to = tally::time::Timestamp(from.0 + 3600);
+        for principal in ["sa-a", "sa-b", "sa-c"] {
+            usage.push_str(&format!(
+                "1,{from},{to},lkc-1,{principal},sasl_plain,,produced_bytes,100\n"
+            ));
+        }
+    }
+    // (granularity, each principal's total): a bucket's split hands the cents
+    // ties leave on from where the line's earlier buckets stopped, so over the
+    // month they go round, however the month is cut. With ties to the first
+    // name in every bucket, hourly made 7.20, 2.80, 0.00 (each hour's 0.01 or
+    // 0.02 to sa-a first) and daily 3.40, 3.30, 3.30.
+    let cases: [(Granularity, [&str; 3]); 3] = [
+        (Granularity::Monthly, ["3.34", "3.33", "3.33"]),
+        (Granularity::Daily, ["3.34", "3.33", "3.33"]),
+        (Granularity::Hourly, ["3.34", "3.33", "3.33"]),
+    ];
+    for (granularity, expected) in cases {
+        let options = Options {
+            granularity,
+            ..Options::default()
+        };
+        let report = report_of(
+            options,
+            &[("bill.csv", "", &bill), ("usage.csv", "", &usage)],
+        );
+        let mut totals: BTreeMap<String, Decimal> = BTreeMap::new();
+        for row in &report.rows {
+            *totals.entry(row.owner_id.to_string()).or_default() += row.chargeback_cost;
+        }
+        let totals: Vec<String> = totals.values().map(|t| t.to_string()).collect();
+        assert_eq!(totals, expected, "{granularity:?}");
+    }
+}

@@ -130,6 +130,8 @@ type BucketLines = HashMap<(Sym, Timestamp), HashMap<LineKey, MergedLine>>;
 struct MergedLine {
     amount: Decimal,
     quantity: Decimal,
+    /// [`BucketLine::first_tie`].
+    first_tie: i128,
     file: Sym,
     line: u64,
 }
@@ -366,6 +368,12 @@ struct BucketLine {
     key: LineKey,
     amount: Decimal,
     quantity: Decimal,
+    /// The minimal units its identity got in the buckets before this one:
+    /// where its split starts giving the units ties leave ([`apportion_units`]),
+    /// so that they go round the owners over the buckets of a period (three
+    /// equal principals of an hourly 10.00 got 7.20, 2.80 and 0.00 when every
+    /// bucket gave its ties to the first name).
+    first_tie: i128,
     source: RowSource,
 }
 
@@ -695,6 +703,8 @@ fn split_lines(
             let part = rounded
                 .checked_sub(rounded_before)
                 .ok_or_else(|| Error::overflow("rounding lines"))?;
+            // Rounded to the precision: its mantissa counts minimal units.
+            let first_tie = rounded_before.mantissa();
             rounded_before = rounded;
             let Some(first) = same_bucket.first() else {
                 continue;
@@ -712,6 +722,7 @@ fn split_lines(
                         MergedLine {
                             amount: part,
                             quantity,
+                            first_tie,
                             file: first.file,
                             line: first.line,
                         },
@@ -836,6 +847,7 @@ fn sorted_buckets(store: &Store, names: &Names<'_>, by_bucket: BucketLines) -> V
                     key,
                     amount: merged.amount,
                     quantity: merged.quantity,
+                    first_tie: merged.first_tie,
                     source: names.source(merged.file, merged.line),
                 })
                 .collect();
@@ -1083,54 +1095,41 @@ fn run_step<'a>(
     level: EntityLevel,
     step: &'a Step,
 ) -> Result<Outcome<'a>, Error> {
-    let precision = ctx.settings.precision;
     let amount = line.amount;
     match step {
         Step::Fixed { shares } => {
             let weights = shares.iter().map(|(k, v)| (Owner::named(k), *v)).collect();
-            split(amount, weights, precision, "fixed_shares", "no_shares")
+            split(ctx, line, weights, "fixed_shares", "no_shares")
         }
         Step::UsageRatio { metrics } => split(
-            amount,
+            ctx,
+            line,
             usage_weights(ctx, line, level, metrics),
-            precision,
             "usage_found",
             "no_usage_found",
         ),
         Step::Lifetime { metric } => {
             let weights = usage_weights(ctx, line, level, std::slice::from_ref(metric));
-            split(
-                amount,
-                weights,
-                precision,
-                "lifetime_found",
-                "no_lifetime_data",
-            )
+            split(ctx, line, weights, "lifetime_found", "no_lifetime_data")
         }
         Step::Storage {
             write_metric,
             retention_metric,
         } => {
             let weights = storage_weights(ctx, line, level, write_metric, retention_metric)?;
-            split(
-                amount,
-                weights,
-                precision,
-                "storage_found",
-                "no_storage_data",
-            )
+            split(ctx, line, weights, "storage_found", "no_storage_data")
         }
         Step::EvenActive => split(
-            amount,
+            ctx,
+            line,
             even(active_entities(ctx, line, level)),
-            precision,
             "active_principals",
             "no_active_principals",
         ),
         Step::EvenPeriod => split(
-            amount,
+            ctx,
+            line,
             even(period_entities(ctx, line, level)),
-            precision,
             "principals_in_period",
             "no_principals_in_period",
         ),
@@ -1166,13 +1165,7 @@ fn run_step<'a>(
                 .into_iter()
                 .filter(|(_, v)| v.is_sign_positive() && !v.is_zero())
                 .collect();
-            split(
-                amount,
-                weights,
-                precision,
-                "other_totals",
-                "nothing_allocated_yet",
-            )
+            split(ctx, line, weights, "other_totals", "nothing_allocated_yet")
         }
         Step::Unallocated => Ok(Outcome::Fail("unallocated")),
     }
@@ -1216,14 +1209,21 @@ fn single<'a>(
 
 /// Apportions `amount` over `weights` (distinct keys), with usage shares.
 fn split<'a>(
-    amount: Decimal,
+    ctx: &Ctx<'a>,
+    line: &BucketLine,
     mut weights: Vec<(Owner<'a>, Decimal)>,
-    precision: u32,
     success: &'static str,
     failure: &'static str,
 ) -> Result<Outcome<'a>, Error> {
     weights.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    match apportion_with_shares(amount, weights, precision, SHARE_DECIMALS)? {
+    let precision = ctx.settings.precision;
+    match apportion_with_shares(
+        line.amount,
+        weights,
+        precision,
+        SHARE_DECIMALS,
+        line.first_tie,
+    )? {
         Some(parts) => Ok(Outcome::Split(parts, success)),
         None => Ok(Outcome::Fail(failure)),
     }
@@ -1376,7 +1376,7 @@ fn weighted<'a>(
     };
     let component_weights: Vec<Decimal> = components.iter().map(|c| c.weight).collect();
     let (units, sign) = Sign::units(line.amount, precision)?;
-    let Some(by_component) = split_units(units, &component_weights)? else {
+    let Some(by_component) = split_units(units, &component_weights, 0)? else {
         return Ok(Outcome::Fail("no_weights"));
     };
     let names = &ctx.store.strings;
@@ -1392,7 +1392,7 @@ fn weighted<'a>(
                 .map(|(_, values)| metric_sum(values, &ids))
                 .collect()
         };
-        let Some(split) = split_units(*part, &entity_weights)? else {
+        let Some(split) = split_units(*part, &entity_weights, line.first_tie)? else {
             return Ok(Outcome::Fail("no_usage_found"));
         };
         weights.push(entity_weights);
@@ -1985,6 +1985,7 @@ mod tests {
             },
             amount: Decimal::ONE,
             quantity: Decimal::ZERO,
+            first_tie: 0,
             source: RowSource::default(),
         };
         lines

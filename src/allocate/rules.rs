@@ -269,7 +269,7 @@ fn validate_step(index: usize, step: &Step) -> Result<(), Error> {
 
 impl Rule {
     /// Whether this rule applies to a line of `product` / `line_type`, names
-    /// compared [`folded`]: the Billing API writes `KAFKA_NUM_CKUS` where the
+    /// compared whatever their case and word separators: the Billing API writes `KAFKA_NUM_CKUS` where the
     /// cost-allocation export writes `KafkaNumCKUs`.
     pub fn matches(&self, product: &str, line_type: &str) -> bool {
         let product_ok = self.products.is_empty()

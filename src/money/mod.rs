@@ -112,7 +112,7 @@ where
     K: Ord,
     I: IntoIterator<Item = (K, Decimal)>,
 {
-    let Some(split) = Split::new(amount, weights, scale)? else {
+    let Some(split) = Split::new(amount, weights, scale, 0)? else {
         return Ok(None);
     };
     split
@@ -127,7 +127,8 @@ where
 /// A key's part of an amount and its share of the weights.
 pub type SharedPart<K> = (K, Decimal, Decimal);
 
-/// [`apportion`], with each key's share of the weights (`weight / total`)
+/// [`apportion`] with ties from the `first_tie`-th key ([`apportion_units`]),
+/// and each key's share of the weights (`weight / total`)
 /// rounded like [`rounded_ratio`] to `share_scale` places: the same shares,
 /// computed from the integer weights the split already made when they are
 /// exact and small enough (see `small_ratio`), without a decimal division.
@@ -136,12 +137,13 @@ pub fn apportion_with_shares<K, I>(
     weights: I,
     scale: u32,
     share_scale: u32,
+    first_tie: i128,
 ) -> Result<Option<Vec<SharedPart<K>>>, Error>
 where
     K: Ord,
     I: IntoIterator<Item = (K, Decimal)>,
 {
-    let Some(split) = Split::new(amount, weights, scale)? else {
+    let Some(split) = Split::new(amount, weights, scale, first_tie)? else {
         return Ok(None);
     };
     let total = checked_sum(split.weights.iter().copied(), "weights")?;
@@ -214,11 +216,16 @@ pub struct UnitSplit {
     pub exact: bool,
 }
 
-/// Splits `units` over `weights` (largest remainder, ties to the lower index),
-/// or `None` when they are all zero; a negative weight is refused. The step
-/// [`apportion`] takes once its weights are merged by key, for callers whose
-/// weights are already one per key in key order.
-pub fn split_units(units: u128, weights: &[Decimal]) -> Result<Option<UnitSplit>, Error> {
+/// Splits `units` over `weights` (largest remainder, ties by index from
+/// `first_tie`: [`apportion_units`]), or `None` when they are all zero; a
+/// negative weight is refused. The step [`apportion`] takes once its weights
+/// are merged by key, for callers whose weights are already one per key in
+/// key order.
+pub fn split_units(
+    units: u128,
+    weights: &[Decimal],
+    first_tie: i128,
+) -> Result<Option<UnitSplit>, Error> {
     for weight in weights {
         refuse_negative(*weight)?;
     }
@@ -226,7 +233,7 @@ pub fn split_units(units: u128, weights: &[Decimal]) -> Result<Option<UnitSplit>
         return Ok(None);
     };
     Ok(Some(UnitSplit {
-        parts: apportion_units(units, &integers)?,
+        parts: apportion_units(units, &integers, first_tie)?,
         weights: integers,
         exact,
     }))
@@ -315,6 +322,7 @@ impl<K: Ord> Split<K> {
         amount: Decimal,
         weights: I,
         scale: u32,
+        first_tie: i128,
     ) -> Result<Option<Split<K>>, Error> {
         if scale > MAX_SCALE {
             return Err(Error::config(format!(
@@ -324,7 +332,7 @@ impl<K: Ord> Split<K> {
         let merged = merge(weights)?;
         let (keys, weights): (Vec<K>, Vec<Decimal>) = merged.into_iter().unzip();
         let (units, sign) = Sign::units(amount, scale)?;
-        let Some(split) = split_units(units, &weights)? else {
+        let Some(split) = split_units(units, &weights, first_tie)? else {
             return Ok(None);
         };
         Ok(Some(Split {
@@ -469,8 +477,11 @@ fn from_units(units: u128, scale: u32) -> Result<Decimal, Error> {
 }
 
 /// Largest-remainder split of `units` over integer `weights` (not all zero);
-/// ties go to the lower index (the caller orders indices by key).
-pub fn apportion_units(units: u128, weights: &[u128]) -> Result<Vec<u128>, Error> {
+/// equal remainders go by index (the caller orders indices by key), starting
+/// at `first_tie` and wrapping round: a caller that turns `first_tie` from
+/// one split to the next (by the units given before) hands the units ties
+/// leave round the keys instead of always to the first.
+pub fn apportion_units(units: u128, weights: &[u128], first_tie: i128) -> Result<Vec<u128>, Error> {
     let total = weights
         .iter()
         .try_fold(0u128, |acc, w| acc.checked_add(*w))
@@ -479,7 +490,11 @@ pub fn apportion_units(units: u128, weights: &[u128]) -> Result<Vec<u128>, Error
         return Err(Error::overflow("apportioning over zero total weight"));
     }
     let mut parts = Vec::with_capacity(weights.len());
-    let mut remainders = Vec::with_capacity(weights.len());
+    // Equal remainders go by index (= key order) from `first_tie` round: each
+    // remainder is kept with its index's rank in that order.
+    let count = weights.len();
+    let first_tie = tie_offset(first_tie, count);
+    let mut remainders = Vec::with_capacity(count);
     let mut given = 0u128;
     for (index, weight) in weights.iter().enumerate() {
         let (part, remainder) = units
@@ -487,7 +502,12 @@ pub fn apportion_units(units: u128, weights: &[u128]) -> Result<Vec<u128>, Error
             .and_then(|product| div_rem(product, total))
             .ok_or_else(|| Error::overflow("amount × weight in an apportionment"))?;
         parts.push(part);
-        remainders.push((remainder, index));
+        let rank = if index >= first_tie {
+            index - first_tie
+        } else {
+            index + count - first_tie
+        };
+        remainders.push((remainder, rank));
         given = given
             .checked_add(part)
             .ok_or_else(|| Error::overflow("apportioned parts"))?;
@@ -495,14 +515,16 @@ pub fn apportion_units(units: u128, weights: &[u128]) -> Result<Vec<u128>, Error
     let left = units
         .checked_sub(given)
         .ok_or_else(|| Error::overflow("apportioned parts"))?;
-    // Largest remainder first; equal remainders by ascending index (= key
-    // order). Only which `left` come first matters, not their order: a
-    // selection, linear, rather than a sort (the order is total: indices differ).
+    // Largest remainder first, then by rank. Only which `left` come first
+    // matters, not their order: a selection, linear, rather than a sort (the
+    // order is total: ranks differ).
     let left = usize::try_from(left).unwrap_or(usize::MAX);
-    if left > 0 && left < remainders.len() {
+    if left > 0 && left < count {
         remainders.select_nth_unstable_by(left - 1, |a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     }
-    for &(_, index) in remainders.iter().take(left) {
+    for &(_, rank) in remainders.iter().take(left) {
+        let index = rank + first_tie;
+        let index = if index >= count { index - count } else { index };
         if let Some(part) = parts.get_mut(index) {
             *part = part
                 .checked_add(1)
@@ -510,6 +532,19 @@ pub fn apportion_units(units: u128, weights: &[u128]) -> Result<Vec<u128>, Error
         }
     }
     Ok(parts)
+}
+
+/// `first_tie` modulo `count` (0 when `count` is 0), in 64 bits when it fits,
+/// as unit counts do: a 128-bit remainder per split costs more than the split's
+/// own arithmetic.
+fn tie_offset(first_tie: i128, count: usize) -> usize {
+    let offset = match (i64::try_from(first_tie), i64::try_from(count)) {
+        (Ok(first), Ok(n)) => first.checked_rem_euclid(n).map(i128::from),
+        _ => i128::try_from(count)
+            .ok()
+            .and_then(|n| first_tie.checked_rem_euclid(n)),
+    };
+    offset.and_then(|o| usize::try_from(o).ok()).unwrap_or(0)
 }
 
 /// `a / b` and `a % b` (`None` when `b` is zero), in one 64-bit division when
@@ -694,7 +729,7 @@ mod tests {
                 .collect();
             let amount = Decimal::new(cents, 2);
             let parts = apportion(amount, weights.clone(), 2).unwrap();
-            let with_shares = apportion_with_shares(amount, weights.clone(), 2, 6).unwrap();
+            let with_shares = apportion_with_shares(amount, weights.clone(), 2, 6, 0).unwrap();
             let total = checked_sum(weights.iter().map(|w| w.1), "t").unwrap();
             let expected = parts.map(|parts| {
                 parts
@@ -723,7 +758,7 @@ mod tests {
                 .collect();
             let made: Option<Vec<UnitSplit>> = splits
                 .iter()
-                .map(|(_, w)| split_units(100, w).unwrap())
+                .map(|(_, w)| split_units(100, w, 0).unwrap())
                 .collect();
             let Some(made) = made else { return Ok(()) };
             let components: Vec<(Decimal, &UnitSplit)> =
