@@ -10,13 +10,12 @@
 
 mod common;
 
-use common::{tally, tally_ok};
+use common::{records, tally, tally_ok};
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use tally::error::Error;
-use tally::formats::csv::{Record, Tokenizer};
 use tally::formats::focus::{
     self, read_focus, write_focus, CostColumn, WriteOptions, WRITE_COLUMNS,
 };
@@ -441,18 +440,6 @@ fn ratio_of(details: &str) -> Decimal {
         Kind::Number(n) => d(n),
         other => panic!("{other:?}"),
     }
-}
-
-fn records(csv: &str) -> Vec<Vec<String>> {
-    let mut out = Vec::new();
-    let mut tok = Tokenizer::new("out.csv");
-    let mut cb = |r: Result<Record<'_>, Error>| {
-        out.push(r.unwrap().fields().map(String::from).collect());
-        Ok(())
-    };
-    tok.feed(csv.as_bytes(), &mut cb).unwrap();
-    tok.finish(&mut cb).unwrap();
-    out
 }
 
 #[test]

@@ -45,8 +45,10 @@
 //! [`write_focus`] expresses the allocation as FOCUS *data generator-calculated
 //! split cost allocation*: each origin charge (one resource's line type in one
 //! bucket — the cost lines that fed it — at one entity level) is replaced by its
-//! allocated charges, one per owner and cost line, which carry the origin's
-//! dimensions and split its summable metrics (`BilledCost`, `EffectiveCost`,
+//! allocated charges, one per owner and cost line (every row of an allocation,
+//! each at the level its line was allocated at: rules may pin a product to
+//! topics, as WarpStream's do, while the run allocates by principal), which
+//! carry the origin's dimensions and split its summable metrics (`BilledCost`, `EffectiveCost`,
 //! `ListCost`, `ContractedCost`, `PricingQuantity`) so they add up exactly to it
 //! (a `Purchase` has a zero `EffectiveCost`, as FOCUS requires: it is amortized
 //! over the charges it covers):
@@ -712,8 +714,8 @@ fn decimal_text(d: Decimal) -> String {
 /// allocation columns (see the module docs). `lines` are the cost lines the
 /// rows were allocated from (matched by [`Source`](crate::model::Source), then
 /// by resource and line type); they give quantities, units and prices. Rows of
-/// both levels are written, each level as its own split; pass one level's rows
-/// (and the unallocated rows) to avoid counting a bill twice.
+/// both levels are written, each level as its own split: pass rows that
+/// allocate each line once (a report's do), or the bill is counted twice.
 pub fn write_focus(
     rows: &[AllocationRow],
     lines: &[CostLine],

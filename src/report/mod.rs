@@ -343,6 +343,14 @@ impl Report {
         crate::formats::confluent::write(&self.rows)
     }
 
+    /// The allocation as a FOCUS 1.3 CSV: every row, each at the level its
+    /// line was allocated at, so that it sums to the bill (the page and the
+    /// command line both write this).
+    pub fn focus_csv(&self) -> Result<String, Error> {
+        let options = crate::formats::focus::WriteOptions::default();
+        crate::formats::focus::write_focus(&self.rows, &self.lines, &options)
+    }
+
     /// The per-team summary CSV.
     pub fn team_summary_csv(&self) -> String {
         crate::formats::team_summary::write(&self.teams)
