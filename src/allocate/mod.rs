@@ -27,6 +27,11 @@
 //!    `unallocated` row (`chargeback_cost = original_amount`, `usage_share = 0`)
 //!    per bill: Confluent's and WarpStream's lines are one bill, so one row per
 //!    bucket as the seeds say; FOCUS bills of two invoices keep theirs apart.
+//! 6. **FOCUS charges.** A line read from a FOCUS bill carries its other
+//!    summable columns ([`ChargeColumns`]), split over the buckets as its
+//!    amount is; each such line of a bucket is also reported as an
+//!    [`AllocatedCharge`] (its rows' line, or, for a line left unallocated or
+//!    whose amount is zero, which no row shows, why), for the FOCUS writer.
 //!
 //! Every split goes through [`crate::money::apportion`], keyed by names, so the
 //! parts of each line sum exactly to it and nothing depends on input order. Per
@@ -42,7 +47,10 @@ pub mod rules;
 pub mod store;
 
 use crate::error::Error;
-use crate::model::{AllocatedLine, AllocationRow, BillColumns, EntityLevel, Name, RowSource};
+use crate::model::{
+    AllocatedCharge, AllocatedLine, AllocationRow, BillColumns, ChargeColumns, EntityLevel, Name,
+    RowSource,
+};
 use crate::money::{
     apportion, apportion_with_shares, checked_sum, mixed_shares, round, rounded_ratio, split_units,
     Sign, UnitSplit,
@@ -104,6 +112,9 @@ pub struct Allocation {
     pub outside_range: Decimal,
     /// Bill amounts lost to rounding at the output precision (input minus output).
     pub rounding: Decimal,
+    /// How each line read from a FOCUS bill was allocated in each bucket, in
+    /// bucket order (see [`AllocatedCharge`]).
+    pub charges: Vec<AllocatedCharge>,
 }
 
 /// Entity → (metric, value) pairs (few metrics per entity: a vector), sorted by
@@ -120,8 +131,10 @@ fn metric_value(values: &[(Sym, Decimal)], metric: Sym) -> Option<Decimal> {
     values.iter().find(|(m, _)| *m == metric).map(|(_, v)| *v)
 }
 
-/// (org, bucket) → line identity → (amount, first source's file and line).
-type BucketLines = HashMap<(Sym, Timestamp), HashMap<LineKey, (Decimal, Sym, u64)>>;
+/// (org, bucket) → line identity → (amount, first source's file and line,
+/// a FOCUS line's columns).
+type BucketLines =
+    HashMap<(Sym, Timestamp), HashMap<LineKey, (Decimal, Sym, u64, Option<Box<ChargeColumns>>)>>;
 
 /// The names rows are made of, as shared [`Name`]s: each interned string is
 /// made a `Name` once, on first use, and every row that names it clones a
@@ -355,6 +368,8 @@ struct BucketLine {
     key: LineKey,
     amount: Decimal,
     source: RowSource,
+    /// A FOCUS line's columns in the bucket (boxed: most lines have none).
+    charge_columns: Option<Box<ChargeColumns>>,
 }
 
 /// An owner in a split, ordered by name: through its rank among the interned
@@ -502,6 +517,7 @@ pub fn allocate(store: &Store, settings: Settings<'_>) -> Result<Allocation, Err
         let piece = piece?;
         append_rows(&mut result.rows, piece.rows);
         result.buckets.extend(piece.buckets);
+        result.charges.extend(piece.charges);
     }
     // Each bucket's rows are sorted as they are added, in bucket order, and the
     // already-allocated rows come in output order: only a mix of both needs a sort.
@@ -572,7 +588,8 @@ fn allocate_buckets(
         };
         let total = checked_sum(lines.iter().map(|l| l.amount), "a bucket's bill total")?;
         let first = result.rows.len();
-        let (unallocated, sorted) = allocate_bucket(&mut ctx, lines, &mut result.rows)?;
+        let (rows, charges) = (&mut result.rows, &mut result.charges);
+        let (unallocated, sorted) = allocate_bucket(&mut ctx, lines, rows, charges)?;
         push_bucket(&mut result, &ctx, total, first, unallocated, sorted)?;
     }
     Ok(result)
@@ -642,7 +659,21 @@ fn split_lines(
             .rounding
             .checked_add(amount.amount.checked_sub(rounded).unwrap_or_default())
             .ok_or_else(|| Error::overflow("rounding total"))?;
-        for (bucket, part) in time_split(store, usage, key, period, rounded, settings.precision)? {
+        let (weights, first) = time_weights(store, usage, key, period);
+        let parts = split_by_time(rounded, &weights, first, settings.precision)?;
+        // (Looked up only when a FOCUS bill was read: most runs have none.)
+        let columns = if store.charge_columns.is_empty() {
+            None
+        } else {
+            store.charge_columns.get(&(*key, *period))
+        };
+        let mut columns_by_bucket = match columns {
+            Some(columns) => split_columns_by_time(columns, &weights, first, settings.precision)?,
+            None => Vec::new(),
+        }
+        .into_iter();
+        for (bucket, part) in parts {
+            let part_columns = columns_by_bucket.next();
             let Some(bucket) = bucket else {
                 result.outside_range = result
                     .outside_range
@@ -654,11 +685,19 @@ fn split_lines(
                 .entry((key.org, bucket))
                 .or_default()
                 .entry(*key)
-                .or_insert((Decimal::ZERO, amount.file, amount.line));
+                .or_insert((Decimal::ZERO, amount.file, amount.line, None));
             slot.0 = slot
                 .0
                 .checked_add(part)
                 .ok_or_else(|| Error::overflow("merging lines"))?;
+            match (&mut slot.3, part_columns) {
+                (Some(merged), Some(part)) => {
+                    let sum = merged.checked_add(&part);
+                    **merged = sum.ok_or_else(|| Error::overflow("merging FOCUS columns"))?;
+                }
+                (None, Some(part)) => slot.3 = Some(Box::new(part)),
+                (_, None) => {}
+            }
             // The first source in (file name, line) order, compared without
             // making either: ids first, as they mostly are the same file.
             let s = &store.strings;
@@ -672,15 +711,14 @@ fn split_lines(
     Ok(by_bucket)
 }
 
-/// The parts of a line per bucket (`None`: outside the custom range).
-fn time_split(
+/// A line's buckets weighted by its seconds in each, and the bucket it goes
+/// to whole when none weighs anything.
+fn time_weights(
     store: &Store,
     usage: &UsageIndex,
     key: &LineKey,
     period: &Period,
-    amount: Decimal,
-    precision: u32,
-) -> Result<Vec<(Option<Timestamp>, Decimal)>, Error> {
+) -> (ByBucket, Option<Timestamp>) {
     let granularity = store.granularity;
     let overlaps = bucket_overlaps(period.start, period.end, granularity);
     let active = usage.active.get(&(key.org, key.resource));
@@ -701,8 +739,62 @@ fn time_split(
     if outside > 0 {
         weights.push((None, Decimal::from(outside)));
     }
-    let first = Some(period.start.floor(granularity));
-    Ok(apportion(amount, weights, precision)?.unwrap_or_else(|| vec![(first, amount)]))
+    (weights, Some(period.start.floor(granularity)))
+}
+
+/// A value per bucket of a line (`None`: outside the custom range).
+type ByBucket = Vec<(Option<Timestamp>, Decimal)>;
+
+/// `amount`'s parts per bucket at `scale` places ([`time_weights`]), in bucket order.
+fn split_by_time(
+    amount: Decimal,
+    weights: &ByBucket,
+    first: Option<Timestamp>,
+    scale: u32,
+) -> Result<ByBucket, Error> {
+    let parts = apportion(amount, weights.iter().copied(), scale)?;
+    Ok(parts.unwrap_or_else(|| vec![(first, amount)]))
+}
+
+/// A FOCUS line's columns per bucket, split as its amount is (so its
+/// allocated column gives the same parts): costs rounded to `precision`,
+/// quantities to [`crate::money::MAX_SCALE`] places. In [`split_by_time`]'s order.
+fn split_columns_by_time(
+    columns: &ChargeColumns,
+    weights: &ByBucket,
+    first: Option<Timestamp>,
+    precision: u32,
+) -> Result<Vec<ChargeColumns>, Error> {
+    let split = |value: Decimal, scale: u32| -> Result<Vec<Decimal>, Error> {
+        let parts = split_by_time(round(value, scale), weights, first, scale)?;
+        Ok(parts.into_iter().map(|(_, part)| part).collect())
+    };
+    let mut costs = Vec::with_capacity(columns.costs.len());
+    for cost in columns.costs {
+        costs.push(split(cost, precision)?);
+    }
+    let mut quantities = Vec::with_capacity(columns.quantities.len());
+    for quantity in columns.quantities {
+        quantities.push(
+            quantity
+                .map(|q| split(q, crate::money::MAX_SCALE))
+                .transpose()?,
+        );
+    }
+    let buckets = costs.first().map_or(0, Vec::len);
+    let part = |parts: &[Decimal], bucket: usize| parts.get(bucket).copied().unwrap_or_default();
+    Ok((0..buckets)
+        .map(|bucket| {
+            let mut columns = ChargeColumns::default();
+            for (column, parts) in columns.costs.iter_mut().zip(&costs) {
+                *column = part(parts, bucket);
+            }
+            for (column, parts) in columns.quantities.iter_mut().zip(&quantities) {
+                *column = parts.as_deref().map(|parts| part(parts, bucket));
+            }
+            columns
+        })
+        .collect())
 }
 
 /// Seconds of `bucket` ∩ the line's period ∩ the custom range.
@@ -731,10 +823,11 @@ fn sorted_buckets(store: &Store, names: &Names<'_>, by_bucket: BucketLines) -> V
         .map(|(k, lines)| {
             let mut lines: Vec<BucketLine> = lines
                 .into_iter()
-                .map(|(key, (amount, file, line))| BucketLine {
+                .map(|(key, (amount, file, line, charge_columns))| BucketLine {
                     key,
                     amount,
                     source: names.source(file, line),
+                    charge_columns,
                 })
                 .collect();
             lines.sort_by_key(|l| line_ranks(names, &l.key));
@@ -761,14 +854,6 @@ fn line_ranks(names: &Names<'_>, k: &LineKey) -> [u32; 10] {
         k.bill_columns,
     ]
     .map(|id| names.rank(id))
-}
-
-/// Whether a line's chain is to run after all others.
-fn is_last(settings: Settings<'_>, product: &str, line_type: &str) -> bool {
-    chain_for(settings.rules, product, line_type)
-        .0
-        .iter()
-        .any(|s| matches!(s, Step::AllocatedLast))
 }
 
 fn chain_for<'r>(
@@ -814,6 +899,7 @@ fn allocate_bucket<'a>(
     ctx: &mut Ctx<'a>,
     lines: &[BucketLine],
     rows: &mut Vec<AllocationRow>,
+    charges: &mut Vec<AllocatedCharge>,
 ) -> Result<(Vec<Unallocated>, bool), Error> {
     let first = rows.len();
     let mut unallocated = Vec::new();
@@ -821,17 +907,33 @@ fn allocate_bucket<'a>(
     for last in [false, true] {
         for line in lines {
             let s = &ctx.store.strings;
-            if is_last(
-                ctx.settings,
+            let (chain, pinned) = chain_for(
+                ctx.settings.rules,
                 s.name(line.key.product),
                 s.name(line.key.line_type),
-            ) != last
-                || line.amount.is_zero()
-            {
+            );
+            if chain.iter().any(|s| matches!(s, Step::AllocatedLast)) != last {
+                continue;
+            }
+            if line.amount.is_zero() {
+                // Nothing to split; a FOCUS line's other columns still are
+                // (a usage charge a commitment covers is billed zero).
+                if let Some(columns) = &line.charge_columns {
+                    let level = pinned.unwrap_or(ctx.settings.level);
+                    let not_split = LineOutcome::Unallocated {
+                        level,
+                        step: 0,
+                        reason: "zero_amount",
+                    };
+                    charges.push(charge(ctx, line, columns, not_split));
+                }
                 continue;
             }
             let before = rows.len();
-            allocate_line(ctx, line, rows, &mut unallocated)?;
+            let outcome = allocate_line(ctx, line, rows, &mut unallocated)?;
+            if let Some(columns) = &line.charge_columns {
+                charges.push(charge(ctx, line, columns, outcome));
+            }
             let previous = before
                 .checked_sub(1)
                 .filter(|i| *i >= first)
@@ -858,23 +960,68 @@ fn ordered_run(rows: &[AllocationRow]) -> bool {
             .all(|w| matches!(w, [a, b] if a.owner_id < b.owner_id))
 }
 
+/// How [`allocate_line`] left a line.
+enum LineOutcome {
+    /// A step split it: what its rows share.
+    Split(Arc<AllocatedLine>),
+    /// All of it went to the bucket's unallocated row.
+    Unallocated {
+        level: EntityLevel,
+        /// The step of the chain that gave up.
+        step: u32,
+        reason: &'static str,
+    },
+}
+
+/// What the writers need of a FOCUS line beyond its rows.
+fn charge(
+    ctx: &Ctx<'_>,
+    line: &BucketLine,
+    columns: &ChargeColumns,
+    outcome: LineOutcome,
+) -> AllocatedCharge {
+    let (shared, unallocated) = match outcome {
+        LineOutcome::Split(shared) => (shared, Decimal::ZERO),
+        LineOutcome::Unallocated {
+            level,
+            step,
+            reason,
+        } => {
+            let method = (UNALLOCATED, step, reason);
+            let shared = Arc::new(allocated_line(ctx, line, method, level));
+            (shared, line.amount)
+        }
+    };
+    AllocatedCharge {
+        line: shared,
+        columns: *columns,
+        unallocated,
+    }
+}
+
 /// Runs a line's chain and records its rows.
 fn allocate_line<'a>(
     ctx: &mut Ctx<'a>,
     line: &BucketLine,
     rows: &mut Vec<AllocationRow>,
     unallocated: &mut Vec<Unallocated>,
-) -> Result<(), Error> {
+) -> Result<LineOutcome, Error> {
     let s: &'a store::Interner = &ctx.store.strings;
     let rules: &'a Rules = ctx.settings.rules;
     let (chain, pinned) = chain_for(rules, s.name(line.key.product), s.name(line.key.line_type));
     let level = pinned.unwrap_or(ctx.settings.level);
     if line.amount.is_sign_negative() && ctx.settings.rules.credits_unallocated {
-        unallocated.push(Unallocated::all_of(line, "credit"));
-        return Ok(());
+        let reason = "credit";
+        unallocated.push(Unallocated::all_of(line, reason));
+        return Ok(LineOutcome::Unallocated {
+            level,
+            step: 0,
+            reason,
+        });
     }
     let mut last_failure = "no_rule_step_applied";
     for (index, step) in chain.iter().enumerate() {
+        let step_no = u32::try_from(index).unwrap_or(u32::MAX);
         if matches!(step, Step::Unallocated) {
             let reason = if index == 0 {
                 "not_attributable"
@@ -882,13 +1029,16 @@ fn allocate_line<'a>(
                 last_failure
             };
             unallocated.push(Unallocated::all_of(line, reason));
-            return Ok(());
+            return Ok(LineOutcome::Unallocated {
+                level,
+                step: step_no,
+                reason,
+            });
         }
         match run_step(ctx, line, level, step)? {
             Outcome::Fail(reason) => last_failure = reason,
             Outcome::Split(parts, success) => {
                 let reason = if index == 0 { success } else { last_failure };
-                let step_no = u32::try_from(index).unwrap_or(u32::MAX);
                 // Once per line, not per row: what its rows share.
                 let method = (method_name(step), step_no, reason);
                 let shared = Arc::new(allocated_line(ctx, line, method, level));
@@ -905,12 +1055,17 @@ fn allocate_line<'a>(
                         usage_share: share,
                     });
                 }
-                return Ok(());
+                return Ok(LineOutcome::Split(shared));
             }
         }
     }
     unallocated.push(Unallocated::all_of(line, last_failure));
-    Ok(())
+    Ok(LineOutcome::Unallocated {
+        level,
+        // Past the chain's last step.
+        step: u32::try_from(chain.len()).unwrap_or(u32::MAX),
+        reason: last_failure,
+    })
 }
 
 /// The name a step is recorded under.
@@ -1820,6 +1975,7 @@ mod tests {
             },
             amount: Decimal::ONE,
             source: RowSource::default(),
+            charge_columns: None,
         };
         lines
             .iter()
