@@ -222,6 +222,45 @@ pub struct CostLine {
     /// (provider, account, invoice, service, resource name and type); empty
     /// for inputs without them.
     pub bill_columns: BillColumns,
+    /// A FOCUS charge's summable columns as the bill gives them; `None` for
+    /// inputs that have only `amount` (boxed: most lines have none).
+    pub charge_columns: Option<Box<ChargeColumns>>,
+}
+
+/// The cost columns of a FOCUS charge, in [`ChargeColumns::costs`]' order.
+pub const CHARGE_COST_COLUMNS: [&str; 4] =
+    ["BilledCost", "EffectiveCost", "ListCost", "ContractedCost"];
+
+/// The quantity columns of a FOCUS charge, in [`ChargeColumns::quantities`]' order.
+pub const CHARGE_QUANTITY_COLUMNS: [&str; 2] = ["PricingQuantity", "ConsumedQuantity"];
+
+/// A FOCUS charge's summable columns: the cost column tally allocates is one
+/// of them (its `amount`), and a FOCUS output splits every one of them over
+/// the charge's parts by the allocation's ratios, so that none is lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct ChargeColumns {
+    /// [`CHARGE_COST_COLUMNS`]; a null in the bill is the allocated amount.
+    pub costs: [Decimal; 4],
+    /// [`CHARGE_QUANTITY_COLUMNS`]; `None` where the bill has a null.
+    pub quantities: [Option<Decimal>; 2],
+}
+
+impl ChargeColumns {
+    /// The columns of two charges that are one line (`None` on overflow); a
+    /// quantity is null only when it is null in both.
+    pub fn checked_add(&self, other: &ChargeColumns) -> Option<ChargeColumns> {
+        let mut sum = *self;
+        for (total, part) in sum.costs.iter_mut().zip(other.costs) {
+            *total = total.checked_add(part)?;
+        }
+        for (total, part) in sum.quantities.iter_mut().zip(other.quantities) {
+            *total = match (*total, part) {
+                (Some(a), Some(b)) => Some(a.checked_add(b)?),
+                (a, b) => a.or(b),
+            };
+        }
+        Some(sum)
+    }
 }
 
 /// The FOCUS columns [`BillColumns`] keeps: who billed a charge (provider,
@@ -576,6 +615,27 @@ pub struct AllocatedLine {
     /// for lines without them: Confluent, WarpStream, exports). Its
     /// [`BillColumns::bill_key`] tells which bill the rows are on.
     pub bill_columns: Name,
+}
+
+/// How the engine allocated one line of one bucket that came from a FOCUS
+/// bill (one with [`ChargeColumns`]), including those no row shows: a line
+/// left unallocated is only part of its bill's `unallocated` row, and a line
+/// whose allocated cost is zero (a usage charge a commitment covers, by
+/// `BilledCost`; the commitment's purchase, by `EffectiveCost`) has no rows
+/// at all. The FOCUS writer needs each to write every column of the bill.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllocatedCharge {
+    /// What the line's rows share (its `original_amount` is the line's
+    /// amount in the bucket); for a line no step split, method `unallocated`
+    /// and the reason.
+    pub line: Arc<AllocatedLine>,
+    /// The line's columns in the bucket: split over buckets as its amount is,
+    /// costs rounded to the output precision, quantities to
+    /// [`crate::money::MAX_SCALE`] places.
+    pub columns: ChargeColumns,
+    /// The part of the line's amount in its bill's `unallocated` row: all of
+    /// it when no step split the line, else zero.
+    pub unallocated: Decimal,
 }
 
 impl serde::Serialize for AllocationRow {

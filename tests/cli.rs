@@ -10,7 +10,10 @@
 
 mod common;
 
-use common::{read, run_files, tally, tally_ok, testdata};
+use common::{read, records, run_bytes, run_files, tally, tally_ok, testdata};
+use rust_decimal::Decimal;
+use std::collections::BTreeSet;
+use tally::model::EntityLevel;
 use tally::session::Options;
 
 #[test]
@@ -148,5 +151,103 @@ fn threads_give_the_serial_outputs_byte_for_byte() {
     );
     assert_eq!(run("2"), serial);
     assert_eq!(run("3"), serial);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn focus_output_is_the_pages_and_sums_to_the_bill_whatever_the_levels() {
+    // Every row is written at the level its line was allocated at: the
+    // WarpStream rules pin theirs to topics. The command line once kept only
+    // the session's level (or --entity-kind's): 33.00 and 19.00 of a 52.00
+    // bill, and a header without rows for a WarpStream response alone. The
+    // page writes the same file (Report::focus_csv), which once held both.
+    let dir = std::env::temp_dir().join(format!("tally-cli-focus-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mixed = [
+        "seed33/bill.csv",
+        "seed33/usage.csv",
+        "warpstream-rules/bill.csv",
+        "warpstream-rules/usage.csv",
+    ];
+    let topic = EntityLevel::Topic;
+    // (files, --entity-level, --entity-kind, bill, levels written)
+    type Case<'a> = (
+        &'a [&'a str],
+        Option<EntityLevel>,
+        Option<EntityLevel>,
+        &'a str,
+        &'a [&'a str],
+    );
+    let cases: [Case; 4] = [
+        (&mixed, None, None, "52.00", &["principal", "topic"]),
+        (&mixed, None, Some(topic), "52.00", &["principal", "topic"]),
+        (
+            &["warpstream/example_get_past.json"],
+            None,
+            None,
+            "6.52",
+            &["topic"],
+        ),
+        (&mixed[..2], Some(topic), None, "33.00", &["topic"]),
+    ];
+    for (files, level, kind, bill, levels) in cases {
+        let focus = dir.join("focus.csv");
+        let mut args = vec!["allocate".to_string()];
+        args.extend(files.iter().map(|f| testdata(f).display().to_string()));
+        args.extend(["--out-focus".to_string(), focus.display().to_string()]);
+        let name = |l: EntityLevel| format!("{l:?}").to_lowercase();
+        if let Some(l) = level {
+            args.extend(["--entity-level".to_string(), name(l)]);
+        }
+        if let Some(k) = kind {
+            args.extend(["--entity-kind".to_string(), name(k)]);
+        }
+        let stderr = String::from_utf8_lossy(&tally_ok(&args).stderr).into_owned();
+        assert!(stderr.contains(&format!("bill {bill} = ")), "{stderr}");
+        let written = std::fs::read_to_string(&focus).unwrap();
+
+        let mut options = Options::default();
+        options.entity_level = level.unwrap_or(options.entity_level);
+        options.filters.entity_kind = kind;
+        let paths: Vec<String> = files
+            .iter()
+            .map(|f| testdata(f).display().to_string())
+            .collect();
+        let inputs: Vec<(&str, Vec<u8>)> = paths
+            .iter()
+            .map(|p| (p.as_str(), std::fs::read(p).unwrap()))
+            .collect();
+        let (report, _) = run_bytes(options, &inputs, 4096);
+        assert!(
+            written == report.focus_csv().unwrap(),
+            "{files:?}: the command line's FOCUS file is not the session's"
+        );
+
+        let mut rows = records(&written).into_iter();
+        let header = rows.next().unwrap();
+        let col = |name: &str| header.iter().position(|c| c == name).unwrap();
+        let rows: Vec<Vec<String>> = rows.collect();
+        let total: Decimal = rows
+            .iter()
+            .map(|r| r[col("BilledCost")].parse::<Decimal>().unwrap())
+            .sum();
+        assert_eq!(total.to_string(), bill, "{files:?} {level:?} {kind:?}");
+        let written_levels: BTreeSet<String> = rows
+            .iter()
+            .map(|r| {
+                let tags: serde_json::Value =
+                    serde_json::from_str(&r[col("AllocatedTags")]).unwrap();
+                tags["tally/level"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(
+            written_levels
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+            levels,
+            "{files:?}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -519,6 +519,7 @@ fn writer_apportions_quantity_from_cost_lines_across_buckets() {
         charge_category: String::new(),
         charge_frequency: String::new(),
         bill_columns: Default::default(),
+        charge_columns: None,
     };
     let row = |owner: &str, start: &str, end: &str, cost: &str| AllocationRow {
         line: Arc::new(AllocatedLine {
@@ -666,6 +667,7 @@ fn writer_puts_a_clusters_unallocated_remainder_back_into_the_cluster() {
         charge_category: String::new(),
         charge_frequency: String::new(),
         bill_columns: Default::default(),
+        charge_columns: None,
     };
     let topic_line = Arc::new(AllocatedLine {
         bucket_start: t("2026-05-01"),

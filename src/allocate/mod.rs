@@ -27,6 +27,11 @@
 //!    `unallocated` row (`chargeback_cost = original_amount`, `usage_share = 0`)
 //!    per bill: Confluent's and WarpStream's lines are one bill, so one row per
 //!    bucket as the seeds say; FOCUS bills of two invoices keep theirs apart.
+//! 6. **FOCUS charges.** A line read from a FOCUS bill carries its other
+//!    summable columns ([`ChargeColumns`]), split over the buckets as its
+//!    amount is; each such line of a bucket is also reported as an
+//!    [`AllocatedCharge`] (its rows' line, or, for a line left unallocated or
+//!    whose amount is zero, which no row shows, why), for the FOCUS writer.
 //!
 //! Every split goes through [`crate::money::apportion`], keyed by names, so the
 //! parts of each line sum exactly to it and nothing depends on input order. Per
@@ -42,7 +47,10 @@ pub mod rules;
 pub mod store;
 
 use crate::error::Error;
-use crate::model::{AllocatedLine, AllocationRow, BillColumns, EntityLevel, Name, RowSource};
+use crate::model::{
+    AllocatedCharge, AllocatedLine, AllocationRow, BillColumns, ChargeColumns, EntityLevel, Name,
+    RowSource,
+};
 use crate::money::{
     apportion_with_shares, checked_sum, mixed_shares, round, rounded_ratio, split_units, Sign,
     UnitSplit,
@@ -107,6 +115,9 @@ pub struct Allocation {
     /// The negative bill lines (credits, refunds) and negative already-allocated
     /// rows, at the output precision: in the totals, wherever they were charged.
     pub credits: Decimal,
+    /// How each line read from a FOCUS bill was allocated in each bucket, in
+    /// bucket order (see [`AllocatedCharge`]).
+    pub charges: Vec<AllocatedCharge>,
 }
 
 /// Entity → (metric, value) pairs (few metrics per entity: a vector), sorted by
@@ -123,7 +134,8 @@ fn metric_value(values: &[(Sym, Decimal)], metric: Sym) -> Option<Decimal> {
     values.iter().find(|(m, _)| *m == metric).map(|(_, v)| *v)
 }
 
-/// (org, bucket) → line identity → its amount, quantity and first source in the bucket.
+/// (org, bucket) → line identity → its amount, quantity and first source in
+/// the bucket, and a FOCUS line's columns.
 type BucketLines = HashMap<(Sym, Timestamp), HashMap<LineKey, MergedLine>>;
 
 /// The lines of one identity in one bucket, merged.
@@ -134,6 +146,8 @@ struct MergedLine {
     first_tie: i128,
     file: Sym,
     line: u64,
+    /// A FOCUS line's columns in the bucket, rounded as `amount` is.
+    columns: Option<Box<ChargeColumns>>,
 }
 
 /// The names rows are made of, as shared [`Name`]s: each interned string is
@@ -375,6 +389,8 @@ struct BucketLine {
     /// bucket gave its ties to the first name).
     first_tie: i128,
     source: RowSource,
+    /// A FOCUS line's columns in the bucket (boxed: most lines have none).
+    charge_columns: Option<Box<ChargeColumns>>,
 }
 
 /// An owner in a split, ordered by name: through its rank among the interned
@@ -522,6 +538,7 @@ pub fn allocate(store: &Store, settings: Settings<'_>) -> Result<Allocation, Err
         let piece = piece?;
         append_rows(&mut result.rows, piece.rows);
         result.buckets.extend(piece.buckets);
+        result.charges.extend(piece.charges);
     }
     // Each bucket's rows are sorted as they are added, in bucket order, and the
     // already-allocated rows come in output order: only a mix of both needs a sort.
@@ -592,7 +609,8 @@ fn allocate_buckets(
         };
         let total = checked_sum(lines.iter().map(|l| l.amount), "a bucket's bill total")?;
         let first = result.rows.len();
-        let (unallocated, sorted) = allocate_bucket(&mut ctx, lines, &mut result.rows)?;
+        let (rows, charges) = (&mut result.rows, &mut result.charges);
+        let (unallocated, sorted) = allocate_bucket(&mut ctx, lines, rows, charges)?;
         push_bucket(&mut result, &ctx, total, first, unallocated, sorted)?;
     }
     Ok(result)
@@ -671,6 +689,17 @@ fn split_lines(
         let seconds = time_weights(store, usage, key, period);
         let amounts = split_by_seconds(amount.amount, &seconds)?;
         let quantities = split_by_seconds(amount.quantity, &seconds)?;
+        // (Looked up only when a FOCUS bill was read: most runs have none.)
+        let columns = if store.charge_columns.is_empty() {
+            None
+        } else {
+            store.charge_columns.get(&(*key, *period))
+        };
+        let mut columns = match columns {
+            Some(columns) => split_columns_by_seconds(columns, &seconds)?,
+            None => Vec::new(),
+        }
+        .into_iter();
         for ((bucket, _), (part, quantity)) in
             seconds.iter().zip(amounts.into_iter().zip(quantities))
         {
@@ -678,6 +707,7 @@ fn split_lines(
                 bucket: *bucket,
                 amount: part,
                 quantity,
+                columns: columns.next(),
                 file: amount.file,
                 line: amount.line,
             });
@@ -693,7 +723,9 @@ fn split_lines(
         });
         let mut running = Decimal::ZERO;
         let mut rounded_before = Decimal::ZERO;
+        let mut columns = RoundedColumns::default();
         for same_bucket in parts.chunk_by(|a, b| a.bucket == b.bucket) {
+            let bucket_columns = columns.next(same_bucket, settings.precision)?;
             let total = checked_sum(same_bucket.iter().map(|p| p.amount), "merging lines")?;
             let quantity = checked_sum(same_bucket.iter().map(|p| p.quantity), "merging lines")?;
             running = running
@@ -725,6 +757,7 @@ fn split_lines(
                             first_tie,
                             file: first.file,
                             line: first.line,
+                            columns: bucket_columns.map(Box::new),
                         },
                     );
                 }
@@ -746,6 +779,8 @@ struct ExactPart {
     bucket: Option<Timestamp>,
     amount: Decimal,
     quantity: Decimal,
+    /// A FOCUS line's columns in the bucket, exactly.
+    columns: Option<ChargeColumns>,
     file: Sym,
     line: u64,
 }
@@ -817,6 +852,84 @@ fn split_by_seconds(
     Ok(parts)
 }
 
+/// A FOCUS line's columns split exactly over its buckets as its amount is
+/// ([`split_by_seconds`]), in the order of `seconds`.
+fn split_columns_by_seconds(
+    columns: &ChargeColumns,
+    seconds: &[(Option<Timestamp>, i64)],
+) -> Result<Vec<ChargeColumns>, Error> {
+    let mut by_bucket = vec![*columns; seconds.len()];
+    for (column, value) in columns.costs.iter().enumerate() {
+        for (bucket, part) in by_bucket.iter_mut().zip(split_by_seconds(*value, seconds)?) {
+            if let Some(cost) = bucket.costs.get_mut(column) {
+                *cost = part;
+            }
+        }
+    }
+    for (column, value) in columns.quantities.iter().enumerate() {
+        let Some(value) = value else {
+            continue;
+        };
+        for (bucket, part) in by_bucket.iter_mut().zip(split_by_seconds(*value, seconds)?) {
+            if let Some(quantity) = bucket.quantities.get_mut(column) {
+                *quantity = Some(part);
+            }
+        }
+    }
+    Ok(by_bucket)
+}
+
+/// The FOCUS columns of one line identity bucket after bucket, each cost
+/// rounded on its running total as the line's amount is, so that each sums
+/// over the buckets to its exact total rounded once; quantities stay exact.
+#[derive(Default)]
+struct RoundedColumns {
+    running: Option<ChargeColumns>,
+    rounded: [Decimal; 4],
+}
+
+impl RoundedColumns {
+    /// The columns of the next bucket's parts (`None` when none has any).
+    fn next(
+        &mut self,
+        parts: &[ExactPart],
+        precision: u32,
+    ) -> Result<Option<ChargeColumns>, Error> {
+        let mut exact: Option<ChargeColumns> = None;
+        for columns in parts.iter().filter_map(|p| p.columns.as_ref()) {
+            exact = Some(match exact {
+                Some(sum) => sum
+                    .checked_add(columns)
+                    .ok_or_else(|| Error::overflow("merging FOCUS columns"))?,
+                None => *columns,
+            });
+        }
+        let Some(mut bucket) = exact else {
+            return Ok(None);
+        };
+        let running = match self.running {
+            Some(before) => before
+                .checked_add(&bucket)
+                .ok_or_else(|| Error::overflow("merging FOCUS columns"))?,
+            None => bucket,
+        };
+        self.running = Some(running);
+        for ((cost, total), before) in bucket
+            .costs
+            .iter_mut()
+            .zip(running.costs)
+            .zip(self.rounded.iter_mut())
+        {
+            let rounded = round(total, precision);
+            *cost = rounded
+                .checked_sub(*before)
+                .ok_or_else(|| Error::overflow("rounding FOCUS columns"))?;
+            *before = rounded;
+        }
+        Ok(Some(bucket))
+    }
+}
+
 /// Seconds of `bucket` ∩ the line's period ∩ the custom range.
 fn inside_seconds(
     store: &Store,
@@ -849,6 +962,7 @@ fn sorted_buckets(store: &Store, names: &Names<'_>, by_bucket: BucketLines) -> V
                     quantity: merged.quantity,
                     first_tie: merged.first_tie,
                     source: names.source(merged.file, merged.line),
+                    charge_columns: merged.columns,
                 })
                 .collect();
             lines.sort_by_key(|l| line_ranks(names, &l.key));
@@ -875,14 +989,6 @@ fn line_ranks(names: &Names<'_>, k: &LineKey) -> [u32; 10] {
         k.bill_columns,
     ]
     .map(|id| names.rank(id))
-}
-
-/// Whether a line's chain is to run after all others.
-fn is_last(settings: Settings<'_>, product: &str, line_type: &str) -> bool {
-    chain_for(settings.rules, product, line_type)
-        .0
-        .iter()
-        .any(|s| matches!(s, Step::AllocatedLast))
 }
 
 fn chain_for<'r>(
@@ -931,6 +1037,7 @@ fn allocate_bucket<'a>(
     ctx: &mut Ctx<'a>,
     lines: &[BucketLine],
     rows: &mut Vec<AllocationRow>,
+    charges: &mut Vec<AllocatedCharge>,
 ) -> Result<(Vec<Unallocated>, bool), Error> {
     let first = rows.len();
     let mut unallocated = Vec::new();
@@ -938,17 +1045,33 @@ fn allocate_bucket<'a>(
     for last in [false, true] {
         for line in lines {
             let s = &ctx.store.strings;
-            if is_last(
-                ctx.settings,
+            let (chain, pinned) = chain_for(
+                ctx.settings.rules,
                 s.name(line.key.product),
                 s.name(line.key.line_type),
-            ) != last
-                || line.amount.is_zero()
-            {
+            );
+            if chain.iter().any(|s| matches!(s, Step::AllocatedLast)) != last {
+                continue;
+            }
+            if line.amount.is_zero() {
+                // Nothing to split; a FOCUS line's other columns still are
+                // (a usage charge a commitment covers is billed zero).
+                if let Some(columns) = &line.charge_columns {
+                    let level = pinned.unwrap_or(ctx.settings.level);
+                    let not_split = LineOutcome::Unallocated {
+                        level,
+                        step: 0,
+                        reason: "zero_amount",
+                    };
+                    charges.push(charge(ctx, line, columns, not_split));
+                }
                 continue;
             }
             let before = rows.len();
-            allocate_line(ctx, line, rows, &mut unallocated)?;
+            let outcome = allocate_line(ctx, line, rows, &mut unallocated)?;
+            if let Some(columns) = &line.charge_columns {
+                charges.push(charge(ctx, line, columns, outcome));
+            }
             let previous = before
                 .checked_sub(1)
                 .filter(|i| *i >= first)
@@ -975,23 +1098,68 @@ fn ordered_run(rows: &[AllocationRow]) -> bool {
             .all(|w| matches!(w, [a, b] if a.owner_id < b.owner_id))
 }
 
+/// How [`allocate_line`] left a line.
+enum LineOutcome {
+    /// A step split it: what its rows share.
+    Split(Arc<AllocatedLine>),
+    /// All of it went to the bucket's unallocated row.
+    Unallocated {
+        level: EntityLevel,
+        /// The step of the chain that gave up.
+        step: u32,
+        reason: &'static str,
+    },
+}
+
+/// What the writers need of a FOCUS line beyond its rows.
+fn charge(
+    ctx: &Ctx<'_>,
+    line: &BucketLine,
+    columns: &ChargeColumns,
+    outcome: LineOutcome,
+) -> AllocatedCharge {
+    let (shared, unallocated) = match outcome {
+        LineOutcome::Split(shared) => (shared, Decimal::ZERO),
+        LineOutcome::Unallocated {
+            level,
+            step,
+            reason,
+        } => {
+            let method = (UNALLOCATED, step, reason);
+            let shared = Arc::new(allocated_line(ctx, line, method, level));
+            (shared, line.amount)
+        }
+    };
+    AllocatedCharge {
+        line: shared,
+        columns: *columns,
+        unallocated,
+    }
+}
+
 /// Runs a line's chain and records its rows.
 fn allocate_line<'a>(
     ctx: &mut Ctx<'a>,
     line: &BucketLine,
     rows: &mut Vec<AllocationRow>,
     unallocated: &mut Vec<Unallocated>,
-) -> Result<(), Error> {
+) -> Result<LineOutcome, Error> {
     let s: &'a store::Interner = &ctx.store.strings;
     let rules: &'a Rules = ctx.settings.rules;
     let (chain, pinned) = chain_for(rules, s.name(line.key.product), s.name(line.key.line_type));
     let level = pinned.unwrap_or(ctx.settings.level);
     if line.amount.is_sign_negative() && ctx.settings.rules.credits_unallocated {
-        unallocated.push(Unallocated::all_of(line, "credit"));
-        return Ok(());
+        let reason = "credit";
+        unallocated.push(Unallocated::all_of(line, reason));
+        return Ok(LineOutcome::Unallocated {
+            level,
+            step: 0,
+            reason,
+        });
     }
     let mut last_failure = "no_rule_step_applied";
     for (index, step) in chain.iter().enumerate() {
+        let step_no = u32::try_from(index).unwrap_or(u32::MAX);
         if matches!(step, Step::Unallocated) {
             let reason = if index == 0 {
                 "not_attributable"
@@ -999,13 +1167,16 @@ fn allocate_line<'a>(
                 last_failure
             };
             unallocated.push(Unallocated::all_of(line, reason));
-            return Ok(());
+            return Ok(LineOutcome::Unallocated {
+                level,
+                step: step_no,
+                reason,
+            });
         }
         match run_step(ctx, line, level, step)? {
             Outcome::Fail(reason) => last_failure = reason,
             Outcome::Split(parts, success) => {
                 let reason = if index == 0 { success } else { last_failure };
-                let step_no = u32::try_from(index).unwrap_or(u32::MAX);
                 // Once per line, not per row: what its rows share.
                 let method = (method_name(step), step_no, reason);
                 let shared = Arc::new(allocated_line(ctx, line, method, level));
@@ -1022,12 +1193,17 @@ fn allocate_line<'a>(
                         usage_share: share,
                     });
                 }
-                return Ok(());
+                return Ok(LineOutcome::Split(shared));
             }
         }
     }
     unallocated.push(Unallocated::all_of(line, last_failure));
-    Ok(())
+    Ok(LineOutcome::Unallocated {
+        level,
+        // Past the chain's last step.
+        step: u32::try_from(chain.len()).unwrap_or(u32::MAX),
+        reason: last_failure,
+    })
 }
 
 /// The name a step is recorded under.
@@ -1987,6 +2163,7 @@ mod tests {
             quantity: Decimal::ZERO,
             first_tie: 0,
             source: RowSource::default(),
+            charge_columns: None,
         };
         lines
             .iter()

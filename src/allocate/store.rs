@@ -17,7 +17,7 @@
 use crate::error::Error;
 use crate::formats::csv::word8;
 use crate::model::{
-    AllocatedRef, BillColumns, CostLine, EntityLevel, Source, UsageRef, UsageSample,
+    AllocatedRef, BillColumns, ChargeColumns, CostLine, EntityLevel, Source, UsageRef, UsageSample,
 };
 use crate::time::{Granularity, Timestamp};
 use rust_decimal::Decimal;
@@ -466,6 +466,9 @@ pub struct Store {
     pub range: Option<(Timestamp, Timestamp)>,
     /// Cost lines by identity and period.
     pub lines: HashMap<(LineKey, Period), Amount>,
+    /// The summed [`ChargeColumns`] of the `lines` read from a FOCUS bill
+    /// (apart: the other lines, most of them, have none).
+    pub charge_columns: HashMap<(LineKey, Period), ChargeColumns>,
     /// Usage by key.
     pub usage: Usage,
     /// The last usage interval seen and its bucket ([`Store::usage_bucket`]).
@@ -535,6 +538,7 @@ impl Store {
             granularity,
             range,
             lines: HashMap::default(),
+            charge_columns: HashMap::default(),
             usage: Usage::default(),
             last_usage_span: None,
             allocated: Slots::default(),
@@ -593,6 +597,9 @@ impl Store {
             line.quantity,
             (s.id(&line.source.file), line.source.line),
         );
+        if let Some(columns) = &line.charge_columns {
+            add_charge_columns(&mut self.charge_columns, (key, period), columns)?;
+        }
         add_amount(self.lines.entry((key, period)), part, &self.strings)
     }
 
@@ -811,6 +818,25 @@ fn usage_field_id(strings: &mut Interner, text: &str) -> Sym {
     }
 }
 
+/// Adds a FOCUS line's `columns` to those of its identity and period.
+fn add_charge_columns(
+    all: &mut HashMap<(LineKey, Period), ChargeColumns>,
+    key: (LineKey, Period),
+    columns: &ChargeColumns,
+) -> Result<(), Error> {
+    use std::collections::hash_map::Entry;
+    match all.entry(key) {
+        Entry::Occupied(mut slot) => {
+            let sum = slot.get().checked_add(columns);
+            *slot.get_mut() = sum.ok_or_else(|| Error::overflow("summing FOCUS columns"))?;
+        }
+        Entry::Vacant(slot) => {
+            slot.insert(*columns);
+        }
+    }
+    Ok(())
+}
+
 /// Folds `part` (one input row's amount, or a part's whole slot when a file read
 /// in parts is merged) into an aggregate slot: amounts, quantities and row counts
 /// summed; the slot keeps the smallest (line, file name) as its source, which is
@@ -894,6 +920,7 @@ impl Store {
                 charge_category: s.name(k.charge_category).to_string(),
                 charge_frequency: s.name(k.charge_frequency).to_string(),
                 bill_columns: BillColumns::from_text(s.name(k.bill_columns)),
+                charge_columns: self.charge_columns.get(&(*k, *p)).copied().map(Box::new),
             })
             .collect();
         // Two slots share a source when records share a line (after a lone `\r`):
@@ -1034,6 +1061,57 @@ mod tests {
             file,
             line,
         }
+    }
+
+    /// A FOCUS bill's columns read in two parts and merged are the serial
+    /// read's: summed per line, a quantity null only where every charge has
+    /// it null. (FOCUS files are read serially today; a part must not drop
+    /// them should that change.)
+    #[test]
+    fn charge_columns_merge_as_read_serially() {
+        let d = |text: &str| text.parse::<Decimal>().unwrap();
+        let line = |n: u64, billed: &str, list: &str, consumed: Option<&str>| CostLine {
+            source: Source {
+                file: "bill.csv".into(),
+                line: n,
+            },
+            product: "kafka".into(),
+            line_type: "KafkaBase".into(),
+            resource_id: "lkc-1".into(),
+            start: Timestamp::parse("2026-04-01").unwrap(),
+            end: Timestamp::parse("2026-05-01").unwrap(),
+            amount: d(billed),
+            currency: "USD".into(),
+            charge_columns: Some(Box::new(ChargeColumns {
+                costs: [d(billed), d(billed), d(list), d(list)],
+                quantities: [None, consumed.map(d)],
+            })),
+            ..CostLine::default()
+        };
+        let lines = [
+            line(2, "1.00", "1.50", None),
+            line(3, "2.00", "2.50", Some("7")),
+            line(4, "3.00", "3.50", None),
+        ];
+        let store = || Store::new(Granularity::Monthly, None);
+        let mut serial = store();
+        lines.iter().for_each(|l| serial.add_line(l).unwrap());
+        // The second part numbers its lines from 1 (after its first line, 2).
+        let (mut whole, mut part) = (store(), store());
+        whole.add_line(&lines[0]).unwrap();
+        for l in &lines[1..] {
+            let mut shifted = l.clone();
+            shifted.source.line -= 2;
+            part.add_line(&shifted).unwrap();
+        }
+        whole.merge(part, 2).unwrap();
+        let merged = whole.cost_lines();
+        assert_eq!(merged, serial.cost_lines());
+        let columns = ChargeColumns {
+            costs: [d("6.00"), d("6.00"), d("7.50"), d("7.50")],
+            quantities: [None, Some(d("7"))],
+        };
+        assert_eq!(merged[0].charge_columns.as_deref(), Some(&columns));
     }
 
     proptest::proptest! {

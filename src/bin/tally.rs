@@ -47,7 +47,8 @@ OPTIONS:
                             same bill
     --shared-cost-center T  the shared cost center's team name (default shared)
     --invoice-subtotal N    the invoice's usage subtotal to reconcile against
-    --entity-kind K         entity view / WarpStream output: principal | topic
+    --entity-kind K         entity view / WarpStream output: principal | topic (the FOCUS
+                            output has every row, each at its own level)
     --min-total N           entity view: omit entities whose total is below N
     --max-entities-per-cluster N   entity view: at most N per cluster (default 500)
     --max-rejections N      rejections kept (and printed) per file (default 100)
@@ -355,28 +356,9 @@ fn write_outputs(args: &Args, report: &Report) -> Result<(), Failure> {
         write_file(path, &warpstream_json(args, report)?)?;
     }
     if let Some(path) = &args.out_focus {
-        let options = tally::formats::focus::WriteOptions::default();
-        let text =
-            tally::formats::focus::write_focus(&focus_rows(args, report), &report.lines, &options)
-                .map_err(fatal)?;
-        write_file(path, &text)?;
+        write_file(path, &report.focus_csv().map_err(fatal)?)?;
     }
     Ok(())
-}
-
-/// The rows of one level for FOCUS (both levels together would count the bill twice).
-fn focus_rows(args: &Args, report: &Report) -> Vec<tally::model::AllocationRow> {
-    let level = args
-        .options
-        .filters
-        .entity_kind
-        .unwrap_or(args.options.entity_level);
-    report
-        .rows
-        .iter()
-        .filter(|r| r.line.level == level || r.owner_id == tally::allocate::UNALLOCATED)
-        .cloned()
-        .collect()
 }
 
 fn warpstream_json(args: &Args, report: &Report) -> Result<String, Failure> {

@@ -34,6 +34,7 @@
 //! | `currency` | `BillingCurrency` |
 //! | `owner_of_record` | `AllocatedResourceId` (a provider's own split already names the owner) |
 //! | `charge_category`, `charge_frequency` | `ChargeCategory`, `ChargeFrequency` (a `Purchase` or `Adjustment` is written back as such) |
+//! | `charge_columns` | `BilledCost`, `EffectiveCost`, `ListCost`, `ContractedCost` (a null one: `amount`), `PricingQuantity`, `ConsumedQuantity` (kept null), for the writer to split |
 //! | `bill_columns` | the [`BILL_COLUMN_NAMES`] (`ServiceProviderName`, `InvoiceId`, `BillingAccountId`, `ServiceName`, `ResourceName`, …; a 1.0–1.2 bill's `ProviderName` for the service and host providers), written back as read |
 //! | `id` | `InvoiceDetailId` if present, else `line-<n>` |
 //!
@@ -46,10 +47,26 @@
 //! split cost allocation*: each origin charge (one resource's line type in one
 //! bucket — the cost lines that fed it — at one entity level) is replaced by its
 //! allocated charges, one per owner and cost line, which carry the origin's
-//! dimensions and split its summable metrics (`BilledCost`, `EffectiveCost`,
-//! `ListCost`, `ContractedCost`, `PricingQuantity`) so they add up exactly to it
-//! (a `Purchase` has a zero `EffectiveCost`, as FOCUS requires: it is amortized
-//! over the charges it covers):
+//! dimensions. Every row of an allocation is written, each at the level its
+//! line was allocated at (rules may pin a product to topics, as WarpStream's
+//! do, while the run allocates by principal), so the file sums to the bill.
+//!
+//! The summable columns of a charge read from a FOCUS bill (`BilledCost`,
+//! `EffectiveCost`, `ListCost`, `ContractedCost`, `PricingQuantity`,
+//! `ConsumedQuantity`) are the bill's: each is split over the charge's parts in
+//! proportion to the allocated column (the one `--focus-cost` picks), by
+//! largest remainder, so each column's parts add up exactly to the charge's
+//! value at the run's precision (quantities at [`WriteOptions::quantity_scale`]
+//! places; a null quantity stays null, and none is written on a `Credit` or
+//! `Tax` charge). A charge whose allocated column is zero has nothing to split
+//! by (a usage charge a commitment covers, by `BilledCost`; the commitment's
+//! purchase, by `EffectiveCost`): it is written whole, unallocated (reason
+//! `zero_amount`), with its other columns. For a Confluent or WarpStream line,
+//! which has only its amount, the allocated cost is written in all four cost
+//! columns (but a `Purchase`'s `EffectiveCost`, zero as FOCUS requires: it is
+//! amortized over the charges it covers) and the line's quantity is split in
+//! proportion to cost. Amounts are written with at least the run's precision
+//! (`10.00`).
 //!
 //! * `AllocatedMethodId` = `tally:<method>` (`tally:usage_ratio`,
 //!   `tally:even_split`, `tally:unallocated`, ...).
@@ -62,18 +79,22 @@
 //! * `Tags` = `{"tally/product": …, "tally/line_type": …}` followed by the
 //!   bill's own tags, as the bill wrote them, when they are a JSON object (a
 //!   key of both is the bill's).
+//! * `ChargeDescription` = `<line type> (<product>) on <resource>`, without
+//!   what is empty (`Support (support)`, `kafka on lkc-1`).
 //!
 //! An origin charge is a resource's line type in one bucket as one bill
 //! describes it: two charges of a resource with different tags, regions or
 //! invoices are two origins, each split on its own. The engine writes one
 //! `unallocated` row per bucket and bill (no resource, no line type), as
-//! Confluent does per bucket. The writer treats it as a pool: an origin whose
-//! allocated charges fall short of its amount (`original_amount`) gets its
-//! remainder back as an allocated charge with a null `AllocatedResourceId`, taken
-//! out of the pool, so every origin's ratios sum to 1 over all of it; what stays
-//! in the pool (credits, lines with no usage at all) is one charge of its own,
-//! described `Unallocated (<reasons>)`. The written costs always sum exactly to
-//! the rows'.
+//! Confluent does per bucket. The writer treats it as a pool: a charge read
+//! from a FOCUS bill takes back what the engine left of it unallocated
+//! ([`AllocatedCharge::unallocated`]: all of a credit, of a charge no step
+//! could split); any other origin whose allocated charges fall short of its
+//! amount (`original_amount`) gets its remainder back. Each is an allocated
+//! charge with a null `AllocatedResourceId`, so every origin's ratios sum to 1
+//! over all of it; what stays in the pool (a Confluent credit, lines with no
+//! usage at all) is one charge of its own, described `Unallocated
+//! (<reasons>)`. The written costs always sum exactly to the rows'.
 //!
 //! A charge read from a FOCUS bill is written with the bill's own
 //! [`BILL_COLUMN_NAMES`] (its provider, accounts, invoice, service, resource,
@@ -90,18 +111,23 @@
 //! [`WRITE_COLUMNS`].
 
 use super::csv::{ColumnMap, ColumnSpec, CsvReader, ParseRow, Record};
-use super::origins::{attribute_remainders, origin_key, CostLines, OriginKey};
+use super::origins::{
+    attribute_remainders, bill_bucket, is_bill_remainder, origin_key, BillBucket, CostLines,
+    OriginKey,
+};
 use super::{parse_decimal, parse_time, set, Sink};
 use crate::allocate::UNALLOCATED;
 use crate::error::Error;
 use crate::model::{
-    AllocatedLine, AllocationRow, BillValues, CostLine, EntityLevel, BILL_COLUMN_NAMES,
+    AllocatedCharge, AllocatedLine, AllocationRow, BillValues, ChargeColumns, CostLine,
+    EntityLevel, Name, RowSource, BILL_COLUMN_NAMES, CHARGE_COST_COLUMNS,
 };
 use crate::money;
 use crate::time::{Granularity, Timestamp};
 use crate::usage::push_csv_field;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The name [`sniff`] returns.
 pub const FORMAT_NAME: &str = "focus";
@@ -148,8 +174,9 @@ const LIST_PRICE: usize = 18;
 const ALLOCATED_RESOURCE: usize = 19;
 const DETAIL_ID: usize = 20;
 const FREQUENCY: usize = 21;
+const CONTRACTED_COST: usize = 22;
 /// The first of the [`BILL_COLUMN_NAMES`], in their order.
-const BILL_FIRST: usize = 22;
+const BILL_FIRST: usize = 23;
 /// `ProviderName` (FOCUS 1.0–1.2): the service and host provider of a bill
 /// without `ServiceProviderName` and `HostProviderName`.
 const PROVIDER: usize = BILL_FIRST + BILL_COLUMN_NAMES.len();
@@ -237,6 +264,11 @@ const fn columns(billed: bool) -> [ColumnSpec; COLUMN_COUNT] {
         spec(
             "ChargeFrequency",
             &["chargefrequency", "charge_frequency"],
+            false,
+        ),
+        spec(
+            "ContractedCost",
+            &["contractedcost", "contracted_cost"],
             false,
         ),
         // From BILL_FIRST: the bill's own columns (BILL_COLUMN_NAMES' order).
@@ -423,14 +455,26 @@ impl ParseRow for FocusRows {
                 format!("`{currency}` is not an ISO 4217 currency code"),
             ));
         }
-        let list_cost = optional_decimal(file, line, cols, record, LIST_COST)?;
-        let (quantity, unit) = match optional_decimal(file, line, cols, record, PRICING_QTY)? {
-            Some(q) => (q, cols.get(record, PRICING_UNIT)),
-            None => match optional_decimal(file, line, cols, record, CONSUMED_QTY)? {
-                Some(q) => (q, cols.get(record, CONSUMED_UNIT)),
-                None => (Decimal::ZERO, ""),
-            },
+        // The summable columns, in ChargeColumns' order; a null cost is the
+        // allocated amount (what tally wrote for all of them before it read them).
+        let mut costs = [amount; CHARGE_COST_COLUMNS.len()];
+        let columns = [BILLED, EFFECTIVE, LIST_COST, CONTRACTED_COST];
+        for (cost, column) in costs.iter_mut().zip(columns) {
+            if column == cost_col {
+                continue;
+            }
+            if let Some(value) = optional_decimal(file, line, cols, record, column)? {
+                *cost = value;
+            }
+        }
+        let pricing_quantity = optional_decimal(file, line, cols, record, PRICING_QTY)?;
+        let consumed_quantity = optional_decimal(file, line, cols, record, CONSUMED_QTY)?;
+        let (quantity, unit) = match (pricing_quantity, consumed_quantity) {
+            (Some(q), _) => (q, cols.get(record, PRICING_UNIT)),
+            (None, Some(q)) => (q, cols.get(record, CONSUMED_UNIT)),
+            (None, None) => (Decimal::ZERO, ""),
         };
+        let [_, _, list_cost, _] = costs;
         let price = match optional_decimal(file, line, cols, record, CONTRACTED_PRICE)? {
             Some(p) => p,
             None => optional_decimal(file, line, cols, record, LIST_PRICE)?.unwrap_or_default(),
@@ -461,7 +505,7 @@ impl ParseRow for FocusRows {
         s.start = start;
         s.end = end;
         s.amount = amount;
-        s.original_amount = list_cost.unwrap_or(amount);
+        s.original_amount = list_cost;
         s.quantity = quantity;
         set(&mut s.unit, unit);
         s.price = price;
@@ -473,6 +517,15 @@ impl ParseRow for FocusRows {
         set(&mut s.charge_category, cols.get(record, CATEGORY));
         set(&mut s.charge_frequency, cols.get(record, FREQUENCY));
         s.bill_columns.set(bill_values(cols, record));
+        let columns = ChargeColumns {
+            costs,
+            quantities: [pricing_quantity, consumed_quantity],
+        };
+        // The scratch line's box is reused: no allocation per row.
+        match &mut s.charge_columns {
+            Some(kept) => **kept = columns,
+            None => s.charge_columns = Some(Box::new(columns)),
+        }
         sink.cost_line(s);
         Ok(())
     }
@@ -591,6 +644,8 @@ pub struct WriteOptions {
     pub billing_account_id: String,
     /// Decimal places of the split quantities.
     pub quantity_scale: u32,
+    /// Decimal places of the amounts (the run's precision).
+    pub precision: u32,
 }
 
 impl Default for WriteOptions {
@@ -599,6 +654,7 @@ impl Default for WriteOptions {
             provider_name: "Confluent".to_string(),
             billing_account_id: "default".to_string(),
             quantity_scale: 6,
+            precision: 2,
         }
     }
 }
@@ -708,98 +764,354 @@ fn decimal_text(d: Decimal) -> String {
     }
 }
 
+/// An amount with at least `precision` decimals (`10` at 2 is `10.00`), the
+/// run's precision whatever scale the input wrote it at; digits past it (an
+/// export's row, read as it was written) are kept, trailing zeros are not.
+fn amount_text(amount: Decimal, precision: u32) -> String {
+    let mut amount = amount.normalize();
+    if amount.scale() < precision {
+        amount.rescale(precision);
+    }
+    amount.to_string()
+}
+
+/// One written row: an allocation row and, for a part of a charge read from
+/// a FOCUS bill, its part of each of the charge's columns.
+struct Part {
+    row: AllocationRow,
+    columns: Option<ChargeColumns>,
+    /// What is left of a bill's unallocated row of a bucket once the charges
+    /// took their parts back: tied to no charge.
+    rest_of_bill: bool,
+}
+
+impl Part {
+    /// The order of an origin's rows: by owner, source, method.
+    fn order(&self) -> (&str, &RowSource, &str) {
+        let line = &self.row.line;
+        (
+            self.row.owner_id.as_str(),
+            &line.source,
+            line.method.as_str(),
+        )
+    }
+
+    /// A row with no columns of its own (not read from a FOCUS bill).
+    fn of(row: AllocationRow) -> Part {
+        Part {
+            row,
+            columns: None,
+            rest_of_bill: false,
+        }
+    }
+}
+
 /// Writes allocation rows as a FOCUS 1.3 Cost and Usage CSV with split cost
 /// allocation columns (see the module docs). `lines` are the cost lines the
 /// rows were allocated from (matched by [`Source`](crate::model::Source), then
-/// by resource and line type); they give quantities, units and prices. Rows of
-/// both levels are written, each level as its own split; pass one level's rows
-/// (and the unallocated rows) to avoid counting a bill twice.
+/// by resource and line type); they give units, prices and, for lines not read
+/// from a FOCUS bill, quantities. `charges` are the lines read from FOCUS
+/// bills as the engine allocated them ([`crate::report::Report::charges`]):
+/// each is written with its own columns, split over its parts. Rows of both
+/// levels are written, each level as its own split: pass rows that allocate
+/// each line once (a report's do), or the bill is counted twice.
 pub fn write_focus(
     rows: &[AllocationRow],
     lines: &[CostLine],
+    charges: &[AllocatedCharge],
     options: &WriteOptions,
 ) -> Result<String, Error> {
-    if options.quantity_scale > money::MAX_SCALE {
-        return Err(Error::config(format!(
-            "quantity_scale must be at most {}",
-            money::MAX_SCALE
-        )));
+    for (name, scale) in [
+        ("precision", options.precision),
+        ("quantity_scale", options.quantity_scale),
+    ] {
+        if scale > money::MAX_SCALE {
+            return Err(Error::config(format!(
+                "{name} must be at most {}",
+                money::MAX_SCALE
+            )));
+        }
     }
     let cost_lines = CostLines::new(lines);
 
-    let split = attribute_remainders(rows)?;
-    let mut origins: BTreeMap<OriginKey, Vec<&AllocationRow>> = BTreeMap::new();
-    for row in &split.rows {
-        origins.entry(origin_key(row)).or_default().push(row);
+    let (charge_parts, other_rows) = split_charges(rows, charges, options)?;
+    let split = attribute_remainders(&other_rows)?;
+    let mut origins: BTreeMap<OriginKey, Vec<Part>> = BTreeMap::new();
+    for part in charge_parts
+        .into_iter()
+        .chain(split.rows.into_iter().map(Part::of))
+    {
+        origins
+            .entry(origin_key(&part.row.line))
+            .or_default()
+            .push(part);
     }
-    let mut groups: Vec<(Timestamp, Timestamp, Vec<&AllocationRow>)> = Vec::new();
-    for ((bucket_start, bucket_end, ..), mut group) in origins {
-        group.sort_by(|a, b| {
-            (a.owner_id.as_str(), &a.line.source, a.line.method.as_str()).cmp(&(
-                b.owner_id.as_str(),
-                &b.line.source,
-                b.line.method.as_str(),
-            ))
-        });
-        groups.push((bucket_start, bucket_end, group));
+    let mut groups: Vec<Vec<Part>> = Vec::with_capacity(origins.len());
+    for mut group in origins.into_values() {
+        group.sort_by(|a, b| a.order().cmp(&b.order()));
+        groups.push(group);
     }
-    for left in &split.unattributed {
-        groups.push((left.line.bucket_start, left.line.bucket_end, vec![left]));
+    for left in split.unattributed {
+        groups.push(vec![Part {
+            rest_of_bill: true,
+            ..Part::of(left)
+        }]);
     }
 
     let mut out = String::with_capacity(256 * rows.len().saturating_add(1));
     out.push_str(&WRITE_COLUMNS.join(","));
     out.push('\n');
-    for (bucket_start, bucket_end, group) in groups {
-        // Ratios: each row's share of the origin's cost, summing to exactly 1.
-        let weights = group
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (i, r.chargeback_cost.abs()));
-        let ratios = match money::apportion(Decimal::ONE, weights, money::MAX_SCALE)? {
-            Some(parts) => parts,
-            // A zero-cost origin: equal ratios.
-            None => money::apportion(
-                Decimal::ONE,
-                (0..group.len()).map(|i| (i, Decimal::ONE)),
-                money::MAX_SCALE,
-            )?
-            .unwrap_or_default(),
-        };
-        let lines: Vec<Option<&CostLine>> = group.iter().map(|r| cost_lines.of(&r.line)).collect();
-        // Each row's quantity is its line's quantity in proportion to cost;
-        // the parts are then re-apportioned so they sum exactly to the origin's.
-        let raw = group
-            .iter()
-            .map(|row| split_quantity(row))
-            .collect::<Result<Vec<_>, Error>>()?;
-        let origin_quantity = money::checked_sum(raw.iter().copied(), "FOCUS origin quantity")?;
-        let quantities = money::apportion(
-            origin_quantity,
-            raw.iter().map(|q| q.abs()).enumerate(),
-            options.quantity_scale,
-        )?
-        .unwrap_or_default();
-
+    for group in groups {
         let Some(first) = group.first() else {
             continue;
         };
-        let origin = OriginCharge::of(&first.line, bucket_start, bucket_end);
-        for (i, row) in group.iter().enumerate() {
-            let ratio = ratios.get(i).map(|(_, r)| *r).unwrap_or_default();
-            let quantity = quantities.get(i).map(|(_, q)| *q).unwrap_or_default();
+        let origin = OriginCharge::of(&first.row.line);
+        let costs: Vec<Decimal> = group.iter().map(|p| p.row.chargeback_cost).collect();
+        // Ratios: each row's share of the origin's cost, summing to exactly 1.
+        let ratios = split_by_cost(Decimal::ONE, &costs, money::MAX_SCALE)?;
+        let lines: Vec<Option<&CostLine>> =
+            group.iter().map(|p| cost_lines.of(&p.row.line)).collect();
+        let quantities = quantities_by_cost(&group, options.quantity_scale)?;
+        for (i, part) in group.iter().enumerate() {
+            let ratio = ratios.get(i).copied().unwrap_or_default();
+            let quantity = quantities.get(i).copied().unwrap_or_default();
             let line = lines.get(i).copied().flatten();
-            write_row(&mut out, row, line, &origin, ratio, quantity, options);
+            write_row(&mut out, part, line, &origin, ratio, quantity, options);
         }
     }
     Ok(out)
 }
 
-/// `row`'s part of its line's quantity in its bucket: the quantity times the
-/// row's share of the line's amount as the rows split it (rounded to the
-/// output precision). Against the exact amount, a row that is a whole line of
-/// 0.125856 written as 0.13 would carry 3% more than the line's quantity. A
-/// line that costs nothing is split by usage share.
+/// `value` split over parts in proportion to their allocated `costs` (evenly
+/// when they cost nothing) at `scale` places, exactly: the parts sum to
+/// `value` rounded to `scale`.
+fn split_by_cost(value: Decimal, costs: &[Decimal], scale: u32) -> Result<Vec<Decimal>, Error> {
+    let by_cost = money::apportion(value, costs.iter().map(|c| c.abs()).enumerate(), scale)?;
+    let parts = match by_cost {
+        Some(parts) => parts,
+        None => money::apportion(value, (0..costs.len()).map(|i| (i, Decimal::ONE)), scale)?
+            .unwrap_or_default(),
+    };
+    Ok(parts.into_iter().map(|(_, part)| part).collect())
+}
+
+/// The parts of the charges read from FOCUS bills, each with its part of
+/// every column of its charge — the charge's rows, else the part it left
+/// unallocated, else (nothing to allocate: a zero allocated cost) the whole
+/// of it — and the other rows, with each bill's unallocated row of a bucket
+/// less what those charges left in it (they write it themselves).
+fn split_charges(
+    rows: &[AllocationRow],
+    charges: &[AllocatedCharge],
+    options: &WriteOptions,
+) -> Result<(Vec<Part>, Vec<AllocationRow>), Error> {
+    // A charge's rows share its line. (Two lines that only their charge
+    // category tells apart, from one source line, are one charge here:
+    // their columns add up, so nothing is counted twice.)
+    let mut by_line: BTreeMap<(OriginKey, &RowSource), ChargeRows> = BTreeMap::new();
+    let mut left_in_bill: BTreeMap<BillBucket<'_>, (Decimal, &AllocatedLine)> = BTreeMap::new();
+    for charge in charges {
+        let key = (origin_key(&charge.line), &charge.line.source);
+        let slot = by_line.entry(key).or_insert_with(|| ChargeRows {
+            line: charge.line.clone(),
+            amount: Decimal::ZERO,
+            unallocated: Decimal::ZERO,
+            columns: ChargeColumns::default(),
+            rows: Vec::new(),
+        });
+        slot.add(charge)?;
+        if !charge.unallocated.is_zero() {
+            let left = left_in_bill
+                .entry(bill_bucket(&charge.line))
+                .or_insert((Decimal::ZERO, &charge.line));
+            left.0 = left
+                .0
+                .checked_add(charge.unallocated)
+                .ok_or_else(|| Error::overflow("FOCUS unallocated parts"))?;
+        }
+    }
+    let mut others = Vec::new();
+    for row in rows {
+        if is_bill_remainder(row) {
+            // The charges take their parts out of their bill's row (once).
+            match left_in_bill.remove(&bill_bucket(&row.line)) {
+                None => others.push(row.clone()),
+                Some((taken, _)) => {
+                    let rest = row.chargeback_cost.checked_sub(taken);
+                    let rest = rest.ok_or_else(|| Error::overflow("unallocated row"))?;
+                    if !rest.is_zero() {
+                        others.push(unallocated_rest(row, rest));
+                    }
+                }
+            }
+            continue;
+        }
+        match by_line.get_mut(&(origin_key(&row.line), &row.line.source)) {
+            Some(charge) => charge.rows.push(row.clone()),
+            None => others.push(row.clone()),
+        }
+    }
+    // A bill whose unallocated parts cancel out has no row: what its other
+    // lines left unallocated is then the opposite of the charges' parts.
+    for (taken, line) in left_in_bill.into_values() {
+        let rest = Decimal::ZERO
+            .checked_sub(taken)
+            .ok_or_else(|| Error::overflow("unallocated row"))?;
+        if rest.is_zero() {
+            continue;
+        }
+        others.push(AllocationRow {
+            line: Arc::new(AllocatedLine {
+                environment_id: Name::default(),
+                resource_id: Name::default(),
+                product: Name::default(),
+                line_type: Name::default(),
+                original_amount: rest,
+                method: UNALLOCATED.into(),
+                chain_step: 0,
+                reason: "other_unallocated_lines".into(),
+                ..line.clone()
+            }),
+            owner_id: UNALLOCATED.into(),
+            chargeback_cost: rest,
+            usage_share: Decimal::ZERO,
+        });
+    }
+    let mut parts = Vec::new();
+    for charge in by_line.into_values() {
+        parts.extend(charge.into_parts(options)?);
+    }
+    Ok((parts, others))
+}
+
+/// A bill's unallocated row of a bucket holding `rest`.
+fn unallocated_rest(row: &AllocationRow, rest: Decimal) -> AllocationRow {
+    let mut line = (*row.line).clone();
+    line.original_amount = rest;
+    AllocationRow {
+        line: Arc::new(line),
+        chargeback_cost: rest,
+        ..row.clone()
+    }
+}
+
+/// A FOCUS charge and the rows it was split into.
+struct ChargeRows {
+    line: Arc<AllocatedLine>,
+    amount: Decimal,
+    unallocated: Decimal,
+    columns: ChargeColumns,
+    rows: Vec<AllocationRow>,
+}
+
+impl ChargeRows {
+    /// Adds `charge` (one more line of the same source line and origin).
+    fn add(&mut self, charge: &AllocatedCharge) -> Result<(), Error> {
+        let overflow = || Error::overflow("FOCUS charge");
+        self.amount = self
+            .amount
+            .checked_add(charge.line.original_amount)
+            .ok_or_else(overflow)?;
+        self.unallocated = self
+            .unallocated
+            .checked_add(charge.unallocated)
+            .ok_or_else(overflow)?;
+        self.columns = self
+            .columns
+            .checked_add(&charge.columns)
+            .ok_or_else(overflow)?;
+        Ok(())
+    }
+
+    /// The charge's parts, each with its part of every column.
+    fn into_parts(self, options: &WriteOptions) -> Result<Vec<Part>, Error> {
+        let mut rows = self.rows;
+        let rest = |cost: Decimal| AllocationRow {
+            line: self.line.clone(),
+            owner_id: UNALLOCATED.into(),
+            chargeback_cost: cost,
+            usage_share: Decimal::ZERO,
+        };
+        if !self.unallocated.is_zero() {
+            rows.push(rest(self.unallocated));
+        }
+        if rows.is_empty() {
+            if !self.amount.is_zero() {
+                return Err(Error::Reconciliation {
+                    reason: format!(
+                        "FOCUS charge `{}` on `{}` ({}:{}): its {} is in no row",
+                        self.line.line_type,
+                        self.line.resource_id,
+                        self.line.source.file,
+                        self.line.source.line,
+                        self.amount
+                    ),
+                });
+            }
+            rows.push(rest(Decimal::ZERO));
+        }
+        let costs: Vec<Decimal> = rows.iter().map(|r| r.chargeback_cost).collect();
+        let mut columns = vec![ChargeColumns::default(); rows.len()];
+        for (i, total) in self.columns.costs.into_iter().enumerate() {
+            let split = split_by_cost(total, &costs, options.precision)?;
+            for (part, value) in columns.iter_mut().zip(split) {
+                if let Some(cost) = part.costs.get_mut(i) {
+                    *cost = value;
+                }
+            }
+        }
+        for (i, total) in self.columns.quantities.into_iter().enumerate() {
+            // A null quantity stays null.
+            let Some(total) = total else {
+                continue;
+            };
+            let split = split_by_cost(total, &costs, options.quantity_scale)?;
+            for (part, value) in columns.iter_mut().zip(split) {
+                if let Some(quantity) = part.quantities.get_mut(i) {
+                    *quantity = Some(value);
+                }
+            }
+        }
+        Ok(rows
+            .into_iter()
+            .zip(columns)
+            .map(|(row, columns)| Part {
+                columns: Some(columns),
+                ..Part::of(row)
+            })
+            .collect())
+    }
+}
+
+/// The quantities of the parts without columns of their own (lines not read
+/// from a FOCUS bill): each its cost line's quantity in proportion to its
+/// cost ([`split_quantity`]), re-apportioned so that they sum exactly to
+/// their total at `scale` places; zero for the others.
+fn quantities_by_cost(group: &[Part], scale: u32) -> Result<Vec<Decimal>, Error> {
+    let mut raw = Vec::with_capacity(group.len());
+    for (i, part) in group.iter().enumerate() {
+        if part.columns.is_some() {
+            continue;
+        }
+        raw.push((i, split_quantity(&part.row)?));
+    }
+    let total = money::checked_sum(raw.iter().map(|(_, q)| *q), "FOCUS origin quantity")?;
+    let weights = raw.iter().map(|(i, q)| (*i, q.abs()));
+    let mut quantities = vec![Decimal::ZERO; group.len()];
+    for (i, quantity) in money::apportion(total, weights, scale)?.unwrap_or_default() {
+        if let Some(slot) = quantities.get_mut(i) {
+            *slot = quantity;
+        }
+    }
+    Ok(quantities)
+}
+
+/// `row`'s part of its line's quantity in its bucket (the quantities of the
+/// charges merged into the line, [`AllocatedLine::quantity`]): the quantity
+/// times the row's share of the line's amount as the rows split it (rounded
+/// to the output precision). Against the exact amount, a row that is a whole
+/// line of 0.125856 written as 0.13 would carry 3% more than the line's
+/// quantity. A line that costs nothing is split by usage share.
 fn split_quantity(row: &AllocationRow) -> Result<Decimal, Error> {
     let line = &row.line;
     let quantity = if line.original_amount.is_zero() {
@@ -823,8 +1135,8 @@ struct OriginCharge<'a> {
 }
 
 impl<'a> OriginCharge<'a> {
-    /// The origin of `line`'s rows in the bucket `[bucket_start, bucket_end)`.
-    fn of(line: &'a AllocatedLine, bucket_start: Timestamp, bucket_end: Timestamp) -> Self {
+    /// The origin of `line`'s rows.
+    fn of(line: &'a AllocatedLine) -> Self {
         let billed_by = BillValues::of(&line.bill_columns);
         let tags = with_bill_tags(
             &[
@@ -834,23 +1146,45 @@ impl<'a> OriginCharge<'a> {
             billed_by.get("Tags"),
         );
         OriginCharge {
-            bucket_start,
-            bucket_end,
+            bucket_start: line.bucket_start,
+            bucket_end: line.bucket_end,
             billed_by,
             tags,
         }
     }
 }
 
+/// `ChargeDescription`: the line type and product, and the resource when
+/// there is one (`KafkaNumCKUs (kafka) on lkc-1`, `Support (support)`, `kafka
+/// on lkc-1` for a charge its bill does not describe); `Unallocated (<reasons>)`
+/// for what is left of a bill's unallocated row, which no charge took back.
+fn charge_description(part: &Part) -> String {
+    let line = &part.row.line;
+    if part.rest_of_bill {
+        return format!("Unallocated ({})", line.reason);
+    }
+    let mut description = if line.line_type.is_empty() {
+        line.product.to_string()
+    } else {
+        format!("{} ({})", line.line_type, line.product)
+    };
+    if !line.resource_id.is_empty() {
+        description.push_str(" on ");
+        description.push_str(&line.resource_id);
+    }
+    description
+}
+
 fn write_row(
     out: &mut String,
-    row: &AllocationRow,
+    part: &Part,
     line: Option<&CostLine>,
     origin: &OriginCharge<'_>,
     ratio: Decimal,
     quantity: Decimal,
     options: &WriteOptions,
 ) {
+    let row = &part.row;
     let (bucket_start, bucket_end) = (origin.bucket_start, origin.bucket_end);
     let provider = if is_warpstream_product(&row.line.line_type) {
         "WarpStream"
@@ -913,14 +1247,44 @@ fn write_row(
         EntityLevel::Principal => "principal",
         EntityLevel::Topic => "topic",
     };
-    let cost = decimal_text(row.chargeback_cost);
+    let usage = !credit && !tax;
+    let amount = |value: Decimal| amount_text(value, options.precision);
+    // Each column its charge's part, for a FOCUS bill's; else the allocated
+    // cost in every one (and the quantity in proportion to it).
+    let (costs, quantities) = match &part.columns {
+        Some(columns) => (
+            columns.costs.map(amount),
+            columns
+                .quantities
+                .map(|q| q.filter(|_| usage).map(decimal_text)),
+        ),
+        None => {
+            let cost = amount(row.chargeback_cost);
+            // A purchase's cost is amortized over the charges it covers:
+            // FOCUS wants its own EffectiveCost zero.
+            let effective = match category {
+                "Purchase" => amount(Decimal::ZERO),
+                _ => cost.clone(),
+            };
+            let q = usage.then(|| decimal_text(quantity));
+            (
+                [cost.clone(), effective, cost.clone(), cost],
+                [q.clone(), q],
+            )
+        }
+    };
+    let [billed_cost, effective_cost, list_cost, contracted_cost] = &costs;
+    let [pricing_quantity, consumed_quantity] = &quantities;
     let unit = focus_unit(
         line.map(|l| l.unit.as_str())
             .unwrap_or(row.line.unit.as_str()),
     );
-    let unit = unit.as_str();
+    // A unit only with its quantity.
+    let unit_of = |quantity: &Option<String>| match quantity {
+        Some(_) => unit.as_str(),
+        None => "",
+    };
     let price = line.map(|l| decimal_text(l.price));
-    let q = decimal_text(quantity);
     let sub_type = if row.line.environment_id.is_empty() {
         ""
     } else if provider == "WarpStream" {
@@ -944,7 +1308,6 @@ fn write_row(
         ("tally/reason", &row.line.reason),
     ]);
     let source = format!("{}:{}", row.line.source.file, row.line.source.line);
-    let usage = !credit && !tax;
     let account_id = bill("BillingAccountId").unwrap_or(account);
     let fields: [&str; 46] = [
         bill("ServiceProviderName").unwrap_or(provider),
@@ -963,21 +1326,12 @@ fn write_row(
         &charge_end.to_string(),
         category,
         "",
-        &if row.line.line_type.is_empty() {
-            format!("Unallocated ({})", row.line.reason)
-        } else {
-            format!(
-                "{} ({}) on {}",
-                row.line.line_type, row.line.product, row.line.resource_id
-            )
-        },
+        &charge_description(part),
         frequency,
-        &cost,
-        // A purchase's cost is amortized over the charges it covers: FOCUS
-        // wants its own EffectiveCost zero.
-        if category == "Purchase" { "0" } else { &cost },
-        &cost,
-        &cost,
+        billed_cost,
+        effective_cost,
+        list_cost,
+        contracted_cost,
         if usage {
             price.as_deref().unwrap_or("")
         } else {
@@ -989,11 +1343,11 @@ fn write_row(
             ""
         },
         if usage { "Standard" } else { "" },
-        if usage { &q } else { "" },
-        if usage { unit } else { "" },
+        pricing_quantity.as_deref().unwrap_or(""),
+        unit_of(pricing_quantity),
         &row.line.currency,
-        if usage { &q } else { "" },
-        if usage { unit } else { "" },
+        consumed_quantity.as_deref().unwrap_or(""),
+        unit_of(consumed_quantity),
         service,
         service_category,
         &subcategory,

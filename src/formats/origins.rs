@@ -34,17 +34,38 @@ pub(crate) type OriginKey = (
     Name,
 );
 
-pub(crate) fn origin_key(row: &AllocationRow) -> OriginKey {
+/// The origin charge of `line`'s rows.
+pub(crate) fn origin_key(line: &AllocatedLine) -> OriginKey {
     (
-        row.line.bucket_start,
-        row.line.bucket_end,
-        row.line.level,
-        row.line.org_id.clone(),
-        row.line.environment_id.clone(),
-        row.line.resource_id.clone(),
-        row.line.product.clone(),
-        row.line.line_type.clone(),
-        row.line.bill_columns.clone(),
+        line.bucket_start,
+        line.bucket_end,
+        line.level,
+        line.org_id.clone(),
+        line.environment_id.clone(),
+        line.resource_id.clone(),
+        line.product.clone(),
+        line.line_type.clone(),
+        line.bill_columns.clone(),
+    )
+}
+
+/// Whether `row` is the engine's unallocated row of a bucket and bill (no
+/// resource, no line type), as opposed to an origin's own unallocated part.
+pub(crate) fn is_bill_remainder(row: &AllocationRow) -> bool {
+    row.owner_id == UNALLOCATED && row.line.resource_id.is_empty() && row.line.line_type.is_empty()
+}
+
+/// The bill an unallocated row of a bucket is for: bucket start, end,
+/// organization and [`BillColumns::bill_key`].
+pub(crate) type BillBucket<'l> = (Timestamp, Timestamp, Name, &'l str);
+
+/// The bill and bucket of `line`.
+pub(crate) fn bill_bucket(line: &AllocatedLine) -> BillBucket<'_> {
+    (
+        line.bucket_start,
+        line.bucket_end,
+        line.org_id.clone(),
+        BillColumns::bill_key(line.bill_columns.as_str()),
     )
 }
 
@@ -74,22 +95,10 @@ pub struct Remainders {
 /// `unallocated` row of the origin (same resource, line type and level). Money
 /// only moves between rows: the output sums exactly to the input. Without
 /// such an unallocated row nothing is moved.
-pub fn attribute_remainders<'r>(rows: &'r [AllocationRow]) -> Result<Remainders, Error> {
-    let is_pool = |r: &AllocationRow| {
-        r.owner_id == UNALLOCATED && r.line.resource_id.is_empty() && r.line.line_type.is_empty()
-    };
-    let pool_key = |line: &'r AllocatedLine| {
-        (
-            line.bucket_start,
-            line.bucket_end,
-            line.org_id.clone(),
-            BillColumns::bill_key(line.bill_columns.as_str()),
-        )
-    };
-    let mut pools: BTreeMap<(Timestamp, Timestamp, Name, &str), (Decimal, AllocationRow)> =
-        BTreeMap::new();
-    for row in rows.iter().filter(|r| is_pool(r)) {
-        let key = pool_key(&row.line);
+pub fn attribute_remainders(rows: &[AllocationRow]) -> Result<Remainders, Error> {
+    let mut pools: BTreeMap<BillBucket<'_>, (Decimal, AllocationRow)> = BTreeMap::new();
+    for row in rows.iter().filter(|r| is_bill_remainder(r)) {
+        let key = bill_bucket(&row.line);
         match pools.get_mut(&key) {
             Some((total, _)) => {
                 *total = total
@@ -102,8 +111,8 @@ pub fn attribute_remainders<'r>(rows: &'r [AllocationRow]) -> Result<Remainders,
         }
     }
     let mut origins: BTreeMap<OriginKey, Vec<&AllocationRow>> = BTreeMap::new();
-    for row in rows.iter().filter(|r| !is_pool(r)) {
-        origins.entry(origin_key(row)).or_default().push(row);
+    for row in rows.iter().filter(|r| !is_bill_remainder(r)) {
+        origins.entry(origin_key(&row.line)).or_default().push(row);
     }
     let mut out = Remainders::default();
     for group in origins.into_values() {
@@ -126,7 +135,7 @@ pub fn attribute_remainders<'r>(rows: &'r [AllocationRow]) -> Result<Remainders,
         if remainder.is_zero() || has_unallocated {
             continue;
         }
-        if let Some((pool, template)) = pools.get_mut(&pool_key(&first.line)) {
+        if let Some((pool, template)) = pools.get_mut(&bill_bucket(&first.line)) {
             let line = AllocatedLine {
                 level: first.line.level,
                 environment_id: first.line.environment_id.clone(),

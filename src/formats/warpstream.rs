@@ -795,6 +795,7 @@ fn derive_rows_and_lines(out: &mut Chargebacks, file: &str, org_id: &str) -> Res
                 charge_category: String::new(),
                 charge_frequency: String::new(),
                 bill_columns: BillColumns::default(),
+                charge_columns: None,
             });
         }
     }

@@ -267,6 +267,10 @@ pub struct Report {
     /// The bill's cost lines (for writers that need quantities and prices).
     #[serde(skip)]
     pub lines: Vec<crate::model::CostLine>,
+    /// How the lines read from FOCUS bills were allocated, those no row shows
+    /// included (for the FOCUS writer).
+    #[serde(skip)]
+    pub charges: Vec<crate::model::AllocatedCharge>,
 }
 
 /// How a report is built.
@@ -335,12 +339,24 @@ impl Report {
             unmatched_owners: unmatched,
             reconciliation,
             lines: Vec::new(),
+            charges: allocation.charges,
         })
     }
 
     /// The rows as a Confluent-style cost-allocation export CSV.
     pub fn confluent_csv(&self) -> String {
         crate::formats::confluent::write(&self.rows)
+    }
+
+    /// The allocation as a FOCUS 1.3 CSV: every row, each at the level its
+    /// line was allocated at, so that it sums to the bill (the page and the
+    /// command line both write this).
+    pub fn focus_csv(&self) -> Result<String, Error> {
+        let options = crate::formats::focus::WriteOptions {
+            precision: self.precision,
+            ..Default::default()
+        };
+        crate::formats::focus::write_focus(&self.rows, &self.lines, &self.charges, &options)
     }
 
     /// The per-team summary CSV.

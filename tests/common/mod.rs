@@ -69,6 +69,19 @@ pub fn run_files(options: Options, files: &[&str], chunk: usize) -> (Report, Vec
     run_bytes(options, &inputs, chunk)
 }
 
+/// A CSV text's records (the header first), each as its fields.
+pub fn records(csv: &str) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    let mut tok = tally::formats::csv::Tokenizer::new("out.csv");
+    let mut cb = |r: Result<tally::formats::csv::Record<'_>, tally::error::Error>| {
+        out.push(r.unwrap().fields().map(String::from).collect());
+        Ok(())
+    };
+    tok.feed(csv.as_bytes(), &mut cb).unwrap();
+    tok.finish(&mut cb).unwrap();
+    out
+}
+
 /// Runs the command line (`tally`) with `args`.
 pub fn tally<S: AsRef<OsStr>>(args: &[S]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tally"))

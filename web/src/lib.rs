@@ -146,12 +146,7 @@ impl WebSession {
         match kind {
             "confluent_csv" => Ok(report.confluent_csv()),
             "team_summary_csv" => Ok(report.team_summary_csv()),
-            "focus_csv" => tally::formats::focus::write_focus(
-                &report.rows,
-                &report.lines,
-                &tally::formats::focus::WriteOptions::default(),
-            )
-            .map_err(js),
+            "focus_csv" => report.focus_csv().map_err(js),
             "warpstream_json" => {
                 // The period: the report's buckets (the writer needs one when no
                 // topic-level row carries it).

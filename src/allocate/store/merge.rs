@@ -85,6 +85,10 @@ impl Store {
             add(&amount.amount);
             add(&amount.quantity);
         }
+        for columns in self.charge_columns.values() {
+            columns.costs.iter().for_each(&mut add);
+            columns.quantities.iter().flatten().for_each(&mut add);
+        }
         self.deferred.iter().for_each(|row| add(&row.amount));
         self.usage.iter().for_each(|(_, value)| add(&value));
         let limit = EXACT_DIGITS
@@ -109,6 +113,7 @@ impl Store {
             granularity: _,
             range: _,
             lines,
+            charge_columns,
             usage,
             last_usage_span: _,
             allocated,
@@ -121,21 +126,13 @@ impl Store {
         self.allocated_bound = self.allocated_bound.saturating_add(allocated_bound);
         let ids = Remap::new(&mut self.strings, &strings);
         for ((key, period), amount) in lines {
-            let key = super::LineKey {
-                org: ids.id(key.org),
-                product: ids.id(key.product),
-                line_type: ids.id(key.line_type),
-                resource: ids.id(key.resource),
-                environment: ids.id(key.environment),
-                unit: ids.id(key.unit),
-                currency: ids.id(key.currency),
-                owner_of_record: ids.id(key.owner_of_record),
-                charge_category: ids.id(key.charge_category),
-                charge_frequency: ids.id(key.charge_frequency),
-                bill_columns: ids.id(key.bill_columns),
-            };
             let amount = ids.amount(amount, line_offset);
-            super::add_amount(self.lines.entry((key, period)), amount, &self.strings)?;
+            let slot = self.lines.entry((ids.line_key(key), period));
+            super::add_amount(slot, amount, &self.strings)?;
+        }
+        for ((key, period), columns) in charge_columns {
+            let key = (ids.line_key(key), period);
+            super::add_charge_columns(&mut self.charge_columns, key, &columns)?;
         }
         for (key, value) in usage.iter() {
             let series = super::usage::Series {
@@ -187,6 +184,23 @@ impl Remap {
             .and_then(|i| self.0.get(i))
             .copied()
             .unwrap_or(Sym::MAX)
+    }
+
+    /// A part's line identity in the whole's ids.
+    fn line_key(&self, key: super::LineKey) -> super::LineKey {
+        super::LineKey {
+            org: self.id(key.org),
+            product: self.id(key.product),
+            line_type: self.id(key.line_type),
+            resource: self.id(key.resource),
+            environment: self.id(key.environment),
+            unit: self.id(key.unit),
+            currency: self.id(key.currency),
+            owner_of_record: self.id(key.owner_of_record),
+            charge_category: self.id(key.charge_category),
+            charge_frequency: self.id(key.charge_frequency),
+            bill_columns: self.id(key.bill_columns),
+        }
     }
 
     /// `amount` with its provenance in the whole's ids and lines.
