@@ -227,3 +227,37 @@ fn a_row_with_more_or_fewer_fields_than_its_header_is_rejected() {
         }
     }
 }
+
+#[test]
+fn a_column_found_twice_in_a_header_refuses_the_file() {
+    let usage_row =
+        "1,2026-04-02T10:00:00Z,2026-04-02T10:05:00Z,lkc-1,sa-a,x,t1,produced_bytes,1,5\n";
+    let cases = [
+        (
+            "usage.csv",
+            format!("{},value\n{usage_row}", USAGE_HEADER.trim_end()),
+            "usage.csv:1 column `value`: the header names `value` twice (fields 9 and 10); refused rather than reading one of them",
+        ),
+        (
+            "costs.csv",
+            format!(
+                "{},amount\n2026-04-01,2026-05-01,kafka,KafkaStorage,lkc-1,env-1,9.00,1000.00\n",
+                BILL_HEADER.trim_end()
+            ),
+            "costs.csv:1 column `amount`: the header names `amount` twice (fields 7 and 8); refused rather than reading one of them",
+        ),
+        (
+            "crosswalk.csv",
+            "owner_id,team, Principal\nsa-a,alpha,sa-b\n".to_string(),
+            "crosswalk.csv:1 column `owner_id`: the header has both `owner_id` (field 1) and `Principal` (field 3), two names of the column owner_id; refused rather than reading one of them",
+        ),
+    ];
+    for (name, text, want) in &cases {
+        let error = one_file(name, text.as_bytes()).unwrap_err();
+        assert_eq!(error.to_string(), *want);
+    }
+    // A column tally does not read may appear twice.
+    let text = "owner_id,team,note,note\nsa-a,alpha,x,y\n";
+    let summary = one_file("notes.csv", text.as_bytes()).unwrap();
+    assert_eq!((summary.rows_accepted, summary.rows_rejected), (1, 0));
+}

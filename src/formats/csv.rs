@@ -42,7 +42,10 @@
 //!
 //! [`ColumnMap`] maps a header record to column indices through an alias table
 //! ([`ColumnSpec`]), so files are read by column *name*, never by position, and a
-//! missing required column is an [`Error::MissingColumn`] naming the aliases.
+//! missing required column is an [`Error::MissingColumn`] naming the aliases. A
+//! column found twice (one name twice, or two aliases of one spec, such as
+//! `owner_id` and `principal`) refuses the file too: which of the two was meant
+//! cannot be known. A column no spec reads may repeat.
 //! [`ColumnMap::get`] fetches one column; [`ColumnMap::values`] fetches all of
 //! a reader's columns in one walk over the record, for the per-row hot path.
 //!
@@ -875,15 +878,22 @@ pub struct ColumnMap {
 }
 
 impl ColumnMap {
-    /// Maps `header` through `specs`; a missing required column is an error.
+    /// Maps `header` through `specs`; a missing required column is an error,
+    /// and so is a column found twice (the same name twice, or two names of
+    /// one spec): which of the two a reader should take cannot be known.
     pub fn new(file: &str, header: &Record<'_>, specs: &[ColumnSpec]) -> Result<Self, Error> {
         let normalized: Vec<String> = header.fields().map(normalize_header).collect();
         let mut index = Vec::with_capacity(specs.len());
         for spec in specs {
-            let found = spec
-                .aliases
+            let mut matching = normalized
                 .iter()
-                .find_map(|alias| normalized.iter().position(|h| h == alias));
+                .enumerate()
+                .filter(|(_, name)| spec.aliases.contains(&name.as_str()))
+                .map(|(at, _)| at);
+            let found = matching.next();
+            if let Some((first, second)) = found.zip(matching.next()) {
+                return Err(duplicate_column(file, header, spec, first, second));
+            }
             if found.is_none() && spec.required {
                 return Err(Error::MissingColumn {
                     at: Location {
@@ -991,6 +1001,33 @@ impl ColumnMap {
             _ => "",
         }
     }
+}
+
+/// The error for a header in which `spec` finds two columns, fields `first`
+/// and `second` (0-based).
+fn duplicate_column(
+    file: &str,
+    header: &Record<'_>,
+    spec: &ColumnSpec,
+    first: usize,
+    second: usize,
+) -> Error {
+    let name = |at: usize| trim(header.get(at).unwrap_or_default());
+    let (a, b) = (name(first), name(second));
+    let (first, second) = (first + 1, second + 1);
+    let reason = if normalize_header(a) == normalize_header(b) {
+        format!(
+            "the header names `{a}` twice (fields {first} and {second}); refused rather \
+             than reading one of them"
+        )
+    } else {
+        format!(
+            "the header has both `{a}` (field {first}) and `{b}` (field {second}), two \
+             names of the column {}; refused rather than reading one of them",
+            spec.name
+        )
+    };
+    Error::input(file, header.line, spec.name, reason)
 }
 
 /// [`str::trim`], with a shortcut for the common field that starts and ends with
