@@ -330,3 +330,53 @@ chain = [{ method = "fixed", shares = { "team-a" = 75, "team-b" = 25 } }]
     );
     assert!(Session::default_rules_toml().contains("KafkaNumCKUs"));
 }
+
+#[test]
+fn a_bad_pattern_row_is_rejected_and_an_empty_team_capture_leaves_the_owner_unmatched() {
+    let export =
+        "interval_start,principal,environment,resource,product,metric,unit,chargeback_cost\n\
+        2026-04-01T00:00:00Z,sa-a,env-1,lkc-1,kafka,KafkaNetworkWrite,GB,6.00\n\
+        2026-04-01T00:00:00Z,sa-b,env-1,lkc-1,kafka,KafkaNetworkWrite,GB,3.00\n";
+    let crosswalk = "owner_id,team,cost_center,pattern_on,pattern\n\
+        ,bad,CC4,principal,^sa-(\n\
+        ,,CC6,principal,^sa-(?P<teams>b)\n\
+        ,,CC5,principal,^sa-(?P<team>[0-9]*)\n\
+        sa-b,beta,CC2,,\n";
+    let mut session = Session::new(Options::default());
+    let mut summaries = Vec::new();
+    for (name, text) in [("export.csv", export), ("crosswalk.csv", crosswalk)] {
+        let id = session.begin_file(name, "");
+        session.feed(id, text.as_bytes()).unwrap();
+        summaries.push(session.end_file(id).unwrap());
+    }
+    let rejections: Vec<(u64, &str, &str)> = summaries[1]
+        .rejections
+        .iter()
+        .map(|r| (r.line, r.column.as_str(), r.reason.as_str()))
+        .collect();
+    assert_eq!(
+        rejections,
+        [
+            (
+                2,
+                "pattern",
+                "invalid regular expression: found open group without closing ')'"
+            ),
+            (3, "team", "empty, and the pattern has no `team` capture"),
+        ]
+    );
+    let report = session.allocate().unwrap();
+    let teams: Vec<(&str, &str, String)> = report
+        .teams
+        .iter()
+        .map(|t| (t.team.as_str(), t.cost_center.as_str(), t.total.to_string()))
+        .collect();
+    assert_eq!(
+        teams,
+        [
+            ("(unmatched)", "", "6.00".into()),
+            ("beta", "CC2", "3.00".into())
+        ]
+    );
+    assert_eq!(report.unmatched_owners, ["sa-a"]);
+}

@@ -130,11 +130,14 @@ impl Crosswalk {
                     return None;
                 }
                 let captures = regex.captures(owner)?;
-                let named = captures
+                let team = captures
                     .name("team")
-                    .map(|m| m.as_str().to_string())
-                    .filter(|t| !t.is_empty());
-                Some((named.unwrap_or_else(|| team.clone()), cost_center.clone()))
+                    .map(|m| m.as_str())
+                    .filter(|t| !t.is_empty())
+                    .unwrap_or(team);
+                // An empty capture and no `team` column name no team: the
+                // row does not match (a team named "" would be written out).
+                (!team.is_empty()).then(|| (team.to_string(), cost_center.clone()))
             })
     }
 }
