@@ -736,3 +736,36 @@ fn writer_puts_a_clusters_unallocated_remainder_back_into_the_cluster() {
     // The cluster line is whole again; the credit is not a cluster charge.
     assert_eq!(back.cost_lines[0].amount, d("10.00"));
 }
+
+#[test]
+fn an_entity_without_a_name_is_rejected_with_its_position() {
+    let entity = |name: &str, line: &str| {
+        format!(
+            "{line}{{\"name\":\"{name}\",\"chargebacks\":[{{\"product\":\"Cluster minutes\",\"unit_price\":1,\"quantity\":1,\"total\":1}}],\"total\":1}}"
+        )
+    };
+    let json = format!(
+        "{{\"date_from\":\"2026-05-01\",\"date_to\":\"2026-06-01\",\"covers_products\":[\"Cluster minutes\"],\n\
+         \"tenants\":[{{\"tenant_id\":\"t1\",\"workspaces\":[{{\"workspace_id\":\"w1\",\"clusters\":[{{\"virtual_cluster_id\":\"vci_1\",\"cluster_name\":\"c\",\"entity_kind\":\"topic\",\"entities\":[{},{},{}]}}]}}]}}]}}",
+        entity("orders", "\n"),
+        entity("", "\n"),
+        entity("  ", "\n"),
+    );
+    let r = read_chargebacks(json.as_bytes(), "ws.json", "").unwrap();
+    let rejected: Vec<String> = r.rejected.iter().map(Error::to_string).collect();
+    let at = "tenants[0].workspaces[0].clusters[0].entities";
+    assert_eq!(
+        rejected,
+        [
+            format!("ws.json:4 column `{at}[1].name`: empty; an entity needs a name"),
+            format!("ws.json:5 column `{at}[2].name`: empty; an entity needs a name"),
+        ]
+    );
+    let names: Vec<&str> = r.clusters[0]
+        .entities
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(names, ["orders"]);
+    assert_eq!(r.rejected_total, d("2"));
+}

@@ -170,3 +170,94 @@ fn every_row_is_accepted_or_rejected_and_counted() {
         .iter()
         .any(|e| e.contains("rejected")));
 }
+
+/// The rejections of a file as (line, column, reason).
+fn rejections_of(summary: &tally::session::FileSummary) -> Vec<(u64, &str, &str)> {
+    summary
+        .rejections
+        .iter()
+        .map(|r| (r.line, r.column.as_str(), r.reason.as_str()))
+        .collect()
+}
+
+#[test]
+fn a_row_with_more_or_fewer_fields_than_its_header_is_rejected() {
+    const COSTS_HEADER: &str = "id,start_date,end_date,product,line_type,resource_id,environment_id,quantity,unit,price,original_amount,amount,owner_of_record\n";
+    const LINE: &str = "2026-04-01,2026-05-01,KAFKA,KafkaNetworkWrite,lkc-1,env-1,1,GB,1";
+    const TOO_MANY: &str = "14 fields, but the header has 13: a comma inside an unquoted value (such as `1,250.00`) shifts the columns after it; refused";
+    // (row after the header, amount accepted, why it is rejected)
+    let cases: [(String, &str, Option<&str>); 6] = [
+        (format!("l1,{LINE},1250.00,1250.00,"), "1250.00", None),
+        // A comma inside a quoted field is no field of its own.
+        (format!("\"l,1\",{LINE},1,1250.00,"), "1250.00", None),
+        // The unquoted thousands separator was read as amount 250.00.
+        (format!("l1,{LINE},1,250.00,1250.00,"), "0", Some(TOO_MANY)),
+        (format!("l1,{LINE},1,250.00,1250.00,\r"), "0", Some(TOO_MANY)),
+        // Trailing optional columns left out: refused all the same.
+        (
+            format!("l1,{LINE},1250.00,1250.00"),
+            "0",
+            Some("12 fields, but the header has 13: the row ends before `owner_of_record`, and a field lost anywhere in it shifts the columns after it; refused"),
+        ),
+        (
+            format!("l1,{LINE},1250.00"),
+            "0",
+            Some("11 fields, but the header has 13: the row ends before `amount`, and a field lost anywhere in it shifts the columns after it; refused"),
+        ),
+    ];
+    for (row, amount, rejection) in &cases {
+        let bytes = format!("{COSTS_HEADER}{row}\n");
+        // A byte at a time (the byte-wise path) and whole (the fast path).
+        for chunk in [1, bytes.len()] {
+            let (_, files) = run_bytes(
+                Options::default(),
+                &[("costs.csv", bytes.as_bytes().to_vec())],
+                chunk,
+            );
+            let summary = &files[0];
+            // No column is named: which field was added or lost is unknown.
+            let want: Vec<(u64, &str, &str)> =
+                rejection.iter().map(|reason| (2, "", *reason)).collect();
+            assert_eq!(rejections_of(summary), want, "{row} in chunks of {chunk}");
+            assert_eq!(
+                (summary.rows_read, summary.amount_total.to_string()),
+                (1, amount.to_string()),
+                "{row} in chunks of {chunk}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_column_found_twice_in_a_header_refuses_the_file() {
+    let usage_row =
+        "1,2026-04-02T10:00:00Z,2026-04-02T10:05:00Z,lkc-1,sa-a,x,t1,produced_bytes,1,5\n";
+    let cases = [
+        (
+            "usage.csv",
+            format!("{},value\n{usage_row}", USAGE_HEADER.trim_end()),
+            "usage.csv:1 column `value`: the header names `value` twice (fields 9 and 10); refused rather than reading one of them",
+        ),
+        (
+            "costs.csv",
+            format!(
+                "{},amount\n2026-04-01,2026-05-01,kafka,KafkaStorage,lkc-1,env-1,9.00,1000.00\n",
+                BILL_HEADER.trim_end()
+            ),
+            "costs.csv:1 column `amount`: the header names `amount` twice (fields 7 and 8); refused rather than reading one of them",
+        ),
+        (
+            "crosswalk.csv",
+            "owner_id,team, Principal\nsa-a,alpha,sa-b\n".to_string(),
+            "crosswalk.csv:1 column `owner_id`: the header has both `owner_id` (field 1) and `Principal` (field 3), two names of the column owner_id; refused rather than reading one of them",
+        ),
+    ];
+    for (name, text, want) in &cases {
+        let error = one_file(name, text.as_bytes()).unwrap_err();
+        assert_eq!(error.to_string(), *want);
+    }
+    // A column tally does not read may appear twice.
+    let text = "owner_id,team,note,note\nsa-a,alpha,x,y\n";
+    let summary = one_file("notes.csv", text.as_bytes()).unwrap();
+    assert_eq!((summary.rows_accepted, summary.rows_rejected), (1, 0));
+}

@@ -319,3 +319,164 @@ chain = [{ method = "fixed", shares = { "team-a" = 75, "team-b" = 25 } }]
     );
     assert!(Session::default_rules_toml().contains("KafkaNumCKUs"));
 }
+
+#[test]
+fn a_bad_pattern_row_is_rejected_and_an_empty_team_capture_leaves_the_owner_unmatched() {
+    let export =
+        "interval_start,principal,environment,resource,product,metric,unit,chargeback_cost\n\
+        2026-04-01T00:00:00Z,sa-a,env-1,lkc-1,kafka,KafkaNetworkWrite,GB,6.00\n\
+        2026-04-01T00:00:00Z,sa-b,env-1,lkc-1,kafka,KafkaNetworkWrite,GB,3.00\n";
+    let crosswalk = "owner_id,team,cost_center,pattern_on,pattern\n\
+        ,bad,CC4,principal,^sa-(\n\
+        ,,CC6,principal,^sa-(?P<teams>b)\n\
+        ,,CC5,principal,^sa-(?P<team>[0-9]*)\n\
+        sa-b,beta,CC2,,\n";
+    let mut session = Session::new(Options::default());
+    let mut summaries = Vec::new();
+    for (name, text) in [("export.csv", export), ("crosswalk.csv", crosswalk)] {
+        let id = session.begin_file(name, "");
+        session.feed(id, text.as_bytes()).unwrap();
+        summaries.push(session.end_file(id).unwrap());
+    }
+    let rejections: Vec<(u64, &str, &str)> = summaries[1]
+        .rejections
+        .iter()
+        .map(|r| (r.line, r.column.as_str(), r.reason.as_str()))
+        .collect();
+    assert_eq!(
+        rejections,
+        [
+            (
+                2,
+                "pattern",
+                "invalid regular expression: found open group without closing ')'"
+            ),
+            (3, "team", "empty, and the pattern has no `team` capture"),
+        ]
+    );
+    let report = session.allocate().unwrap();
+    let teams: Vec<(&str, &str, String)> = report
+        .teams
+        .iter()
+        .map(|t| (t.team.as_str(), t.cost_center.as_str(), t.total.to_string()))
+        .collect();
+    assert_eq!(
+        teams,
+        [
+            ("(unmatched)", "", "6.00".into()),
+            ("beta", "CC2", "3.00".into())
+        ]
+    );
+    assert_eq!(report.unmatched_owners, ["sa-a"]);
+}
+
+/// Each team's name, cost center, total and owners.
+fn team_rows(report: &tally::report::Report) -> Vec<(String, String, String, usize)> {
+    report
+        .teams
+        .iter()
+        .map(|t| {
+            let total = t.total.to_string();
+            (t.team.clone(), t.cost_center.clone(), total, t.owners)
+        })
+        .collect()
+}
+
+#[test]
+fn crosswalk_conflicts_are_refused_whatever_the_row_order() {
+    let export =
+        "interval_start,principal,environment,resource,product,metric,unit,chargeback_cost\n\
+        2026-04-01T00:00:00Z,sa-a,env-1,lkc-1,kafka,KafkaNetworkWrite,GB,6.00\n\
+        2026-04-01T00:00:00Z,sa-b,env-1,lkc-1,kafka,KafkaNetworkWrite,GB,3.00\n\
+        2026-04-01T00:00:00Z,sa-c,env-1,lkc-1,kafka,KafkaNetworkWrite,GB,1.00\n";
+    let header = "org_id,owner_id,team,cost_center,pattern_on,pattern\n";
+    let team = |name: &str, cc: &str, total: &str, owners: usize| {
+        (name.to_string(), cc.to_string(), total.to_string(), owners)
+    };
+    // (crosswalk rows, teams, rows refused, notes)
+    let cases = [
+        // An owner mapped to two teams goes unmatched, not to the pattern.
+        (
+            vec![
+                "org-1,sa-a,payments,CC1,,",
+                "org-1,sa-a,analytics,CC2,,",
+                ",,,CC3,principal,^sa-(?P<team>[a-z]+)$",
+            ],
+            vec![
+                team("(unmatched)", "", "6.00", 1),
+                team("b", "CC3", "3.00", 1),
+                team("c", "CC3", "1.00", 1),
+            ],
+            2,
+            vec!["owner `sa-a` in organization `org-1` is mapped to different teams: `payments` (cw.csv:2), `analytics` (cw.csv:3); those rows are refused and the owner goes to (unmatched)"],
+        ),
+        // The same mapping twice is no conflict; another organization's neither.
+        (
+            vec![",sa-a,x,,,", ",sa-a,x,,,", "org-2,sa-b,y,,,"],
+            vec![team("(unmatched)", "", "4.00", 2), team("x", "", "6.00", 1)],
+            0,
+            vec![],
+        ),
+        // A team given two cost centers: those rows refused; `Pay` is another team.
+        (
+            vec![",sa-a,pay,CC1,,", ",sa-b,pay,CC2,,", ",sa-c,Pay,CC1,,"],
+            vec![team("(unmatched)", "", "9.00", 2), team("Pay", "CC1", "1.00", 1)],
+            2,
+            vec!["team `pay` is given different cost centers: `CC1` (cw.csv:2), `CC2` (cw.csv:3); those rows are refused"],
+        ),
+        // Overlapping patterns: the longest match, said in the summary.
+        (
+            vec![",,alpha,,principal,^sa-", ",,beta,,principal,^sa-a$"],
+            vec![team("alpha", "", "4.00", 2), team("beta", "", "6.00", 1)],
+            0,
+            vec!["patterns with different teams matched `sa-a`: `^sa-a$` → `beta` (cw.csv:3) over `^sa-` → `alpha` (cw.csv:2); the longest match is taken (of equally long ones, the first by pattern text)"],
+        ),
+    ];
+    for (rows, teams, refused, notes) in &cases {
+        let forward = format!("{header}{}\n", rows.join("\n"));
+        let reversed: Vec<&str> = rows.iter().rev().copied().collect();
+        let backward = format!("{header}{}\n", reversed.join("\n"));
+        for (order, crosswalk) in [("forward", &forward), ("backward", &backward)] {
+            let report = report_of(
+                Options::default(),
+                &[("export.csv", "org-1", export), ("cw.csv", "", crosswalk)],
+            );
+            assert_eq!(team_rows(&report), *teams, "{order}: {crosswalk}");
+            let summary = &report.files[1];
+            assert_eq!(
+                (
+                    summary.rows_accepted,
+                    summary.rows_rejected,
+                    summary.rejections.len() as u64
+                ),
+                (rows.len() as u64 - refused, *refused, *refused),
+                "{order}: {crosswalk}"
+            );
+            assert_eq!(report.reconciliation.rows_rejected, *refused);
+            if *order == *"forward" {
+                assert_eq!(report.crosswalk_notes, *notes, "{crosswalk}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_conflicting_row_is_refused_naming_the_other_line() {
+    let crosswalk =
+        "owner_id,team,cost_center\nsa-a,payments,\nsa-b,pay,CC1\nsa-a,analytics,\nsa-c,pay,CC2\n";
+    let report = report_of(Options::default(), &[("cw.csv", "", crosswalk)]);
+    let got: Vec<(u64, &str, &str)> = report.files[0]
+        .rejections
+        .iter()
+        .map(|r| (r.line, r.column.as_str(), r.reason.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (2, "team", "owner `sa-a` is mapped to team `payments` here and to `analytics` at cw.csv:4: every row of an owner mapped to two teams is refused, and the owner goes to (unmatched)"),
+            (3, "cost_center", "team `pay` is given cost center `CC1` here and `CC2` at cw.csv:5: every row giving a team two cost centers is refused"),
+            (4, "team", "owner `sa-a` is mapped to team `analytics` here and to `payments` at cw.csv:2: every row of an owner mapped to two teams is refused, and the owner goes to (unmatched)"),
+            (5, "cost_center", "team `pay` is given cost center `CC2` here and `CC1` at cw.csv:3: every row giving a team two cost centers is refused"),
+        ]
+    );
+}

@@ -204,8 +204,18 @@ impl Rules {
         Rules::from_toml(DEFAULT_RULES_TOML)
     }
 
-    /// Checks weights and shares.
+    /// Checks weights and shares, and that every owner named is one.
     pub fn validate(&self) -> Result<(), Error> {
+        // An empty owner would be written out and refused when read back.
+        if let Some(resource) = self
+            .resource_owners
+            .iter()
+            .find_map(|(resource, owner)| owner.trim().is_empty().then_some(resource))
+        {
+            return Err(Error::config(format!(
+                "resource_owners: resource `{resource}` is given an empty owner"
+            )));
+        }
         let chains = self
             .rules
             .iter()
@@ -237,6 +247,11 @@ fn validate_step(index: usize, step: &Step) -> Result<(), Error> {
     let rule = index + 1;
     match step {
         Step::Fixed { shares } => {
+            if shares.keys().any(|owner| owner.trim().is_empty()) {
+                return Err(Error::config(format!(
+                    "rule {rule}: a fixed share names an empty owner; every share needs an owner id"
+                )));
+            }
             let total: Decimal = shares.values().copied().sum();
             if total != Decimal::ONE_HUNDRED || shares.values().any(|v| v.is_sign_negative()) {
                 return Err(Error::config(format!(
@@ -395,5 +410,27 @@ chain = [{ method = "fixed", shares = { a = 60, b = "30" } }]
 "#;
         assert!(Rules::from_toml(fixed).is_err());
         assert!(Rules::from_toml("[[rule]]\nchain = [{ method = \"nope\" }]").is_err());
+    }
+
+    #[test]
+    fn an_empty_owner_is_refused() {
+        let fixed = |owner: &str| {
+            format!("[[rule]]\nchain = [{{ method = \"fixed\", shares = {{ \"{owner}\" = 50, b = 50 }} }}]\n")
+        };
+        let empty_share =
+            "invalid configuration: rule 1: a fixed share names an empty owner; every share needs an owner id";
+        let cases = [
+            (fixed(""), empty_share),
+            (fixed(" "), empty_share),
+            (
+                "[resource_owners]\nlcc-1 = \"\"\n".to_string(),
+                "invalid configuration: resource_owners: resource `lcc-1` is given an empty owner",
+            ),
+        ];
+        for (text, want) in &cases {
+            let err = Rules::from_toml(text).unwrap_err();
+            assert_eq!(err.to_string(), *want, "{text}");
+        }
+        assert!(Rules::from_toml(&fixed("a")).is_ok());
     }
 }

@@ -267,18 +267,23 @@ fn allocate(args: &Args) -> Result<(), Failure> {
             .map_err(|e| fatal(format!("{path}: {e}")))?;
     }
     let mut fatal_files = Vec::new();
-    let mut summaries = Vec::new();
     for (org, path) in &args.inputs {
-        match read_file(&mut session, org, path, args) {
-            Ok(summary) => summaries.push(summary),
-            Err(message) => fatal_files.push(message),
+        if let Err(message) = read_file(&mut session, org, path, args) {
+            fatal_files.push(message);
         }
     }
-    print_rejections(&summaries);
+    let report = session.allocate_on(args.threads);
+    // The report's summaries count the crosswalk rows it refused as well.
+    let files = match &report {
+        Ok(report) => report.files.clone(),
+        Err(_) => session.files(),
+    };
+    let read: Vec<FileSummary> = files.into_iter().filter(|f| f.error.is_none()).collect();
+    print_rejections(&read);
     for message in &fatal_files {
         eprintln!("tally: {message}");
     }
-    let report = session.allocate_on(args.threads).map_err(fatal)?;
+    let report = report.map_err(fatal)?;
     write_outputs(args, &report)?;
     if !args.quiet {
         print_summary(args, &report);
@@ -294,20 +299,16 @@ fn allocate(args: &Args) -> Result<(), Failure> {
 }
 
 /// Streams one file into the session in chunks (a big CSV file in parts on up
-/// to `--threads` cores; standard input serially).
-fn read_file(
-    session: &mut Session,
-    org: &str,
-    path: &str,
-    args: &Args,
-) -> Result<FileSummary, String> {
+/// to `--threads` cores; standard input serially). Its summary is read from
+/// the report, which may refuse more of its rows.
+fn read_file(session: &mut Session, org: &str, path: &str, args: &Args) -> Result<(), String> {
     let read = if path == "-" {
         session.read(path, org, std::io::stdin(), args.chunk_bytes)
     } else {
         let split = Split::new(args.threads, args.chunk_bytes);
         session.read_file(path, org, || std::fs::File::open(path), split)
     };
-    read.map_err(|e| e.to_string())
+    read.map(drop).map_err(|e| e.to_string())
 }
 
 fn print_rejections(summaries: &[FileSummary]) {
@@ -398,6 +399,9 @@ fn print_summary(args: &Args, report: &Report) {
     );
     for line in &r.explanations {
         eprintln!("  - {line}");
+    }
+    for note in &report.crosswalk_notes {
+        eprintln!("crosswalk: {note}");
     }
     if !report.unmatched_owners.is_empty() {
         eprintln!(

@@ -4,8 +4,10 @@
 //! organization) to a `team` and optional `cost_center`. Pattern rows leave
 //! `owner_id` empty and give `pattern_on` (`topic`, `principal` or `owner`) and a
 //! `pattern` (a regular expression; a named capture `team` names the team,
-//! otherwise the row's `team` column does). Patterns are compiled (and checked)
-//! when the report is built; see [`crate::report`].
+//! otherwise the row's `team` column does). A row whose pattern is not a valid
+//! regular expression, or that names no team (an empty `team` and no `team`
+//! capture), is rejected; the report compiles the patterns again to match
+//! them (see [`crate::report`]).
 
 use super::csv::{ColumnMap, ColumnSpec, CsvReader, ParseRow, Record};
 use super::{set, Sink};
@@ -100,7 +102,22 @@ impl ParseRow for CrosswalkRows {
                 )
             })?)
         };
-        if team.is_empty() && !pattern.contains("(?P<team>") && !pattern.contains("(?<team>") {
+        // A bad pattern rejects its row here, like any other bad value,
+        // rather than stopping the report that compiles it.
+        let has_team_group = if pattern.is_empty() {
+            false
+        } else {
+            let regex = regex_lite::Regex::new(pattern).map_err(|e| {
+                Error::input(
+                    file,
+                    r.line,
+                    "pattern",
+                    format!("invalid regular expression: {e}"),
+                )
+            })?;
+            regex.capture_names().any(|name| name == Some("team"))
+        };
+        if team.is_empty() && !has_team_group {
             return Err(Error::input(
                 file,
                 r.line,

@@ -42,9 +42,20 @@
 //!
 //! [`ColumnMap`] maps a header record to column indices through an alias table
 //! ([`ColumnSpec`]), so files are read by column *name*, never by position, and a
-//! missing required column is an [`Error::MissingColumn`] naming the aliases.
+//! missing required column is an [`Error::MissingColumn`] naming the aliases. A
+//! column found twice (one name twice, or two aliases of one spec, such as
+//! `owner_id` and `principal`) refuses the file too: which of the two was meant
+//! cannot be known. A column no spec reads may repeat.
 //! [`ColumnMap::get`] fetches one column; [`ColumnMap::values`] fetches all of
 //! a reader's columns in one walk over the record, for the per-row hot path.
+//!
+//! Every record must have as many fields as the header ([`ColumnMap::fits`],
+//! checked by [`CsvReader`] before its row parser sees the record): a field
+//! too many (an unquoted `1,250.00`) or too few shifts the columns after it,
+//! so the record is rejected naming both counts. A row leaving out trailing
+//! optional columns is rejected as well: it cannot be told from one that lost
+//! a field in the middle, and CSV writers (tally's among them) write every
+//! field of every row.
 
 use crate::error::{Error, Location};
 
@@ -852,6 +863,11 @@ pub fn normalize_header(name: &str) -> String {
 /// Column indices of a header, in the order of the specs given.
 #[derive(Debug, Clone, Default)]
 pub struct ColumnMap {
+    /// The file, for the errors of [`ColumnMap::width_error`].
+    file: String,
+    /// The header's names as written (trimmed): their count is the number of
+    /// fields every record must have.
+    header: Vec<String>,
     index: Vec<Option<usize>>,
     names: Vec<&'static str>,
     /// Per column up to the last one wanted: the spec it feeds, or `usize::MAX`
@@ -862,15 +878,22 @@ pub struct ColumnMap {
 }
 
 impl ColumnMap {
-    /// Maps `header` through `specs`; a missing required column is an error.
+    /// Maps `header` through `specs`; a missing required column is an error,
+    /// and so is a column found twice (the same name twice, or two names of
+    /// one spec): which of the two a reader should take cannot be known.
     pub fn new(file: &str, header: &Record<'_>, specs: &[ColumnSpec]) -> Result<Self, Error> {
         let normalized: Vec<String> = header.fields().map(normalize_header).collect();
         let mut index = Vec::with_capacity(specs.len());
         for spec in specs {
-            let found = spec
-                .aliases
+            let mut matching = normalized
                 .iter()
-                .find_map(|alias| normalized.iter().position(|h| h == alias));
+                .enumerate()
+                .filter(|(_, name)| spec.aliases.contains(&name.as_str()))
+                .map(|(at, _)| at);
+            let found = matching.next();
+            if let Some((first, second)) = found.zip(matching.next()) {
+                return Err(duplicate_column(file, header, spec, first, second));
+            }
             if found.is_none() && spec.required {
                 return Err(Error::MissingColumn {
                     at: Location {
@@ -897,11 +920,45 @@ impl ColumnMap {
             }
         }
         Ok(ColumnMap {
+            file: file.to_string(),
+            header: header.fields().map(|name| trim(name).to_string()).collect(),
             index,
             names: specs.iter().map(|s| s.name).collect(),
             slots,
             shared,
         })
+    }
+
+    /// Whether `record` has as many fields as the header. A field too many (an
+    /// unquoted `1,250.00`) or one lost anywhere in the row shifts every
+    /// column after it, and nothing in the record tells where: none of its
+    /// values can be trusted, even when only trailing optional columns seem
+    /// to be missing. [`CsvReader`] rejects such a record with
+    /// [`ColumnMap::width_error`] before its row parser sees it.
+    #[inline]
+    pub fn fits(&self, record: &Record<'_>) -> bool {
+        record.len() == self.header.len()
+    }
+
+    /// The rejection of a record that does not [`ColumnMap::fits`] its
+    /// header. It names no column: which field was added or lost cannot be
+    /// known.
+    #[cold]
+    #[inline(never)]
+    pub fn width_error(&self, record: &Record<'_>) -> Error {
+        let (fields, header) = (record.len(), self.header.len());
+        let reason = match self.header.get(fields) {
+            Some(first_missing) => format!(
+                "{fields} fields, but the header has {header}: the row ends before \
+                 `{first_missing}`, and a field lost anywhere in it shifts the columns after \
+                 it; refused"
+            ),
+            None => format!(
+                "{fields} fields, but the header has {header}: a comma inside an unquoted \
+                 value (such as `1,250.00`) shifts the columns after it; refused"
+            ),
+        };
+        Error::input(&self.file, record.line, "", reason)
     }
 
     /// Whether the column of spec `which` is present.
@@ -944,6 +1001,33 @@ impl ColumnMap {
             _ => "",
         }
     }
+}
+
+/// The error for a header in which `spec` finds two columns, fields `first`
+/// and `second` (0-based).
+fn duplicate_column(
+    file: &str,
+    header: &Record<'_>,
+    spec: &ColumnSpec,
+    first: usize,
+    second: usize,
+) -> Error {
+    let name = |at: usize| trim(header.get(at).unwrap_or_default());
+    let (a, b) = (name(first), name(second));
+    let (first, second) = (first + 1, second + 1);
+    let reason = if normalize_header(a) == normalize_header(b) {
+        format!(
+            "the header names `{a}` twice (fields {first} and {second}); refused rather \
+             than reading one of them"
+        )
+    } else {
+        format!(
+            "the header has both `{a}` (field {first}) and `{b}` (field {second}), two \
+             names of the column {}; refused rather than reading one of them",
+            spec.name
+        )
+    };
+    Error::input(file, header.line, spec.name, reason)
 }
 
 /// [`str::trim`], with a shortcut for the common field that starts and ends with
@@ -1088,14 +1172,31 @@ impl<P: ParseRow> crate::formats::Reader for CsvReader<P> {
     fn feed(&mut self, chunk: &[u8], sink: &mut dyn crate::formats::Sink) -> Result<(), Error> {
         let parser = &mut self.parser;
         self.rows
-            .feed(chunk, sink, &mut |c, r, s| parser.parse_row(c, r, s))
+            .feed(chunk, sink, &mut |c, r, s| parse_fitting(parser, c, r, s))
     }
 
     fn finish(&mut self, sink: &mut dyn crate::formats::Sink) -> Result<(), Error> {
         let parser = &mut self.parser;
         self.rows
-            .finish(sink, &mut |c, r, s| parser.parse_row(c, r, s))
+            .finish(sink, &mut |c, r, s| parse_fitting(parser, c, r, s))
     }
+}
+
+/// Hands `record` to `parser`, or rejects it when its field count is not the
+/// header's ([`ColumnMap::fits`]). Checked here, in the row parser's call,
+/// rather than in [`dispatch`]: there it cost a call per row, as the
+/// tokenizer's callback was no longer inlined.
+#[inline]
+fn parse_fitting<P: ParseRow>(
+    parser: &mut P,
+    cols: &ColumnMap,
+    record: &Record<'_>,
+    sink: &mut dyn crate::formats::Sink,
+) -> Result<(), Error> {
+    if !cols.fits(record) {
+        return Err(cols.width_error(record));
+    }
+    parser.parse_row(cols, record, sink)
 }
 
 /// Routes one tokenizer result: header, row, or rejection.

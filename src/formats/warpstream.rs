@@ -596,6 +596,14 @@ fn read_cluster(
 
 fn read_entity(f: &Fields, ent: &Value, epath: &str) -> Result<Entity, Error> {
     let name = f.string(ent, "name", epath)?;
+    if name.trim().is_empty() {
+        // It would become an empty owner, which no output can carry.
+        return Err(f.err(
+            ent.get("name").unwrap_or(ent),
+            &join(epath, "name"),
+            "empty; an entity needs a name",
+        ));
+    }
     let total = f.decimal(ent, "total", epath)?;
     let items = f.array(ent, "chargebacks", epath)?;
     let mut chargebacks = Vec::with_capacity(items.len());

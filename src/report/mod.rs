@@ -6,9 +6,15 @@
 //! the session knows about its inputs:
 //!
 //! * **Teams** through the crosswalk ([`Crosswalk`]): a direct `(org_id,
-//!   owner_id)` match first (an entry without an org matches any), then pattern
-//!   rows in file order; owners nothing matches are charged to the team
-//!   [`UNMATCHED_TEAM`] and listed in `unmatched_owners`. Each team's total is
+//!   owner_id)` match first, then one for any organization (an entry without
+//!   an org), then the pattern row with the longest match (of equally long
+//!   ones, the first by pattern text); owners nothing matches are charged to
+//!   the team [`UNMATCHED_TEAM`] and listed in `unmatched_owners`. Rows that
+//!   disagree are refused together, whatever their order: every row of an
+//!   owner mapped to two teams in one organization (the owner is then
+//!   unmatched) and every row giving a team two cost centers; they join their
+//!   files' rejections and `crosswalk_notes`, which also names the owners
+//!   that patterns with different teams matched. Each team's total is
 //!   split into what it caused directly (usage- or owner-driven methods), the
 //!   shared costs it received (even splits, weighted mixes, allocated-last), and
 //!   its share of the unallocated rows, which go either to one shared cost center
@@ -70,73 +76,361 @@ impl Default for Filters {
     }
 }
 
-/// A compiled crosswalk.
+/// A compiled crosswalk (see the module docs for its precedence).
+///
+/// What a set of rows says never depends on their order: rows that disagree
+/// are refused together ([`Crosswalk::rejected`]), and equally long pattern
+/// matches are taken in an order of their own.
 #[derive(Debug, Default)]
 pub struct Crosswalk {
-    direct: HashMap<String, HashMap<String, (String, String)>>,
-    patterns: Vec<(PatternOn, regex_lite::Regex, String, String)>,
+    /// org → owner → (team, cost center); `None` for an owner whose rows were
+    /// refused as conflicting: it goes to [`UNMATCHED_TEAM`], whatever a less
+    /// specific row or a pattern would say.
+    direct: HashMap<String, HashMap<String, Option<(String, String)>>>,
+    /// In the order equally long matches are taken: by pattern text, then
+    /// what it matches on, team and cost center.
+    patterns: Vec<Pattern>,
+    /// The entries refused (their index in the entries given) and why, in
+    /// the entries' order.
+    pub rejected: Vec<(usize, Error)>,
+    /// The conflicts that refused rows, in words, for the report's summary.
+    pub notes: Vec<String>,
+}
+
+/// A pattern row, compiled.
+#[derive(Debug)]
+struct Pattern {
+    on: PatternOn,
+    regex: regex_lite::Regex,
+    team: String,
+    cost_center: String,
+    /// `file:line`, for the summary.
+    at: String,
+}
+
+/// What the crosswalk gives an owner.
+#[derive(Debug, Default)]
+struct Resolved<'c> {
+    /// The team and cost center, if any row gives one.
+    team: Option<(String, String)>,
+    /// When patterns decided: the one taken and those that matched too with
+    /// another team.
+    pattern: Option<&'c Pattern>,
+    rivals: Vec<(&'c Pattern, String)>,
+}
+
+/// `file:line` of a crosswalk row.
+fn row_at(entry: &CrosswalkEntry) -> String {
+    format!("{}:{}", entry.source.file, entry.source.line)
 }
 
 impl Crosswalk {
-    /// Compiles crosswalk entries; a bad regex is a configuration error naming its row.
-    pub fn build(entries: &[CrosswalkEntry]) -> Result<Crosswalk, Error> {
+    /// Compiles crosswalk entries. Nothing stops it: a row that cannot be
+    /// used is refused, with why, in [`Crosswalk::rejected`]: a pattern that
+    /// is not a regular expression (the reader refuses those first), every
+    /// row of an owner mapped to two teams within one organization, and every
+    /// row giving one team two cost centers.
+    pub fn build<'e>(entries: impl IntoIterator<Item = &'e CrosswalkEntry>) -> Crosswalk {
+        let entries: Vec<&CrosswalkEntry> = entries.into_iter().collect();
+        let mut refused: BTreeMap<usize, Error> = BTreeMap::new();
+        let mut notes = Vec::new();
+        let mut compiled: BTreeMap<usize, regex_lite::Regex> = BTreeMap::new();
+        for (at, entry) in entries.iter().enumerate() {
+            if entry.pattern_on.is_some() {
+                match regex_lite::Regex::new(&entry.pattern) {
+                    Ok(regex) => {
+                        compiled.insert(at, regex);
+                    }
+                    Err(e) => {
+                        let reason = format!("invalid regular expression: {e}");
+                        refused.insert(at, refusal(entry, "pattern", reason));
+                    }
+                }
+            }
+        }
+        let mut conflicted = owner_conflicts(&entries, &mut refused, &mut notes);
+        // A pattern row names its team literally unless its regex captures one.
+        let literal_team = |at: &usize| {
+            compiled
+                .get(at)
+                .is_none_or(|regex| !regex.capture_names().any(|n| n == Some("team")))
+        };
+        conflicted.extend(cost_center_conflicts(
+            &entries,
+            &literal_team,
+            &mut refused,
+            &mut notes,
+        ));
         let mut crosswalk = Crosswalk::default();
-        for entry in entries {
-            match entry.pattern_on {
-                None => {
+        for (at, entry) in entries.iter().enumerate() {
+            if refused.contains_key(&at) {
+                continue;
+            }
+            match (entry.pattern_on, compiled.remove(&at)) {
+                (Some(on), Some(regex)) => crosswalk.patterns.push(Pattern {
+                    on,
+                    regex,
+                    team: entry.team.clone(),
+                    cost_center: entry.cost_center.clone(),
+                    at: row_at(entry),
+                }),
+                _ => {
                     crosswalk
                         .direct
                         .entry(entry.org_id.clone())
                         .or_default()
-                        .entry(entry.owner_id.clone())
-                        .or_insert_with(|| (entry.team.clone(), entry.cost_center.clone()));
-                }
-                Some(on) => {
-                    let regex = regex_lite::Regex::new(&entry.pattern).map_err(|e| {
-                        Error::input(
-                            &entry.source.file,
-                            entry.source.line,
-                            "pattern",
-                            format!("invalid regular expression: {e}"),
-                        )
-                    })?;
-                    crosswalk.patterns.push((
-                        on,
-                        regex,
-                        entry.team.clone(),
-                        entry.cost_center.clone(),
-                    ));
+                        .insert(
+                            entry.owner_id.clone(),
+                            Some((entry.team.clone(), entry.cost_center.clone())),
+                        );
                 }
             }
         }
-        Ok(crosswalk)
+        for (org, owner) in conflicted {
+            crosswalk
+                .direct
+                .entry(org.to_string())
+                .or_default()
+                .insert(owner.to_string(), None);
+        }
+        crosswalk.patterns.sort_by(|a, b| {
+            (a.regex.as_str(), a.on, &a.team, &a.cost_center).cmp(&(
+                b.regex.as_str(),
+                b.on,
+                &b.team,
+                &b.cost_center,
+            ))
+        });
+        crosswalk.rejected = refused.into_iter().collect();
+        crosswalk.notes = notes;
+        crosswalk
     }
 
     /// The (team, cost center) of an owner, if any row matches.
     pub fn team_of(&self, org: &str, owner: &str, level: EntityLevel) -> Option<(String, String)> {
+        self.resolve(org, owner, level).team
+    }
+
+    /// The team of an owner: its own row in `org`, else its row for any
+    /// organization, else the pattern with the longest match (the first of
+    /// equally long ones in [`Crosswalk::patterns`]' order). An owner whose
+    /// rows conflicted has none.
+    fn resolve(&self, org: &str, owner: &str, level: EntityLevel) -> Resolved<'_> {
         let direct = |org: &str| self.direct.get(org).and_then(|owners| owners.get(owner));
         if let Some(found) = direct(org).or_else(|| direct("")) {
-            return Some(found.clone());
+            return Resolved {
+                team: found.clone(),
+                ..Resolved::default()
+            };
         }
-        self.patterns
+        let mut matched: Vec<(usize, &Pattern, &str)> = Vec::new();
+        for pattern in &self.patterns {
+            let applies = match pattern.on {
+                PatternOn::Topic => level == EntityLevel::Topic,
+                PatternOn::Principal => level == EntityLevel::Principal,
+                PatternOn::Owner => true,
+            };
+            let Some(captures) = applies.then(|| pattern.regex.captures(owner)).flatten() else {
+                continue;
+            };
+            let team = captures
+                .name("team")
+                .map(|m| m.as_str())
+                .filter(|t| !t.is_empty())
+                .unwrap_or(&pattern.team);
+            // An empty capture and no `team` column name no team: the row
+            // does not match (a team named "" would be written out).
+            if team.is_empty() {
+                continue;
+            }
+            let length = captures.get(0).map_or(0, |m| m.len());
+            matched.push((length, pattern, team));
+        }
+        // The longest match; `max_by_key` would take the last of equals.
+        let Some(&(_, taken, team)) = matched.iter().rev().max_by_key(|(length, ..)| *length)
+        else {
+            return Resolved::default();
+        };
+        let rivals = matched
             .iter()
-            .find_map(|(on, regex, team, cost_center)| {
-                let applies = match on {
-                    PatternOn::Topic => level == EntityLevel::Topic,
-                    PatternOn::Principal => level == EntityLevel::Principal,
-                    PatternOn::Owner => true,
-                };
-                if !applies {
-                    return None;
-                }
-                let captures = regex.captures(owner)?;
-                let named = captures
-                    .name("team")
-                    .map(|m| m.as_str().to_string())
-                    .filter(|t| !t.is_empty());
-                Some((named.unwrap_or_else(|| team.clone()), cost_center.clone()))
-            })
+            .filter(|(.., other)| *other != team)
+            .map(|&(_, pattern, other)| (pattern, other.to_string()))
+            .collect();
+        Resolved {
+            team: Some((team.to_string(), taken.cost_center.clone())),
+            pattern: Some(taken),
+            rivals,
+        }
     }
+}
+
+/// An input error at a crosswalk row.
+fn refusal(entry: &CrosswalkEntry, column: &str, reason: String) -> Error {
+    Error::input(&entry.source.file, entry.source.line, column, reason)
+}
+
+/// How a note names an owner's organization.
+fn in_org(org: &str) -> String {
+    if org.is_empty() {
+        String::new()
+    } else {
+        format!(" in organization `{org}`")
+    }
+}
+
+/// The rows not yet refused that `keep` takes, with their positions, sorted
+/// by `key` and then position: grouped by sorting rather than in a map, one
+/// allocation for all of them.
+fn sorted_rows<'e, K: Ord>(
+    entries: &[&'e CrosswalkEntry],
+    refused: &BTreeMap<usize, Error>,
+    keep: impl Fn(usize, &CrosswalkEntry) -> bool,
+    key: impl Fn(&'e CrosswalkEntry) -> K,
+) -> Vec<(usize, &'e CrosswalkEntry)> {
+    let mut rows: Vec<(usize, &CrosswalkEntry)> = entries
+        .iter()
+        .enumerate()
+        .filter(|&(at, entry)| !refused.contains_key(&at) && keep(at, entry))
+        .map(|(at, entry)| (at, *entry))
+        .collect();
+    rows.sort_by(|(a_at, a), (b_at, b)| (key(a), a_at).cmp(&(key(b), b_at)));
+    rows
+}
+
+/// Refuses every owner row (not yet refused) of an owner mapped to two
+/// teams within one organization; returns those (organization, owner).
+fn owner_conflicts<'e>(
+    entries: &[&'e CrosswalkEntry],
+    refused: &mut BTreeMap<usize, Error>,
+    notes: &mut Vec<String>,
+) -> BTreeSet<(&'e str, &'e str)> {
+    let rows = sorted_rows(
+        entries,
+        refused,
+        |_, entry| entry.pattern_on.is_none(),
+        |entry| (&entry.org_id, &entry.owner_id),
+    );
+    let mut conflicted = BTreeSet::new();
+    let same_owner = |(_, a): &(usize, &CrosswalkEntry), (_, b): &(usize, &CrosswalkEntry)| {
+        a.org_id == b.org_id && a.owner_id == b.owner_id
+    };
+    for group in rows.chunk_by(same_owner) {
+        let Some(&(_, first)) = group.first() else {
+            continue;
+        };
+        if group.iter().all(|(_, entry)| entry.team == first.team) {
+            continue;
+        }
+        let (org, owner) = (first.org_id.as_str(), first.owner_id.as_str());
+        for &(at, entry) in group {
+            let others: Vec<String> = group
+                .iter()
+                .filter(|(_, other)| other.team != entry.team)
+                .map(|(_, other)| format!("`{}` at {}", other.team, row_at(other)))
+                .collect();
+            let reason = format!(
+                "owner `{owner}`{} is mapped to team `{}` here and to {}: every row of an owner \
+                 mapped to two teams is refused, and the owner goes to {UNMATCHED_TEAM}",
+                in_org(org),
+                entry.team,
+                others.join(", ")
+            );
+            refused.insert(at, refusal(entry, "team", reason));
+        }
+        let lines: Vec<String> = group
+            .iter()
+            .map(|(_, e)| format!("`{}` ({})", e.team, row_at(e)))
+            .collect();
+        notes.push(format!(
+            "owner `{owner}`{} is mapped to different teams: {}; those rows are refused and \
+             the owner goes to {UNMATCHED_TEAM}",
+            in_org(org),
+            lines.join(", ")
+        ));
+        conflicted.insert((org, owner));
+    }
+    conflicted
+}
+
+/// Refuses every row (not yet refused) giving a team a cost center that
+/// another row gives it differently, within one organization (a row for any
+/// organization meets every organization's); returns the (organization,
+/// owner) of the owner rows refused. Rows without a cost center give none.
+/// Pattern rows whose regex captures the team are left out: their teams are
+/// known only when they match.
+fn cost_center_conflicts<'e>(
+    entries: &[&'e CrosswalkEntry],
+    literal_team: &dyn Fn(&usize) -> bool,
+    refused: &mut BTreeMap<usize, Error>,
+    notes: &mut Vec<String>,
+) -> BTreeSet<(&'e str, &'e str)> {
+    let rows = sorted_rows(
+        entries,
+        refused,
+        |at, entry| !entry.cost_center.is_empty() && literal_team(&at),
+        |entry| (&entry.team, &entry.org_id, &entry.cost_center),
+    );
+    let mut conflicted = BTreeSet::new();
+    let same_team =
+        |(_, a): &(usize, &CrosswalkEntry), (_, b): &(usize, &CrosswalkEntry)| a.team == b.team;
+    for team_rows in rows.chunk_by(same_team) {
+        let Some(&(_, first)) = team_rows.first() else {
+            continue;
+        };
+        if team_rows
+            .iter()
+            .all(|(_, entry)| entry.cost_center == first.cost_center)
+        {
+            continue;
+        }
+        // Each (organization, cost center) the team is given, by its first row.
+        let given: Vec<&CrosswalkEntry> = team_rows
+            .chunk_by(|(_, a), (_, b)| a.org_id == b.org_id && a.cost_center == b.cost_center)
+            .filter_map(|rows| rows.first().map(|(_, entry)| *entry))
+            .collect();
+        let mut clashed = false;
+        for &(at, entry) in team_rows {
+            // The other cost centers this team is given where this row applies.
+            let others: Vec<String> = given
+                .iter()
+                .filter(|other| {
+                    other.cost_center != entry.cost_center
+                        && (entry.org_id.is_empty()
+                            || other.org_id.is_empty()
+                            || other.org_id == entry.org_id)
+                })
+                .map(|other| format!("`{}` at {}", other.cost_center, row_at(other)))
+                .collect();
+            if others.is_empty() {
+                continue;
+            }
+            clashed = true;
+            let reason = format!(
+                "team `{}`{} is given cost center `{}` here and {}: every row giving a team \
+                 two cost centers is refused",
+                entry.team,
+                in_org(&entry.org_id),
+                entry.cost_center,
+                others.join(", ")
+            );
+            refused.insert(at, refusal(entry, "cost_center", reason));
+            if entry.pattern_on.is_none() {
+                conflicted.insert((entry.org_id.as_str(), entry.owner_id.as_str()));
+            }
+        }
+        if clashed {
+            let lines: Vec<String> = given
+                .iter()
+                .map(|e| format!("`{}`{} ({})", e.cost_center, in_org(&e.org_id), row_at(e)))
+                .collect();
+            notes.push(format!(
+                "team `{}` is given different cost centers: {}; those rows are refused",
+                first.team,
+                lines.join(", ")
+            ));
+        }
+    }
+    conflicted
 }
 
 /// One team's roll-up.
@@ -146,7 +440,7 @@ pub struct TeamSummary {
     pub org_id: String,
     /// Team.
     pub team: String,
-    /// Cost center (first one the crosswalk gave).
+    /// Cost center (where patterns capturing the team gave several, the first by text).
     pub cost_center: String,
     /// Costs the team's entities caused (usage- or owner-driven).
     pub direct: Decimal,
@@ -262,6 +556,10 @@ pub struct Report {
     pub clusters: Vec<ClusterEntities>,
     /// Owners no crosswalk row matched.
     pub unmatched_owners: Vec<String>,
+    /// What the crosswalk's rows disagreed on: the conflicts that refused
+    /// rows, owners that patterns with different teams matched, teams given
+    /// different cost centers.
+    pub crosswalk_notes: Vec<String>,
     /// The reconciliation.
     pub reconciliation: Reconciliation,
     /// The bill's cost lines (for writers that need quantities and prices).
@@ -319,7 +617,7 @@ impl Report {
             || team_summaries(rows, crosswalk, settings),
             || cluster_entities(rows, crosswalk, settings.filters),
         );
-        let (teams, unmatched) = team_roll_up?;
+        let (teams, unmatched, pattern_notes) = team_roll_up?;
         let clusters = entity_view?;
         let organizations = org_totals(&allocation.buckets)?;
         let reconciliation = reconcile(
@@ -337,6 +635,12 @@ impl Report {
             organizations,
             clusters,
             unmatched_owners: unmatched,
+            crosswalk_notes: crosswalk
+                .notes
+                .iter()
+                .cloned()
+                .chain(pattern_notes)
+                .collect(),
             reconciliation,
             lines: Vec::new(),
             charges: allocation.charges,
@@ -377,12 +681,18 @@ fn add(slot: &mut Decimal, amount: Decimal) -> Result<(), Error> {
     Ok(())
 }
 
-/// Team roll-up and the owners no crosswalk row matched.
+/// The teams, the owners no crosswalk row matched, and the notes on patterns
+/// that disagreed.
+type TeamRollUp = (Vec<TeamSummary>, Vec<String>, Vec<String>);
+
+/// Team roll-up, the owners no crosswalk row matched, and notes on patterns
+/// that disagreed (an owner matched with different teams, a team given
+/// different cost centers).
 fn team_summaries<'r>(
     rows: &'r [AllocationRow],
     crosswalk: &Crosswalk,
     settings: &ReportSettings<'_>,
-) -> Result<(Vec<TeamSummary>, Vec<String>), Error> {
+) -> Result<TeamRollUp, Error> {
     // First per owner (few) rather than per row (many), then per team. Per
     // row, owners are told apart by their shared names' addresses (two words
     // to hash, no text to compare); then equal texts are merged. Pro rata, each
@@ -473,8 +783,25 @@ fn team_summaries<'r>(
     let mut unmatched = BTreeSet::new();
     // (org, bill) → each team's total on it: the weights of the pro rata policy.
     let mut on_bills: BTreeMap<(&str, &str), BTreeMap<String, Decimal>> = BTreeMap::new();
+    // Patterns that disagreed on an owner (the one taken, the others) → the
+    // owners; and each team's cost centers, which patterns capturing the
+    // team's name may disagree on: both for the summary.
+    let mut disputed: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
+    let mut cost_centers: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
     for ((org, owner, level), (direct, shared, bills)) in by_owner {
-        let (team, cost_center) = crosswalk.team_of(org, owner, level).unwrap_or_else(|| {
+        let resolved = crosswalk.resolve(org, owner, level);
+        if let (Some(taken), Some((team, _))) = (resolved.pattern, &resolved.team) {
+            if !resolved.rivals.is_empty() {
+                let others: Vec<String> = resolved
+                    .rivals
+                    .iter()
+                    .map(|(other, other_team)| pattern_gives(other, other_team))
+                    .collect();
+                let dispute = format!("{} over {}", pattern_gives(taken, team), others.join(", "));
+                disputed.entry(dispute).or_default().insert(owner);
+            }
+        }
+        let (team, cost_center) = resolved.team.unwrap_or_else(|| {
             unmatched.insert(owner.to_string());
             (UNMATCHED_TEAM.to_string(), String::new())
         });
@@ -485,6 +812,13 @@ fn team_summaries<'r>(
             cost_center: cost_center.clone(),
             ..TeamSummary::default()
         });
+        // The team's cost center so far is the least of those given: any
+        // other one given is noted with it, so all of them are, in any order.
+        let known = &summary.cost_center;
+        if !cost_center.is_empty() && !known.is_empty() && cost_center != *known {
+            let given = cost_centers.entry(key.clone()).or_default();
+            given.extend([cost_center.clone(), known.clone()]);
+        }
         if summary.cost_center.is_empty()
             || (!cost_center.is_empty() && cost_center < summary.cost_center)
         {
@@ -519,7 +853,46 @@ fn team_summaries<'r>(
         }
         out.push(summary);
     }
-    Ok((out, unmatched.into_iter().collect()))
+    let mut notes: Vec<String> = disputed
+        .into_iter()
+        .map(|(dispute, owners)| {
+            let owners: Vec<&str> = owners.into_iter().collect();
+            format!(
+                "patterns with different teams matched {}: {dispute}; the longest match is \
+                 taken (of equally long ones, the first by pattern text)",
+                listed(&owners)
+            )
+        })
+        .collect();
+    for ((org, team), given) in cost_centers {
+        let given: Vec<String> = given.into_iter().map(|cc| format!("`{cc}`")).collect();
+        notes.push(format!(
+            "team `{team}`{} is given cost centers {} by patterns that capture its name; \
+             its summary shows the first",
+            in_org(&org),
+            given.join(", ")
+        ));
+    }
+    Ok((out, unmatched.into_iter().collect(), notes))
+}
+
+/// A pattern and the team it gives, for the summary.
+fn pattern_gives(pattern: &Pattern, team: &str) -> String {
+    format!("`{}` → `{team}` ({})", pattern.regex.as_str(), pattern.at)
+}
+
+/// Up to five owners by name, then how many more.
+fn listed(owners: &[&str]) -> String {
+    const SHOWN: usize = 5;
+    let named: Vec<String> = owners
+        .iter()
+        .take(SHOWN)
+        .map(|o| format!("`{o}`"))
+        .collect();
+    match owners.len().checked_sub(SHOWN).filter(|more| *more > 0) {
+        Some(more) => format!("{} and {more} more", named.join(", ")),
+        None => named.join(", "),
+    }
 }
 
 /// Gives an unallocated amount of an organization's bill to the shared cost

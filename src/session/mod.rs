@@ -147,8 +147,30 @@ pub struct FileSummary {
     pub error: Option<String>,
 }
 
+impl FileSummary {
+    /// Counts a rejected row, keeping it while fewer than `max` are kept.
+    fn count_rejection(&mut self, error: &Error, max: usize) {
+        self.rows_rejected += 1;
+        if self.rejections.len() < max {
+            self.rejections
+                .push(Rejection::from_error(&self.name, error));
+        }
+    }
+
+    /// Turns an accepted crosswalk row into a rejected one: the report found
+    /// it in conflict with other rows (see [`Crosswalk::build`]).
+    fn refuse_crosswalk_row(&mut self, error: &Error, max: usize) {
+        self.rows_accepted = self.rows_accepted.saturating_sub(1);
+        self.crosswalk_rows = self.crosswalk_rows.saturating_sub(1);
+        self.count_rejection(error, max);
+    }
+}
+
 struct FileState {
     summary: FileSummary,
+    /// The crosswalk rows the file gave, checked against each other's when
+    /// the report is built (a conflict refuses rows of any file).
+    crosswalk: Vec<CrosswalkEntry>,
     head: Vec<u8>,
     reader: Option<Box<dyn Reader>>,
     closed: bool,
@@ -159,7 +181,6 @@ pub struct Session {
     options: Options,
     rules: Rules,
     store: Store,
-    crosswalk: Vec<CrosswalkEntry>,
     files: Vec<FileState>,
 }
 
@@ -322,12 +343,7 @@ impl Sink for Ingest<'_> {
 
     fn reject(&mut self, error: Error) {
         self.summary.rows_read += 1;
-        self.summary.rows_rejected += 1;
-        if self.summary.rejections.len() < self.max_rejections {
-            self.summary
-                .rejections
-                .push(Rejection::from_error(&self.summary.name, &error));
-        }
+        self.summary.count_rejection(&error, self.max_rejections);
     }
 }
 
@@ -344,7 +360,6 @@ impl Session {
             }),
             options,
             store,
-            crosswalk: Vec::new(),
             files: Vec::new(),
         }
     }
@@ -374,6 +389,7 @@ impl Session {
                 org_id: org_id.to_string(),
                 ..FileSummary::default()
             },
+            crosswalk: Vec::new(),
             head: Vec::new(),
             reader: None,
             closed: false,
@@ -391,7 +407,7 @@ impl Session {
             Some(reader) => {
                 let mut ingest = Ingest::new(
                     &mut self.store,
-                    &mut self.crosswalk,
+                    &mut state.crosswalk,
                     &mut state.summary,
                     options.max_rejections,
                 );
@@ -402,7 +418,7 @@ impl Session {
                 if state.head.len() < DETECT_BYTES {
                     return Ok(());
                 }
-                start_reader(state, options, &mut self.store, &mut self.crosswalk)
+                start_reader(state, options, &mut self.store)
             }
         };
         fail_file(state, result)
@@ -417,14 +433,14 @@ impl Session {
             if state.head.is_empty() {
                 result = Err(Error::input(&state.summary.name, 0, "", "empty file"));
             } else {
-                result = start_reader(state, options, &mut self.store, &mut self.crosswalk);
+                result = start_reader(state, options, &mut self.store);
             }
         }
         if result.is_ok() {
             if let Some(reader) = state.reader.as_mut() {
                 let mut ingest = Ingest::new(
                     &mut self.store,
-                    &mut self.crosswalk,
+                    &mut state.crosswalk,
                     &mut state.summary,
                     options.max_rejections,
                 );
@@ -457,7 +473,21 @@ impl Session {
             threads,
         };
         let allocation = allocate(&self.store, settings)?;
-        let crosswalk = Crosswalk::build(&self.crosswalk)?;
+        // Each crosswalk row with the index of its file.
+        let entries: Vec<(usize, &CrosswalkEntry)> = self
+            .files
+            .iter()
+            .enumerate()
+            .flat_map(|(file, state)| state.crosswalk.iter().map(move |entry| (file, entry)))
+            .collect();
+        let crosswalk = Crosswalk::build(entries.iter().map(|(_, entry)| *entry));
+        let mut files = self.files();
+        for (at, error) in &crosswalk.rejected {
+            let summary = entries.get(*at).and_then(|(file, _)| files.get_mut(*file));
+            if let Some(summary) = summary {
+                summary.refuse_crosswalk_row(error, self.options.max_rejections);
+            }
+        }
         let report_settings = ReportSettings {
             precision: self.options.precision,
             policy: self.options.unallocated_policy,
@@ -466,7 +496,7 @@ impl Session {
             filters: &self.options.filters,
             threads,
         };
-        let mut report = Report::build(allocation, &crosswalk, self.files(), &report_settings)?;
+        let mut report = Report::build(allocation, &crosswalk, files, &report_settings)?;
         report.lines = self.store.cost_lines();
         Ok(report)
     }
@@ -487,12 +517,7 @@ fn file_state(files: &mut [FileState], file: FileId) -> Result<&mut FileState, E
 }
 
 /// Detects the format from the buffered head, builds the reader and feeds it the head.
-fn start_reader(
-    state: &mut FileState,
-    options: &Options,
-    store: &mut Store,
-    crosswalk: &mut Vec<CrosswalkEntry>,
-) -> Result<(), Error> {
+fn start_reader(state: &mut FileState, options: &Options, store: &mut Store) -> Result<(), Error> {
     let format: Format = detect(&state.summary.name, &state.head)?;
     state.summary.format = format.name().to_string();
     let mut reader = format.reader(
@@ -502,7 +527,12 @@ fn start_reader(
         options.focus_cost,
     );
     let head = std::mem::take(&mut state.head);
-    let mut ingest = Ingest::new(store, crosswalk, &mut state.summary, options.max_rejections);
+    let mut ingest = Ingest::new(
+        store,
+        &mut state.crosswalk,
+        &mut state.summary,
+        options.max_rejections,
+    );
     let result = reader.feed(&head, &mut ingest);
     state.reader = Some(reader);
     result

@@ -199,12 +199,7 @@ impl Session {
     {
         let file = plan.file;
         let (&(_, first_end), others) = plan.ranges.split_first()?;
-        let Session {
-            options,
-            store,
-            crosswalk,
-            ..
-        } = self;
+        let Session { options, store, .. } = self;
         let options = &*options;
         let jobs = others
             .iter()
@@ -226,9 +221,10 @@ impl Session {
             format: plan.format.name().to_string(),
             ..FileSummary::default()
         };
+        let mut crosswalk = Vec::new();
         let mut sink = Counted::new(Ingest::new(
             store,
-            crosswalk,
+            &mut crosswalk,
             &mut summary,
             options.max_rejections,
         ));
@@ -268,6 +264,7 @@ impl Session {
             Err(error) => return Some((Err(error), merged)),
         };
         state.summary = summary;
+        state.crosswalk = crosswalk;
         let result = fail_file(state, result);
         state.closed = true;
         Some((result.map(|()| state.summary.clone()), merged))

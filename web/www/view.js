@@ -166,7 +166,8 @@ export function viewOf(report) {
     allocated: addDecimal(rec.allocated_total ?? '0', rec.unallocated_total ?? '0'),
     period: first ? (first === last ? first : `${first} – ${last}`) : '',
     reconciliation: rec,
-    reconciliationNotes: rec.explanations ?? [],
+    // The crosswalk's conflicts (rows it refused, disputed patterns) with them.
+    reconciliationNotes: [...(rec.explanations ?? []), ...(report.crosswalk_notes ?? []).map((n) => `crosswalk: ${n}`)],
     teams,
     principals: [...principals.values()],
     topics: [...topics.values()],
