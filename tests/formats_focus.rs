@@ -1525,7 +1525,7 @@ c1,2026-04-01,2026-05-01,PROMO,PromotionalCredit,,,1,USD,-2,-2.00,-2.00,
                 "TableflowNumTopics (unknown)",
                 "2.00",
                 "3.00",
-                &details(5, "no_resource")
+                &details(4, "no_resource")
             ],
             [
                 "Credit",
