@@ -251,3 +251,54 @@ fn focus_output_is_the_pages_and_sums_to_the_bill_whatever_the_levels() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn outputs_are_written_all_or_none() {
+    let dir = std::env::temp_dir().join(format!("tally-cli-outputs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bill = testdata("seed33/bill.csv").display().to_string();
+    let usage = testdata("seed33/usage.csv").display().to_string();
+    let team = dir.join("teams.csv");
+    let confluent = dir.join("allocation.csv");
+    std::fs::write(&team, "previous run\n").unwrap();
+    let missing = dir.join("no-such-dir").join("focus.csv");
+    let path = |p: &std::path::Path| p.display().to_string();
+    let args = [
+        "allocate".to_string(),
+        bill.clone(),
+        usage.clone(),
+        "--out-team-summary".into(),
+        path(&team),
+        "--out-confluent".into(),
+        path(&confluent),
+        "--out-focus".into(),
+        path(&missing),
+    ];
+    let out = tally(&args);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-dir"));
+    // The run failed on its last output: the first two are not written either.
+    assert_eq!(std::fs::read_to_string(&team).unwrap(), "previous run\n");
+    assert!(!confluent.exists());
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        left,
+        [std::ffi::OsString::from("teams.csv")],
+        "partial files left behind"
+    );
+
+    // A FOCUS output alone is the only thing written: the team summary is not
+    // printed after it (to a file or to standard output).
+    let focus = dir.join("focus.csv");
+    let out = tally_ok(&["allocate", &bill, &usage, "--out-focus", &path(&focus)]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+    let out = tally_ok(&["allocate", &bill, &usage, "--out-focus", "-"]);
+    let written = std::fs::read_to_string(&focus).unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), written);
+    assert!(written.starts_with("ServiceProviderName,"), "{written}");
+    assert_eq!(written.lines().count(), 19);
+    let _ = std::fs::remove_dir_all(&dir);
+}

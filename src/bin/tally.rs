@@ -335,29 +335,51 @@ fn print_rejections(summaries: &[FileSummary]) {
     }
 }
 
-fn write_file(path: &str, text: &str) -> Result<(), Failure> {
-    if path == "-" {
-        print!("{text}");
-        return Ok(());
-    }
-    std::fs::write(path, text).map_err(|e| fatal(format!("{path}: {e}")))
-}
-
+/// Renders every requested output, then writes them in two steps: each file
+/// to a `.partial` beside it, and only when all are written, each renamed in
+/// place. An output that cannot be made (a FOCUS bill the writer refuses) or
+/// written (a missing directory, a full disk) leaves no output of the run
+/// written and the previous files untouched, and a reader never sees half a
+/// file (only a failing rename, after every file was written, leaves the
+/// outputs renamed before it in place).
 fn write_outputs(args: &Args, report: &Report) -> Result<(), Failure> {
+    let mut outputs: Vec<(&str, String)> = Vec::new();
     if let Some(path) = &args.out_confluent {
-        write_file(path, &report.confluent_csv())?;
+        outputs.push((path, report.confluent_csv()));
     }
     if let Some(path) = &args.out_team_summary {
-        write_file(path, &report.team_summary_csv())?;
+        outputs.push((path, report.team_summary_csv()));
     }
     if let Some(path) = &args.out_json {
-        write_file(path, &report.to_json())?;
+        outputs.push((path, report.to_json()));
     }
     if let Some(path) = &args.out_warpstream {
-        write_file(path, &warpstream_json(args, report)?)?;
+        outputs.push((path, warpstream_json(args, report)?));
     }
     if let Some(path) = &args.out_focus {
-        write_file(path, &report.focus_csv().map_err(fatal)?)?;
+        outputs.push((path, report.focus_csv().map_err(fatal)?));
+    }
+    let (stdout, files): (Vec<_>, Vec<_>) = outputs.iter().partition(|(path, _)| *path == "-");
+    let partial = |path: &str| format!("{path}.partial");
+    let remove_partials = |written: &[&(&str, String)]| {
+        for (path, _) in written {
+            let _ = std::fs::remove_file(partial(path));
+        }
+    };
+    for (done, (path, text)) in files.iter().enumerate() {
+        if let Err(e) = std::fs::write(partial(path), text) {
+            remove_partials(files.get(..=done).unwrap_or_default());
+            return Err(fatal(format!("{path}: {e}")));
+        }
+    }
+    for (done, (path, _)) in files.iter().enumerate() {
+        if let Err(e) = std::fs::rename(partial(path), path) {
+            remove_partials(files.get(done..).unwrap_or_default());
+            return Err(fatal(format!("{path}: {e}")));
+        }
+    }
+    for (_, text) in stdout {
+        print!("{text}");
     }
     Ok(())
 }
@@ -380,7 +402,8 @@ fn print_summary(args: &Args, report: &Report) {
     let nothing_written = args.out_confluent.is_none()
         && args.out_team_summary.is_none()
         && args.out_json.is_none()
-        && args.out_warpstream.is_none();
+        && args.out_warpstream.is_none()
+        && args.out_focus.is_none();
     if nothing_written {
         print!("{}", report.team_summary_csv());
     }
