@@ -261,3 +261,25 @@ fn a_column_found_twice_in_a_header_refuses_the_file() {
     let summary = one_file("notes.csv", text.as_bytes()).unwrap();
     assert_eq!((summary.rows_accepted, summary.rows_rejected), (1, 0));
 }
+
+#[test]
+fn a_row_whose_sum_overflows_is_rejected_by_its_line() {
+    let big = "50000000000000000000000000000"; // 5e28: two of them pass Decimal::MAX
+    let export = format!(
+        "timestamp,owner_id,environment_id,resource_id,product,line_type,chargeback_cost\n\
+         2026-04-01T00:00:00Z,sa-1,env-1,lkc-1,kafka,KafkaBase,1.00\n\
+         2026-04-01T00:00:00Z,sa-1,env-1,lkc-1,kafka,KafkaBase,{big}\n\
+         2026-04-01T00:00:00Z,sa-1,env-1,lkc-1,kafka,KafkaBase,{big}\n"
+    );
+    let summary = one_file("export.csv", export.as_bytes()).unwrap();
+    assert_eq!((summary.rows_accepted, summary.rows_rejected), (2, 1));
+    assert_eq!(
+        rejections_of(&summary),
+        [(
+            4,
+            "",
+            "its amounts added to the rows before it of the same line and bucket \
+             is past the largest decimal (about 7.9e28)"
+        )]
+    );
+}

@@ -858,10 +858,23 @@ fn add_amount<K>(
 
 /// Folds `part` into an existing slot (see [`add_amount`]).
 fn fold_amount(slot: &mut Amount, part: Amount, strings: &Interner) -> Result<(), Error> {
-    slot.amount = slot
+    // The row that overflowed is rejected, by its file and line: the slot
+    // keeps the sum before it.
+    let overflow = |what: &str| {
+        Error::input(
+            strings.name(part.file),
+            part.line,
+            "",
+            format!(
+                "its {what} added to the rows before it of the same line and bucket \
+                 is past the largest decimal (about 7.9e28)"
+            ),
+        )
+    };
+    let amount = slot
         .amount
         .checked_add(part.amount)
-        .ok_or_else(|| Error::overflow("summing amounts"))?;
+        .ok_or_else(|| overflow("amounts"))?;
     // Allocated rows have no quantity: their zero is not added to the slot's
     // same zero. Only then: a zero added to a zero of another scale or sign
     // would give the added one's, which the slot must keep.
@@ -871,8 +884,9 @@ fn fold_amount(slot: &mut Amount, part: Amount, strings: &Interner) -> Result<()
         slot.quantity = slot
             .quantity
             .checked_add(part.quantity)
-            .ok_or_else(|| Error::overflow("summing quantities"))?;
+            .ok_or_else(|| overflow("quantities"))?;
     }
+    slot.amount = amount;
     slot.rows = slot.rows.saturating_add(part.rows);
     take_earlier_source(slot, (part.file, part.line), strings);
     Ok(())
