@@ -331,7 +331,7 @@ fn a_malformed_file_is_named_with_its_line_and_the_good_files_still_allocate() {
         json!({
             "steps": [
                 {"files": [testdata("seed33/bill.csv"), fixture("broken_usage.csv"), testdata("seed33/usage.csv"), fixture("notes.txt")]},
-                {"files": [testdata("seed33/crosswalk.csv")]},
+                {"files": [testdata("seed33/crosswalk.csv"), fixture("conflicting_crosswalk.csv")]},
             ],
             "downloads": ["team_summary_csv"],
             "screenshot": "results.png",
@@ -354,14 +354,36 @@ fn a_malformed_file_is_named_with_its_line_and_the_good_files_still_allocate() {
         "{notes}"
     );
     assert_eq!(notes["format"], "not recognised", "{notes}");
-    // The bad row: file, line 2, column `value`, and why.
+    // The bad row: file, line 2, column `value`, and why; then the two
+    // crosswalk rows that give sa-nobody two teams, refused by the allocation
+    // after they were read (listed and counted all the same).
     let rejections = seen["rejections"].as_array().unwrap();
-    assert_eq!(rejections.len(), 1, "{rejections:?}");
+    assert_eq!(rejections.len(), 3, "{rejections:?}");
     let r = &rejections[0];
     assert_eq!(r["0"]["text"], "broken_usage.csv");
     assert_eq!(r["1"]["text"], "2");
     assert_eq!(r["2"]["text"], "value");
     assert!(r["3"]["text"].as_str().unwrap().contains("12x"), "{r}");
+    for (r, line) in rejections[1..].iter().zip(["2", "3"]) {
+        assert_eq!(r["0"]["text"], "conflicting_crosswalk.csv", "{r}");
+        assert_eq!(r["1"]["text"], line, "{r}");
+        assert!(
+            r["3"]["text"].as_str().unwrap().contains("sa-nobody"),
+            "{r}"
+        );
+    }
+    let conflicting = seen["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "conflicting_crosswalk.csv")
+        .unwrap();
+    // Rows read, accepted, rejected.
+    assert_eq!(
+        conflicting["cells"].as_array().unwrap()[4..7],
+        [json!("2"), json!("0"), json!("2")],
+        "{conflicting}"
+    );
     let broken = seen["files"]
         .as_array()
         .unwrap()

@@ -87,6 +87,7 @@ function onWorkerMessage(msg) {
       state.heap = msg.heap;
       state.peakHeap = msg.peakHeap;
       state.timing = msg.timing;
+      if (msg.view?.files) takeFileSummaries(msg.view.files);
       renderResults();
       mark('results rendered');
       break;
@@ -308,6 +309,23 @@ function renderFiles() {
     tr.cells[1].className = 'num';
   }
   if (rejections.length) box.open = true;
+}
+
+/**
+ * Takes the report's file summaries in place of those the reading gave: rows
+ * the allocation refused afterwards (crosswalk rows in conflict with others)
+ * are counted and listed there. The session reads the loaded files in the
+ * table's order, so equal names pair up in order.
+ */
+function takeFileSummaries(summaries) {
+  const loaded = [...state.files.values()].filter((f) => f.status === 'loaded');
+  for (const s of summaries) {
+    const at = loaded.findIndex((f) => f.name === s.name);
+    if (at < 0) continue;
+    const [f] = loaded.splice(at, 1);
+    f.summary = { ...f.summary, ...s };
+  }
+  renderFiles();
 }
 
 function removeFile(key) {

@@ -179,5 +179,8 @@ export function viewOf(report) {
     teamByBucket,
     unallocated: { total: rec.unallocated_total ?? sumDecimals(unallocRows.map((r) => r.amount)), rows: unallocRows, distribution, policyText },
     unmatched: (report.unmatched_owners ?? []).map((o) => ({ owner_id: o, org_id: '' })),
+    // The files' summaries as the allocation left them: crosswalk rows it
+    // refused (an owner given two teams) are rejected there, not while reading.
+    files: report.files ?? [],
   };
 }
