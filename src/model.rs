@@ -826,10 +826,11 @@ impl Rejection {
                 column: at.column.clone(),
                 reason: reason.clone(),
             },
+            // A JSON item names its path (`data.result[3]`); a CSV record none.
             Error::TooLarge { at, limit } => Rejection {
                 file: at.file.clone(),
                 line: at.line,
-                column: String::new(),
+                column: at.column.clone(),
                 reason: format!("record longer than the {limit}-byte limit; refused"),
             },
             other => Rejection {

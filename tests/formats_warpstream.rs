@@ -621,20 +621,6 @@ mod never_panics {
             }
         }
     }
-
-    #[test]
-    fn a_document_past_the_limit_is_refused_and_freed() {
-        use tally::formats::exact_json::DocumentBuffer;
-        let mut buf = DocumentBuffer::default();
-        assert!(buf.push(&[b' '; 60], "big.json", 100).is_ok());
-        assert!(matches!(
-            buf.push(&[b' '; 60], "big.json", 100),
-            Err(Error::TooLarge { limit: 100, .. })
-        ));
-        // Once refused, always refused, and nothing is kept.
-        assert!(buf.push(b"{}", "big.json", 100).is_err());
-        assert!(buf.take().is_empty());
-    }
 }
 
 #[test]

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::USAGE_HEADER;
+use common::{peak_kib, USAGE_HEADER};
 use tally::session::{Options, Session};
 
 #[test]
@@ -43,13 +43,4 @@ fn a_100_mb_line_is_refused_without_buffering_it() {
         summary.rejections[0]
     );
     assert!(grown_mib < 48, "peak memory grew by {grown_mib} MiB");
-}
-
-fn peak_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }

@@ -9,13 +9,15 @@
 //! belongs to), `active_fraction`, `currency` and `org_id` columns.
 //!
 //! The JSON reader is streaming too: [`JsonItems`] splits the `data` array into
-//! its items by tracking brackets and strings, so only one item (bounded by the
-//! record limit) is held at a time; each is parsed with `serde_json`. A bad item
-//! is rejected with its 1-based index as the "line" and its field as the column.
+//! its items, so only one item (bounded by the record limit; a longer one is
+//! refused and skipped) is held at a time; each is parsed with `serde_json`. A
+//! bad item is rejected with the line it starts on and its field as the column
+//! (`data[3].amount`).
 
 use super::csv::{ColumnMap, ColumnSpec, CsvReader, ParseRow, Record};
+use super::json_items::{Event, JsonItems, Step};
 use super::{parse_decimal, parse_time, set, Reader, Sink};
-use crate::error::{Error, Location};
+use crate::error::Error;
 use crate::model::{CostLine, Source};
 use crate::time::Timestamp;
 use rust_decimal::Decimal;
@@ -261,146 +263,6 @@ impl ParseRow for CostRows {
     }
 }
 
-/// Receives each item of a JSON array: its 1-based index and its bytes, or why it was refused.
-pub type OnItem<'a> = dyn FnMut(u64, Result<&[u8], Error>) + 'a;
-
-/// Splits the items of a top-level JSON document's `key` array as they stream by.
-#[derive(Debug)]
-pub struct JsonItems {
-    file: String,
-    key: &'static str,
-    limit: usize,
-    depth: u32,
-    in_string: bool,
-    escaped: bool,
-    last_string: Vec<u8>,
-    string_start_depth: u32,
-    in_array: bool,
-    item: Vec<u8>,
-    skipping: bool,
-    index: u64,
-    started: bool,
-}
-
-impl JsonItems {
-    /// A splitter of the items of `key` in `file`, refusing items over `limit` bytes.
-    pub fn new(file: &str, key: &'static str, limit: usize) -> Self {
-        JsonItems {
-            file: file.to_string(),
-            key,
-            limit,
-            depth: 0,
-            in_string: false,
-            escaped: false,
-            last_string: Vec::new(),
-            string_start_depth: 0,
-            in_array: false,
-            item: Vec::new(),
-            skipping: false,
-            index: 0,
-            started: false,
-        }
-    }
-
-    /// Feeds a chunk; each complete item (1-based index, bytes) goes to `on_item`,
-    /// an oversized one as [`Error::TooLarge`].
-    pub fn feed(&mut self, chunk: &[u8], on_item: &mut OnItem<'_>) -> Result<(), Error> {
-        for &b in chunk {
-            if !self.started {
-                if b.is_ascii_whitespace() || matches!(b, 0xEF | 0xBB | 0xBF) {
-                    continue;
-                }
-                if b != b'{' {
-                    return Err(Error::input(&self.file, 0, "", "not a JSON object"));
-                }
-                self.started = true;
-            }
-            let in_item = self.in_array && self.depth >= 3;
-            if in_item && !self.skipping {
-                if self.item.len() >= self.limit {
-                    self.skipping = true;
-                    self.item.clear();
-                    on_item(
-                        self.index + 1,
-                        Err(Error::TooLarge {
-                            at: Location {
-                                file: self.file.clone(),
-                                line: self.index + 1,
-                                column: String::new(),
-                            },
-                            limit: self.limit as u64,
-                        }),
-                    );
-                } else {
-                    self.item.push(b);
-                }
-            }
-            if self.in_string {
-                if self.escaped {
-                    self.escaped = false;
-                } else if b == b'\\' {
-                    self.escaped = true;
-                } else if b == b'"' {
-                    self.in_string = false;
-                } else if self.string_start_depth == 1 && self.last_string.len() < 64 {
-                    self.last_string.push(b);
-                }
-                continue;
-            }
-            match b {
-                b'"' => {
-                    self.in_string = true;
-                    self.string_start_depth = self.depth;
-                    if self.depth == 1 {
-                        self.last_string.clear();
-                    }
-                }
-                b'{' | b'[' => {
-                    if self.depth == 1 && b == b'[' && self.last_string == self.key.as_bytes() {
-                        self.in_array = true;
-                    }
-                    self.depth += 1;
-                    if self.in_array && self.depth == 3 && self.item.is_empty() && !self.skipping {
-                        self.item.push(b);
-                    }
-                }
-                b'}' | b']' => {
-                    self.depth = self.depth.saturating_sub(1);
-                    if self.in_array && self.depth == 2 {
-                        self.index += 1;
-                        if !self.skipping {
-                            on_item(self.index, Ok(&self.item));
-                        }
-                        self.item.clear();
-                        self.skipping = false;
-                    } else if self.in_array && self.depth == 1 {
-                        self.in_array = false;
-                        self.item.clear();
-                    }
-                }
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-
-    /// The end of the document.
-    pub fn finish(&mut self) -> Result<(), Error> {
-        if !self.started {
-            return Err(Error::input(&self.file, 0, "", "empty file"));
-        }
-        if self.depth != 0 || self.in_string {
-            return Err(Error::input(
-                &self.file,
-                self.index + 1,
-                "",
-                "the JSON document is truncated",
-            ));
-        }
-        Ok(())
-    }
-}
-
 /// Streaming reader of the Billing API's JSON.
 pub struct JsonReader {
     items: JsonItems,
@@ -412,7 +274,7 @@ impl JsonReader {
     /// A reader for `file`, lines tagged with `org_id` unless an item has its own.
     pub fn new(file: &str, org_id: &str, max_record: usize) -> Self {
         JsonReader {
-            items: JsonItems::new(file, "data", max_record),
+            items: JsonItems::new(file, &["data"], max_record),
             org_id: org_id.to_string(),
             scratch: empty_line(file),
         }
@@ -428,13 +290,22 @@ fn text(value: Option<&serde_json::Value>) -> String {
     }
 }
 
-fn parse_item(scratch: &mut CostLine, org: &str, index: u64, bytes: &[u8]) -> Result<(), Error> {
+/// Reads `item`, element `index` (0-based) of `data`, which starts on `line`.
+fn parse_item(
+    scratch: &mut CostLine,
+    org: &str,
+    index: u64,
+    line: u64,
+    item: &str,
+) -> Result<(), Error> {
     let file = scratch.source.file.clone();
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+    let value: serde_json::Value = serde_json::from_str(item).map_err(|e| {
+        // serde_json counts lines from the item's first.
+        let at = line.saturating_add(e.line().saturating_sub(1) as u64);
         Error::input(
             &file,
-            index,
-            &format!("data[{}]", index - 1),
+            at,
+            &format!("data[{index}]"),
             format!("invalid JSON: {e}"),
         )
     })?;
@@ -483,9 +354,8 @@ fn parse_item(scratch: &mut CostLine, org: &str, index: u64, bytes: &[u8]) -> Re
         currency,
         org_id,
     };
-    let item = index - 1;
-    fill_line(scratch, org, index, &fields, &|name| {
-        format!("data[{item}].{name}")
+    fill_line(scratch, org, line, &fields, &|name| {
+        format!("data[{index}].{name}")
     })
 }
 
@@ -496,11 +366,18 @@ impl Reader for JsonReader {
             org_id,
             scratch,
         } = self;
-        items.feed(chunk, &mut |index, item| match item
-            .and_then(|bytes| parse_item(scratch, org_id, index, bytes))
-        {
-            Ok(()) => sink.cost_line(scratch),
-            Err(error) => sink.reject(error),
+        items.feed(chunk, &mut |event| {
+            if let Event::Item { path, line, text } = event {
+                let index = match path.last() {
+                    Some(Step::Index(i)) => *i,
+                    _ => 0,
+                };
+                match text.and_then(|text| parse_item(scratch, org_id, index, line, text)) {
+                    Ok(()) => sink.cost_line(scratch),
+                    Err(error) => sink.reject(error),
+                }
+            }
+            Ok(())
         })
     }
 

@@ -14,8 +14,9 @@
 //! exhaustion on `[[[[…`), each value tagged with the 1-based line it starts on, so
 //! an error can name the file, the line and the field path. Strings are decoded per
 //! RFC 8259 (escapes, surrogate pairs); duplicate object keys keep the first value
-//! and are otherwise ignored. The whole document is held in memory: callers bound
-//! its size before parsing.
+//! and are otherwise ignored. What is parsed is held in memory whole: the readers
+//! parse one item at a time ([`super::json_items`]), each bounded by the record
+//! limit, never a whole document.
 
 use crate::error::Error;
 use rust_decimal::Decimal;
@@ -91,11 +92,17 @@ pub fn decimal_from_number(text: &str) -> Option<Decimal> {
 /// Parses one JSON document (surrounding whitespace allowed, a UTF-8 BOM skipped).
 /// `file` names the input in errors.
 pub fn parse(text: &str, file: &str) -> Result<Value, Error> {
+    parse_at(text, file, 1)
+}
+
+/// [`parse`] of a text that starts on line `first_line` of `file` (an item cut
+/// out of a document): values and errors carry the file's lines.
+pub fn parse_at(text: &str, file: &str, first_line: u64) -> Result<Value, Error> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut p = Parser {
         bytes: text.as_bytes(),
         pos: 0,
-        line: 1,
+        line: first_line,
         file,
     };
     p.skip_ws();
@@ -372,68 +379,6 @@ pub fn object_head(first_bytes: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(first_bytes);
     let t = text.trim_start_matches('\u{feff}').trim_start();
     t.starts_with('{').then(|| t.to_string())
-}
-
-/// The refusal of a document longer than `limit` bytes.
-pub fn too_large(file: &str, limit: usize) -> Error {
-    Error::TooLarge {
-        at: crate::error::Location {
-            file: file.to_string(),
-            line: 1,
-            column: String::new(),
-        },
-        limit: limit as u64,
-    }
-}
-
-/// Checks a whole document's size and encoding: the text, or an error naming the
-/// line of the first invalid byte. `what` names the format in the message.
-pub fn document_text<'a>(
-    input: &'a [u8],
-    file: &str,
-    limit: usize,
-    what: &str,
-) -> Result<&'a str, Error> {
-    if input.len() > limit {
-        return Err(too_large(file, limit));
-    }
-    std::str::from_utf8(input).map_err(|e| {
-        let line = input
-            .get(..e.valid_up_to())
-            .map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count());
-        Error::input(
-            file,
-            (line as u64).saturating_add(1),
-            "",
-            format!("not UTF-8 text; {what} is JSON"),
-        )
-    })
-}
-
-/// Collects the chunks of one JSON document for the streaming readers, refusing
-/// to grow past a limit (the document is parsed whole at the end).
-#[derive(Debug, Default)]
-pub struct DocumentBuffer {
-    buf: Vec<u8>,
-    refused: bool,
-}
-
-impl DocumentBuffer {
-    /// Appends a chunk, or refuses (and frees what was kept) past `limit` bytes.
-    pub fn push(&mut self, chunk: &[u8], file: &str, limit: usize) -> Result<(), Error> {
-        if self.refused || self.buf.len().saturating_add(chunk.len()) > limit {
-            self.refused = true;
-            self.buf = Vec::new();
-            return Err(too_large(file, limit));
-        }
-        self.buf.extend_from_slice(chunk);
-        Ok(())
-    }
-
-    /// The whole document, leaving the buffer empty.
-    pub fn take(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.buf)
-    }
 }
 
 /// Appends `value` as indented JSON (two spaces, like the WarpStream examples).

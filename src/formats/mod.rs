@@ -6,8 +6,11 @@
 //! file in order and hands what it parses to a [`Sink`] — cost lines, usage
 //! samples, already-allocated rows (a Confluent cost-allocation export, WarpStream
 //! chargebacks), crosswalk rows — and each bad row as an [`Error`] for
-//! [`Sink::reject`]; the other rows go on. Readers keep no rows: memory is bounded
-//! by one record (or one JSON item) plus the sink's aggregates. The sink receives
+//! [`Sink::reject`]; the other rows go on; what the rows do not show (a
+//! WarpStream cluster truncated or excluded, a warning) goes to [`Sink::note`].
+//! Readers keep no rows: memory is bounded by one record (or one JSON item,
+//! [`json_items`]) plus the sink's aggregates (and, for WarpStream, one
+//! cluster's parsed entities). The sink receives
 //! borrowed records so a reader can reuse one scratch record per file (no
 //! allocation per row).
 //!
@@ -26,6 +29,7 @@ pub mod crosswalk;
 pub mod csv;
 pub mod exact_json;
 pub mod focus;
+pub mod json_items;
 pub mod origins;
 pub mod prometheus;
 pub mod team_summary;
@@ -59,6 +63,25 @@ pub trait Sink {
     fn crosswalk(&mut self, entry: &CrosswalkEntry);
     /// A refused row; reading goes on.
     fn reject(&mut self, error: Error);
+    /// Something about the input that its rows do not show (a WarpStream
+    /// cluster truncated or excluded, a reader's warning). Sinks that make no
+    /// report ignore it.
+    fn note(&mut self, note: InputNote) {
+        let _ = note;
+    }
+}
+
+/// What a reader says about its input besides its rows (see [`Sink::note`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputNote {
+    /// A WarpStream cluster with `truncated: true`: its totals miss the
+    /// entities the response left out.
+    Truncated(warpstream::TruncatedCluster),
+    /// A WarpStream cluster with an `excluded_reason`: its charges were not
+    /// apportioned, so none of its rows are in the totals.
+    Excluded(warpstream::ExcludedCluster),
+    /// Something read that deserves a look (`file:line: what`).
+    Warning(String),
 }
 
 /// An [`AllocationRow`] holding the fields of `row` (bucket end = start, as readers set it).
@@ -159,8 +182,12 @@ impl Format {
             }
             Format::UsageCsv => Box::new(usage_csv::reader(file, org_id, max_record)),
             Format::Crosswalk => Box::new(crosswalk::reader(file, org_id, max_record)),
-            Format::WarpStreamJson => Box::new(warpstream::ChargebacksReader::new(file, org_id)),
-            Format::PrometheusJson => Box::new(prometheus::QueryRangeReader::new(file, org_id, "")),
+            Format::WarpStreamJson => {
+                Box::new(warpstream::ChargebacksReader::new(file, org_id, max_record))
+            }
+            Format::PrometheusJson => Box::new(prometheus::QueryRangeReader::new(
+                file, org_id, "", max_record,
+            )),
             Format::FocusCsv => Box::new(focus::reader_with(file, org_id, max_record, focus_cost)),
         }
     }

@@ -67,9 +67,18 @@
 //! topic-level allocation only; a broker series without a `topic` label (the
 //! all-topics aggregate) is skipped, as it would count the per-topic series
 //! twice. Series of other names are skipped and listed in [`UsageRead::skipped`].
+//!
+//! ## Streaming
+//!
+//! Each series is read on its own as it streams by ([`QueryRangeReader`]): a
+//! series over the record limit is refused at the line it starts on, and the
+//! others are read. `status` and `data.resultType` must therefore come before
+//! `data.result`, as Prometheus writes them; a response that has them after
+//! is refused (checking them at the end would mean holding every series).
 
 use super::exact_json::{self, Kind, Value};
-use super::{Reader, Sink};
+use super::json_items::{path_is, path_text, Drained, Event, JsonItems, Step};
+use super::Sink;
 use crate::error::Error;
 use crate::model::{Source, UsageSample};
 use crate::time::Timestamp;
@@ -79,9 +88,6 @@ use rust_decimal::Decimal;
 
 /// The name [`sniff`] returns.
 pub const FORMAT_NAME: &str = "prometheus_query_range";
-
-/// Largest document accepted (bytes).
-pub const MAX_DOCUMENT_BYTES: usize = 256 << 20;
 
 /// `principal_source` of samples read from broker-side metrics.
 pub const BROKER_PRINCIPAL_SOURCE: &str = "broker_metrics";
@@ -191,8 +197,10 @@ fn label<'v>(metric: &'v Value, key: &str) -> Option<&'v str> {
     }
 }
 
-/// Reads a `query_range` response. `default_cluster` names the cluster of series
-/// without a cluster label; `org_id` is stamped on every sample.
+/// Reads a whole `query_range` response (see [`QueryRangeReader`]; items over
+/// [`crate::formats::csv::DEFAULT_MAX_RECORD`] are refused). `default_cluster`
+/// names the cluster of series without a cluster label; `org_id` is stamped on
+/// every sample.
 ///
 /// `Err` only when the document as a whole is unusable (not JSON, `status` not
 /// `success`, not a matrix); bad series and points are listed in
@@ -203,72 +211,118 @@ pub fn read_query_range(
     org_id: &str,
     default_cluster: &str,
 ) -> Result<UsageRead, Error> {
-    let text = exact_json::document_text(input, file, MAX_DOCUMENT_BYTES, "a Prometheus response")?;
-    let doc = exact_json::parse(text, file)?;
-    let status = match doc.get("status").map(|s| &s.kind) {
-        Some(Kind::String(s)) => s.as_str(),
-        _ => return Err(Error::input(file, doc.line, "status", "missing `status`")),
-    };
-    if status != "success" {
-        let why = label(&doc, "error").unwrap_or("no error message");
-        let kind = label(&doc, "errorType").unwrap_or("unknown");
-        return Err(Error::input(
-            file,
-            doc.line,
-            "status",
-            format!("the query failed ({status}, {kind}): {why}"),
-        ));
-    }
-    let data = doc
-        .get("data")
-        .ok_or_else(|| Error::input(file, doc.line, "data", "missing `data`"))?;
-    match data.get("resultType").map(|r| &r.kind) {
-        Some(Kind::String(t)) if t == "matrix" => {}
-        Some(Kind::String(t)) => {
-            return Err(Error::input(
-                file,
-                data.line,
-                "data.resultType",
-                format!(
-                    "`{t}` result: a query_range (matrix) of a counter is needed, \
-                     since usage is the increase between points"
-                ),
-            ))
+    let mut reader = QueryRangeReader::new(
+        file,
+        org_id,
+        default_cluster,
+        crate::formats::csv::DEFAULT_MAX_RECORD,
+    );
+    reader.parse(input)?;
+    reader.end()?;
+    Ok(reader.read)
+}
+
+/// The response's fields around the series, kept as they stream by (the
+/// first of repeated keys, as [`exact_json`] does).
+#[derive(Debug, Default)]
+struct Head {
+    status: Option<Value>,
+    error: Option<Value>,
+    error_type: Option<Value>,
+    /// `data`, when it is an object: its line.
+    data_line: Option<u64>,
+    result_type: Option<Value>,
+    /// The `data.result` array began.
+    result_began: bool,
+}
+
+impl Head {
+    /// Takes the fields it keeps.
+    fn field(&mut self, path: &[Step], value: Value) {
+        let slot = if path_is(path, &["status"]) {
+            &mut self.status
+        } else if path_is(path, &["error"]) {
+            &mut self.error
+        } else if path_is(path, &["errorType"]) {
+            &mut self.error_type
+        } else if path_is(path, &["data", "resultType"]) {
+            &mut self.result_type
+        } else {
+            return;
+        };
+        if slot.is_none() {
+            *slot = Some(value);
         }
-        _ => {
-            return Err(Error::input(
-                file,
-                data.line,
-                "data.resultType",
-                "missing `resultType`",
-            ))
-        }
     }
-    let result = match data.get("result").map(|r| &r.kind) {
-        Some(Kind::Array(items)) => items,
-        _ => {
+
+    /// Whether the response is a successful matrix, checked when its series
+    /// begin (`before_result`) or at its end: `status` and `resultType` come
+    /// before the series in Prometheus' responses, and the series are read as
+    /// they stream by, not held until the end.
+    fn check(&self, file: &str, before_result: bool) -> Result<(), Error> {
+        let text = |v: &Option<Value>| match v.as_ref().map(|v| &v.kind) {
+            Some(Kind::String(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let not_yet = if before_result {
+            " before `data.result` (a query_range response gives it first; the series are \
+             read as they stream by)"
+        } else {
+            ""
+        };
+        let Some(status) = text(&self.status) else {
             return Err(Error::input(
                 file,
-                data.line,
+                1,
+                "status",
+                format!("missing `status`{not_yet}"),
+            ));
+        };
+        if status != "success" {
+            let why = text(&self.error).unwrap_or_else(|| "no error message".into());
+            let kind = text(&self.error_type).unwrap_or_else(|| "unknown".into());
+            return Err(Error::input(
+                file,
+                self.status.as_ref().map_or(1, |s| s.line),
+                "status",
+                format!("the query failed ({status}, {kind}): {why}"),
+            ));
+        }
+        let Some(data_line) = self.data_line else {
+            return Err(Error::input(file, 1, "data", "missing `data`"));
+        };
+        match self.result_type.as_ref().map(|r| (&r.kind, r.line)) {
+            Some((Kind::String(t), _)) if t == "matrix" => {}
+            Some((Kind::String(t), line)) => {
+                return Err(Error::input(
+                    file,
+                    line,
+                    "data.resultType",
+                    format!(
+                        "`{t}` result: a query_range (matrix) of a counter is needed, \
+                         since usage is the increase between points"
+                    ),
+                ))
+            }
+            _ => {
+                return Err(Error::input(
+                    file,
+                    data_line,
+                    "data.resultType",
+                    format!("missing `resultType`{not_yet}"),
+                ))
+            }
+        }
+        if !before_result && !self.result_began {
+            return Err(Error::input(
+                file,
+                data_line,
                 "data.result",
                 "missing `result` array",
-            ))
+            ));
         }
-    };
-    let mut out = UsageRead {
-        samples: Vec::new(),
-        rejected: Vec::new(),
-        skipped: Vec::new(),
-        series: 0,
-        resets: 0,
-    };
-    for (i, series) in result.iter().enumerate() {
-        let path = format!("data.result[{i}]");
-        if let Err(e) = read_series(series, &path, file, org_id, default_cluster, &mut out) {
-            out.rejected.push(e);
-        }
+        Ok(())
     }
-    Ok(out)
 }
 
 fn read_series(
@@ -476,47 +530,94 @@ fn parse_point(point: &Value, path: &str, file: &str) -> Result<(i64, Decimal), 
     Ok((ts, value))
 }
 
-/// The streaming [`Reader`] for the session: buffers the document (at most
-/// [`MAX_DOCUMENT_BYTES`]) and at the end sends each sample to [`Sink::usage`]
-/// and each refused series or point to [`Sink::reject`].
+/// The streaming [`super::Reader`] (through [`Drained`]) of a `query_range` response: each series of
+/// `data.result` is cut out of the stream ([`JsonItems`]), parsed and read on
+/// its own, so memory is bounded by the largest series (`max_record` bytes; a
+/// longer one is refused with its line and skipped), not by the file. Samples
+/// go to [`Sink::usage`], refused series and points to [`Sink::reject`].
 pub struct QueryRangeReader {
-    file: String,
+    items: JsonItems,
     org_id: String,
     default_cluster: String,
-    doc: exact_json::DocumentBuffer,
+    head: Head,
+    /// What was read and not yet handed to a sink.
+    read: UsageRead,
 }
 
 impl QueryRangeReader {
     /// A reader of `file`; series without a cluster label get `default_cluster`.
-    pub fn new(file: &str, org_id: &str, default_cluster: &str) -> Self {
+    pub fn new(file: &str, org_id: &str, default_cluster: &str, max_record: usize) -> Self {
         QueryRangeReader {
-            file: file.to_string(),
+            items: JsonItems::new(file, &["data", "result"], max_record),
             org_id: org_id.to_string(),
             default_cluster: default_cluster.to_string(),
-            doc: exact_json::DocumentBuffer::default(),
+            head: Head::default(),
+            read: UsageRead {
+                samples: Vec::new(),
+                rejected: Vec::new(),
+                skipped: Vec::new(),
+                series: 0,
+                resets: 0,
+            },
         }
     }
 }
 
-impl Reader for QueryRangeReader {
-    fn feed(&mut self, chunk: &[u8], _sink: &mut dyn Sink) -> Result<(), Error> {
-        self.doc.push(chunk, &self.file, MAX_DOCUMENT_BYTES)
+impl Drained for QueryRangeReader {
+    /// Reads a chunk into `self.read`.
+    fn parse(&mut self, chunk: &[u8]) -> Result<(), Error> {
+        let QueryRangeReader {
+            items,
+            org_id,
+            default_cluster,
+            head,
+            read,
+        } = self;
+        let file = items.file().to_string();
+        items.feed(chunk, &mut |event| {
+            match event {
+                Event::Scalar { path, value } => head.field(path, value),
+                Event::Open { path, line, array } => {
+                    if path_is(path, &["data"]) && !array && head.data_line.is_none() {
+                        head.data_line = Some(line);
+                    }
+                    if path_is(path, &["data", "result"]) && array {
+                        head.check(&file, true)?;
+                        head.result_began = true;
+                    }
+                }
+                Event::Close { .. } => {}
+                Event::Item { path, line, text } => {
+                    let path = path_text(path);
+                    let series = text.and_then(|text| exact_json::parse_at(text, &file, line));
+                    let result = series.and_then(|series| {
+                        read_series(&series, &path, &file, org_id, default_cluster, read)
+                    });
+                    if let Err(e) = result {
+                        read.rejected.push(e);
+                    }
+                }
+            }
+            Ok(())
+        })
     }
 
-    fn finish(&mut self, sink: &mut dyn Sink) -> Result<(), Error> {
-        let read = read_query_range(
-            &self.doc.take(),
-            &self.file,
-            &self.org_id,
-            &self.default_cluster,
-        )?;
-        for s in &read.samples {
-            sink.usage(s);
+    /// The end of the document.
+    fn end(&mut self) -> Result<(), Error> {
+        self.items.finish()?;
+        self.head.check(self.items.file(), false)
+    }
+
+    /// Hands what was read to `sink`.
+    fn drain(&mut self, sink: &mut dyn Sink) {
+        for s in self.read.samples.drain(..) {
+            sink.usage(&s);
         }
-        for e in read.rejected {
+        for e in self.read.rejected.drain(..) {
             sink.reject(e);
         }
-        Ok(())
+        // Skipped series are not rows: they are listed by `read_query_range` only.
+        self.read.skipped.clear();
     }
 }
 

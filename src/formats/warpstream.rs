@@ -36,11 +36,18 @@
 //!   path, and its rows are not used. Other entities go on.
 //! * **Excluded clusters** (`excluded_reason`: `no_rollup`, `cluster_not_found`, or
 //!   any other text) carry no entities: their invoice charges were not apportioned.
-//!   They are listed in [`Chargebacks::excluded`], never apportioned by tally.
+//!   They are listed in [`Chargebacks::excluded`], never apportioned by tally, and
+//!   the session's reader hands each to [`Sink::note`]: the report's
+//!   reconciliation names the cluster and its reason, since its charges are not
+//!   in the totals.
 //! * **`truncated: true`** means more entities matched than were returned; such
-//!   clusters are listed in [`Chargebacks::truncated_clusters`] and a warning says
-//!   that their cost lines cover only the returned entities. `min_total` filtering
-//!   on the request side has the same effect, and is invisible in the response.
+//!   clusters are listed in [`Chargebacks::truncated_clusters`], a warning says
+//!   that their cost lines cover only the returned entities, and the reader
+//!   notes each ([`TruncatedCluster`]) for the report's reconciliation and for
+//!   the writer, which writes them `truncated` again. `min_total` filtering on
+//!   the request side has a like effect, and is invisible in the response.
+//! * **Streaming**: entities are read one at a time, fields in WarpStream's
+//!   order (see [`ChargebacksReader`]).
 //! * **`covers_products`**: a line item whose product is not listed there is kept
 //!   and reported as a warning.
 //! * Numbers are read exactly ([`super::exact_json`]); strings holding numbers are
@@ -63,7 +70,8 @@
 //! * One [`CostLine`] per cluster × product: the sum of the entity totals (the
 //!   "cluster-level line totals"), with summed quantity and the unit price in USD.
 //! * [`Chargebacks::rejected`]: one [`Error`] per refused item, naming file, line
-//!   and field path (`tenants[0].workspaces[0].clusters[0].entities[3].total`).
+//!   and field path (`tenants[0].workspaces[0].clusters[0].entities[3].total`);
+//!   an entity over the record limit is refused at the line it starts on.
 //!
 //! ## The writer
 //!
@@ -72,11 +80,15 @@
 //! `resource_id`, entity = `owner_id`), summing buckets over the period, with the
 //! apportioned quantity and unit price taken from the rows' [`CostLine`]s, and
 //! honours WarpStream's request filters `entity_kind`, `min_total` and
-//! `max_entities_per_cluster` (setting `truncated`). What it writes, this reader
+//! `max_entities_per_cluster`, setting `truncated` when that filter cuts a
+//! cluster or when the input's response had truncated it
+//! ([`WriteOptions::truncated_clusters`]; [`crate::report::Report::warpstream_json`]
+//! passes the input's, and its excluded clusters). What it writes, this reader
 //! reads back with the same totals.
 
 use super::exact_json::{self, number, v, Kind, Value};
-use super::{Reader, Sink};
+use super::json_items::{path_is, path_text, Drained, Event, JsonItems, Step, ANY_INDEX};
+use super::{InputNote, Sink};
 use crate::error::Error;
 use crate::model::{
     AllocatedLine, AllocationRow, BillColumns, CostLine, EntityLevel, RowSource, Source,
@@ -87,10 +99,6 @@ use std::collections::BTreeMap;
 
 /// The name [`sniff`] returns.
 pub const FORMAT_NAME: &str = "warpstream_chargebacks";
-
-/// Largest document accepted (bytes). WarpStream caps a response at 5000
-/// entities per cluster; this leaves room for hundreds of clusters.
-pub const MAX_DOCUMENT_BYTES: usize = 256 << 20;
 
 /// The products WarpStream's chargebacks cover, in the order of its documentation.
 pub const COVERED_PRODUCTS: [&str; 5] = [
@@ -191,6 +199,78 @@ pub struct ExcludedCluster {
     pub reason: String,
     /// Where it was read.
     pub source: Source,
+}
+
+impl ExcludedCluster {
+    /// What it means for the totals, in words (for the report).
+    pub fn describe(&self) -> String {
+        format!(
+            "{}:{}: WarpStream cluster `{}`{} is excluded ({}): its invoice charges were not \
+             apportioned to entities, so they are not in these totals",
+            self.source.file,
+            self.source.line,
+            self.virtual_cluster_id,
+            named(&self.cluster_name, &self.virtual_cluster_id),
+            self.reason
+        )
+    }
+}
+
+/// A cluster with `truncated: true`: more entities matched than the response returned.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TruncatedCluster {
+    /// Tenant id.
+    pub tenant_id: String,
+    /// Workspace id.
+    pub workspace_id: String,
+    /// Virtual cluster id.
+    pub virtual_cluster_id: String,
+    /// Cluster name.
+    pub cluster_name: String,
+    /// The entities returned (and read).
+    pub entities: usize,
+    /// Where it was read.
+    pub source: Source,
+}
+
+impl TruncatedCluster {
+    /// The truncation of `cluster`, read from `file`.
+    pub fn of(cluster: &Cluster, file: &str) -> Self {
+        TruncatedCluster {
+            tenant_id: cluster.tenant_id.clone(),
+            workspace_id: cluster.workspace_id.clone(),
+            virtual_cluster_id: cluster.virtual_cluster_id.clone(),
+            cluster_name: cluster.cluster_name.clone(),
+            entities: cluster.entities.len(),
+            source: Source {
+                file: file.to_string(),
+                line: cluster.line,
+            },
+        }
+    }
+
+    /// What it means for the totals, in words (for the report and warnings).
+    pub fn describe(&self) -> String {
+        format!(
+            "{}:{}: WarpStream cluster `{}`{} is truncated: more entities matched than were \
+             returned, so its totals cover only the {} returned entities, not the cluster's \
+             whole bill (raise max_entities_per_cluster or filter by virtual_cluster_id)",
+            self.source.file,
+            self.source.line,
+            self.virtual_cluster_id,
+            named(&self.cluster_name, &self.virtual_cluster_id),
+            self.entities
+        )
+    }
+}
+
+/// ` (name)` when a cluster's name says more than its id.
+fn named(name: &str, id: &str) -> String {
+    if name.is_empty() || name == id {
+        String::new()
+    } else {
+        format!(" ({name})")
+    }
 }
 
 /// Everything read from one chargebacks response.
@@ -434,24 +514,451 @@ fn add(a: Decimal, b: Decimal, what: &str) -> Result<Decimal, Error> {
 
 // ---------------------------------------------------------------- reading
 
-/// Reads a whole `get_past` / `get_pending` response. `file` names the input in
-/// errors and sources; `org_id` is stamped on every row and line (empty unless
-/// several organizations are combined).
+/// Reads a whole `get_past` / `get_pending` response with [`ChargebacksReader`]
+/// (entities over [`crate::formats::csv::DEFAULT_MAX_RECORD`] refused), keeping
+/// everything: the clusters with their entities, their cost lines, and a
+/// warning per truncated cluster. `file` names the input in errors and sources;
+/// `org_id` is stamped on every row and line (empty unless several
+/// organizations are combined).
 ///
-/// `Err` only when the document as a whole is unusable (not UTF-8, not JSON, too
-/// large, no `date_from` / `date_to` / `tenants`); bad items are listed in
+/// `Err` only when the document as a whole is unusable (not JSON, cut short, no
+/// `date_from` / `date_to` / `tenants`, fields out of the order the reader
+/// needs: see [`ChargebacksReader`]); bad items are listed in
 /// [`Chargebacks::rejected`] and the rest is read.
 pub fn read_chargebacks(input: &[u8], file: &str, org_id: &str) -> Result<Chargebacks, Error> {
-    let text = exact_json::document_text(
-        input,
-        file,
-        MAX_DOCUMENT_BYTES,
-        "a WarpStream chargebacks response",
-    )?;
-    let doc = exact_json::parse(text, file)?;
+    let mut reader = ChargebacksReader::new(file, org_id, crate::formats::csv::DEFAULT_MAX_RECORD);
+    reader.parse(input)?;
+    reader.end()?;
+    let mut out = reader.stream.out;
+    for cluster in &out.clusters {
+        if cluster.truncated && cluster.excluded_reason.is_none() {
+            out.warnings
+                .push(TruncatedCluster::of(cluster, file).describe());
+        }
+    }
+    Ok(out)
+}
+
+/// The entities' path in a response: the items [`ChargebacksReader`] cuts out.
+const ENTITIES: &[&str] = &[
+    "tenants",
+    ANY_INDEX,
+    "workspaces",
+    ANY_INDEX,
+    "clusters",
+    ANY_INDEX,
+    "entities",
+];
+
+/// The objects around the entities, outermost first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Document,
+    Tenant,
+    Workspace,
+    Cluster,
+}
+
+impl Level {
+    /// The length of its path.
+    fn depth(self) -> usize {
+        match self {
+            Level::Document => 0,
+            Level::Tenant => 2,
+            Level::Workspace => 4,
+            Level::Cluster => 6,
+        }
+    }
+
+    /// The member holding its children.
+    fn children(self) -> &'static str {
+        match self {
+            Level::Document => "tenants",
+            Level::Tenant => "workspaces",
+            Level::Workspace => "clusters",
+            Level::Cluster => "entities",
+        }
+    }
+
+    /// The members its children need, which must come before them. A
+    /// cluster's may come anywhere: its entities wait for its end.
+    fn needed_first(self) -> &'static [&'static str] {
+        match self {
+            Level::Document => &["date_from", "date_to", "covers_products"],
+            Level::Tenant => &["tenant_id"],
+            Level::Workspace => &["workspace_id", "workspace_name"],
+            Level::Cluster => &[],
+        }
+    }
+
+    /// The members read (others are not kept), and of those the arrays
+    /// whose elements are.
+    fn fields(self) -> (&'static [&'static str], &'static [&'static str]) {
+        match self {
+            Level::Document => (
+                &["date_from", "date_to", "covers_products", "tenants"],
+                &["covers_products"],
+            ),
+            Level::Tenant => (&["tenant_id", "workspaces"], &[]),
+            Level::Workspace => (&["workspace_id", "workspace_name", "clusters"], &[]),
+            Level::Cluster => (
+                &[
+                    "virtual_cluster_id",
+                    "cluster_name",
+                    "cluster_regions",
+                    "cluster_type",
+                    "entity_kind",
+                    "storage_attribution_method",
+                    "excluded_reason",
+                    "truncated",
+                    "entities",
+                ],
+                &["cluster_regions"],
+            ),
+        }
+    }
+
+    /// Whether a path within the level's object is in a member it reads.
+    fn reads(self, rel: &[Step]) -> bool {
+        matches!(rel.first(), Some(Step::Key(key)) if self.fields().0.contains(&key.as_str()))
+    }
+
+    /// The innermost level a path is in, and the path within it.
+    fn of(path: &[Step]) -> (Level, &[Step]) {
+        for level in [Level::Cluster, Level::Workspace, Level::Tenant] {
+            let depth = level.depth();
+            if let (Some(head), Some(rest)) = (path.get(..depth), path.get(depth..)) {
+                if path_is(head, ENTITIES.get(..depth).unwrap_or_default()) {
+                    return (level, rest);
+                }
+            }
+        }
+        (Level::Document, path)
+    }
+}
+
+/// An object around the entities as far as the reader needs it: the members
+/// it reads ([`Level::fields`]) and the elements of its lists; any other
+/// array or object is kept as an empty stand-in of its kind, which is all the
+/// checks look at (the first of repeated keys, as [`exact_json`] keeps). So
+/// it stays small whatever else the object holds.
+#[derive(Debug, Default)]
+struct Shell {
+    line: u64,
+    /// An array where an object belongs.
+    array: bool,
+    members: Vec<(String, Value)>,
+    /// The member array being filled.
+    filling: Option<usize>,
+    /// The array of its children began.
+    children_began: bool,
+}
+
+fn stand_in(line: u64, array: bool) -> Value {
+    Value {
+        line,
+        kind: if array {
+            Kind::Array(Vec::new())
+        } else {
+            Kind::Object(Vec::new())
+        },
+    }
+}
+
+impl Shell {
+    fn has(&self, key: &str) -> bool {
+        self.members.iter().any(|(k, _)| k == key)
+    }
+
+    /// A value at `rel` within the object.
+    fn take(&mut self, rel: &[Step], value: Value) {
+        match rel {
+            [Step::Key(key)] if !self.has(key) => self.members.push((key.clone(), value)),
+            [Step::Key(_), Step::Index(_)] => {
+                let member = self.filling.and_then(|i| self.members.get_mut(i));
+                if let Some((
+                    _,
+                    Value {
+                        kind: Kind::Array(items),
+                        ..
+                    },
+                )) = member
+                {
+                    items.push(value);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// An object or array beginning at `rel`; the elements of a `list` are kept.
+    fn open(&mut self, rel: &[Step], line: u64, array: bool, list: bool) {
+        if let [Step::Key(key)] = rel {
+            self.filling = None;
+            if !self.has(key) {
+                self.filling = (array && list).then_some(self.members.len());
+                self.members.push((key.clone(), stand_in(line, array)));
+            }
+        } else {
+            self.take(rel, stand_in(line, array));
+        }
+    }
+
+    fn close(&mut self, rel: &[Step]) {
+        if let [Step::Key(_)] = rel {
+            self.filling = None;
+        }
+    }
+
+    /// The object as a value (an empty array when it is one).
+    fn value(&self) -> Value {
+        if self.array {
+            stand_in(self.line, true)
+        } else {
+            Value {
+                line: self.line,
+                kind: Kind::Object(self.members.clone()),
+            }
+        }
+    }
+}
+
+/// An entity as read from its item (with its path), or why it was refused
+/// and its stated total when readable.
+type EntityRead = (String, Result<Entity, (Error, Option<Decimal>)>);
+
+/// What [`ChargebacksReader`] keeps between events.
+#[derive(Debug)]
+struct Stream {
+    file: String,
+    org_id: String,
+    document: Shell,
+    tenant: Shell,
+    workspace: Shell,
+    cluster: Shell,
+    /// `date_from`, `date_to` and `covers_products` are read.
+    head_read: bool,
+    /// Read when the tenant's workspaces began.
+    tenant_id: String,
+    /// Read when the workspace's clusters began.
+    workspace_id: String,
+    workspace_name: String,
+    /// The current tenant or workspace was refused: what is inside is skipped.
+    skip_tenant: bool,
+    skip_workspace: bool,
+    /// The current cluster's entities, until its end.
+    entities: Vec<EntityRead>,
+    out: Chargebacks,
+}
+
+impl Stream {
+    fn shell(&mut self, level: Level) -> &mut Shell {
+        match level {
+            Level::Document => &mut self.document,
+            Level::Tenant => &mut self.tenant,
+            Level::Workspace => &mut self.workspace,
+            Level::Cluster => &mut self.cluster,
+        }
+    }
+
+    /// Whether what is in `level` is skipped (a tenant or workspace around it was refused).
+    fn skipped(&self, level: Level) -> bool {
+        match level {
+            Level::Document => false,
+            Level::Tenant => self.skip_tenant,
+            Level::Workspace | Level::Cluster => self.skip_tenant || self.skip_workspace,
+        }
+    }
+
+    fn event(&mut self, event: Event<'_>) -> Result<(), Error> {
+        match event {
+            Event::Item { path, line, text } => {
+                if !self.skipped(Level::Cluster) {
+                    let entity = self.read_entity_item(path, line, text);
+                    self.entities.push(entity);
+                }
+                Ok(())
+            }
+            Event::Open { path, line, array } => {
+                let (level, rel) = Level::of(path);
+                if rel.is_empty() {
+                    self.begin(level, line, array);
+                    return Ok(());
+                }
+                if self.skipped(level) || !level.reads(rel) {
+                    return Ok(());
+                }
+                self.check_order(level, rel, line)?;
+                let list = matches!(rel, [Step::Key(k)] if level.fields().1.contains(&k.as_str()));
+                self.shell(level).open(rel, line, array, list);
+                if array && matches!(rel, [Step::Key(k)] if k == level.children()) {
+                    self.shell(level).children_began = true;
+                    self.children_begin(level, path)?;
+                }
+                Ok(())
+            }
+            Event::Scalar { path, value } => {
+                let (level, rel) = Level::of(path);
+                if rel.is_empty() {
+                    // A tenant, workspace or cluster that is not an object.
+                    self.begin(level, value.line, false);
+                    return self.end(level, path, value);
+                }
+                if self.skipped(level) || !level.reads(rel) {
+                    return Ok(());
+                }
+                self.check_order(level, rel, value.line)?;
+                self.shell(level).take(rel, value);
+                Ok(())
+            }
+            Event::Close { path, .. } => {
+                let (level, rel) = Level::of(path);
+                if rel.is_empty() {
+                    let value = self.shell(level).value();
+                    return self.end(level, path, value);
+                }
+                if !self.skipped(level) {
+                    self.shell(level).close(rel);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn read_entity_item(&self, path: &[Step], line: u64, text: Result<&str, Error>) -> EntityRead {
+        let f = Fields { file: &self.file };
+        let epath = path_text(path);
+        let read = match text.and_then(|text| exact_json::parse_at(text, &self.file, line)) {
+            Ok(value) => read_entity(&f, &value, &epath)
+                .map_err(|e| (e, f.decimal(&value, "total", &epath).ok())),
+            Err(e) => Err((e, None)),
+        };
+        (epath, read)
+    }
+
+    fn begin(&mut self, level: Level, line: u64, array: bool) {
+        *self.shell(level) = Shell {
+            line,
+            array,
+            ..Shell::default()
+        };
+        match level {
+            Level::Document => {}
+            Level::Tenant => self.skip_tenant = false,
+            Level::Workspace => self.skip_workspace = false,
+            Level::Cluster => self.entities.clear(),
+        }
+    }
+
+    /// Refuses a member its level's children need when it comes after them.
+    fn check_order(&mut self, level: Level, rel: &[Step], line: u64) -> Result<(), Error> {
+        let shell = self.shell(level);
+        if let [Step::Key(key)] = rel {
+            if shell.children_began
+                && !shell.has(key)
+                && level.needed_first().contains(&key.as_str())
+            {
+                return Err(Error::input(
+                    &self.file,
+                    line,
+                    key,
+                    format!(
+                        "`{key}` comes after `{}`: tally reads the response as a stream and \
+                         needs it first, in the order WarpStream writes it",
+                        level.children()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The array of a level's children begins: what they need is read.
+    fn children_begin(&mut self, level: Level, path: &[Step]) -> Result<(), Error> {
+        let f = Fields { file: &self.file };
+        let at = path_text(path.get(..level.depth()).unwrap_or_default());
+        match level {
+            Level::Document => {
+                let doc = self.document.value();
+                self.read_head(&doc)?;
+            }
+            Level::Tenant => match tenant_head(&f, &self.tenant.value(), &at) {
+                Ok(id) => self.tenant_id = id,
+                Err(e) => {
+                    self.out.rejected.push(e);
+                    self.skip_tenant = true;
+                }
+            },
+            Level::Workspace => match workspace_head(&f, &self.workspace.value(), &at) {
+                Ok((id, name)) => {
+                    self.workspace_id = id;
+                    self.workspace_name = name;
+                }
+                Err(e) => {
+                    self.out.rejected.push(e);
+                    self.skip_workspace = true;
+                }
+            },
+            Level::Cluster => {}
+        }
+        Ok(())
+    }
+
+    /// Takes the document's dates and covered products (an error stops the file).
+    fn read_head(&mut self, doc: &Value) -> Result<(), Error> {
+        let (date_from, date_to, covers_products) = document_head(&self.file, doc)?;
+        self.out.date_from = date_from;
+        self.out.date_to = date_to;
+        self.out.covers_products = covers_products;
+        self.head_read = true;
+        Ok(())
+    }
+
+    /// The end of a level's object (or of what stands where one belongs):
+    /// what its children did not check is checked, and a cluster is read.
+    fn end(&mut self, level: Level, path: &[Step], value: Value) -> Result<(), Error> {
+        let check_head = !self.shell(level).children_began && !self.skipped(level);
+        let f = Fields { file: &self.file };
+        let at = path_text(path);
+        let refused = match level {
+            Level::Document if !self.head_read => {
+                self.read_head(&value)?;
+                return Fields { file: &self.file }
+                    .array(&value, "tenants", "")
+                    .map(drop);
+            }
+            Level::Document => None,
+            Level::Tenant if check_head => tenant_head(&f, &value, &at).err(),
+            Level::Workspace if check_head => workspace_head(&f, &value, &at).err(),
+            Level::Tenant | Level::Workspace => None,
+            Level::Cluster => {
+                let entities = std::mem::take(&mut self.entities);
+                if self.skipped(level) {
+                    return Ok(());
+                }
+                match read_cluster(&f, &value, &at, entities, &mut self.out) {
+                    Ok(mut cluster) => {
+                        cluster.tenant_id.clone_from(&self.tenant_id);
+                        cluster.workspace_id.clone_from(&self.workspace_id);
+                        cluster.workspace_name.clone_from(&self.workspace_name);
+                        derive_cluster(&mut self.out, &cluster, &self.file, &self.org_id)?;
+                        self.out.clusters.push(cluster);
+                        None
+                    }
+                    Err(e) => Some(e),
+                }
+            }
+        };
+        self.out.rejected.extend(refused);
+        Ok(())
+    }
+}
+
+/// A document's dates and covered products.
+fn document_head(file: &str, doc: &Value) -> Result<(Timestamp, Timestamp, Vec<String>), Error> {
     let f = Fields { file };
-    let date_from = f.date(&doc, "date_from", "")?;
-    let date_to = f.date(&doc, "date_to", "")?;
+    let date_from = f.date(doc, "date_from", "")?;
+    let date_to = f.date(doc, "date_to", "")?;
     if date_to <= date_from {
         return Err(Error::input(
             file,
@@ -460,79 +967,34 @@ pub fn read_chargebacks(input: &[u8], file: &str, org_id: &str) -> Result<Charge
             "date_to is not after date_from",
         ));
     }
-    let covers_products = f.strings(&doc, "covers_products", "")?;
-    let tenants = f.array(&doc, "tenants", "")?;
-
-    let mut out = Chargebacks {
-        date_from,
-        date_to,
-        covers_products,
-        clusters: Vec::new(),
-        rows: Vec::new(),
-        cost_lines: Vec::new(),
-        excluded: Vec::new(),
-        truncated_clusters: Vec::new(),
-        rejected: Vec::new(),
-        rejected_total: Decimal::ZERO,
-        warnings: Vec::new(),
-    };
-
-    for (ti, tenant) in tenants.iter().enumerate() {
-        let tpath = format!("tenants[{ti}]");
-        let head = (|| -> Result<(String, &[Value]), Error> {
-            let id = f
-                .opt_string(tenant, "tenant_id", &tpath)?
-                .unwrap_or_default();
-            Ok((id, f.array(tenant, "workspaces", &tpath)?))
-        })();
-        let (tenant_id, workspaces) = match head {
-            Ok(x) => x,
-            Err(e) => {
-                out.rejected.push(e);
-                continue;
-            }
-        };
-        for (wi, ws) in workspaces.iter().enumerate() {
-            let wpath = format!("{tpath}.workspaces[{wi}]");
-            let head = (|| -> Result<(String, String, &[Value]), Error> {
-                Ok((
-                    f.opt_string(ws, "workspace_id", &wpath)?
-                        .unwrap_or_default(),
-                    f.opt_string(ws, "workspace_name", &wpath)?
-                        .unwrap_or_default(),
-                    f.array(ws, "clusters", &wpath)?,
-                ))
-            })();
-            let (workspace_id, workspace_name, clusters) = match head {
-                Ok(x) => x,
-                Err(e) => {
-                    out.rejected.push(e);
-                    continue;
-                }
-            };
-            for (ci, cl) in clusters.iter().enumerate() {
-                let cpath = format!("{wpath}.clusters[{ci}]");
-                match read_cluster(&f, cl, &cpath, &mut out) {
-                    Ok(mut cluster) => {
-                        cluster.tenant_id.clone_from(&tenant_id);
-                        cluster.workspace_id.clone_from(&workspace_id);
-                        cluster.workspace_name.clone_from(&workspace_name);
-                        out.clusters.push(cluster);
-                    }
-                    Err(e) => out.rejected.push(e),
-                }
-            }
-        }
-    }
-
-    derive_rows_and_lines(&mut out, file, org_id)?;
-    Ok(out)
+    Ok((date_from, date_to, f.strings(doc, "covers_products", "")?))
 }
 
+/// A tenant's id (and the check that it has workspaces).
+fn tenant_head(f: &Fields, tenant: &Value, tpath: &str) -> Result<String, Error> {
+    let id = f
+        .opt_string(tenant, "tenant_id", tpath)?
+        .unwrap_or_default();
+    f.array(tenant, "workspaces", tpath)?;
+    Ok(id)
+}
+
+/// A workspace's id and name (and the check that it has clusters).
+fn workspace_head(f: &Fields, ws: &Value, wpath: &str) -> Result<(String, String), Error> {
+    let id = f.opt_string(ws, "workspace_id", wpath)?.unwrap_or_default();
+    let name = f
+        .opt_string(ws, "workspace_name", wpath)?
+        .unwrap_or_default();
+    f.array(ws, "clusters", wpath)?;
+    Ok((id, name))
+}
+
+/// A cluster from its fields and its entities as read.
 fn read_cluster(
     f: &Fields,
     cl: &Value,
     cpath: &str,
+    entities: Vec<EntityRead>,
     out: &mut Chargebacks,
 ) -> Result<Cluster, Error> {
     let mut cluster = Cluster {
@@ -550,7 +1012,8 @@ fn read_cluster(
         ..Cluster::default()
     };
     if let Some(reason) = &cluster.excluded_reason {
-        if !f.opt_array(cl, "entities", cpath)?.is_empty() {
+        f.opt_array(cl, "entities", cpath)?;
+        if !entities.is_empty() {
             out.warnings.push(format!(
                 "{}:{}: cluster `{}` is excluded ({reason}) but lists entities; they are ignored",
                 f.file, cl.line, cluster.virtual_cluster_id
@@ -558,21 +1021,21 @@ fn read_cluster(
         }
         return Ok(cluster);
     }
-    let entities = f.array(cl, "entities", cpath).map_err(|_| {
+    f.array(cl, "entities", cpath).map_err(|_| {
         f.err(
             cl,
             &join(cpath, "entities"),
             "a cluster needs either `entities` or an `excluded_reason`",
         )
     })?;
-    for (ei, ent) in entities.iter().enumerate() {
-        let epath = format!("{cpath}.entities[{ei}]");
-        match read_entity(f, ent, &epath) {
+    for (epath, read) in entities {
+        match read {
             Ok(entity) => {
                 if cluster.entities.iter().any(|e| e.name == entity.name) {
                     out.rejected_total = add(out.rejected_total, entity.total, "rejected total")?;
-                    out.rejected.push(f.err(
-                        ent,
+                    out.rejected.push(Error::input(
+                        f.file,
+                        entity.line,
                         &join(&epath, "name"),
                         format!(
                             "entity `{}` appears twice in cluster `{}`; the second is refused",
@@ -583,8 +1046,8 @@ fn read_cluster(
                     cluster.entities.push(entity);
                 }
             }
-            Err(e) => {
-                if let Ok(total) = f.decimal(ent, "total", &epath) {
+            Err((e, total)) => {
+                if let Some(total) = total {
                     out.rejected_total = add(out.rejected_total, total, "rejected total")?;
                 }
                 out.rejected.push(e);
@@ -647,205 +1110,263 @@ fn read_entity(f: &Fields, ent: &Value, epath: &str) -> Result<Entity, Error> {
     })
 }
 
-fn derive_rows_and_lines(out: &mut Chargebacks, file: &str, org_id: &str) -> Result<(), Error> {
+/// The rows and cost lines of one cluster (none for an excluded one, which is
+/// listed in [`Chargebacks::excluded`]).
+fn derive_cluster(
+    out: &mut Chargebacks,
+    cluster: &Cluster,
+    file: &str,
+    org_id: &str,
+) -> Result<(), Error> {
     let cent = Decimal::new(1, 2);
-    for cluster in &out.clusters {
-        if let Some(reason) = &cluster.excluded_reason {
-            out.excluded.push(ExcludedCluster {
-                tenant_id: cluster.tenant_id.clone(),
-                workspace_id: cluster.workspace_id.clone(),
-                virtual_cluster_id: cluster.virtual_cluster_id.clone(),
-                cluster_name: cluster.cluster_name.clone(),
-                reason: reason.clone(),
-                source: Source {
-                    file: file.to_string(),
-                    line: cluster.line,
-                },
-            });
-            continue;
-        }
-        if cluster.truncated {
-            out.truncated_clusters
-                .push(cluster.virtual_cluster_id.clone());
-            out.warnings.push(format!(
-                "{file}:{}: cluster `{}` is truncated: more entities matched than were returned, \
-                 so its totals cover only the {} returned entities (raise max_entities_per_cluster \
-                 or filter by virtual_cluster_id)",
-                cluster.line,
-                cluster.virtual_cluster_id,
-                cluster.entities.len()
+    if let Some(reason) = &cluster.excluded_reason {
+        out.excluded.push(ExcludedCluster {
+            tenant_id: cluster.tenant_id.clone(),
+            workspace_id: cluster.workspace_id.clone(),
+            virtual_cluster_id: cluster.virtual_cluster_id.clone(),
+            cluster_name: cluster.cluster_name.clone(),
+            reason: reason.clone(),
+            source: Source {
+                file: file.to_string(),
+                line: cluster.line,
+            },
+        });
+        return Ok(());
+    }
+    if cluster.truncated {
+        out.truncated_clusters
+            .push(cluster.virtual_cluster_id.clone());
+    }
+    // Per product: (amount, quantity, unit prices seen, first line).
+    let mut per_product: BTreeMap<&str, (Decimal, Decimal, Vec<Decimal>, u64)> = BTreeMap::new();
+    for entity in &cluster.entities {
+        for c in &entity.chargebacks {
+            let e = per_product.entry(c.product.as_str()).or_insert((
+                Decimal::ZERO,
+                Decimal::ZERO,
+                Vec::new(),
+                c.line,
             ));
-        }
-        // Per product: (amount, quantity, unit prices seen, first line).
-        let mut per_product: BTreeMap<&str, (Decimal, Decimal, Vec<Decimal>, u64)> =
-            BTreeMap::new();
-        for entity in &cluster.entities {
-            for c in &entity.chargebacks {
-                let e = per_product.entry(c.product.as_str()).or_insert((
-                    Decimal::ZERO,
-                    Decimal::ZERO,
-                    Vec::new(),
-                    c.line,
-                ));
-                e.0 = add(e.0, c.total, "cluster line total")?;
-                e.1 = add(e.1, c.quantity, "cluster line quantity")?;
-                if !e.2.contains(&c.unit_price) {
-                    e.2.push(c.unit_price);
-                }
-                if let Some(expected) = c
-                    .unit_price
-                    .checked_mul(c.quantity)
-                    .and_then(|x| x.checked_div(HUNDRED))
-                {
-                    let diff = expected.checked_sub(c.total).map(|d| d.abs());
-                    if diff.is_some_and(|d| d > cent) {
-                        out.warnings.push(format!(
-                            "{file}:{}: `{}` of `{}`: unit_price {} × quantity {} = {} cents, \
-                             but total is {} USD",
-                            c.line,
-                            c.product,
-                            entity.name,
-                            c.unit_price,
-                            c.quantity,
-                            expected
-                                .checked_mul(HUNDRED)
-                                .unwrap_or(expected)
-                                .round_dp(4),
-                            c.total
-                        ));
-                    }
-                }
-                if !out.covers_products.is_empty() && !out.covers_products.contains(&c.product) {
+            e.0 = add(e.0, c.total, "cluster line total")?;
+            e.1 = add(e.1, c.quantity, "cluster line quantity")?;
+            if !e.2.contains(&c.unit_price) {
+                e.2.push(c.unit_price);
+            }
+            if let Some(expected) = c
+                .unit_price
+                .checked_mul(c.quantity)
+                .and_then(|x| x.checked_div(HUNDRED))
+            {
+                let diff = expected.checked_sub(c.total).map(|d| d.abs());
+                if diff.is_some_and(|d| d > cent) {
                     out.warnings.push(format!(
-                        "{file}:{}: product `{}` is not in covers_products",
-                        c.line, c.product
+                        "{file}:{}: `{}` of `{}`: unit_price {} × quantity {} = {} cents, \
+                         but total is {} USD",
+                        c.line,
+                        c.product,
+                        entity.name,
+                        c.unit_price,
+                        c.quantity,
+                        expected
+                            .checked_mul(HUNDRED)
+                            .unwrap_or(expected)
+                            .round_dp(4),
+                        c.total
                     ));
                 }
             }
-        }
-        let product = product_of_kind(&cluster.entity_kind);
-        for entity in &cluster.entities {
-            for c in &entity.chargebacks {
-                let (amount, quantity, _, _) = per_product
-                    .get(c.product.as_str())
-                    .cloned()
-                    .unwrap_or((c.total, c.quantity, Vec::new(), c.line));
-                let usage_share = if quantity.is_zero() {
-                    Decimal::ZERO
-                } else {
-                    c.quantity
-                        .checked_div(quantity)
-                        .map(|s| s.round_dp(12).normalize())
-                        .unwrap_or_default()
-                };
-                let line = AllocatedLine {
-                    bucket_start: out.date_from,
-                    bucket_end: out.date_to,
-                    partial_bucket: false,
-                    org_id: org_id.into(),
-                    level: EntityLevel::Topic,
-                    environment_id: cluster.workspace_id.as_str().into(),
-                    resource_id: cluster.virtual_cluster_id.as_str().into(),
-                    product: product.as_str().into(),
-                    line_type: c.product.as_str().into(),
-                    unit: unit_of(&c.product).into(),
-                    original_amount: amount,
-                    quantity,
-                    currency: "USD".into(),
-                    method: method_of(&c.product, cluster.storage_attribution_method.as_deref())
-                        .into(),
-                    chain_step: 0,
-                    reason: "allocated_by_warpstream".into(),
-                    source: RowSource {
-                        file: file.into(),
-                        line: c.line,
-                    },
-                    bill_columns: crate::model::Name::default(),
-                };
-                out.rows.push(AllocationRow {
-                    line: std::sync::Arc::new(line),
-                    owner_id: entity.name.as_str().into(),
-                    chargeback_cost: c.total,
-                    usage_share,
-                });
+            if !out.covers_products.is_empty() && !out.covers_products.contains(&c.product) {
+                out.warnings.push(format!(
+                    "{file}:{}: product `{}` is not in covers_products",
+                    c.line, c.product
+                ));
             }
         }
-        for (name, (amount, quantity, prices, line)) in per_product {
-            let price = match prices.as_slice() {
-                [one] => one.checked_div(HUNDRED).unwrap_or_default(),
-                _ if !quantity.is_zero() => amount
+    }
+    let product = product_of_kind(&cluster.entity_kind);
+    for entity in &cluster.entities {
+        for c in &entity.chargebacks {
+            let (amount, quantity, _, _) = per_product
+                .get(c.product.as_str())
+                .cloned()
+                .unwrap_or((c.total, c.quantity, Vec::new(), c.line));
+            let usage_share = if quantity.is_zero() {
+                Decimal::ZERO
+            } else {
+                c.quantity
                     .checked_div(quantity)
-                    .map(|p| p.round_dp(10).normalize())
-                    .unwrap_or_default(),
-                _ => Decimal::ZERO,
+                    .map(|s| s.round_dp(12).normalize())
+                    .unwrap_or_default()
             };
-            out.cost_lines.push(CostLine {
-                source: Source {
-                    file: file.to_string(),
-                    line,
-                },
-                org_id: org_id.to_string(),
-                id: format!("{}/{name}", cluster.virtual_cluster_id),
-                product: product.clone(),
-                line_type: name.to_string(),
-                resource_id: cluster.virtual_cluster_id.clone(),
-                environment_id: cluster.workspace_id.clone(),
-                start: out.date_from,
-                end: out.date_to,
-                amount,
+            let line = AllocatedLine {
+                bucket_start: out.date_from,
+                bucket_end: out.date_to,
+                partial_bucket: false,
+                org_id: org_id.into(),
+                level: EntityLevel::Topic,
+                environment_id: cluster.workspace_id.as_str().into(),
+                resource_id: cluster.virtual_cluster_id.as_str().into(),
+                product: product.as_str().into(),
+                line_type: c.product.as_str().into(),
+                unit: unit_of(&c.product).into(),
                 original_amount: amount,
                 quantity,
-                unit: unit_of(name).to_string(),
-                price,
-                currency: "USD".to_string(),
-                active_fraction: None,
-                owner_of_record: String::new(),
-                charge_category: String::new(),
-                charge_frequency: String::new(),
-                bill_columns: BillColumns::default(),
-                charge_columns: None,
+                currency: "USD".into(),
+                method: method_of(&c.product, cluster.storage_attribution_method.as_deref()).into(),
+                chain_step: 0,
+                reason: "allocated_by_warpstream".into(),
+                source: RowSource {
+                    file: file.into(),
+                    line: c.line,
+                },
+                bill_columns: crate::model::Name::default(),
+            };
+            out.rows.push(AllocationRow {
+                line: std::sync::Arc::new(line),
+                owner_id: entity.name.as_str().into(),
+                chargeback_cost: c.total,
+                usage_share,
             });
         }
     }
+    for (name, (amount, quantity, prices, line)) in per_product {
+        let price = match prices.as_slice() {
+            [one] => one.checked_div(HUNDRED).unwrap_or_default(),
+            _ if !quantity.is_zero() => amount
+                .checked_div(quantity)
+                .map(|p| p.round_dp(10).normalize())
+                .unwrap_or_default(),
+            _ => Decimal::ZERO,
+        };
+        out.cost_lines.push(CostLine {
+            source: Source {
+                file: file.to_string(),
+                line,
+            },
+            org_id: org_id.to_string(),
+            id: format!("{}/{name}", cluster.virtual_cluster_id),
+            product: product.clone(),
+            line_type: name.to_string(),
+            resource_id: cluster.virtual_cluster_id.clone(),
+            environment_id: cluster.workspace_id.clone(),
+            start: out.date_from,
+            end: out.date_to,
+            amount,
+            original_amount: amount,
+            quantity,
+            unit: unit_of(name).to_string(),
+            price,
+            currency: "USD".to_string(),
+            active_fraction: None,
+            owner_of_record: String::new(),
+            charge_category: String::new(),
+            charge_frequency: String::new(),
+            bill_columns: BillColumns::default(),
+            charge_columns: None,
+        });
+    }
+
     Ok(())
 }
 
-/// The streaming [`Reader`] for the session: buffers the document (bounded by
-/// [`MAX_DOCUMENT_BYTES`]) and, at the end, hands the already-allocated rows to
-/// [`Sink::allocated`] and every refused item to [`Sink::reject`]. The cluster
-/// totals ([`Chargebacks::cost_lines`]) are not sent as cost lines, which the
-/// session would allocate a second time; use [`read_chargebacks`] to get them.
+/// The streaming [`super::Reader`] (through [`Drained`]) of a chargebacks response.
+///
+/// Each entity is cut out of the stream ([`JsonItems`]), parsed and checked on
+/// its own, so no entity longer than `max_record` bytes is held: a longer one
+/// (a 100 MB name) is refused with its line and skipped, and the rest of the
+/// document is read. A cluster's rows need its totals over all its returned
+/// entities (their `original_amount` and `usage_share`) and its fields, which
+/// may come after its entities, so the entities read are kept until the
+/// cluster's end, then handed to [`Sink::allocated`]: memory is one entity's
+/// text plus one cluster's parsed entities (WarpStream returns at most 5000),
+/// not the file. The fields the entities need from further out must come
+/// before them, as WarpStream writes them: `date_from`, `date_to` and
+/// `covers_products` before `tenants`, `tenant_id` before `workspaces`,
+/// `workspace_id` and `workspace_name` before `clusters`; one that comes after
+/// stops the file with a clear error (holding every cluster until the end of
+/// its workspace would be holding the file).
+///
+/// Refused items go to [`Sink::reject`]; truncated and excluded clusters and
+/// the warnings to [`Sink::note`], for the report. The cluster totals
+/// ([`Chargebacks::cost_lines`]) are not sent as cost lines, which the session
+/// would allocate a second time; use [`read_chargebacks`] to get them.
 pub struct ChargebacksReader {
-    file: String,
-    org_id: String,
-    doc: exact_json::DocumentBuffer,
+    items: JsonItems,
+    stream: Stream,
 }
 
 impl ChargebacksReader {
-    /// A reader of `file`, stamping `org_id` on every row.
-    pub fn new(file: &str, org_id: &str) -> Self {
+    /// A reader of `file`, stamping `org_id` on every row, refusing entities
+    /// over `max_record` bytes.
+    pub fn new(file: &str, org_id: &str, max_record: usize) -> Self {
         ChargebacksReader {
-            file: file.to_string(),
-            org_id: org_id.to_string(),
-            doc: exact_json::DocumentBuffer::default(),
+            items: JsonItems::new(file, ENTITIES, max_record),
+            stream: Stream {
+                file: file.to_string(),
+                org_id: org_id.to_string(),
+                document: Shell::default(),
+                tenant: Shell::default(),
+                workspace: Shell::default(),
+                cluster: Shell::default(),
+                head_read: false,
+                tenant_id: String::new(),
+                workspace_id: String::new(),
+                workspace_name: String::new(),
+                skip_tenant: false,
+                skip_workspace: false,
+                entities: Vec::new(),
+                out: Chargebacks {
+                    date_from: Timestamp(0),
+                    date_to: Timestamp(0),
+                    covers_products: Vec::new(),
+                    clusters: Vec::new(),
+                    rows: Vec::new(),
+                    cost_lines: Vec::new(),
+                    excluded: Vec::new(),
+                    truncated_clusters: Vec::new(),
+                    rejected: Vec::new(),
+                    rejected_total: Decimal::ZERO,
+                    warnings: Vec::new(),
+                },
+            },
         }
     }
 }
 
-impl Reader for ChargebacksReader {
-    fn feed(&mut self, chunk: &[u8], _sink: &mut dyn Sink) -> Result<(), Error> {
-        self.doc.push(chunk, &self.file, MAX_DOCUMENT_BYTES)
+impl Drained for ChargebacksReader {
+    /// Reads a chunk into the reader's [`Chargebacks`].
+    fn parse(&mut self, chunk: &[u8]) -> Result<(), Error> {
+        let ChargebacksReader { items, stream } = self;
+        items.feed(chunk, &mut |event| stream.event(event))
     }
 
-    fn finish(&mut self, sink: &mut dyn Sink) -> Result<(), Error> {
-        let read = read_chargebacks(&self.doc.take(), &self.file, &self.org_id)?;
-        for row in &read.rows {
-            sink.allocated(row);
+    /// Hands what was read to `sink`, keeping nothing of it.
+    fn drain(&mut self, sink: &mut dyn Sink) {
+        let file = &self.stream.file;
+        let out = &mut self.stream.out;
+        for row in out.rows.drain(..) {
+            sink.allocated(&row);
         }
-        for e in read.rejected {
-            sink.reject(e);
+        for error in out.rejected.drain(..) {
+            sink.reject(error);
         }
-        Ok(())
+        for cluster in out.clusters.drain(..) {
+            if cluster.truncated && cluster.excluded_reason.is_none() {
+                sink.note(InputNote::Truncated(TruncatedCluster::of(&cluster, file)));
+            }
+        }
+        for excluded in out.excluded.drain(..) {
+            sink.note(InputNote::Excluded(excluded));
+        }
+        for warning in out.warnings.drain(..) {
+            sink.note(InputNote::Warning(warning));
+        }
+        out.cost_lines.clear();
+        out.truncated_clusters.clear();
+    }
+
+    fn end(&mut self) -> Result<(), Error> {
+        self.items.finish()
     }
 }
 
@@ -890,8 +1411,12 @@ pub struct WriteOptions {
     pub default_tenant_id: String,
     /// Names, regions and types by `virtual_cluster_id`.
     pub clusters: BTreeMap<String, ClusterInfo>,
-    /// Clusters to list with their `excluded_reason`.
+    /// Clusters to list with their `excluded_reason` (an empty `tenant_id`
+    /// is `default_tenant_id`, as for rows).
     pub excluded: Vec<ExcludedCluster>,
+    /// `virtual_cluster_id`s of clusters the input truncated: written with
+    /// `truncated: true` whatever `max_entities_per_cluster` keeps.
+    pub truncated_clusters: Vec<String>,
 }
 
 impl Default for WriteOptions {
@@ -904,6 +1429,7 @@ impl Default for WriteOptions {
             default_tenant_id: String::new(),
             clusters: BTreeMap::new(),
             excluded: Vec::new(),
+            truncated_clusters: Vec::new(),
         }
     }
 }
@@ -1065,8 +1591,15 @@ pub fn write_chargebacks(
             .or_default()
             .push((entity, total, items));
     }
+    let tenant_of = |ex: &ExcludedCluster| {
+        if ex.tenant_id.is_empty() {
+            options.default_tenant_id.clone()
+        } else {
+            ex.tenant_id.clone()
+        }
+    };
     for ex in &options.excluded {
-        tree.entry(ex.tenant_id.clone())
+        tree.entry(tenant_of(ex))
             .or_default()
             .entry(ex.workspace_id.clone())
             .or_default()
@@ -1115,7 +1648,9 @@ pub fn write_chargebacks(
                     members.push(("cluster_type".to_string(), v(Kind::String(t.clone()))));
                 }
                 let excluded = options.excluded.iter().find(|e| {
-                    e.virtual_cluster_id == cluster && e.tenant_id == tenant && e.workspace_id == ws
+                    e.virtual_cluster_id == cluster
+                        && tenant_of(e) == tenant
+                        && e.workspace_id == ws
                 });
                 if let (Some(ex), true) = (excluded, entities.is_empty()) {
                     members.push((
@@ -1138,7 +1673,8 @@ pub fn write_chargebacks(
                 }
                 entities.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
                 let max = options.max_entities_per_cluster as usize;
-                let truncated = entities.len() > max;
+                let truncated =
+                    entities.len() > max || options.truncated_clusters.contains(&cluster);
                 entities.truncate(max);
                 let mut ent_values = Vec::with_capacity(entities.len());
                 for (name, total, items) in entities {

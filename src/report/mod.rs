@@ -663,6 +663,32 @@ impl Report {
         crate::formats::focus::write_focus(&self.rows, &self.lines, &self.charges, &options)
     }
 
+    /// The topic-level rows as a WarpStream chargebacks response, with the
+    /// input's excluded clusters listed and its truncated ones marked
+    /// `truncated` (besides those `options.max_entities_per_cluster` cuts).
+    /// An excluded cluster is written under its file's organization, the
+    /// tenant of that file's rows.
+    pub fn warpstream_json(
+        &self,
+        mut options: crate::formats::warpstream::WriteOptions,
+    ) -> Result<String, Error> {
+        for file in &self.files {
+            options
+                .excluded
+                .extend(file.excluded_clusters.iter().map(|c| {
+                    let mut c = c.clone();
+                    c.tenant_id.clone_from(&file.org_id);
+                    c
+                }));
+            options.truncated_clusters.extend(
+                file.truncated_clusters
+                    .iter()
+                    .map(|c| c.virtual_cluster_id.clone()),
+            );
+        }
+        crate::formats::warpstream::write_chargebacks(&self.rows, &self.lines, &options)
+    }
+
     /// The per-team summary CSV.
     pub fn team_summary_csv(&self) -> String {
         crate::formats::team_summary::write(&self.teams)
@@ -1135,6 +1161,31 @@ fn cluster_entities(
     Ok(out)
 }
 
+/// What the readers said about their inputs that the totals do not show:
+/// WarpStream clusters truncated (the totals miss entities) or excluded (not
+/// apportioned), then each file's warnings.
+fn input_notes(files: &[FileSummary]) -> Vec<String> {
+    let mut notes: Vec<String> = files
+        .iter()
+        .flat_map(|f| f.truncated_clusters.iter().map(|c| c.describe()))
+        .chain(
+            files
+                .iter()
+                .flat_map(|f| f.excluded_clusters.iter().map(|c| c.describe())),
+        )
+        .collect();
+    for file in files {
+        notes.extend(file.warnings.iter().map(|w| format!("warning: {w}")));
+        let more = file
+            .warnings_count
+            .saturating_sub(file.warnings.len() as u64);
+        if more > 0 {
+            notes.push(format!("{}: … and {more} more warnings", file.name));
+        }
+    }
+    notes
+}
+
 /// Compares the totals and explains differences.
 fn reconcile(
     allocation: &Allocation,
@@ -1179,6 +1230,7 @@ fn reconcile(
     if rows_rejected > 0 {
         explanations.push(format!("{rows_rejected} input rows were rejected and are not in the totals (see the files' rejections)"));
     }
+    explanations.extend(input_notes(files));
     if !allocation.outside_range.is_zero() {
         explanations.push(format!(
             "{} of the bill lies outside the requested range and was not allocated",

@@ -25,7 +25,8 @@ use crate::allocate::store::{Store, PAST_96_BITS};
 use crate::allocate::{allocate, Settings};
 use crate::error::Error;
 use crate::formats::focus::CostColumn;
-use crate::formats::{detect, Format, Reader, Sink, DETECT_BYTES};
+use crate::formats::warpstream::{ExcludedCluster, TruncatedCluster};
+use crate::formats::{detect, Format, InputNote, Reader, Sink, DETECT_BYTES};
 use crate::model::{
     AllocatedRef, AllocationRow, CostLine, CrosswalkEntry, EntityLevel, Rejection, UsageRef,
     UsageSample,
@@ -145,6 +146,14 @@ pub struct FileSummary {
     pub bytes: u64,
     /// The fatal error that stopped the file, if any.
     pub error: Option<String>,
+    /// WarpStream clusters the response truncated: their totals miss entities.
+    pub truncated_clusters: Vec<TruncatedCluster>,
+    /// WarpStream clusters whose charges were not apportioned.
+    pub excluded_clusters: Vec<ExcludedCluster>,
+    /// The first warnings of the reader (up to `max_rejections`).
+    pub warnings: Vec<String>,
+    /// All its warnings.
+    pub warnings_count: u64,
 }
 
 impl FileSummary {
@@ -344,6 +353,21 @@ impl Sink for Ingest<'_> {
     fn reject(&mut self, error: Error) {
         self.summary.rows_read += 1;
         self.summary.count_rejection(&error, self.max_rejections);
+    }
+
+    fn note(&mut self, note: InputNote) {
+        let summary = &mut *self.summary;
+        match note {
+            // Clusters are few and all kept: the WarpStream writer marks each.
+            InputNote::Truncated(cluster) => summary.truncated_clusters.push(cluster),
+            InputNote::Excluded(cluster) => summary.excluded_clusters.push(cluster),
+            InputNote::Warning(warning) => {
+                summary.warnings_count += 1;
+                if summary.warnings.len() < self.max_rejections {
+                    summary.warnings.push(warning);
+                }
+            }
+        }
     }
 }
 

@@ -43,7 +43,7 @@ use crate::allocate::store::Store;
 use crate::error::Error;
 use crate::formats::csv::{CsvReader, ParseRow};
 use crate::formats::{confluent, confluent_costs, detect, usage_csv};
-use crate::formats::{Format, Reader, Sink, DETECT_BYTES};
+use crate::formats::{Format, InputNote, Reader, Sink, DETECT_BYTES};
 use crate::model::{AllocatedRef, AllocationRow, CostLine, CrosswalkEntry, UsageRef, UsageSample};
 use crate::threads::run_beside;
 use rust_decimal::Decimal;
@@ -522,7 +522,16 @@ fn absorb_summary(
         amount_total,
         bytes: _,
         error: _,
+        truncated_clusters,
+        excluded_clusters,
+        warnings,
+        warnings_count,
     } = part;
+    whole.truncated_clusters.extend(truncated_clusters);
+    whole.excluded_clusters.extend(excluded_clusters);
+    let room = max_rejections.saturating_sub(whole.warnings.len());
+    whole.warnings.extend(warnings.into_iter().take(room));
+    whole.warnings_count = whole.warnings_count.saturating_add(warnings_count);
     whole.rows_read = whole.rows_read.saturating_add(rows_read);
     whole.rows_accepted = whole.rows_accepted.saturating_add(rows_accepted);
     whole.rows_rejected = whole.rows_rejected.saturating_add(rows_rejected);
@@ -626,6 +635,10 @@ impl Sink for Counted<'_> {
 
     fn reject(&mut self, error: Error) {
         self.ingest.reject(error);
+    }
+
+    fn note(&mut self, note: InputNote) {
+        self.ingest.note(note);
     }
 }
 

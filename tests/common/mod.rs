@@ -112,3 +112,13 @@ pub fn report_of(options: Options, files: &[(&str, &str, &str)]) -> Report {
     }
     session.allocate().unwrap()
 }
+
+/// This process's peak resident memory so far (Linux; 0 elsewhere).
+pub fn peak_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}

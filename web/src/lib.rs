@@ -156,8 +156,7 @@ impl WebSession {
                     period: start.zip(end),
                     ..Default::default()
                 };
-                tally::formats::warpstream::write_chargebacks(&report.rows, &report.lines, &options)
-                    .map_err(js)
+                report.warpstream_json(options).map_err(js)
             }
             "report_json" => Ok(report.to_json()),
             other => Err(js(format!(
