@@ -363,7 +363,7 @@ fn write_outputs(args: &Args, report: &Report) -> Result<(), Failure> {
 }
 
 fn warpstream_json(args: &Args, report: &Report) -> Result<String, Failure> {
-    use tally::formats::warpstream::{write_chargebacks, WriteOptions};
+    use tally::formats::warpstream::WriteOptions;
     let filters = &args.options.filters;
     let options = WriteOptions {
         entity_kind: filters.entity_kind.map(|_| "topic".to_string()),
@@ -372,7 +372,7 @@ fn warpstream_json(args: &Args, report: &Report) -> Result<String, Failure> {
             .unwrap_or(u32::MAX),
         ..WriteOptions::default()
     };
-    write_chargebacks(&report.rows, &report.lines, &options).map_err(fatal)
+    report.warpstream_json(options).map_err(fatal)
 }
 
 fn print_summary(args: &Args, report: &Report) {

@@ -663,6 +663,24 @@ impl Report {
         crate::formats::focus::write_focus(&self.rows, &self.lines, &self.charges, &options)
     }
 
+    /// The topic-level rows as a WarpStream-shaped chargebacks response
+    /// (`options` filter them). Its period is the report's, its buckets' first
+    /// start to last end, unless `options` names one: a run without topic rows
+    /// writes an empty response for its period rather than failing (the page
+    /// and the command line both write this).
+    pub fn warpstream_json(
+        &self,
+        options: crate::formats::warpstream::WriteOptions,
+    ) -> Result<String, Error> {
+        let start = self.buckets.iter().map(|b| b.bucket_start).min();
+        let end = self.buckets.iter().map(|b| b.bucket_end).max();
+        let options = crate::formats::warpstream::WriteOptions {
+            period: options.period.or(start.zip(end)),
+            ..options
+        };
+        crate::formats::warpstream::write_chargebacks(&self.rows, &self.lines, &options)
+    }
+
     /// The per-team summary CSV.
     pub fn team_summary_csv(&self) -> String {
         crate::formats::team_summary::write(&self.teams)
