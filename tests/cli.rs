@@ -57,6 +57,28 @@ fn cli_and_session_give_identical_outputs() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `--out-warpstream` of a run with no topic-level rows writes an empty
+/// response over the run's period, as the page's download does (it failed
+/// with exit 1: "no topic-level rows to write and no period given").
+#[test]
+fn warpstream_output_without_topic_rows_is_empty_over_the_period() {
+    let dir = std::env::temp_dir().join(format!("tally-cli-ws-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("ws.json");
+    tally_ok(&[
+        "allocate".to_string(),
+        testdata("seed33/bill.csv").display().to_string(),
+        testdata("seed33/usage.csv").display().to_string(),
+        "--out-warpstream".to_string(),
+        out.display().to_string(),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "{\n  \"date_from\": \"2026-04-01\",\n  \"date_to\": \"2026-05-01\",\n  \"covers_products\": [],\n  \"tenants\": []\n}\n"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn help_documents_every_flag() {
     let out = tally_ok(&["--help"]);

@@ -7,10 +7,13 @@
 //   SCENARIO_JSON: {"steps": [{"files": [paths], "org": "org-a"}, ...],
 //                   "invoice": "33.00", "downloads": ["confluent_csv", ...],
 //                   "screenshot": "results.png", "crosswalk": [{"owner_id":..,"team":..}],
-//                   "options": {"opt-focus-cost": "effective"}}   (selects set before any file)
+//                   "options": {"opt-focus-cost": "effective"}}   (set before any file)
+//   or {"rounds": [{"name": "seed33", ...a scenario...}, ...]}: each round on a freshly
+//   loaded page in the same browser, its downloads under OUTDIR/<name>/; the
+//   JSON line then has {"rounds": {"seed33": seen, ...}, "requests": [...]}.
 import { launch, fail } from './lib.mjs';
 import { join } from 'node:path';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 
 const [url, outdir, scenarioArg] = process.argv.slice(2);
 const scenario = JSON.parse(scenarioArg.startsWith('{') ? scenarioArg : readFileSync(scenarioArg, 'utf8'));
@@ -23,7 +26,8 @@ async function waitIdle(jobsBefore, timeout = 60000) {
 
 const jobs = () => page.evaluate(() => window.tally.stats.jobs.length);
 
-try {
+/** Loads the page afresh, plays `scenario` on it, saves its downloads in `dir`; returns what the page showed. */
+async function play(scenario, dir) {
   await page.goto(url);
   await page.waitForFunction(() => (document.getElementById('version')?.textContent ?? '').startsWith('tally '),
     null, { timeout: 15000 });
@@ -33,7 +37,9 @@ try {
     await page.click('#btn-rules-from-text');
   }
   for (const [id, value] of Object.entries(scenario.options ?? {})) {
-    await page.selectOption(`#${id}`, value);
+    const field = page.locator(`#${id}`);
+    if (await field.evaluate((e) => e.tagName) === 'SELECT') await field.selectOption(value);
+    else await field.fill(value);
   }
   for (const row of scenario.crosswalk ?? []) {
     await page.click('#btn-cw-add');
@@ -120,12 +126,27 @@ try {
       page.waitForEvent('download', { timeout: 20000 }),
       page.click(`#downloads button[data-output="${kind}"]`),
     ]);
-    const path = join(outdir, download.suggestedFilename());
+    const path = join(dir, download.suggestedFilename());
     await download.saveAs(path);
     seen.downloads[kind] = path;
   }
   if (scenario.screenshot) {
-    await page.locator('#results').screenshot({ path: join(outdir, scenario.screenshot) });
+    await page.locator('#results').screenshot({ path: join(dir, scenario.screenshot) });
+  }
+  return seen;
+}
+
+try {
+  let seen;
+  if (scenario.rounds) {
+    seen = { rounds: {} };
+    for (const round of scenario.rounds) {
+      const dir = join(outdir, round.name);
+      mkdirSync(dir, { recursive: true });
+      seen.rounds[round.name] = await play(round, dir);
+    }
+  } else {
+    seen = await play(scenario, outdir);
   }
   seen.requests = requests;
   seen.console = consoleLines;

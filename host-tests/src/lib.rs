@@ -430,6 +430,11 @@ pub fn web_dist() -> PathBuf {
     must_built(repo_root().join("dist/web"))
 }
 
+/// The built command line (`scripts/build` puts it there).
+pub fn tally_cli() -> PathBuf {
+    must_built(repo_root().join("target/release/tally"))
+}
+
 fn must_built(path: PathBuf) -> PathBuf {
     assert!(
         path.exists(),

@@ -7,7 +7,7 @@
 //! Needs `scripts/build` (dist/web) and `scripts/setup` (Chromium, node modules).
 
 use host_tests::http::{Server, ServerConfig};
-use host_tests::{repo_root, run_with_timeout, web_dist, Tools, Workdir};
+use host_tests::{repo_root, run_with_timeout, tally_cli, web_dist, Tools, Workdir};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -261,6 +261,171 @@ fn seed_example_bill_and_usage_gives_the_exact_team_totals() {
     assert_eq!(report["reconciliation"]["bill_total"], "33.00");
     assert_eq!(report["reconciliation"]["balanced"], true);
     assert_screenshot(&dir);
+}
+
+/// What the page downloads (its `data-output`), the file it names it, and the
+/// command line's flag that writes the same output.
+const OUTPUTS: &[(&str, &str, &str)] = &[
+    (
+        "confluent_csv",
+        "tally-cost-allocation.csv",
+        "--out-confluent",
+    ),
+    (
+        "team_summary_csv",
+        "tally-team-summary.csv",
+        "--out-team-summary",
+    ),
+    (
+        "warpstream_json",
+        "tally-chargebacks.json",
+        "--out-warpstream",
+    ),
+    ("focus_csv", "tally-focus.csv", "--out-focus"),
+    ("report_json", "tally-report.json", "--out-json"),
+];
+
+/// One input set given to both the page and the command line.
+struct Round {
+    name: &'static str,
+    /// Input files (under the repository), dropped on the page together and
+    /// given to the command line in this order.
+    files: &'static [&'static str],
+    /// The page's options (element id → value) and the command line's flags
+    /// that say the same.
+    options: &'static [(&'static str, &'static str)],
+    flags: &'static [&'static str],
+}
+
+const ROUNDS: &[Round] = &[
+    Round {
+        name: "costs_bill_and_usage",
+        files: &[
+            "testdata/seed33/bill.csv",
+            "testdata/seed33/usage.csv",
+            "testdata/seed33/crosswalk.csv",
+        ],
+        options: &[("opt-granularity", "daily"), ("opt-precision", "3")],
+        flags: &["--granularity", "daily", "--precision", "3"],
+    },
+    Round {
+        name: "export_and_crosswalk",
+        files: &[
+            "host-tests/browser/fixtures/confluent_export_april.csv",
+            "host-tests/browser/fixtures/export_crosswalk.csv",
+        ],
+        options: &[("opt-unallocated", "pro_rata")],
+        flags: &["--unallocated", "pro-rata"],
+    },
+    Round {
+        name: "warpstream_chargebacks",
+        files: &["testdata/warpstream/example_get_past.json"],
+        options: &[],
+        flags: &[],
+    },
+    Round {
+        name: "warpstream_bill_and_topic_usage",
+        files: &[
+            "testdata/warpstream-rules/bill.csv",
+            "testdata/warpstream-rules/usage.csv",
+        ],
+        options: &[("opt-entity", "topic")],
+        flags: &["--entity-level", "topic"],
+    },
+    Round {
+        name: "focus_bill",
+        files: &["testdata/focus/toolkit_1_3_azure.csv"],
+        options: &[("opt-focus-cost", "effective")],
+        flags: &["--focus-cost", "effective"],
+    },
+];
+
+/// The page and the command line write the same bytes for the same inputs
+/// and options: every download the page offers, for each kind of input (a
+/// billing costs bill + tally usage + crosswalk, a cost-allocation export +
+/// crosswalk, WarpStream chargebacks, a WarpStream bill + topic usage, a FOCUS
+/// bill), in one browser (one fresh page per input set).
+#[test]
+fn page_downloads_are_byte_identical_to_the_command_line_files() {
+    let dir = Workdir::new("browser_page_equals_cli");
+    // Each round's inputs copied to one directory, so that the command line,
+    // run there, names the files as the page does (by their base names).
+    let inputs = |round: &Round| dir.join(&format!("inputs/{}", round.name));
+    let mut rounds = Vec::new();
+    for round in ROUNDS {
+        std::fs::create_dir_all(inputs(round)).unwrap();
+        let mut files = Vec::new();
+        for file in round.files {
+            let name = file.rsplit('/').next().unwrap();
+            let copy = inputs(round).join(name);
+            std::fs::copy(repo_root().join(file), &copy).unwrap();
+            files.push(copy.display().to_string());
+        }
+        let options: serde_json::Map<String, Value> = round
+            .options
+            .iter()
+            .map(|(id, value)| (id.to_string(), json!(value)))
+            .collect();
+        rounds.push(json!({
+            "name": round.name,
+            "options": options,
+            "steps": [{"files": files}],
+            "downloads": OUTPUTS.iter().map(|(kind, _, _)| kind).collect::<Vec<_>>(),
+        }));
+    }
+    let seen = run_page(&dir, json!({ "rounds": rounds }));
+    for round in ROUNDS {
+        let page = &seen["rounds"][round.name];
+        assert_eq!(page["errors"], json!([]), "{}: {page}", round.name);
+        let cli = dir.join(&format!("cli/{}", round.name));
+        std::fs::create_dir_all(&cli).unwrap();
+        let mut args: Vec<String> = vec!["allocate".into(), "--quiet".into()];
+        args.extend(round.flags.iter().map(|f| f.to_string()));
+        for (_, file, flag) in OUTPUTS {
+            args.push(flag.to_string());
+            args.push(cli.join(file).display().to_string());
+        }
+        args.extend(
+            round
+                .files
+                .iter()
+                .map(|f| f.rsplit('/').next().unwrap().to_string()),
+        );
+        let (ok, out, err) = run_with_timeout(
+            &dir,
+            &format!("cli_{}", round.name),
+            Command::new(tally_cli())
+                .args(&args)
+                .current_dir(inputs(round)),
+            Duration::from_secs(60),
+        );
+        assert!(ok, "{}: tally {args:?} failed:\n{out}\n{err}", round.name);
+        for (kind, file, _) in OUTPUTS {
+            let from_page = std::fs::read_to_string(download(page, kind)).unwrap();
+            let from_cli = std::fs::read_to_string(cli.join(file)).unwrap();
+            assert!(
+                from_page == from_cli,
+                "{}: the page's {kind} differs from the command line's {file}:\n{}",
+                round.name,
+                first_difference(&from_page, &from_cli)
+            );
+        }
+    }
+}
+
+/// The first line where `page` and `cli` differ, for the failure message.
+fn first_difference(page: &str, cli: &str) -> String {
+    let page: Vec<&str> = page.lines().collect();
+    let cli: Vec<&str> = cli.lines().collect();
+    match (0..page.len().max(cli.len())).find(|i| page.get(*i) != cli.get(*i)) {
+        Some(i) => format!(
+            "line {}:\n  page: {:?}\n  cli:  {:?}",
+            i + 1,
+            page.get(i),
+            cli.get(i)
+        ),
+        None => "(only line endings differ)".into(),
+    }
 }
 
 /// A Confluent cost-allocation export (header aliases, a negative promotional

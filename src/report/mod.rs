@@ -663,11 +663,15 @@ impl Report {
         crate::formats::focus::write_focus(&self.rows, &self.lines, &self.charges, &options)
     }
 
-    /// The topic-level rows as a WarpStream chargebacks response, with the
-    /// input's excluded clusters listed and its truncated ones marked
-    /// `truncated` (besides those `options.max_entities_per_cluster` cuts).
-    /// An excluded cluster is written under its file's organization, the
-    /// tenant of that file's rows.
+    /// The topic-level rows as a WarpStream chargebacks response (`options`
+    /// filter them), with the input's excluded clusters listed and its
+    /// truncated ones marked `truncated` (besides those
+    /// `options.max_entities_per_cluster` cuts). An excluded cluster is
+    /// written under its file's organization, the tenant of that file's rows.
+    /// Its period is the report's, its buckets' first start to last end,
+    /// unless `options` names one: a run without topic rows writes an empty
+    /// response for its period rather than failing (the page and the command
+    /// line both write this).
     pub fn warpstream_json(
         &self,
         mut options: crate::formats::warpstream::WriteOptions,
@@ -686,6 +690,9 @@ impl Report {
                     .map(|c| c.virtual_cluster_id.clone()),
             );
         }
+        let start = self.buckets.iter().map(|b| b.bucket_start).min();
+        let end = self.buckets.iter().map(|b| b.bucket_end).max();
+        options.period = options.period.or(start.zip(end));
         crate::formats::warpstream::write_chargebacks(&self.rows, &self.lines, &options)
     }
 

@@ -147,17 +147,9 @@ impl WebSession {
             "confluent_csv" => Ok(report.confluent_csv()),
             "team_summary_csv" => Ok(report.team_summary_csv()),
             "focus_csv" => report.focus_csv().map_err(js),
-            "warpstream_json" => {
-                // The period: the report's buckets (the writer needs one when no
-                // topic-level row carries it).
-                let start = report.buckets.iter().map(|b| b.bucket_start).min();
-                let end = report.buckets.iter().map(|b| b.bucket_end).max();
-                let options = tally::formats::warpstream::WriteOptions {
-                    period: start.zip(end),
-                    ..Default::default()
-                };
-                report.warpstream_json(options).map_err(js)
-            }
+            "warpstream_json" => report
+                .warpstream_json(tally::formats::warpstream::WriteOptions::default())
+                .map_err(js),
             "report_json" => Ok(report.to_json()),
             other => Err(js(format!(
                 "unknown output `{other}` (confluent_csv, focus_csv, warpstream_json, team_summary_csv, report_json)"

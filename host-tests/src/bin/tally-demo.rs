@@ -27,8 +27,8 @@
 use host_tests::http::{Server, ServerConfig};
 use host_tests::metering::{envoy_json, parse_stats, tally_stats, Certs, MListener};
 use host_tests::{
-    free_port, plugin_wasm, repo_root, run_with_timeout, wait_for_port, web_dist, Envoy, Process,
-    Tansu, Tools, Workdir,
+    free_port, plugin_wasm, repo_root, run_with_timeout, tally_cli, wait_for_port, web_dist, Envoy,
+    Process, Tansu, Tools, Workdir,
 };
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -306,11 +306,10 @@ fn print_counters(envoy: &Envoy) {
 
 /// Runs the `tally` command line; its summary (files read, reconciliation) goes to stderr.
 fn run_tally(dir: &Workdir, name: &str, args: &[String]) {
-    let tally = repo_root().join("target/release/tally");
     let (ok, out, err) = run_with_timeout(
         dir,
         name,
-        Command::new(&tally).args(args),
+        Command::new(tally_cli()).args(args),
         Duration::from_secs(120),
     );
     assert!(ok, "tally {args:?} failed:\n{out}\n{err}");
