@@ -324,3 +324,58 @@ fn outputs_are_written_all_or_none() {
     assert_eq!(written.lines().count(), 19);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn rows_after_an_oversized_quoted_field_are_all_read_and_counted() {
+    // A Confluent export whose third record has a quoted `reason` of over 4
+    // MiB (over the 1 MiB limit; the file is long enough for a two-thread
+    // read to cut it into two parts, inside the field), made of lines that look like rows of 1000.00 each. The
+    // reader once refused the record and went on at the first line break
+    // after the limit, inside the field: 43,391 rows read, 43,388 accepted,
+    // 3 rejected, and a bill of 43,386,005.25 instead of 11.00.
+    let dir = std::env::temp_dir().join(format!("tally-cli-huge-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let export = dir.join("export.csv");
+    let row = |owner: &str, cost: &str, reason: &str| {
+        format!(
+            "2026-04-01T00:00:00Z,{owner},env-1,lkc-1,kafka,KafkaNetworkRead,GB,{cost},{reason}\n"
+        )
+    };
+    let inside = row("sa-inside", "1000.00", "\"\"ok\"\"").repeat((9 << 20) / 2 / 84);
+    let text = [
+        "timestamp,owner_id,environment_id,resource_id,product,line_type,unit,chargeback_cost,reason\n"
+            .to_string(),
+        row("sa-1", "1.25", "ok"),
+        row("sa-big", "7.00", &format!("\"{inside}\"")),
+        row("sa-2", "2.50", "ok"),
+        row("sa-3", "3.25", "\"two\nlines\""),
+        row("sa-4", "4.00", "ok"),
+    ]
+    .concat();
+    assert!(text.len() > 2 * tally::session::parallel::MIN_PART_BYTES as usize);
+    std::fs::write(&export, text).unwrap();
+    let path = export.display().to_string();
+    for (threads, chunk) in [("1", "7"), ("1", "65536"), ("2", "1048576")] {
+        let out = tally_ok(&[
+            "allocate",
+            &path,
+            "--threads",
+            threads,
+            "--chunk-bytes",
+            chunk,
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        for want in [
+            format!("{path}:3: record longer than the 1048576-byte limit; refused"),
+            format!("{path}: 5 rows read, 4 accepted, 1 rejected"),
+            "total: 4 rows accepted, 1 rejected; bill 11.00 = allocated 11.00".to_string(),
+        ] {
+            assert!(
+                stderr.contains(&want),
+                "threads {threads}, chunks of {chunk}: no `{want}` in\n{stderr}"
+            );
+        }
+        assert_eq!(stderr.matches("refused").count(), 1, "{stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -79,14 +79,55 @@ impl Value {
     }
 }
 
-/// Converts a JSON number's text to an exact [`Decimal`]; `None` when it does not
-/// fit in a `Decimal` (more than 28 significant digits, or out of range).
+/// Converts a number's text ([`is_number`]: a JSON number, or a CSV field or
+/// JSON string holding one) to an exact [`Decimal`]; `None` when it is not a
+/// number or does not fit in a `Decimal` (more than 28 significant digits, or
+/// out of range).
 pub fn decimal_from_number(text: &str) -> Option<Decimal> {
+    if !is_number(text) {
+        return None;
+    }
     if text.contains(['e', 'E']) {
         Decimal::from_scientific(text).ok()
     } else {
         Decimal::from_str_exact(text).ok()
     }
+}
+
+/// Whether `text` is a number in the one spelling tally reads, in CSV fields
+/// and JSON alike: an optional `-`, digits, optionally a `.` and digits,
+/// optionally `e` or `E`, a sign and digits — a JSON number, leading zeros
+/// allowed. Exponents are in: FOCUS allows them (its Numeric Format), and
+/// Python, pandas and jq write `1e-05`. Anything else (`$5.00`, `1_000`,
+/// `1,000`, `+5`, `.5`, `5.`) is not read as a number: each has a meaning
+/// a reader would have to guess, and a bill is no place for guesses.
+pub fn is_number(text: &str) -> bool {
+    /// `bytes` after a run of at least one digit, or `None` without one.
+    fn after_digits(bytes: &[u8]) -> Option<&[u8]> {
+        let count = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+        bytes.get(count..).filter(|_| count > 0)
+    }
+    let bytes = text.as_bytes();
+    let Some(mut rest) = after_digits(bytes.strip_prefix(b"-").unwrap_or(bytes)) else {
+        return false;
+    };
+    if let Some(fraction) = rest.strip_prefix(b".") {
+        let Some(after) = after_digits(fraction) else {
+            return false;
+        };
+        rest = after;
+    }
+    if let Some(exponent) = rest.strip_prefix(b"e").or_else(|| rest.strip_prefix(b"E")) {
+        let unsigned = exponent
+            .strip_prefix(b"-")
+            .or_else(|| exponent.strip_prefix(b"+"))
+            .unwrap_or(exponent);
+        let Some(after) = after_digits(unsigned) else {
+            return false;
+        };
+        rest = after;
+    }
+    rest.is_empty()
 }
 
 /// Parses one JSON document (surrounding whitespace allowed, a UTF-8 BOM skipped).
@@ -461,6 +502,26 @@ mod tests {
         assert_eq!(b[1].kind, Kind::Number("-1e-3".into()));
         assert_eq!(decimal_from_number("-1e-3").unwrap().to_string(), "-0.001");
         assert_eq!(v.get("c").unwrap().kind, Kind::String("xé😀".into()));
+    }
+
+    /// A number's text in a JSON string (WarpStream's amounts may come as
+    /// strings) went to rust_decimal's parser, which reads `1_000`, `+5`,
+    /// `.5` and `5.` (as 1000, 5, 0.5 and 5): they are not numbers.
+    #[test]
+    fn number_text_is_converted_in_one_spelling_only() {
+        for (text, want) in [
+            ("12.50", Some("12.50")),
+            ("-1E-3", Some("-0.001")),
+            ("1_000", None),
+            ("+5", None),
+            (".5", None),
+            ("5.", None),
+            ("$5", None),
+            (" 5", None),
+        ] {
+            let got = decimal_from_number(text).map(|d| d.to_string());
+            assert_eq!(got.as_deref(), want, "{text:?}");
+        }
     }
 
     #[test]

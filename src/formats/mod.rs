@@ -39,7 +39,6 @@ pub mod warpstream;
 use crate::error::Error;
 use crate::model::{AllocatedRef, AllocationRow, CostLine, CrosswalkEntry, UsageRef, UsageSample};
 use rust_decimal::Decimal;
-use std::str::FromStr;
 
 /// Where readers put what they parse.
 pub trait Sink {
@@ -246,12 +245,16 @@ pub fn detect(file: &str, head: &[u8]) -> Result<Format, Error> {
     })
 }
 
-/// Parses a decimal amount (`12.5`, `-3`, `1e-3`, `$4.00`), or an input error
-/// naming the column.
+/// Parses a decimal amount or quantity (`12.5`, `-3`, `1.5E-3`; spaces around
+/// it are trimmed, as from every CSV field), exactly, or an input error naming
+/// the column. Only the spelling of [`exact_json::is_number`] is read:
+/// `$5.00`, `1_000`, `+5`, `.5` and `5.` are rejected as not numbers, and
+/// more than 28 significant digits as not exact, rather than guessed at or
+/// rounded.
 #[inline]
 pub fn parse_decimal(file: &str, line: u64, column: &str, text: &str) -> Result<Decimal, Error> {
-    // `plain_decimal` accepts no space or `$`, so trying it first on the field
-    // as it comes gives what it would give after trimming and stripping them.
+    // `plain_decimal` accepts no space, so trying it first on the field as it
+    // comes gives what it would give after trimming.
     match plain_decimal(text) {
         Some(value) => Ok(value),
         None => general_decimal(file, line, column, text),
@@ -264,7 +267,6 @@ pub fn parse_decimal(file: &str, line: u64, column: &str, text: &str) -> Result<
 #[inline(never)]
 fn general_decimal(file: &str, line: u64, column: &str, text: &str) -> Result<Decimal, Error> {
     let t = csv::trim(text);
-    let t = t.strip_prefix('$').unwrap_or(t);
     if t.is_empty() {
         return Err(Error::input(
             file,
@@ -273,12 +275,26 @@ fn general_decimal(file: &str, line: u64, column: &str, text: &str) -> Result<De
             "empty; a number is required",
         ));
     }
-    if let Some(quick) = plain_decimal(t) {
-        return Ok(quick);
+    if !exact_json::is_number(t) {
+        return Err(Error::input(
+            file,
+            line,
+            column,
+            format!(
+                "not a number: `{text}` (digits with an optional leading `-`, one `.` between \
+                 digits and an optional exponent, such as `-1234.50` or `1.5E-3`; no currency \
+                 sign, digit separator or `+`)"
+            ),
+        ));
     }
-    Decimal::from_str(t)
-        .or_else(|_| Decimal::from_scientific(t))
-        .map_err(|_| Error::input(file, line, column, format!("`{text}` is not a number")))
+    exact_json::decimal_from_number(t).ok_or_else(|| {
+        Error::input(
+            file,
+            line,
+            column,
+            format!("`{text}` does not fit an exact decimal (at most 28 significant digits)"),
+        )
+    })
 }
 
 /// The fast path of [`parse_decimal`]: `-?digits(.digits)?` with at most 19
@@ -296,10 +312,16 @@ pub fn plain_decimal(text: &str) -> Option<Decimal> {
     if digits.len() > 20 {
         return None;
     }
-    let mut mantissa: u64 = 0;
-    // Bytes before the dot, once one is seen.
+    // A digit first: neither an empty text, nor `-`, nor `.5` is a number
+    // (see `parse_decimal`).
+    let (&first, rest) = digits.split_first()?;
+    let mut mantissa = u64::from(first.wrapping_sub(b'0'));
+    if mantissa >= 10 {
+        return None;
+    }
+    // Bytes of `rest` before the dot, once one is seen.
     let mut dot: Option<usize> = None;
-    for (at, &b) in digits.iter().enumerate() {
+    for (at, &b) in rest.iter().enumerate() {
         let digit = b.wrapping_sub(b'0');
         if digit < 10 {
             mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(digit));
@@ -310,10 +332,10 @@ pub fn plain_decimal(text: &str) -> Option<Decimal> {
         }
     }
     let count = digits.len() - usize::from(dot.is_some());
-    let scale = dot.map_or(0, |at| digits.len() - at - 1);
-    // No digit at all, a dot ending the number, or more digits than the
-    // unchecked mantissa holds.
-    if count == 0 || (dot.is_some() && scale == 0) || count > 19 {
+    let scale = dot.map_or(0, |at| rest.len() - at - 1);
+    // A dot ending the number (`5.` is not one either), or more digits than
+    // the unchecked mantissa holds.
+    if (dot.is_some() && scale == 0) || count > 19 {
         return None;
     }
     Some(Decimal::from_parts(
@@ -385,6 +407,7 @@ pub fn set(target: &mut String, text: &str) {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::str::FromStr;
 
     #[test]
     fn a_borrowed_export_row_converts_to_an_owned_row_and_back() {
@@ -411,6 +434,60 @@ mod tests {
         let owned = owned_row(&borrowed);
         assert_eq!(owned.line.bucket_end, owned.line.bucket_start);
         assert_eq!(owned.as_ref(), borrowed);
+    }
+
+    /// The spellings of a number read, with their exact values, and those
+    /// refused. `1_000`, `$5.00`, `+5`, `.5`, `5.` and `-.5` were read (as
+    /// 1000, 5.00, 5, 0.5, 5 and -0.5), and 32 digits were rounded to 28.
+    #[test]
+    fn numbers_are_read_in_one_spelling_and_anything_else_is_refused() {
+        let read = [
+            ("0", "0"),
+            ("12.50", "12.50"),
+            ("-3", "-3"),
+            ("-0.001", "-0.001"),
+            ("-0", "0"),
+            ("007.10", "7.10"),
+            (" 5 ", "5"),
+            ("\t-1.25\u{a0}", "-1.25"),
+            ("12345678901234567890.5", "12345678901234567890.5"),
+            ("1e3", "1000"),
+            ("1.5E-3", "0.0015"),
+            ("-2.5e+2", "-250"),
+            ("1.25e-05", "0.0000125"),
+        ];
+        for (text, value) in read {
+            let got = parse_decimal("f.csv", 2, "amount", text).map(|d| d.to_string());
+            assert_eq!(got.as_deref(), Ok(value), "{text:?}");
+        }
+        let not_numbers = [
+            "$5.00", "5.00$", "€5", "1_000", "1,000", "1 000", "+5", ".5", "-.5", "5.", "1.e3",
+            "1e", "e3", "1e3.5", "--5", "-", "1.2.3", "NaN", "inf", "0x10", "(5.00)", "5 USD",
+            "\u{663}",
+        ];
+        for text in not_numbers {
+            let got = parse_decimal("f.csv", 2, "amount", text).map_err(|e| e.to_string());
+            assert_eq!(
+                got,
+                Err(format!(
+                    "f.csv:2 column `amount`: not a number: `{text}` (digits with an optional \
+                     leading `-`, one `.` between digits and an optional exponent, such as \
+                     `-1234.50` or `1.5E-3`; no currency sign, digit separator or `+`)"
+                )),
+            );
+        }
+        let refused = [
+            ("", "empty; a number is required"),
+            (
+                "0.12345678901234567890123456789012",
+                "`0.12345678901234567890123456789012` does not fit an exact decimal (at most \
+                 28 significant digits)",
+            ),
+        ];
+        for (text, reason) in refused {
+            let got = parse_decimal("f.csv", 2, "amount", text).map_err(|e| e.to_string());
+            assert_eq!(got, Err(format!("f.csv:2 column `amount`: {reason}")));
+        }
     }
 
     #[test]
@@ -453,11 +530,12 @@ mod tests {
 
         #[test]
         fn plain_decimal_takes_every_plain_amount_with_its_scale(
-            text in "-?[0-9]{0,19}(\\.[0-9]{0,19})?|[-.0-9$ e]{0,22}",
+            text in "-?[0-9]{0,19}(\\.[0-9]{0,19})?|[-+_.0-9$ eE]{0,22}",
         ) {
             let digits = text.bytes().filter(u8::is_ascii_digit).count();
             let plain = !text.is_empty()
                 && !text.ends_with('.')
+                && !text.trim_start_matches('-').starts_with('.')
                 && digits > 0
                 && digits <= 19
                 && text.bytes().skip(usize::from(text.starts_with('-'))).all(|b| b.is_ascii_digit() || b == b'.')
@@ -470,10 +548,13 @@ mod tests {
                 prop_assert_eq!(quick.scale(), general.scale());
                 prop_assert_eq!(quick.is_sign_negative(), general.is_sign_negative() && !general.is_zero());
             }
-            // Against the general parser alone: the same numbers are accepted.
+            // Against the spelling's regular expression and rust_decimal's own
+            // parsers: the same numbers are accepted, with the same values.
             let t = text.trim();
-            let t = t.strip_prefix('$').unwrap_or(t);
-            let general = Decimal::from_str(t).or_else(|_| Decimal::from_scientific(t)).ok();
+            let number = regex_lite::Regex::new(r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$").unwrap();
+            let general = number.is_match(t).then(|| {
+                if t.contains(['e', 'E']) { Decimal::from_scientific(t) } else { Decimal::from_str_exact(t) }.ok()
+            }).flatten();
             prop_assert_eq!(parse_decimal("f", 1, "c", &text).ok(), general);
         }
     }
