@@ -198,10 +198,9 @@ impl Tokenizer {
             };
             i += 1;
             if self.after_cr {
+                // The `\r` counted the line break already: `\r\n` is one.
                 self.after_cr = false;
                 if byte == b'\n' {
-                    self.line += 1;
-                    self.record_line = self.line;
                     continue;
                 }
             }
@@ -215,6 +214,8 @@ impl Tokenizer {
                     }
                     b'\r' => {
                         self.end_record(on_record)?;
+                        self.line += 1;
+                        self.record_line = self.line;
                         self.after_cr = true;
                     }
                     b'"' if self.state == State::FieldStart => {
@@ -244,6 +245,8 @@ impl Tokenizer {
                     }
                     b'\r' => {
                         self.end_record(on_record)?;
+                        self.line += 1;
+                        self.record_line = self.line;
                         self.after_cr = true;
                     }
                     other => {
@@ -1249,6 +1252,22 @@ mod tests {
             ok(7, &["5"]),
         ];
         // Any chunking gives the same records.
+        tokenizes_in_chunks(input, (1..8).chain([input.len()]), &want);
+    }
+
+    #[test]
+    fn a_lone_carriage_return_ends_a_line() {
+        // Old Mac line endings: every record is a line of its own, and a
+        // `\r\n` among them is still one line break.
+        let input = b"a,b\r1,2\r\"q\"\r\r\n3,4\r\n5,\"x\ny\"\r6";
+        let want = vec![
+            ok(1, &["a", "b"]),
+            ok(2, &["1", "2"]),
+            ok(3, &["q"]),
+            ok(5, &["3", "4"]),
+            ok(6, &["5", "x\ny"]),
+            ok(8, &["6"]),
+        ];
         tokenizes_in_chunks(input, (1..8).chain([input.len()]), &want);
     }
 
