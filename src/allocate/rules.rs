@@ -32,7 +32,6 @@ use crate::model::EntityLevel;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
-use std::str::FromStr;
 
 /// One step of a fallback chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,9 +173,8 @@ fn de_decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
         Num::Int(i) => i.to_string(),
         Num::Float(f) => f.to_string(),
     };
-    Decimal::from_str(text.trim())
-        .or_else(|_| Decimal::from_scientific(text.trim()))
-        .map_err(|_| serde::de::Error::custom(format!("`{text}` is not a decimal number")))
+    crate::formats::exact_json::decimal_from_number(text.trim())
+        .ok_or_else(|| serde::de::Error::custom(format!("`{text}` is not a decimal number")))
 }
 
 fn de_decimal_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Decimal>, D::Error> {
@@ -410,6 +408,22 @@ chain = [{ method = "fixed", shares = { a = 60, b = "30" } }]
 "#;
         assert!(Rules::from_toml(fixed).is_err());
         assert!(Rules::from_toml("[[rule]]\nchain = [{ method = \"nope\" }]").is_err());
+    }
+
+    #[test]
+    fn weights_are_numbers_in_the_readers_one_spelling() {
+        let fixed = |a: &str| {
+            format!(
+                "[[rule]]\nchain = [{{ method = \"fixed\", shares = {{ a = {a}, b = 50 }} }}]\n"
+            )
+        };
+        for good in ["50", "50.0", "\"50\"", "\"5e1\"", "\" 50 \""] {
+            assert!(Rules::from_toml(&fixed(good)).is_ok(), "{good}");
+        }
+        for bad in ["\"5_0\"", "\"+50\"", "\"$50\"", "\"50.\"", "\"50%\""] {
+            let err = Rules::from_toml(&fixed(bad)).unwrap_err().to_string();
+            assert!(err.contains("is not a decimal number"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -146,9 +146,11 @@ fn number<T: FromStr>(flag: &str, text: &str) -> Result<T, Failure> {
         .map_err(|_| usage(format!("{flag}: `{text}` is not a valid number")))
 }
 
+/// A decimal flag value, in the one spelling the readers take (no `$`, `_`,
+/// `+` or digit separator: an invoice subtotal is not guessed at).
 fn decimal(flag: &str, text: &str) -> Result<Decimal, Failure> {
-    Decimal::from_str(text.trim())
-        .map_err(|_| usage(format!("{flag}: `{text}` is not a decimal amount")))
+    tally::formats::exact_json::decimal_from_number(text.trim())
+        .ok_or_else(|| usage(format!("{flag}: `{text}` is not a decimal amount")))
 }
 
 fn level(flag: &str, text: &str) -> Result<EntityLevel, Failure> {
