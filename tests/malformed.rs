@@ -283,3 +283,28 @@ fn a_row_whose_sum_overflows_is_rejected_by_its_line() {
         )]
     );
 }
+
+#[test]
+fn a_header_over_the_limit_refuses_the_file() {
+    let options = Options {
+        max_record_bytes: 200,
+        ..Options::default()
+    };
+    let long = BILL_HEADER.replace("amount", &format!("amount,{}", "x".repeat(300)));
+    let bill = format!(
+        "{long}{}",
+        "2026-04-01,2026-05-01,kafka,KafkaBase,lkc-1,env-1,1.00\n"
+    );
+    let mut session = Session::new(options);
+    let id = session.begin_file("bill.csv", "");
+    let error = session
+        .feed(id, bill.as_bytes())
+        .and_then(|()| session.end_file(id).map(drop))
+        .unwrap_err();
+    // It was: "bill.csv:2: missing required column `amount`", the first row
+    // taken for the header.
+    assert_eq!(
+        error.to_string(),
+        "bill.csv:1: longer than the 200-byte limit; refused"
+    );
+}

@@ -1197,6 +1197,10 @@ fn dispatch(
 ) -> Result<(), Error> {
     let record = match record {
         Ok(record) => record,
+        // A header that cannot be read (over the limit, not UTF-8) refuses
+        // the file: taking the next record for it would read every row by
+        // the wrong columns.
+        Err(error) if columns.is_none() => return Err(error),
         Err(error) => {
             sink.reject(error);
             return Ok(());
