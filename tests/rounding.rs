@@ -186,17 +186,7 @@ fn ties_turn_from_bucket_to_bucket() {
     let bill = format!(
         "{COSTS_HEADER}2026-04-01T00:00:00Z,2026-05-01T00:00:00Z,KAFKA,KafkaBase,lkc-1,env-1,USD,10.00\n"
     );
-    let start = tally::time::Timestamp::parse("2026-04-01T00:00:00Z").unwrap();
-    let mut usage = common::USAGE_HEADER.to_string();
-    for hour in 0..720 {
-        let from = tally::time::Timestamp(start.0 + hour * 3600);
-        let to = tally::time::Timestamp(from.0 + 3600);
-        for principal in ["sa-a", "sa-b", "sa-c"] {
-            usage.push_str(&format!(
-                "1,{from},{to},lkc-1,{principal},sasl_plain,,produced_bytes,100\n"
-            ));
-        }
-    }
+    let usage = hourly_usage(720, &["sa-a", "sa-b", "sa-c"], "produced_bytes");
     // (granularity, each principal's total): a bucket's split hands the cents
     // ties leave on from where the line's earlier buckets stopped, so over the
     // month they go round, however the month is cut. With ties to the first
@@ -208,14 +198,7 @@ fn ties_turn_from_bucket_to_bucket() {
         (Granularity::Hourly, ["3.34", "3.33", "3.33"]),
     ];
     for (granularity, expected) in cases {
-        let options = Options {
-            granularity,
-            ..Options::default()
-        };
-        let report = report_of(
-            options,
-            &[("bill.csv", "", &bill), ("usage.csv", "", &usage)],
-        );
+        let report = bill_and_usage(granularity, &bill, &usage);
         let mut totals: BTreeMap<String, Decimal> = BTreeMap::new();
         for row in &report.rows {
             *totals.entry(row.owner_id.to_string()).or_default() += row.chargeback_cost;
@@ -223,4 +206,63 @@ fn ties_turn_from_bucket_to_bucket() {
         let totals: Vec<String> = totals.values().map(|t| t.to_string()).collect();
         assert_eq!(totals, expected, "{granularity:?}");
     }
+}
+
+#[test]
+fn support_follows_exact_usage_in_buckets_where_other_lines_round_to_nothing() {
+    // 9.34 of Support and 0.24 of network over three days, one principal
+    // active every hour. An hour's share of the network line is 0.00333: weighed
+    // by rounded parts, the hours where it rounded to 0.00 left Support
+    // unallocated (hourly: 3.12 to sa-3, 6.22 unallocated).
+    let bill = format!(
+        "{COSTS_HEADER}\
+         2026-04-01T00:00:00Z,2026-04-04T00:00:00Z,SUPPORT,Support,,,USD,9.34\n\
+         2026-04-01T00:00:00Z,2026-04-04T00:00:00Z,KAFKA,KafkaNetworkRead,lkc-1,env-1,USD,0.24\n"
+    );
+    let usage = hourly_usage(72, &["sa-3"], "consumed_bytes");
+    for granularity in [
+        Granularity::Monthly,
+        Granularity::Daily,
+        Granularity::Hourly,
+    ] {
+        let report = bill_and_usage(granularity, &bill, &usage);
+        let mut totals: BTreeMap<(String, String), Decimal> = BTreeMap::new();
+        for row in &report.rows {
+            let key = (row.owner_id.to_string(), row.line.product.to_string());
+            *totals.entry(key).or_default() += row.chargeback_cost;
+        }
+        let totals: Vec<(String, String, String)> = totals
+            .into_iter()
+            .map(|((owner, product), total)| (owner, product, total.to_string()))
+            .collect();
+        let expected = [("sa-3", "kafka", "0.24"), ("sa-3", "support", "9.34")]
+            .map(|(o, p, t)| (o.to_string(), p.to_string(), t.to_string()));
+        assert_eq!(totals, expected, "{granularity:?}");
+    }
+}
+
+/// Usage of 100 of `metric` on lkc-1 by each of `principals`, every hour of
+/// `hours` from April 1st, 2026.
+fn hourly_usage(hours: i64, principals: &[&str], metric: &str) -> String {
+    let start = tally::time::Timestamp::parse("2026-04-01T00:00:00Z").unwrap();
+    let mut usage = common::USAGE_HEADER.to_string();
+    for hour in 0..hours {
+        let from = tally::time::Timestamp(start.0 + hour * 3600);
+        let to = tally::time::Timestamp(from.0 + 3600);
+        for principal in principals {
+            usage.push_str(&format!(
+                "1,{from},{to},lkc-1,{principal},sasl_plain,,{metric},100\n"
+            ));
+        }
+    }
+    usage
+}
+
+/// The report of `bill` and `usage` at `granularity`.
+fn bill_and_usage(granularity: Granularity, bill: &str, usage: &str) -> tally::report::Report {
+    let options = Options {
+        granularity,
+        ..Options::default()
+    };
+    report_of(options, &[("bill.csv", "", bill), ("usage.csv", "", usage)])
 }

@@ -141,6 +141,8 @@ type BucketLines = HashMap<(Sym, Timestamp), HashMap<LineKey, MergedLine>>;
 /// The lines of one identity in one bucket, merged.
 struct MergedLine {
     amount: Decimal,
+    /// [`BucketLine::exact`].
+    exact: Decimal,
     quantity: Decimal,
     /// [`BucketLine::first_tie`].
     first_tie: i128,
@@ -380,7 +382,11 @@ impl IndexedUsage {
 #[derive(Debug, Clone)]
 struct BucketLine {
     key: LineKey,
+    /// Its amount in the bucket, rounded to the output precision.
     amount: Decimal,
+    /// Its amount in the bucket before rounding: what allocated-last lines
+    /// weigh, so that an hour in which it rounds to nothing still counts.
+    exact: Decimal,
     quantity: Decimal,
     /// The minimal units its identity got in the buckets before this one:
     /// where its split starts giving the units ties leave ([`apportion_units`]),
@@ -443,10 +449,20 @@ impl Eq for Owner<'_> {}
 
 /// What a step produced.
 enum Outcome<'a> {
-    /// Parts: owner, amount, usage share.
-    Split(Vec<(Owner<'a>, Decimal, Decimal)>, &'static str),
+    /// The step split the line; why.
+    Split(Parts<'a>, &'static str),
     /// The step does not apply; why.
     Fail(&'static str),
+}
+
+/// How a step split a line.
+struct Parts<'a> {
+    /// Owner, amount (rounded: a row's), usage share.
+    rounded: Vec<(Owner<'a>, Decimal, Decimal)>,
+    /// The line's exact amount in the bucket split in the same proportions,
+    /// unrounded, when the bucket has an allocated-last line ([`Ctx::weighs`]);
+    /// else empty.
+    exact: Vec<(Owner<'a>, Decimal)>,
 }
 
 /// Per (org, bucket) context of the methods.
@@ -461,9 +477,13 @@ struct Ctx<'a> {
     bounds: (Timestamp, Timestamp, bool),
     /// The names rows are made of, and their ranks.
     names: &'a Names<'a>,
-    /// Every part given so far in the bucket, as made (an owner may appear
-    /// many times): summed per owner only if an allocated-last line needs
-    /// them, which most buckets never do.
+    /// Whether a line of the bucket is allocated last: only then are the
+    /// exact parts of the others kept (most buckets have none).
+    weighs: bool,
+    /// Every exact part ([`Parts::exact`]) given so far in the bucket, as made
+    /// (an owner may appear many times): what an allocated-last line sums per
+    /// owner. Exact, not rounded: in an hour where a line rounds to 0.00 its
+    /// users still weigh what they used.
     parts: Vec<(Owner<'a>, Decimal)>,
     /// The bill ([`BillColumns::bill_key`]) of the parts from each index on,
     /// noted when it changes (once per line at most, not per part).
@@ -477,12 +497,16 @@ impl<'a> Ctx<'a> {
         BillColumns::bill_key(self.store.strings.name(bill_columns))
     }
 
-    /// Notes that the parts added next are of `line`'s bill.
-    fn parts_of_bill(&mut self, line: &BucketLine) {
+    /// Keeps `line`'s exact parts for the allocated-last lines of its bill.
+    fn keep_exact(&mut self, line: &BucketLine, exact: Vec<(Owner<'a>, Decimal)>) {
+        if exact.is_empty() {
+            return;
+        }
         let bill = self.bill_of(line.key.bill_columns);
         if self.part_bills.last().is_none_or(|(_, last)| *last != bill) {
             self.part_bills.push((self.parts.len(), bill));
         }
+        self.parts.extend(exact);
     }
 
     /// The parts given so far on `bill`.
@@ -604,6 +628,7 @@ fn allocate_buckets(
             bucket: *bucket,
             bounds: bucket_bounds(shared.store, *bucket),
             names: shared.names,
+            weighs: false,
             parts: Vec::new(),
             part_bills: Vec::new(),
         };
@@ -753,6 +778,7 @@ fn split_lines(
                         key,
                         MergedLine {
                             amount: part,
+                            exact: total,
                             quantity,
                             first_tie,
                             file: first.file,
@@ -959,6 +985,7 @@ fn sorted_buckets(store: &Store, names: &Names<'_>, by_bucket: BucketLines) -> V
                 .map(|(key, merged)| BucketLine {
                     key,
                     amount: merged.amount,
+                    exact: merged.exact,
                     quantity: merged.quantity,
                     first_tie: merged.first_tie,
                     source: names.source(merged.file, merged.line),
@@ -1042,33 +1069,43 @@ fn allocate_bucket<'a>(
     let first = rows.len();
     let mut unallocated = Vec::new();
     let mut sorted = true;
-    for last in [false, true] {
-        for line in lines {
-            let s = &ctx.store.strings;
-            let (chain, pinned) = chain_for(
-                ctx.settings.rules,
-                s.name(line.key.product),
-                s.name(line.key.line_type),
-            );
-            if chain.iter().any(|s| matches!(s, Step::AllocatedLast)) != last {
+    let (s, rules) = (&ctx.store.strings, ctx.settings.rules);
+    let chains: Vec<(&[Step], EntityLevel, bool)> = lines
+        .iter()
+        .map(|line| {
+            let (chain, pinned) =
+                chain_for(rules, s.name(line.key.product), s.name(line.key.line_type));
+            let last = chain.iter().any(|s| matches!(s, Step::AllocatedLast));
+            (chain, pinned.unwrap_or(ctx.settings.level), last)
+        })
+        .collect();
+    ctx.weighs = chains.iter().any(|(_, _, last)| *last);
+    for pass in [false, true] {
+        for (line, (chain, level, last)) in lines.iter().zip(&chains) {
+            if *last != pass {
                 continue;
             }
             if line.amount.is_zero() {
                 // Nothing to split; a FOCUS line's other columns still are
                 // (a usage charge a commitment covers is billed zero).
                 if let Some(columns) = &line.charge_columns {
-                    let level = pinned.unwrap_or(ctx.settings.level);
                     let not_split = LineOutcome::Unallocated {
-                        level,
+                        level: *level,
                         step: 0,
                         reason: "zero_amount",
                     };
                     charges.push(charge(ctx, line, columns, not_split));
                 }
+                // What it would have been split by still weighs.
+                if ctx.weighs && !line.exact.is_zero() {
+                    if let ChainEnd::Split(parts, _) = run_chain(ctx, line, chain, *level)? {
+                        ctx.keep_exact(line, parts.exact);
+                    }
+                }
                 continue;
             }
             let before = rows.len();
-            let outcome = allocate_line(ctx, line, rows, &mut unallocated)?;
+            let outcome = allocate_line(ctx, line, (chain, *level), rows, &mut unallocated)?;
             if let Some(columns) = &line.charge_columns {
                 charges.push(charge(ctx, line, columns, outcome));
             }
@@ -1137,24 +1174,69 @@ fn charge(
     }
 }
 
-/// Runs a line's chain and records its rows.
+/// Runs `line`'s `chain` at `level` and records its rows.
 fn allocate_line<'a>(
     ctx: &mut Ctx<'a>,
     line: &BucketLine,
+    (chain, level): (&'a [Step], EntityLevel),
     rows: &mut Vec<AllocationRow>,
     unallocated: &mut Vec<Unallocated>,
 ) -> Result<LineOutcome, Error> {
-    let s: &'a store::Interner = &ctx.store.strings;
-    let rules: &'a Rules = ctx.settings.rules;
-    let (chain, pinned) = chain_for(rules, s.name(line.key.product), s.name(line.key.line_type));
-    let level = pinned.unwrap_or(ctx.settings.level);
-    if line.amount.is_sign_negative() && ctx.settings.rules.credits_unallocated {
-        let reason = "credit";
-        unallocated.push(Unallocated::all_of(line, reason));
-        return Ok(LineOutcome::Unallocated {
-            level,
+    match run_chain(ctx, line, chain, level)? {
+        ChainEnd::Unallocated { step, reason } => {
+            unallocated.push(Unallocated::all_of(line, reason));
+            Ok(LineOutcome::Unallocated {
+                level,
+                step,
+                reason,
+            })
+        }
+        ChainEnd::Split(parts, method) => {
+            // Once per line, not per row: what its rows share.
+            let shared = Arc::new(allocated_line(ctx, line, method, level));
+            ctx.keep_exact(line, parts.exact);
+            for (owner, cost, share) in parts.rounded {
+                if cost.is_zero() {
+                    continue;
+                }
+                rows.push(AllocationRow {
+                    line: shared.clone(),
+                    owner_id: ctx.names.owner(&owner),
+                    chargeback_cost: cost,
+                    usage_share: share,
+                });
+            }
+            Ok(LineOutcome::Split(shared))
+        }
+    }
+}
+
+/// Where a line's chain ended.
+enum ChainEnd<'a> {
+    /// A step split it, recorded as (method, chain step, reason).
+    Split(Parts<'a>, (&'static str, u32, &'static str)),
+    /// No step took it: all of it is unallocated, for `reason`, at chain
+    /// step `step`.
+    Unallocated { step: u32, reason: &'static str },
+}
+
+/// Runs `line`'s `chain` at `level` up to the first step that splits it.
+fn run_chain<'a>(
+    ctx: &Ctx<'a>,
+    line: &BucketLine,
+    chain: &'a [Step],
+    level: EntityLevel,
+) -> Result<ChainEnd<'a>, Error> {
+    // (The exact amount's sign for a line that rounds to nothing in the bucket.)
+    let sign = if line.amount.is_zero() {
+        line.exact
+    } else {
+        line.amount
+    };
+    if sign.is_sign_negative() && ctx.settings.rules.credits_unallocated {
+        return Ok(ChainEnd::Unallocated {
             step: 0,
-            reason,
+            reason: "credit",
         });
     }
     let mut last_failure = "no_rule_step_applied";
@@ -1166,9 +1248,7 @@ fn allocate_line<'a>(
             } else {
                 last_failure
             };
-            unallocated.push(Unallocated::all_of(line, reason));
-            return Ok(LineOutcome::Unallocated {
-                level,
+            return Ok(ChainEnd::Unallocated {
                 step: step_no,
                 reason,
             });
@@ -1177,29 +1257,11 @@ fn allocate_line<'a>(
             Outcome::Fail(reason) => last_failure = reason,
             Outcome::Split(parts, success) => {
                 let reason = if index == 0 { success } else { last_failure };
-                // Once per line, not per row: what its rows share.
-                let method = (method_name(step), step_no, reason);
-                let shared = Arc::new(allocated_line(ctx, line, method, level));
-                ctx.parts_of_bill(line);
-                for (owner, cost, share) in parts {
-                    if cost.is_zero() {
-                        continue;
-                    }
-                    ctx.parts.push((owner, cost));
-                    rows.push(AllocationRow {
-                        line: shared.clone(),
-                        owner_id: ctx.names.owner(&owner),
-                        chargeback_cost: cost,
-                        usage_share: share,
-                    });
-                }
-                return Ok(LineOutcome::Split(shared));
+                return Ok(ChainEnd::Split(parts, (method_name(step), step_no, reason)));
             }
         }
     }
-    unallocated.push(Unallocated::all_of(line, last_failure));
-    Ok(LineOutcome::Unallocated {
-        level,
+    Ok(ChainEnd::Unallocated {
         // Past the chain's last step.
         step: u32::try_from(chain.len()).unwrap_or(u32::MAX),
         reason: last_failure,
@@ -1271,7 +1333,6 @@ fn run_step<'a>(
     level: EntityLevel,
     step: &'a Step,
 ) -> Result<Outcome<'a>, Error> {
-    let amount = line.amount;
     match step {
         Step::Fixed { shares } => {
             let weights = shares.iter().map(|(k, v)| (Owner::named(k), *v)).collect();
@@ -1310,29 +1371,32 @@ fn run_step<'a>(
             "no_principals_in_period",
         ),
         Step::Weighted { components } => weighted(ctx, line, level, components),
-        Step::OwnerOfRecord => Ok(single(
-            amount,
+        Step::OwnerOfRecord => single(
+            ctx,
+            line,
             owner_of_record(ctx, line),
             "owner_of_record",
             "no_owner_of_record",
-        )),
+        ),
         Step::Environment => {
             let env = ctx.owner(line.key.environment);
-            Ok(single(
-                amount,
+            single(
+                ctx,
+                line,
                 Some(env).filter(|e| !e.name.is_empty()),
                 "environment",
                 "no_environment",
-            ))
+            )
         }
         Step::ResourceOwner => {
             let resource = ctx.owner(line.key.resource);
-            Ok(single(
-                amount,
+            single(
+                ctx,
+                line,
                 Some(resource).filter(|r| !r.name.is_empty()),
                 "resource_owner",
                 "no_resource",
-            ))
+            )
         }
         Step::AllocatedLast => {
             // In proportion to the owners' totals on the same bill: a tax
@@ -1369,18 +1433,42 @@ fn owner_totals<'a>(
 
 /// The whole line to one owner, if there is one.
 fn single<'a>(
-    amount: Decimal,
+    ctx: &Ctx<'a>,
+    line: &BucketLine,
     owner: Option<Owner<'a>>,
     success: &'static str,
     failure: &'static str,
-) -> Outcome<'a> {
-    match owner {
-        Some(owner) => Outcome::Split(
-            vec![(owner, amount, round(Decimal::ONE, SHARE_DECIMALS))],
-            success,
-        ),
-        None => Outcome::Fail(failure),
+) -> Result<Outcome<'a>, Error> {
+    let Some(owner) = owner else {
+        return Ok(Outcome::Fail(failure));
+    };
+    let parts = Parts {
+        rounded: vec![(owner, line.amount, round(Decimal::ONE, SHARE_DECIMALS))],
+        exact: exact_parts(ctx, line.exact, &[(owner, Decimal::ONE)])?,
+    };
+    Ok(Outcome::Split(parts, success))
+}
+
+/// `amount` split in exact proportion to `weights` (unrounded: 28 significant
+/// digits) when the bucket keeps exact parts ([`Ctx::weighs`]); else nothing.
+fn exact_parts<'a>(
+    ctx: &Ctx<'a>,
+    amount: Decimal,
+    weights: &[(Owner<'a>, Decimal)],
+) -> Result<Vec<(Owner<'a>, Decimal)>, Error> {
+    if !ctx.weighs {
+        return Ok(Vec::new());
     }
+    let total = checked_sum(weights.iter().map(|(_, w)| *w), "weights")?;
+    weights
+        .iter()
+        .map(|(owner, weight)| {
+            share(*weight, total)?
+                .checked_mul(amount)
+                .map(|part| (*owner, part))
+                .ok_or_else(|| Error::overflow("exact parts"))
+        })
+        .collect()
 }
 
 /// Apportions `amount` over `weights` (distinct keys), with usage shares.
@@ -1393,14 +1481,18 @@ fn split<'a>(
 ) -> Result<Outcome<'a>, Error> {
     weights.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let precision = ctx.settings.precision;
-    match apportion_with_shares(
+    let rounded = apportion_with_shares(
         line.amount,
-        weights,
+        weights.iter().copied(),
         precision,
         SHARE_DECIMALS,
         line.first_tie,
-    )? {
-        Some(parts) => Ok(Outcome::Split(parts, success)),
+    )?;
+    match rounded {
+        Some(rounded) => {
+            let exact = exact_parts(ctx, line.exact, &weights)?;
+            Ok(Outcome::Split(Parts { rounded, exact }, success))
+        }
         None => Ok(Outcome::Fail(failure)),
     }
 }
@@ -1587,6 +1679,22 @@ fn weighted<'a>(
             .ok_or_else(|| Error::overflow("weighted parts"))?;
         parts.push((ctx.owner(*entity), sign.amount(units, precision)?, share));
     }
+    let mut exact = Vec::new();
+    if ctx.weighs {
+        let whole = checked_sum(component_weights.iter().copied(), "weights")?;
+        for (k, component) in component_weights.iter().zip(&weights) {
+            let amount = share(*k, whole)?
+                .checked_mul(line.exact)
+                .ok_or_else(|| Error::overflow("exact parts"))?;
+            let owners = parts.iter().map(|(owner, _, _)| *owner);
+            let component: Vec<_> = owners.zip(component.iter().copied()).collect();
+            exact.extend(exact_parts(ctx, amount, &component)?);
+        }
+    }
+    let parts = Parts {
+        rounded: parts,
+        exact,
+    };
     Ok(Outcome::Split(parts, "usage_found"))
 }
 
@@ -2160,6 +2268,7 @@ mod tests {
                 bill_columns: 0,
             },
             amount: Decimal::ONE,
+            exact: Decimal::ONE,
             quantity: Decimal::ZERO,
             first_tie: 0,
             source: RowSource::default(),
