@@ -203,6 +203,10 @@ fn bad_series_and_points_are_refused_one_by_one() {
         (format!("{{{ok_metric},\"values\":[[1,\"1\"],[1e30,\"3\"]]}}"), "data.result[0].values[1]", "out of range"),
         (format!("{{{ok_metric},\"values\":[[1,\"1\"],[2,\"+Inf\"]]}}"), "data.result[0].values[1]", "not a finite"),
         (format!("{{{ok_metric},\"values\":[[1,\"1\"],[2,\"-5\"]]}}"), "data.result[0].values[1]", "negative"),
+        // Prometheus writes Go's shortest float: no sign on a positive value,
+        // no padding; the readers' one spelling of numbers refuses the rest.
+        (format!("{{{ok_metric},\"values\":[[1,\"1\"],[2,\"+5\"]]}}"), "data.result[0].values[1]", "not a finite"),
+        (format!("{{{ok_metric},\"values\":[[1,\"1\"],[2,\" 5\"]]}}"), "data.result[0].values[1]", "not a finite"),
         (format!("{{{ok_metric},\"values\":[[1,\"1\"],[2,true]]}}"), "data.result[0].values[1]", "string number"),
         (format!("{{{ok_metric},\"values\":[[5,\"1\"],[5,\"3\"]]}}"), "data.result[0].values[1]", "does not follow"),
     ];

@@ -520,7 +520,7 @@ fn parse_point(point: &Value, path: &str, file: &str) -> Result<(i64, Decimal), 
             )))
         }
     };
-    let value = exact_json::decimal_from_number(text.trim().trim_start_matches('+'))
+    let value = exact_json::decimal_from_number(text)
         .ok_or_else(|| err(format!("value `{text}` is not a finite number")))?;
     if value.is_sign_negative() && !value.is_zero() {
         return Err(err(format!(
