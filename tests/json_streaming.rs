@@ -353,3 +353,60 @@ fn the_writer_marks_clusters_the_input_truncated() {
         assert_eq!(back.truncated_clusters, truncated, "{max} {from_input}");
     }
 }
+
+#[test]
+fn a_file_refused_after_some_of_its_rows_stops_the_allocation() {
+    let whole = confluent("1");
+    let cut = &whole[..whole.find("\"5.50\"").unwrap()];
+    let good = confluent("2");
+    let session_of = |second: (&str, &str)| {
+        let mut session = Session::new(Options::default());
+        for (name, text) in [("good.json", good.as_str()), second] {
+            let id = session.begin_file(name, "");
+            let fed = session.feed(id, text.as_bytes());
+            let ended = session.end_file(id);
+            assert_eq!(fed.is_ok() && ended.is_ok(), name == "good.json", "{name}");
+        }
+        session
+    };
+    // Two of its rows (10.00 and 1) were taken before the cut: allocating
+    // would charge them for a file reported as not read.
+    let error = session_of(("cut.json", cut)).allocate().unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "cut.json: the file was refused after 2 of its rows were read; nothing is \
+         allocated, since those rows would count for a file reported as not read: \
+         fix the file or leave it out"
+    );
+    // A file refused before any row still leaves the others to allocate.
+    let report = session_of(("notes.txt", "not a bill\n"))
+        .allocate()
+        .unwrap();
+    assert_eq!(report.reconciliation.bill_total, d("17.50"));
+    // The command line writes nothing and exits 1.
+    let dir = std::env::temp_dir().join(format!("tally-partly-read-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (good_path, cut_path, out) = (
+        dir.join("good.json"),
+        dir.join("cut.json"),
+        dir.join("out.csv"),
+    );
+    std::fs::write(&good_path, &good).unwrap();
+    std::fs::write(&cut_path, cut).unwrap();
+    let run = common::tally(&[
+        "allocate".as_ref(),
+        good_path.as_os_str(),
+        cut_path.as_os_str(),
+        "--out-confluent".as_ref(),
+        out.as_os_str(),
+    ]);
+    let stderr = String::from_utf8_lossy(&run.stderr).to_string();
+    let written = out.exists();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(!written, "{stderr}");
+    assert!(
+        stderr.contains("refused after 2 of its rows were read"),
+        "{stderr}"
+    );
+}

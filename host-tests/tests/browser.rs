@@ -495,7 +495,7 @@ fn a_malformed_file_is_named_with_its_line_and_the_good_files_still_allocate() {
         &dir,
         json!({
             "steps": [
-                {"files": [testdata("seed33/bill.csv"), fixture("broken_usage.csv"), testdata("seed33/usage.csv"), fixture("notes.txt")]},
+                {"files": [testdata("seed33/bill.csv"), fixture("broken_usage.csv"), testdata("seed33/usage.csv"), fixture("notes.txt"), fixture("cut_costs.json")]},
                 {"files": [testdata("seed33/crosswalk.csv"), fixture("conflicting_crosswalk.csv")]},
             ],
             "downloads": ["team_summary_csv"],
@@ -519,6 +519,12 @@ fn a_malformed_file_is_named_with_its_line_and_the_good_files_still_allocate() {
         "{notes}"
     );
     assert_eq!(notes["format"], "not recognised", "{notes}");
+    // A Billing API list cut short after two lines (7.00 and 3.00 on lkc-123):
+    // refused, and its two lines are not in the totals below.
+    assert!(
+        errors.contains("cut_costs.json") && errors.contains("truncated"),
+        "{errors}"
+    );
     // The bad row: file, line 2, column `value`, and why; then the two
     // crosswalk rows that give sa-nobody two teams, refused by the allocation
     // after they were read (listed and counted all the same).

@@ -482,6 +482,17 @@ impl Session {
         self.files.iter().map(|f| f.summary.clone()).collect()
     }
 
+    /// A file refused after some of its rows were taken (a JSON document cut
+    /// short, or with text after its end). Its rows are folded into the
+    /// session's totals and cannot be taken back out, so the session will not
+    /// allocate; a new session without the file will.
+    pub fn partly_read_file(&self) -> Option<&FileSummary> {
+        self.files
+            .iter()
+            .map(|f| &f.summary)
+            .find(|f| f.error.is_some() && f.rows_accepted > 0)
+    }
+
     /// Allocates everything read and builds the report.
     pub fn allocate(&self) -> Result<Report, Error> {
         self.allocate_on(1)
@@ -490,6 +501,19 @@ impl Session {
     /// [`Session::allocate`] with the buckets allocated on up to `threads`
     /// threads (natively; one after the other on wasm32): the same report.
     pub fn allocate_on(&self, threads: usize) -> Result<Report, Error> {
+        if let Some(file) = self.partly_read_file() {
+            return Err(Error::input(
+                &file.name,
+                0,
+                "",
+                format!(
+                    "the file was refused after {} of its rows were read; nothing is \
+                     allocated, since those rows would count for a file reported as \
+                     not read: fix the file or leave it out",
+                    file.rows_accepted
+                ),
+            ));
+        }
         let settings = Settings {
             rules: &self.rules,
             level: self.options.entity_level,

@@ -126,6 +126,13 @@ impl WebSession {
         serde_json::to_string(&summary).map_err(js)
     }
 
+    /// Whether a file was refused after some of its rows were read (a JSON
+    /// document cut short): the session then will not allocate, and a new one
+    /// must read the other files again without it.
+    pub fn partly_read(&self) -> bool {
+        self.inner.partly_read_file().is_some()
+    }
+
     /// Allocates everything fed so far; returns the report as JSON.
     pub fn allocate(&mut self) -> Result<String, JsError> {
         let report = self.inner.allocate().map_err(js)?;

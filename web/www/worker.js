@@ -180,6 +180,12 @@ async function handle(msg) {
       }
       const loaded = await feedAll(session, msg.files, 'add');
       kept.push(...loaded);
+      // A file refused after some of its rows leaves them in this session:
+      // the kept files are read again, without it.
+      if (session.partly_read()) {
+        await rebuild('rebuild');
+        break;
+      }
       allocateAndPost(started);
       break;
     }
