@@ -64,6 +64,23 @@ fn export_rolls_up_by_team_and_org_with_shared_unallocated() {
         ]
         .map(|t| t.map(String::from))
     );
+    // The owners by name: the page shows each principal's team from these.
+    let owners: Vec<(&str, Vec<&str>)> = report
+        .teams
+        .iter()
+        .map(|t| {
+            let names = t.owner_ids.iter().map(String::as_str).collect();
+            (t.team.as_str(), names)
+        })
+        .collect();
+    assert_eq!(
+        owners,
+        [
+            ("alpha", vec!["sa-a"]),
+            ("beta", vec!["sa-b"]),
+            ("shared", vec![])
+        ]
+    );
     assert_eq!(report.organizations.len(), 1);
     assert_eq!(report.organizations[0].org_id, "org-1");
     assert_eq!(report.organizations[0].total, d("8.00"));
@@ -191,6 +208,76 @@ fn entity_filters_min_total_and_truncation() {
         .unwrap();
     assert!(cluster.truncated);
     assert_eq!(cluster.entities[0].team, "alpha");
+}
+
+/// The WarpStream writer's request filters from the entity view's, for the
+/// page and the command line alike: WarpStream's entities are topics.
+#[test]
+fn entity_filters_as_warpstream_request_filters() {
+    use tally::report::Filters;
+    // (entity kind, min total, max per cluster) → (entity_kind, min_total, max)
+    type Given = (Option<EntityLevel>, Option<&'static str>, usize);
+    type Written = (Option<&'static str>, Option<&'static str>, u32);
+    let cases: [(Given, Written); 4] = [
+        ((None, None, 500), (None, None, 500)),
+        (
+            (Some(EntityLevel::Topic), Some("0.10"), 2),
+            (Some("topic"), Some("0.10"), 2),
+        ),
+        (
+            (Some(EntityLevel::Principal), None, 5000),
+            (Some("topic"), None, 5000),
+        ),
+        ((None, None, usize::MAX), (None, None, u32::MAX)),
+    ];
+    for ((kind, min_total, max), expected) in cases {
+        let filters = Filters {
+            entity_kind: kind,
+            min_total: min_total.map(d),
+            max_entities_per_cluster: max,
+        };
+        let options = filters.warpstream_options();
+        let min_total = options.min_total.map(|m| m.to_string());
+        assert_eq!(
+            (
+                options.entity_kind.as_deref(),
+                min_total.as_deref(),
+                options.max_entities_per_cluster
+            ),
+            expected,
+            "{filters:?}"
+        );
+    }
+}
+
+/// The page's minimum total (options JSON) is read in the one spelling of
+/// numbers the command line's `--min-total` takes: `+5` and `1_000` were
+/// taken for 5 and 1000 from the page and refused by the command line.
+#[test]
+fn the_pages_min_total_takes_the_command_lines_spelling() {
+    let cases: [(&str, Option<Option<&str>>); 10] = [
+        (r#""0.10""#, Some(Some("0.10"))),
+        (r#"" 0.10 ""#, Some(Some("0.10"))),
+        ("0.1", Some(Some("0.1"))),
+        ("5", Some(Some("5"))),
+        (r#""1e1""#, Some(Some("10"))),
+        ("null", Some(None)),
+        (r#""+5""#, None),
+        (r#""1_000""#, None),
+        (r#""$5.00""#, None),
+        (r#""5.""#, None),
+    ];
+    for (given, expected) in cases {
+        let json = format!(r#"{{"filters":{{"min_total":{given}}}}}"#);
+        let read = serde_json::from_str::<Options>(&json)
+            .ok()
+            .map(|o| o.filters.min_total.map(|m| m.to_string()));
+        assert_eq!(
+            read.as_ref().map(|m| m.as_deref()),
+            expected,
+            "min_total {given}"
+        );
+    }
 }
 
 const BILL: &str =

@@ -118,6 +118,8 @@ async function play(scenario, dir) {
       orgs: window.tally.view?.orgs ?? [],
       rulesToml: document.getElementById('rules-toml').value,
       progressSeen: window.tally.lastProgress,
+      entityNotes: text('#entity-notes p'),
+      principals: window.tally.view?.principals ?? [],
     };
   });
   seen.downloads = {};

@@ -177,6 +177,18 @@ fn assert_teams(seen: &Value, pairs: &[(&str, &str)]) {
     assert_eq!(csv_teams(&download(seen, "team_summary_csv")), expected);
 }
 
+/// Two string fields of each object of a list the page showed, as pairs.
+fn field_pairs(list: &Value, key: &str, value: &str) -> Vec<(String, String)> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            let field = |name: &str| o[name].as_str().unwrap().to_string();
+            (field(key), field(value))
+        })
+        .collect()
+}
+
 fn download(seen: &Value, kind: &str) -> PathBuf {
     PathBuf::from(
         seen["downloads"][kind]
@@ -338,7 +350,34 @@ const ROUNDS: &[Round] = &[
         options: &[("opt-focus-cost", "effective")],
         flags: &["--focus-cost", "effective"],
     },
+    Round {
+        name: FILTERED_ROUND,
+        files: &[
+            "host-tests/browser/fixtures/warpstream_four_topics.json",
+            "testdata/seed33/bill.csv",
+            "testdata/seed33/usage.csv",
+            "testdata/seed33/crosswalk.csv",
+        ],
+        options: &[
+            ("opt-entity-kind", "topic"),
+            ("opt-min-total", "0.10"),
+            ("opt-max-per-cluster", "2"),
+        ],
+        flags: &[
+            "--entity-kind",
+            "topic",
+            "--min-total",
+            "0.10",
+            "--max-entities-per-cluster",
+            "2",
+        ],
+    },
 ];
+
+/// The round with non-default entity-view filters: seed33's principals and a
+/// WarpStream cluster of four topics (orders 6.00, payments 3.00, clicks 1.75,
+/// audit 0.05), filtered to topics of at least 0.10, at most 2 per cluster.
+const FILTERED_ROUND: &str = "entity_kind_min_total_max_per_cluster";
 
 /// The page and the command line write the same bytes for the same inputs
 /// and options: every download the page offers, for each kind of input (a
@@ -411,6 +450,72 @@ fn page_downloads_are_byte_identical_to_the_command_line_files() {
             );
         }
     }
+    assert_filtered_round(&seen["rounds"][FILTERED_ROUND]);
+}
+
+/// What the filters of [`FILTERED_ROUND`] keep, in the page's report and
+/// WarpStream downloads and on the page: only the topics (seed33's principal
+/// clusters are gone), audit below the minimum total, clicks cut by the limit
+/// of 2 (`truncated`); the principals keep their teams in the page's tables.
+fn assert_filtered_round(page: &Value) {
+    let read = |kind: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(download(page, kind)).unwrap()).unwrap()
+    };
+    let report = read("report_json");
+    let clusters: Vec<Value> = report["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            json!({
+                "cluster_id": c["cluster_id"],
+                "entities": c["entities"].as_array().unwrap().iter()
+                    .map(|e| json!([e["name"], e["level"], e["total"]]))
+                    .collect::<Vec<_>>(),
+                "truncated": c["truncated"],
+                "below_min_total": c["below_min_total"],
+            })
+        })
+        .collect();
+    assert_eq!(
+        clusters,
+        vec![json!({
+            "cluster_id": "vci_shop",
+            "entities": [["orders", "topic", "6.0"], ["payments", "topic", "3.0"]],
+            "truncated": true,
+            "below_min_total": 1,
+        })]
+    );
+    let warpstream = read("warpstream_json");
+    let cluster = &warpstream["tenants"][0]["workspaces"][0]["clusters"][0];
+    assert_eq!(cluster["virtual_cluster_id"], "vci_shop");
+    let names: Vec<&str> = cluster["entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["orders", "payments"]);
+    assert_eq!(cluster["truncated"], true);
+    assert_eq!(
+        page["entityNotes"],
+        json!([
+            "Entity view, cluster vci_shop: truncated to its 2 largest entities by the \
+             per-cluster limit; 1 entity below the minimum total left out."
+        ])
+    );
+    let principal_teams = field_pairs(&page["principals"], "owner_id", "team");
+    assert_eq!(
+        principal_teams.into_iter().collect::<BTreeMap<_, _>>(),
+        teams(&[
+            ("env-xxx", "data"),
+            ("lkc-123", "platform"),
+            ("sa-abc", "payments"),
+            ("sa-def", "payments"),
+            ("sa-ghi", "analytics"),
+            ("sa-jkl", "analytics"),
+        ])
+    );
 }
 
 /// The first line where `page` and `cli` differ, for the failure message.
@@ -684,19 +789,8 @@ fn two_organizations_roll_up_per_org_and_per_team() {
             ],
         }),
     );
-    let orgs: Vec<(String, String)> = seen["orgs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| {
-            (
-                o["org_id"].as_str().unwrap().to_string(),
-                o["total"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
     assert_eq!(
-        orgs,
+        field_pairs(&seen["orgs"], "org_id", "total"),
         [
             ("org-eu".to_string(), "30.00".to_string()),
             ("org-us".to_string(), "30.00".to_string())

@@ -158,9 +158,10 @@ fn default_chain() -> Vec<Step> {
     ]
 }
 
-/// A decimal given as a TOML string, integer or float (floats through their
-/// shortest text, so `0.7` is exactly 0.7).
-fn de_decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+/// A decimal given as a string, integer or float (rules TOML, the options'
+/// JSON; floats through their shortest text, so `0.7` is exactly 0.7), in the
+/// readers' one spelling of numbers.
+pub(crate) fn de_decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Num {

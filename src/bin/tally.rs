@@ -49,8 +49,11 @@ OPTIONS:
     --invoice-subtotal N    the invoice's usage subtotal to reconcile against
     --entity-kind K         entity view / WarpStream output: principal | topic (the FOCUS
                             output has every row, each at its own level)
-    --min-total N           entity view: omit entities whose total is below N
-    --max-entities-per-cluster N   entity view: at most N per cluster (default 500)
+    --min-total N           entity view / WarpStream output: omit entities whose total
+                            is below N
+    --max-entities-per-cluster N   entity view / WarpStream output: at most N per
+                            cluster, largest first (default 500; `truncated` set when
+                            cut; the WarpStream output takes 1 to 5000)
     --max-rejections N      rejections kept (and printed) per file (default 100)
     --chunk-bytes N         read files in chunks of N bytes (default 1 MiB)
     --threads N             read a big CSV file in up to N parts at once, and allocate
@@ -356,7 +359,8 @@ fn write_outputs(args: &Args, report: &Report) -> Result<(), Failure> {
         outputs.push((path, report.to_json()));
     }
     if let Some(path) = &args.out_warpstream {
-        outputs.push((path, warpstream_json(args, report)?));
+        let filters = args.options.filters.warpstream_options();
+        outputs.push((path, report.warpstream_json(filters).map_err(fatal)?));
     }
     if let Some(path) = &args.out_focus {
         outputs.push((path, report.focus_csv().map_err(fatal)?));
@@ -384,19 +388,6 @@ fn write_outputs(args: &Args, report: &Report) -> Result<(), Failure> {
         print!("{text}");
     }
     Ok(())
-}
-
-fn warpstream_json(args: &Args, report: &Report) -> Result<String, Failure> {
-    use tally::formats::warpstream::WriteOptions;
-    let filters = &args.options.filters;
-    let options = WriteOptions {
-        entity_kind: filters.entity_kind.map(|_| "topic".to_string()),
-        min_total: filters.min_total,
-        max_entities_per_cluster: u32::try_from(filters.max_entities_per_cluster)
-            .unwrap_or(u32::MAX),
-        ..WriteOptions::default()
-    };
-    report.warpstream_json(options).map_err(fatal)
 }
 
 fn print_summary(args: &Args, report: &Report) {

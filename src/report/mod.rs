@@ -60,7 +60,9 @@ pub enum UnallocatedPolicy {
 pub struct Filters {
     /// Only entities of this level.
     pub entity_kind: Option<EntityLevel>,
-    /// Omit entities whose total is below this.
+    /// Omit entities whose total is below this (JSON: a number or its text,
+    /// in the readers' one spelling of numbers, as the command line's flag).
+    #[serde(deserialize_with = "de_min_total")]
     pub min_total: Option<Decimal>,
     /// At most this many entities per cluster (largest first); `truncated` set when cut.
     pub max_entities_per_cluster: usize,
@@ -74,6 +76,31 @@ impl Default for Filters {
             max_entities_per_cluster: 500,
         }
     }
+}
+
+impl Filters {
+    /// WarpStream's request filters that say what these say, for
+    /// [`Report::warpstream_json`] (the page and the command line both write
+    /// it so). The writer writes topic-level rows only, so any entity kind
+    /// asked for becomes WarpStream's `topic` (its subjects and tables are
+    /// left out); a limit past `u32` is refused by the writer as out of range.
+    pub fn warpstream_options(&self) -> crate::formats::warpstream::WriteOptions {
+        crate::formats::warpstream::WriteOptions {
+            entity_kind: self.entity_kind.map(|_| "topic".to_string()),
+            min_total: self.min_total,
+            max_entities_per_cluster: u32::try_from(self.max_entities_per_cluster)
+                .unwrap_or(u32::MAX),
+            ..crate::formats::warpstream::WriteOptions::default()
+        }
+    }
+}
+
+/// Reads [`Filters::min_total`] as rules weights are read: `+5` or `1_000`
+/// are refused rather than taken for 5 or 1000.
+fn de_min_total<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+    #[derive(Deserialize)]
+    struct Amount(#[serde(deserialize_with = "crate::allocate::rules::de_decimal")] Decimal);
+    Ok(Option::<Amount>::deserialize(d)?.map(|Amount(amount)| amount))
 }
 
 /// A compiled crosswalk (see the module docs for its precedence).
@@ -452,6 +479,9 @@ pub struct TeamSummary {
     pub total: Decimal,
     /// Distinct owners charged to the team.
     pub owners: usize,
+    /// Those owners by name, in order (the page shows each principal's and
+    /// topic's team from these: the entity view's filters leave owners out).
+    pub owner_ids: Vec<String>,
 }
 
 /// One organization's totals.
@@ -871,7 +901,11 @@ fn team_summaries<'r>(
     }
     let mut out = Vec::with_capacity(teams.len());
     for (key, mut summary) in teams {
-        summary.owners = owners.get(&key).map_or(0, BTreeSet::len);
+        summary.owner_ids = owners
+            .get(&key)
+            .map(|names| names.iter().map(|name| name.to_string()).collect())
+            .unwrap_or_default();
+        summary.owners = summary.owner_ids.len();
         summary.total = checked_sum(
             [summary.direct, summary.shared, summary.unallocated],
             "team total",

@@ -14,6 +14,12 @@
 //! const csv = s.output('confluent_csv');          // or focus_csv, warpstream_json, team_summary_csv
 //! ```
 //!
+//! The options' `filters` (`{"entity_kind":"topic","min_total":"0.10",
+//! "max_entities_per_cluster":2}`; default: every kind, no minimum, 500) are
+//! the command line's `--entity-kind`, `--min-total` and
+//! `--max-entities-per-cluster`: they filter the report's entity view and the
+//! `warpstream_json` output, as they do there.
+//!
 //! Errors are thrown as JS `Error`s whose message is the core's message (it names
 //! the file, line, column and reason). Results cross as JSON strings. Nothing
 //! here panics: the workspace denies `unwrap`, `expect`, `panic` and indexing.
@@ -154,8 +160,9 @@ impl WebSession {
             "confluent_csv" => Ok(report.confluent_csv()),
             "team_summary_csv" => Ok(report.team_summary_csv()),
             "focus_csv" => report.focus_csv().map_err(js),
+            // Filtered as the command line filters it: by the session's options.
             "warpstream_json" => report
-                .warpstream_json(tally::formats::warpstream::WriteOptions::default())
+                .warpstream_json(self.inner.options().filters.warpstream_options())
                 .map_err(js),
             "report_json" => Ok(report.to_json()),
             other => Err(js(format!(

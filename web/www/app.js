@@ -56,9 +56,26 @@ function options() {
     unallocated_policy: $('opt-unallocated').value,
     focus_cost: $('opt-focus-cost').value,
     precision: Number.isFinite(precision) ? precision : 2,
-    // The page shows every entity (the core's WarpStream-like view would cut at 500 per cluster).
-    filters: { max_entities_per_cluster: 1000000000 },
+    filters: entityFilters(),
   };
+}
+
+/**
+ * The entity view's filters, which the WarpStream download takes too: the
+ * command line's --entity-kind, --min-total and --max-entities-per-cluster.
+ * What was typed goes to the core as typed (a limit of digits as a number),
+ * and the core reads and checks it as it does the flags; left empty, the
+ * core's defaults (every kind, no minimum, 500 per cluster).
+ */
+function entityFilters() {
+  const filters = {};
+  const kind = $('opt-entity-kind').value;
+  if (kind) filters.entity_kind = kind;
+  const minTotal = $('opt-min-total').value.trim();
+  if (minTotal) filters.min_total = minTotal;
+  const max = $('opt-max-per-cluster').value.trim();
+  if (max) filters.max_entities_per_cluster = /^[0-9]+$/.test(max) ? Number(max) : max;
+  return filters;
 }
 
 function send(msg) {
@@ -614,6 +631,7 @@ const TABS = [
   ['team', 'Teams'],
   ['principal', 'Principals'],
   ['topic', 'Topics'],
+  ['entity', 'Entity view'],
   ['org', 'Organizations'],
   ['bucket', 'Buckets'],
   ['line', 'Cost lines'],
@@ -743,6 +761,19 @@ function renderResults() {
       ],
       rows: v.topics, currency: cur, caption: 'Totals per topic',
     }),
+    entity: new DataTable({
+      id: 'entity-table',
+      columns: [
+        { key: 'cluster', label: 'Cluster', type: 'text' },
+        { key: 'org_id', label: 'Organization', type: 'text' },
+        { key: 'name', label: 'Entity', type: 'text' },
+        { key: 'kind', label: 'Kind', type: 'text' },
+        { key: 'team', label: 'Team', type: 'text' },
+        { key: 'total', label: 'Total', type: 'money' },
+      ].filter((c) => c.key !== 'org_id' || v.multiOrg),
+      rows: v.entities, currency: cur,
+      caption: 'Entities per cluster, filtered as the WarpStream download (entity kind, minimum total, at most so many per cluster)',
+    }),
     org: new DataTable({
       id: 'org-table',
       columns: [
@@ -783,14 +814,29 @@ function renderResults() {
     }),
   };
   showTabs();
+  renderEntityNotes(v.entityNotes);
   renderReconciliation();
+}
+
+/** The clusters the entity view's filters cut (WarpStream's `truncated`) or thinned. */
+function renderEntityNotes(notes) {
+  const SHOWN = 20;
+  const box = $('entity-notes');
+  box.replaceChildren();
+  const lines = notes.slice(0, SHOWN).map((n) => `Entity view, cluster ${n}.`);
+  if (notes.length > SHOWN) lines.push(`Entity view: ${formatCount(notes.length - SHOWN)} more clusters cut or thinned by the filters.`);
+  for (const l of lines) {
+    const p = document.createElement('p');
+    p.textContent = l;
+    box.append(p);
+  }
 }
 
 function showTabs() {
   const counts = state.view?.counts ?? {};
   for (const [key] of TABS) {
     const t = state.tables[key];
-    const known = key === 'principal' ? counts.principals : key === 'topic' ? counts.topics : key === 'line' ? counts.lines : undefined;
+    const known = { principal: counts.principals, topic: counts.topics, entity: counts.entities, line: counts.lines }[key];
     $(`tab-${key}`).hidden = !t || (key !== 'team' && (known ?? t.rows.length) === 0);
   }
   if ($(`tab-${state.tab}`).hidden) state.tab = 'team';
@@ -805,8 +851,9 @@ function renderDetails(v) {
     if (state.renderToken === token) f();
   }, 0);
   later(() => {
-    for (const key of ['principal', 'topic', 'line']) state.tables[key].rows = key === 'principal' ? v.principals : key === 'topic' ? v.topics : v.lines;
-    if (['principal', 'topic', 'line'].includes(state.tab)) renderTab();
+    const lists = { principal: v.principals, topic: v.topics, entity: v.entities, line: v.lines };
+    for (const [key, rows] of Object.entries(lists)) state.tables[key].rows = rows;
+    if (state.tab in lists) renderTab();
   });
   later(() => renderUnallocated(v));
   later(() => renderCharts(v));

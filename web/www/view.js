@@ -30,12 +30,30 @@ export function viewOf(report) {
   const orgIds = new Set((report.organizations ?? []).map((o) => o.org_id));
   const multiOrg = orgIds.size > 1;
 
-  // Owner → team, from the entity view (the core's crosswalk applied).
+  // Owner → team, from the teams' owners (the core's crosswalk applied; the
+  // entity view's filters leave owners out of it).
   const teamOf = new Map();
-  for (const c of report.clusters ?? []) {
-    for (const e of c.entities ?? []) teamOf.set(`${c.org_id}\u0000${e.name}`, e.team);
+  for (const t of report.teams ?? []) {
+    for (const owner of t.owner_ids ?? []) teamOf.set(`${t.org_id}\u0000${owner}`, t.team);
   }
   const ownerTeam = (org, owner) => teamOf.get(`${org}\u0000${owner}`) ?? '';
+
+  // The entity view as the core filtered it (entity kind, minimum total, at
+  // most so many per cluster), and what its filters left out of each cluster.
+  const entities = [];
+  const entityNotes = [];
+  const count = (n) => `${n} entit${n === 1 ? 'y' : 'ies'}`;
+  for (const c of report.clusters ?? []) {
+    const cluster = c.cluster_id || '(organization)';
+    const shown = c.entities ?? [];
+    for (const e of shown) {
+      entities.push({ cluster, org_id: c.org_id, name: e.name, kind: e.level, team: e.team, total: e.total });
+    }
+    const left = [];
+    if (c.truncated) left.push(`truncated to its ${shown.length} largest entities by the per-cluster limit`);
+    if (c.below_min_total) left.push(`${count(c.below_min_total)} below the minimum total left out`);
+    if (left.length) entityNotes.push(`${cluster}${c.org_id ? ` (${c.org_id})` : ''}: ${left.join('; ')}`);
+  }
 
   // Teams (summed over organizations; the organizations tab has them apart).
   const teamsByName = new Map();
@@ -171,6 +189,8 @@ export function viewOf(report) {
     teams,
     principals: [...principals.values()],
     topics: [...topics.values()],
+    entities,
+    entityNotes,
     orgs,
     buckets: [...buckets.values()],
     lines,

@@ -49,12 +49,19 @@ function errorText(e) {
 }
 
 function newSession() {
+  // The new session first: options or rules the core refuses (a minimum total
+  // that is not a number) leave the current one, and the results shown, as they were.
+  const s = new WebSession(JSON.stringify(settings.options ?? {}));
+  try {
+    if (settings.rulesToml) s.set_rules(settings.rulesToml);
+  } catch (e) {
+    s.free();
+    throw e;
+  }
   if (session) {
     session.free();
     session = null;
   }
-  const s = new WebSession(JSON.stringify(settings.options ?? {}));
-  if (settings.rulesToml) s.set_rules(settings.rulesToml);
   return s;
 }
 
@@ -147,14 +154,17 @@ function allocateAndPost(started) {
   const t2 = performance.now();
   // The totals first, the long lists after in slices: each message is a short task
   // for the main thread to receive.
-  const { principals, topics, lines, ...head } = view;
+  const { principals, topics, entities, lines, ...head } = view;
   postMessage({
     type: 'report',
-    view: { ...head, principals: [], topics: [], lines: [], counts: { principals: principals.length, topics: topics.length, lines: lines.length } },
+    view: {
+      ...head, principals: [], topics: [], entities: [], lines: [],
+      counts: { principals: principals.length, topics: topics.length, entities: entities.length, lines: lines.length },
+    },
     heap: heap(), peakHeap,
     timing: { readMs: t0 - started, allocateMs: t1 - t0, viewMs: t2 - t1, totalMs: t2 - started },
   });
-  for (const [key, list] of [['principals', principals], ['topics', topics], ['lines', lines]]) {
+  for (const [key, list] of [['principals', principals], ['topics', topics], ['entities', entities], ['lines', lines]]) {
     for (let i = 0; i < list.length; i += 500) postMessage({ type: 'report-part', key, rows: list.slice(i, i + 500) });
   }
   postMessage({ type: 'report-done' });
