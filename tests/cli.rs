@@ -388,3 +388,67 @@ fn rows_after_an_oversized_quoted_field_are_all_read_and_counted() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn outputs_through_symlinks_and_pipes_keep_them() {
+    // `--out-x /dev/stdout`, a named pipe or a symlink to the real report:
+    // renaming a finished file over them replaced them (as root, /dev/stdout
+    // itself became a regular file).
+    use std::os::unix::fs::FileTypeExt;
+    let dir = std::env::temp_dir().join(format!("tally-cli-targets-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bill = testdata("seed33/bill.csv").display().to_string();
+    let (pipe, real, link) = (dir.join("pipe"), dir.join("real.csv"), dir.join("link.csv"));
+    let made = std::process::Command::new("mkfifo")
+        .arg(&pipe)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    std::fs::write(&real, "previous run\n").unwrap();
+    let reader = {
+        let pipe = pipe.clone();
+        std::thread::spawn(move || std::fs::read_to_string(pipe).unwrap())
+    };
+    let path = |p: &std::path::Path| p.display().to_string();
+    let expected =
+        String::from_utf8(tally_ok(&["allocate", &bill, "--out-team-summary", "-"]).stdout)
+            .unwrap();
+    let out = tally(&[
+        "allocate".to_string(),
+        bill.clone(),
+        "--out-team-summary".into(),
+        path(&pipe),
+        "--out-confluent".into(),
+        path(&link),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let still_a_pipe = std::fs::metadata(&pipe).unwrap().file_type().is_fifo();
+    let still_a_link = std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink();
+    // (On failure the reader may wait on a pipe nobody opens: not joined then.)
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        still_a_pipe && still_a_link,
+        "{still_a_pipe} {still_a_link}"
+    );
+    assert_eq!(reader.join().unwrap(), expected);
+    let written = std::fs::read_to_string(&real).unwrap();
+    assert!(written.starts_with("timestamp,owner_id,"), "{written}");
+    // A directory is refused before anything is written.
+    std::fs::write(&real, "previous run\n").unwrap();
+    let out = tally(&[
+        "allocate".to_string(),
+        bill,
+        "--out-confluent".into(),
+        path(&link),
+        "--out-json".into(),
+        path(&dir),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is a directory"));
+    assert_eq!(std::fs::read_to_string(&real).unwrap(), "previous run\n");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -9,6 +9,7 @@
 //! options or rules), 2 on a usage error.
 
 use rust_decimal::Decimal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::str::FromStr;
 use tally::model::EntityLevel;
@@ -66,7 +67,10 @@ OPTIONS:
     --out-focus FILE        write FOCUS 1.3 CSV with split cost allocation columns
     -q, --quiet             do not print the summary to stdout
 
-A FILE of `-` is standard input. Without any --out-*, the team summary is printed.
+An input FILE of `-` is standard input; an --out-* FILE of `-` is standard output.
+Output files are written all or none (each beside itself, then renamed into place);
+a named pipe or /dev/stdout is written directly. Without any --out-*, the team
+summary is printed.
 Exit codes: 0 success, 1 fatal error, 2 usage error.
 ";
 
@@ -365,9 +369,22 @@ fn write_outputs(args: &Args, report: &Report) -> Result<(), Failure> {
     if let Some(path) = &args.out_focus {
         outputs.push((path, report.focus_csv().map_err(fatal)?));
     }
-    let (stdout, files): (Vec<_>, Vec<_>) = outputs.iter().partition(|(path, _)| *path == "-");
-    let partial = |path: &str| format!("{path}.partial");
-    let remove_partials = |written: &[&(&str, String)]| {
+    let mut files = Vec::new();
+    let mut streams = Vec::new();
+    let mut stdout = Vec::new();
+    for (path, text) in &outputs {
+        match output_target(path).map_err(fatal)? {
+            Target::Stdout => stdout.push(text),
+            Target::File(file) => files.push((file, text)),
+            Target::Stream(stream) => streams.push((stream, text)),
+        }
+    }
+    let partial = |path: &Path| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".partial");
+        PathBuf::from(name)
+    };
+    let remove_partials = |written: &[(PathBuf, &String)]| {
         for (path, _) in written {
             let _ = std::fs::remove_file(partial(path));
         }
@@ -375,19 +392,51 @@ fn write_outputs(args: &Args, report: &Report) -> Result<(), Failure> {
     for (done, (path, text)) in files.iter().enumerate() {
         if let Err(e) = std::fs::write(partial(path), text) {
             remove_partials(files.get(..=done).unwrap_or_default());
-            return Err(fatal(format!("{path}: {e}")));
+            return Err(fatal(format!("{}: {e}", path.display())));
         }
     }
     for (done, (path, _)) in files.iter().enumerate() {
         if let Err(e) = std::fs::rename(partial(path), path) {
             remove_partials(files.get(done..).unwrap_or_default());
-            return Err(fatal(format!("{path}: {e}")));
+            return Err(fatal(format!("{}: {e}", path.display())));
         }
     }
-    for (_, text) in stdout {
+    for (path, text) in streams {
+        std::fs::write(&path, text).map_err(|e| fatal(format!("{}: {e}", path.display())))?;
+    }
+    for text in stdout {
         print!("{text}");
     }
     Ok(())
+}
+
+/// Where an output goes.
+enum Target {
+    /// `-`.
+    Stdout,
+    /// A regular file, new or existing (through its symlinks, which stay):
+    /// written beside itself and renamed into place, so that a run writes
+    /// all its files or none.
+    File(PathBuf),
+    /// Something else that exists (`/dev/stdout`, a named pipe, the
+    /// `/dev/fd/N` of a shell's process substitution): renaming over it would
+    /// replace it with a file, so it is written directly, after the files.
+    Stream(PathBuf),
+}
+
+/// Where `path` points; a directory is refused before anything is written.
+fn output_target(path: &str) -> Result<Target, String> {
+    if path == "-" {
+        return Ok(Target::Stdout);
+    }
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => Err(format!("{path}: is a directory")),
+        Ok(meta) if meta.is_file() => std::fs::canonicalize(path)
+            .map(Target::File)
+            .map_err(|e| format!("{path}: {e}")),
+        Ok(_) => Ok(Target::Stream(PathBuf::from(path))),
+        Err(_) => Ok(Target::File(PathBuf::from(path))),
+    }
 }
 
 fn print_summary(args: &Args, report: &Report) {
