@@ -330,6 +330,36 @@ const ROUNDS: &[Round] = &[
         flags: &["--unallocated", "pro-rata"],
     },
     Round {
+        // The credit (-3.00) to a shared cost center named by the user.
+        name: "export_to_a_named_shared_cost_center",
+        files: &[
+            "host-tests/browser/fixtures/confluent_export_april.csv",
+            "host-tests/browser/fixtures/export_crosswalk.csv",
+        ],
+        options: &[("opt-shared-cost-center", "platform-shared")],
+        flags: &["--shared-cost-center", "platform-shared"],
+    },
+    Round {
+        // Weekly buckets cut by a custom range: the two boundary weeks partial.
+        name: "costs_in_a_custom_range",
+        files: &[
+            "testdata/seed33/bill.csv",
+            "testdata/seed33/usage.csv",
+            "testdata/seed33/crosswalk.csv",
+        ],
+        options: &[
+            ("opt-granularity", "weekly"),
+            ("opt-range-from", "2026-04-10"),
+            ("opt-range-to", "2026-04-20"),
+        ],
+        flags: &[
+            "--granularity",
+            "weekly",
+            "--range",
+            "2026-04-10,2026-04-20",
+        ],
+    },
+    Round {
         name: "warpstream_chargebacks",
         files: &["testdata/warpstream/example_get_past.json"],
         options: &[],
@@ -451,6 +481,24 @@ fn page_downloads_are_byte_identical_to_the_command_line_files() {
         }
     }
     assert_filtered_round(&seen["rounds"][FILTERED_ROUND]);
+    let teams = |round: &str| {
+        std::fs::read_to_string(download(&seen["rounds"][round], "team_summary_csv")).unwrap()
+    };
+    assert!(
+        teams("export_to_a_named_shared_cost_center")
+            .ends_with("\n,platform-shared,platform-shared,0.00,0.00,-3.00,-3.00,0\n"),
+        "{}",
+        teams("export_to_a_named_shared_cost_center")
+    );
+    // 10.99 of the 33.00 lies in the range (22.01 outside).
+    assert_eq!(
+        teams("costs_in_a_custom_range"),
+        "org_id,team,cost_center,direct,shared,unallocated,total,owners\n\
+         ,analytics,CC-200,1.50,0.87,0.00,2.37,1\n\
+         ,data,CC-400,1.00,0.03,0.00,1.03,1\n\
+         ,payments,CC-100,1.40,4.14,0.00,5.54,1\n\
+         ,platform,CC-300,1.99,0.06,0.00,2.05,1\n"
+    );
 }
 
 /// What the filters of [`FILTERED_ROUND`] keep, in the page's report and

@@ -57,7 +57,23 @@ function options() {
     focus_cost: $('opt-focus-cost').value,
     precision: Number.isFinite(precision) ? precision : 2,
     filters: entityFilters(),
+    ...rangeAndCostCenter(),
   };
+}
+
+/**
+ * The command line's --range and --shared-cost-center, as typed: the core
+ * reads and checks them as it does the flags (a range needs both ends). Left
+ * empty, the core's defaults (no range; `shared`).
+ */
+function rangeAndCostCenter() {
+  const options = {};
+  const from = $('opt-range-from').value.trim();
+  const to = $('opt-range-to').value.trim();
+  if (from || to) options.range = [from, to];
+  const team = $('opt-shared-cost-center').value.trim();
+  if (team) options.shared_cost_center = team;
+  return options;
 }
 
 /**
