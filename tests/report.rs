@@ -250,11 +250,12 @@ fn entity_filters_as_warpstream_request_filters() {
     }
 }
 
-/// The page's minimum total (options JSON) is read in the one spelling of
-/// numbers the command line's `--min-total` takes: `+5` and `1_000` were
-/// taken for 5 and 1000 from the page and refused by the command line.
+/// The page's minimum total and invoice subtotal (options JSON) are read in
+/// the one spelling of numbers the command line's `--min-total` and
+/// `--invoice-subtotal` take: `+5` and `1_000` were taken for 5 and 1000 from
+/// the page and refused by the command line.
 #[test]
-fn the_pages_min_total_takes_the_command_lines_spelling() {
+fn the_pages_amounts_take_the_command_lines_spelling() {
     let cases: [(&str, Option<Option<&str>>); 10] = [
         (r#""0.10""#, Some(Some("0.10"))),
         (r#"" 0.10 ""#, Some(Some("0.10"))),
@@ -267,16 +268,27 @@ fn the_pages_min_total_takes_the_command_lines_spelling() {
         (r#""$5.00""#, None),
         (r#""5.""#, None),
     ];
-    for (given, expected) in cases {
-        let json = format!(r#"{{"filters":{{"min_total":{given}}}}}"#);
-        let read = serde_json::from_str::<Options>(&json)
-            .ok()
-            .map(|o| o.filters.min_total.map(|m| m.to_string()));
-        assert_eq!(
-            read.as_ref().map(|m| m.as_deref()),
-            expected,
-            "min_total {given}"
-        );
+    type Field = fn(&Options) -> Option<rust_decimal::Decimal>;
+    let fields: [(&str, &str, Field); 2] = [
+        ("min_total", r#"{"filters":{"min_total":X}}"#, |o| {
+            o.filters.min_total
+        }),
+        ("invoice_subtotal", r#"{"invoice_subtotal":X}"#, |o| {
+            o.invoice_subtotal
+        }),
+    ];
+    for (name, template, field) in fields {
+        for (given, expected) in cases {
+            let json = template.replace('X', given);
+            let read = serde_json::from_str::<Options>(&json)
+                .ok()
+                .map(|o| field(&o).map(|m| m.to_string()));
+            assert_eq!(
+                read.as_ref().map(|m| m.as_deref()),
+                expected,
+                "{name} {given}"
+            );
+        }
     }
 }
 

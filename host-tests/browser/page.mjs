@@ -76,8 +76,10 @@ async function play(scenario, dir) {
     await waitIdle(before);
   }
   if (scenario.invoice) {
+    const before = await jobs();
     await page.fill('#invoice', scenario.invoice);
     await page.click('#btn-invoice');
+    await waitIdle(before);
   }
   const seen = await page.evaluate(() => {
     const text = (sel) => [...document.querySelectorAll(sel)].map((e) => e.textContent.trim());

@@ -336,8 +336,17 @@ const ROUNDS: &[Round] = &[
             "host-tests/browser/fixtures/confluent_export_april.csv",
             "host-tests/browser/fixtures/export_crosswalk.csv",
         ],
-        options: &[("opt-shared-cost-center", "platform-shared")],
-        flags: &["--shared-cost-center", "platform-shared"],
+        // And an invoice subtotal, which the core reconciles (1.25 more than the bill).
+        options: &[
+            ("opt-shared-cost-center", "platform-shared"),
+            (INVOICE, "31.25"),
+        ],
+        flags: &[
+            "--shared-cost-center",
+            "platform-shared",
+            "--invoice-subtotal",
+            "31.25",
+        ],
     },
     Round {
         // Weekly buckets cut by a custom range: the two boundary weeks partial.
@@ -404,6 +413,9 @@ const ROUNDS: &[Round] = &[
     },
 ];
 
+/// The page's invoice subtotal field, typed in a round's options.
+const INVOICE: &str = "invoice";
+
 /// The round with non-default entity-view filters: seed33's principals and a
 /// WarpStream cluster of four topics (orders 6.00, payments 3.00, clicks 1.75,
 /// audit 0.05), filtered to topics of at least 0.10, at most 2 per cluster.
@@ -430,8 +442,10 @@ fn page_downloads_are_byte_identical_to_the_command_line_files() {
             std::fs::copy(repo_root().join(file), &copy).unwrap();
             files.push(copy.display().to_string());
         }
-        let options: serde_json::Map<String, Value> = round
-            .options
+        // The invoice field is typed once the results are shown; the rest before.
+        let (invoice, options): (Vec<_>, Vec<_>) =
+            round.options.iter().partition(|(id, _)| *id == INVOICE);
+        let options: serde_json::Map<String, Value> = options
             .iter()
             .map(|(id, value)| (id.to_string(), json!(value)))
             .collect();
@@ -439,6 +453,7 @@ fn page_downloads_are_byte_identical_to_the_command_line_files() {
             "name": round.name,
             "options": options,
             "steps": [{"files": files}],
+            "invoice": invoice.first().map(|(_, value)| value),
             "downloads": OUTPUTS.iter().map(|(kind, _, _)| kind).collect::<Vec<_>>(),
         }));
     }
@@ -632,7 +647,7 @@ fn confluent_export_and_crosswalk_give_team_totals_with_the_credit_unallocated()
     assert_reconciliation_shows(&seen, "Invoice − bill", "$1.25");
     let explain = seen["explain"].to_string();
     assert!(
-        explain.contains("more than the bill files") && explain.contains("48 hours"),
+        explain.contains("the invoice subtotal differs by 1.25") && explain.contains("48 hours"),
         "{explain}"
     );
     assert_screenshot(&dir);

@@ -54,6 +54,7 @@ pub struct Options {
     /// The team name of the shared cost center (default `shared`).
     pub shared_cost_center: String,
     /// The invoice's usage subtotal to reconcile against.
+    #[serde(deserialize_with = "crate::report::de_optional_amount")]
     pub invoice_subtotal: Option<Decimal>,
     /// Principal- or topic-level entities (rules may pin their own).
     pub entity_level: EntityLevel,
@@ -391,6 +392,12 @@ impl Session {
     /// The options in force.
     pub fn options(&self) -> &Options {
         &self.options
+    }
+
+    /// Sets the invoice's usage subtotal the report reconciles against. It
+    /// changes only the report, so the files need not be read again.
+    pub fn set_invoice_subtotal(&mut self, subtotal: Option<Decimal>) {
+        self.options.invoice_subtotal = subtotal;
     }
 
     /// Replaces the rules by a rules file (TOML); on error the rules are unchanged.

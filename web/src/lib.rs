@@ -139,6 +139,25 @@ impl WebSession {
         self.inner.partly_read_file().is_some()
     }
 
+    /// Sets the invoice's usage subtotal the next report reconciles against
+    /// (empty: none), read as the command line's `--invoice-subtotal` is.
+    pub fn set_invoice_subtotal(&mut self, text: &str) -> Result<(), JsError> {
+        let text = text.trim();
+        let subtotal = if text.is_empty() {
+            None
+        } else {
+            let amount = tally::formats::exact_json::decimal_from_number(text);
+            Some(amount.ok_or_else(|| {
+                js(format!(
+                    "invoice subtotal: `{text}` is not a decimal amount"
+                ))
+            })?)
+        };
+        self.inner.set_invoice_subtotal(subtotal);
+        self.report = None;
+        Ok(())
+    }
+
     /// Allocates everything fed so far; returns the report as JSON.
     pub fn allocate(&mut self) -> Result<String, JsError> {
         let report = self.inner.allocate().map_err(js)?;

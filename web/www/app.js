@@ -4,7 +4,7 @@
 // default rules, rules TOML ⇄ JSON).
 
 import init, { version, default_rules_toml, rules_toml_to_json } from './pkg/tally_web.js';
-import { formatMoney, formatBytes, formatCount, subDecimal, isZeroDecimal, compareDecimal, sumDecimals, parseDecimal, sortByDecimal } from './decimal.js';
+import { formatMoney, formatBytes, formatCount, subDecimal, isZeroDecimal, sumDecimals, sortByDecimal } from './decimal.js';
 import { DataTable } from './table.js';
 import { stackedColumns, horizontalBars, PALETTE, OTHER_COLOR } from './charts.js';
 import { RulesEditor, rulesToToml } from './rules-editor.js';
@@ -45,6 +45,7 @@ function settings() {
     options: options(),
     rulesToml: state.rulesToml,
     crosswalkCsv: crosswalkCsv(),
+    invoice: $('invoice').value.trim(),
   };
 }
 
@@ -676,9 +677,11 @@ function setupResults() {
     if (i === 0) b.setAttribute('aria-selected', 'true');
   });
   $('filter').addEventListener('input', () => renderTab());
-  $('btn-invoice').addEventListener('click', renderReconciliation);
+  // The core reconciles the invoice (as --invoice-subtotal): its report changes, not the files read.
+  const reconcileInvoice = () => send({ type: 'invoice', settings: settings() });
+  $('btn-invoice').addEventListener('click', reconcileInvoice);
   $('invoice').addEventListener('keydown', (e) => {
-    if (e.key === 'Enter') renderReconciliation();
+    if (e.key === 'Enter') reconcileInvoice();
   });
   for (const b of $('downloads').querySelectorAll('button[data-output]')) {
     b.addEventListener('click', () => downloadOutput(b.dataset.output));
@@ -937,25 +940,12 @@ function renderReconciliation() {
   if (d1 !== null && isZeroDecimal(d1)) {
     lines.unshift('Balanced: the sum of chargeback_cost over every row, the unallocated row included, equals the bill total; every line\'s parts add up to the line.');
   }
-  const invText = $('invoice').value.trim();
-  if (invText) {
-    const inv = parseDecimal(invText.replace(/[,\s$€£]/g, ''));
-    if (!inv) {
-      lines.push(`“${invText}” is not a decimal amount.`);
-    } else {
-      const invoice = invText.replace(/[,\s$€£]/g, '');
-      const d2 = subDecimal(invoice, v.billTotal);
-      add('Invoice usage subtotal', formatMoney(invoice, cur), 'recon-invoice');
-      add('Invoice − bill', formatMoney(d2, cur), 'recon-diff-invoice');
-      if (isZeroDecimal(d2)) {
-        lines.push('The bill files reconcile with the invoice subtotal exactly.');
-      } else {
-        const more = compareDecimal(d2, '0') > 0;
-        lines.push(more
-          ? `The invoice is ${formatMoney(d2, cur)} more than the bill files: usage data can arrive up to 48 hours late (re-export the period), or the subtotal includes tax, marketplace pass-through or prior-period adjustments, which the export excludes.`
-          : `The invoice is ${formatMoney(subDecimal('0', d2), cur)} less than the bill files: credits, refunds or credit notes applied on the invoice but not in these files, or a bill file that covers more than the invoiced period.`);
-      }
-    }
+  // The core's figures: the difference, when not zero, is explained in its notes above.
+  const rec = v.reconciliation;
+  if (rec.invoice_subtotal != null) {
+    add('Invoice usage subtotal', formatMoney(rec.invoice_subtotal, cur), 'recon-invoice');
+    add('Invoice − bill', formatMoney(rec.difference, cur), 'recon-diff-invoice');
+    if (isZeroDecimal(rec.difference)) lines.push('The bill files reconcile with the invoice subtotal exactly.');
   }
   for (const l of lines) {
     const p = document.createElement('p');

@@ -51,15 +51,6 @@ export function sumDecimals(values) {
   return values.reduce((acc, v) => (acc === null ? null : addDecimal(acc, v ?? '0')), '0');
 }
 
-/** −1, 0, 1 like a comparator; non-numbers sort first. */
-export function compareDecimal(a, b) {
-  const x = parseDecimal(a);
-  const y = parseDecimal(b);
-  if (!x || !y) return (x ? 1 : 0) - (y ? 1 : 0);
-  const [p, q] = align(x, y);
-  return p < q ? -1 : p > q ? 1 : 0;
-}
-
 export function isZeroDecimal(a) {
   const x = parseDecimal(a);
   return x !== null && x.units === 0n;

@@ -54,6 +54,7 @@ function newSession() {
   const s = new WebSession(JSON.stringify(settings.options ?? {}));
   try {
     if (settings.rulesToml) s.set_rules(settings.rulesToml);
+    if (settings.invoice) s.set_invoice_subtotal(settings.invoice);
   } catch (e) {
     s.free();
     throw e;
@@ -207,6 +208,14 @@ async function handle(msg) {
       settings = msg.settings ?? settings;
       kept = kept.filter((f) => f.key !== msg.key);
       await rebuild('rebuild');
+      break;
+    case 'invoice':
+      // Only the report changes: the files are not read again.
+      settings = msg.settings ?? settings;
+      if (session) {
+        session.set_invoice_subtotal(settings.invoice ?? '');
+        allocateAndPost(performance.now());
+      }
       break;
     case 'clear':
       kept = [];
