@@ -723,20 +723,28 @@ fn writer_puts_a_clusters_unallocated_remainder_back_into_the_cluster() {
     assert_eq!(back.cost_lines[0].amount, d("10.00"));
 }
 
+/// A response with one cluster, `vci_1`, whose entities are `(name, total)`,
+/// the first on line 3 and each on a line of its own; each has one
+/// chargeback of 1, so a total other than 1 is refused.
+fn one_cluster<S: AsRef<str>>(entities: &[(S, &str)]) -> String {
+    let mut json = String::from(
+        "{\"date_from\":\"2026-05-01\",\"date_to\":\"2026-06-01\",\"covers_products\":[\"Cluster minutes\"],\n\
+         \"tenants\":[{\"tenant_id\":\"t1\",\"workspaces\":[{\"workspace_id\":\"w1\",\"clusters\":[{\"virtual_cluster_id\":\"vci_1\",\"cluster_name\":\"c\",\"entity_kind\":\"topic\",\"entities\":[",
+    );
+    for (i, (name, total)) in entities.iter().enumerate() {
+        let name = name.as_ref();
+        json.push_str(if i == 0 { "\n" } else { ",\n" });
+        json.push_str(&format!(
+            "{{\"name\":\"{name}\",\"chargebacks\":[{{\"product\":\"Cluster minutes\",\"unit_price\":1,\"quantity\":1,\"total\":1}}],\"total\":{total}}}"
+        ));
+    }
+    json.push_str("]}]}]}]}");
+    json
+}
+
 #[test]
 fn an_entity_without_a_name_is_rejected_with_its_position() {
-    let entity = |name: &str, line: &str| {
-        format!(
-            "{line}{{\"name\":\"{name}\",\"chargebacks\":[{{\"product\":\"Cluster minutes\",\"unit_price\":1,\"quantity\":1,\"total\":1}}],\"total\":1}}"
-        )
-    };
-    let json = format!(
-        "{{\"date_from\":\"2026-05-01\",\"date_to\":\"2026-06-01\",\"covers_products\":[\"Cluster minutes\"],\n\
-         \"tenants\":[{{\"tenant_id\":\"t1\",\"workspaces\":[{{\"workspace_id\":\"w1\",\"clusters\":[{{\"virtual_cluster_id\":\"vci_1\",\"cluster_name\":\"c\",\"entity_kind\":\"topic\",\"entities\":[{},{},{}]}}]}}]}}]}}",
-        entity("orders", "\n"),
-        entity("", "\n"),
-        entity("  ", "\n"),
-    );
+    let json = one_cluster(&[("orders", "1"), ("", "1"), ("  ", "1")]);
     let r = read_chargebacks(json.as_bytes(), "ws.json", "").unwrap();
     let rejected: Vec<String> = r.rejected.iter().map(Error::to_string).collect();
     let at = "tenants[0].workspaces[0].clusters[0].entities";
@@ -754,4 +762,64 @@ fn an_entity_without_a_name_is_rejected_with_its_position() {
         .collect();
     assert_eq!(names, ["orders"]);
     assert_eq!(r.rejected_total, d("2"));
+}
+
+/// Entities as (name, total).
+type Entities = Vec<(String, &'static str)>;
+
+/// An entity whose name an earlier entity of its cluster has is refused. The
+/// check compared each entity with every one before it: 100,000 entities in
+/// one cluster took seconds (see the commit); the last case is that cluster.
+#[test]
+fn an_entity_named_twice_in_a_cluster_is_refused_with_its_line() {
+    let at = "tenants[0].workspaces[0].clusters[0].entities";
+    let twice = |i: usize, name: &str| {
+        format!(
+            "ws.json:{} column `{at}[{i}].name`: entity `{name}` appears twice in cluster `vci_1`; the second is refused",
+            i + 3
+        )
+    };
+    let topics: Vec<String> = (0..100_000).map(|i| format!("topic-{i}")).collect();
+    let many: Entities = topics
+        .iter()
+        .chain([&topics[99_998]])
+        .map(|name| (name.clone(), "1"))
+        .collect();
+    let mismatch = format!("ws.json:3 column `{at}[0].total`: entity `a` states total 2 but its chargebacks sum to 1; refused");
+    // (entities as (name, total); names accepted, in order; rejections;
+    // rejected total)
+    let cases: [(Entities, Vec<String>, Vec<String>, &str); 4] = [
+        (
+            vec![("a".into(), "1"), ("b".into(), "1"), ("a".into(), "1")],
+            vec!["a".into(), "b".into()],
+            vec![twice(2, "a")],
+            "1",
+        ),
+        (
+            vec![("a".into(), "1"), ("a".into(), "1"), ("a".into(), "1")],
+            vec!["a".into()],
+            vec![twice(1, "a"), twice(2, "a")],
+            "2",
+        ),
+        // A refused entity does not take its name: the next one is the first.
+        (
+            vec![("a".into(), "2"), ("a".into(), "1"), ("a".into(), "1")],
+            vec!["a".into()],
+            vec![mismatch, twice(2, "a")],
+            "3",
+        ),
+        (many, topics, vec![twice(100_000, "topic-99998")], "1"),
+    ];
+    for (entities, accepted, rejected, rejected_total) in cases {
+        let r = read_chargebacks(one_cluster(&entities).as_bytes(), "ws.json", "").unwrap();
+        let names: Vec<&str> = r.clusters[0]
+            .entities
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        assert_eq!(names, accepted);
+        let got: Vec<String> = r.rejected.iter().map(Error::to_string).collect();
+        assert_eq!(got, rejected);
+        assert_eq!(r.rejected_total, d(rejected_total));
+    }
 }
