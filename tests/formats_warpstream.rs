@@ -723,20 +723,28 @@ fn writer_puts_a_clusters_unallocated_remainder_back_into_the_cluster() {
     assert_eq!(back.cost_lines[0].amount, d("10.00"));
 }
 
+/// A response with one cluster, `vci_1`, whose entities are `(name,
+/// unit_price, total)`, the first on line 3 and each on a line of its own,
+/// each with one `Cluster minutes` line item of quantity 1.
+fn one_cluster<S: AsRef<str>>(entities: &[(S, S, S)]) -> String {
+    let mut json = String::from(
+        "{\"date_from\":\"2026-05-01\",\"date_to\":\"2026-06-01\",\"covers_products\":[\"Cluster minutes\"],\n\
+         \"tenants\":[{\"tenant_id\":\"t1\",\"workspaces\":[{\"workspace_id\":\"w1\",\"clusters\":[{\"virtual_cluster_id\":\"vci_1\",\"cluster_name\":\"c\",\"entity_kind\":\"topic\",\"entities\":[",
+    );
+    for (i, (name, unit_price, total)) in entities.iter().enumerate() {
+        let (name, unit_price, total) = (name.as_ref(), unit_price.as_ref(), total.as_ref());
+        json.push_str(if i == 0 { "\n" } else { ",\n" });
+        json.push_str(&format!(
+            "{{\"name\":\"{name}\",\"chargebacks\":[{{\"product\":\"Cluster minutes\",\"unit_price\":{unit_price},\"quantity\":1,\"total\":{total}}}],\"total\":{total}}}"
+        ));
+    }
+    json.push_str("]}]}]}]}");
+    json
+}
+
 #[test]
 fn an_entity_without_a_name_is_rejected_with_its_position() {
-    let entity = |name: &str, line: &str| {
-        format!(
-            "{line}{{\"name\":\"{name}\",\"chargebacks\":[{{\"product\":\"Cluster minutes\",\"unit_price\":1,\"quantity\":1,\"total\":1}}],\"total\":1}}"
-        )
-    };
-    let json = format!(
-        "{{\"date_from\":\"2026-05-01\",\"date_to\":\"2026-06-01\",\"covers_products\":[\"Cluster minutes\"],\n\
-         \"tenants\":[{{\"tenant_id\":\"t1\",\"workspaces\":[{{\"workspace_id\":\"w1\",\"clusters\":[{{\"virtual_cluster_id\":\"vci_1\",\"cluster_name\":\"c\",\"entity_kind\":\"topic\",\"entities\":[{},{},{}]}}]}}]}}]}}",
-        entity("orders", "\n"),
-        entity("", "\n"),
-        entity("  ", "\n"),
-    );
+    let json = one_cluster(&[("orders", "100", "1"), ("", "100", "1"), ("  ", "100", "1")]);
     let r = read_chargebacks(json.as_bytes(), "ws.json", "").unwrap();
     let rejected: Vec<String> = r.rejected.iter().map(Error::to_string).collect();
     let at = "tenants[0].workspaces[0].clusters[0].entities";
@@ -754,4 +762,114 @@ fn an_entity_without_a_name_is_rejected_with_its_position() {
         .collect();
     assert_eq!(names, ["orders"]);
     assert_eq!(r.rejected_total, d("2"));
+}
+
+/// Entities as (name, unit_price, total).
+type Entities = Vec<(String, String, String)>;
+
+/// [`Entities`] from text.
+fn entities(list: &[(&str, &str, &str)]) -> Entities {
+    list.iter()
+        .map(|(name, price, total)| (name.to_string(), price.to_string(), total.to_string()))
+        .collect()
+}
+
+/// An entity whose name an earlier entity of its cluster has is refused. The
+/// check compared each entity with every one before it: 100,000 entities in
+/// one cluster took seconds (see the commit); the last case is that cluster.
+#[test]
+fn an_entity_named_twice_in_a_cluster_is_refused_with_its_line() {
+    let at = "tenants[0].workspaces[0].clusters[0].entities";
+    let twice = |i: usize, name: &str| {
+        format!(
+            "ws.json:{} column `{at}[{i}].name`: entity `{name}` appears twice in cluster `vci_1`; the second is refused",
+            i + 3
+        )
+    };
+    let topics: Vec<String> = (0..100_000).map(|i| format!("topic-{i}")).collect();
+    let many: Entities = topics
+        .iter()
+        .chain([&topics[99_998]])
+        .map(|name| (name.clone(), "100".into(), "1".into()))
+        .collect();
+    let not_a_number = format!("ws.json:3 column `{at}[0].chargebacks[0].unit_price`: `x` is not a number that fits a 28-digit decimal");
+    // (entities; names accepted, in order; rejections; rejected total)
+    let cases: [(Entities, Vec<String>, Vec<String>, &str); 4] = [
+        (
+            entities(&[("a", "100", "1"), ("b", "100", "1"), ("a", "100", "1")]),
+            vec!["a".into(), "b".into()],
+            vec![twice(2, "a")],
+            "1",
+        ),
+        (
+            entities(&[("a", "100", "1"), ("a", "100", "1"), ("a", "100", "1")]),
+            vec!["a".into()],
+            vec![twice(1, "a"), twice(2, "a")],
+            "2",
+        ),
+        // A refused entity does not take its name: the next one is the first.
+        (
+            entities(&[("a", "\"x\"", "1"), ("a", "100", "1"), ("a", "100", "1")]),
+            vec!["a".into()],
+            vec![not_a_number, twice(2, "a")],
+            "2",
+        ),
+        (many, topics, vec![twice(100_000, "topic-99998")], "1"),
+    ];
+    for (entities, accepted, rejected, rejected_total) in cases {
+        let r = read_chargebacks(one_cluster(&entities).as_bytes(), "ws.json", "").unwrap();
+        let names: Vec<&str> = r.clusters[0]
+            .entities
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        assert_eq!(names, accepted);
+        let got: Vec<String> = r.rejected.iter().map(Error::to_string).collect();
+        assert_eq!(got, rejected);
+        assert_eq!(r.rejected_total, d(rejected_total));
+    }
+}
+
+/// A cluster line's unit price is its product's one unit price in USD, or
+/// amount ÷ quantity when its entities' prices differ. The distinct prices
+/// were kept in a list searched and cloned per line item: 100,000 entities
+/// each with its own price took 20 s (see the commit); the last case.
+#[test]
+fn a_cluster_lines_price_is_its_one_unit_price_or_the_average() {
+    let many: Entities = (0..100_000)
+        .map(|i| {
+            (
+                format!("topic-{i}"),
+                format!("100.{i:06}"),
+                format!("1.{i:08}"),
+            )
+        })
+        .collect();
+    // (entities; the cluster line's amount, quantity and price)
+    let cases: [(Entities, [&str; 3]); 4] = [
+        (
+            entities(&[("a", "100", "1"), ("b", "100.0", "1")]),
+            ["2", "2", "1"],
+        ),
+        (
+            entities(&[("a", "100", "1"), ("b", "150", "1.5")]),
+            ["2.5", "2", "1.25"],
+        ),
+        // Once two differ, a third like the first makes no one price.
+        (
+            entities(&[("a", "100", "1"), ("b", "150", "1.5"), ("c", "100", "1")]),
+            ["3.5", "3", "1.1666666667"],
+        ),
+        (many, ["100049.9995", "100000", "1.000499995"]),
+    ];
+    for (entities, [amount, quantity, price]) in cases {
+        let r = read_chargebacks(one_cluster(&entities).as_bytes(), "ws.json", "").unwrap();
+        assert!(r.rejected.is_empty() && r.warnings.is_empty(), "{r:?}");
+        let got: Vec<(Decimal, Decimal, Decimal)> = r
+            .cost_lines
+            .iter()
+            .map(|l| (l.amount, l.quantity, l.price))
+            .collect();
+        assert_eq!(got, [(d(amount), d(quantity), d(price))]);
+    }
 }

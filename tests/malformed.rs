@@ -10,6 +10,7 @@
 mod common;
 
 use common::{run_bytes, USAGE_HEADER};
+use rust_decimal::Decimal;
 use tally::session::{Options, Session};
 use tally::Error;
 
@@ -143,6 +144,161 @@ fn confluent_costs_json_streams_items_and_rejects_bad_ones() {
     }
     let err = one_file("cut.json", br#"{"data":[{"amount":1,"product":"K""#).unwrap_err();
     assert!(err.to_string().contains("truncated"), "{err}");
+}
+
+/// A Billing API item with `amount` and `quantity` written as given.
+fn costs_item(amount: &str, quantity: &str) -> String {
+    format!(
+        r#"{{"data":[{{"id":"a","amount":{amount},"quantity":{quantity},"product":"KAFKA","line_type":"KafkaStorage","start_date":"2026-04-01","end_date":"2026-05-01","resource":{{"id":"lkc-1"}}}}]}}"#
+    )
+}
+
+/// The Billing API reader parsed items with serde_json, which reads a number
+/// with a fraction as an `f64` and an integer past `u64` likewise: digits past
+/// the 17th were changed (1234567890.123456789 was allocated as
+/// 1234567890.123456700; a 21-digit quantity was written `1.2345678901234568e20`
+/// and read back as 123456789012345680000). Every digit is kept now. The
+/// second and last cases (a short fraction, numbers in strings) were right
+/// before too: they check that nothing else changed.
+#[test]
+fn confluent_costs_json_numbers_keep_every_digit() {
+    // (amount, quantity, as written; the FOCUS PricingQuantity: the one
+    // line's whole quantity at 6 places). The line's amount and quantity are
+    // the written ones exactly, and so is the amount allocated at precision 9.
+    let cases = [
+        ("1234567890.123456789", "2", "2"),
+        ("0.000000001", "1", "1"),
+        ("10", "12345678901234.567891", "12345678901234.567891"),
+        ("10", "123456789012345678901", "123456789012345678901"),
+        ("10", "1.2345678901234567891e3", "1234.56789"),
+        ("\"10\"", "\"98765432109876543.21\"", "98765432109876543.21"),
+    ];
+    for (amount, quantity, written_quantity) in cases {
+        let options = Options {
+            precision: 9,
+            ..Options::default()
+        };
+        let json = costs_item(amount, quantity);
+        let (report, files) = run_bytes(options, &[("costs.json", json.into_bytes())], 4096);
+        assert_eq!(files[0].rows_accepted, 1, "{amount} {quantity}: {files:?}");
+        let exact = |text: &str| {
+            let text = text.trim_matches('"');
+            tally::formats::exact_json::decimal_from_number(text).unwrap()
+        };
+        assert_eq!(report.lines[0].amount, exact(amount), "{amount}");
+        assert_eq!(report.lines[0].quantity, exact(quantity), "{quantity}");
+        let allocated: Vec<Decimal> = report.rows.iter().map(|r| r.chargeback_cost).collect();
+        assert_eq!(allocated, [exact(amount)], "{amount}");
+        let focus = common::records(&report.focus_csv().unwrap());
+        let col = |name: &str| focus[0].iter().position(|c| c == name).unwrap();
+        assert_eq!(
+            focus[1][col("PricingQuantity")],
+            written_quantity,
+            "{quantity}"
+        );
+    }
+}
+
+/// A rejection as (line, column, reason).
+type Rejection = (u64, &'static str, &'static str);
+
+/// A field of the wrong JSON type (`true`, an object, an array where a
+/// string or number belongs) was read as an empty field: `"id": true` was
+/// accepted with no id, `"resource": {"id": {…}}` with no resource. It is
+/// refused now, naming the field and its line; an error in a field of an
+/// item over several lines names the field's line, not the item's first.
+#[test]
+fn confluent_costs_json_refuses_fields_of_the_wrong_type_at_their_line() {
+    const TWELVE: &str = "not a number: `twelve` (digits with an optional leading `-`, one `.` between digits and an optional exponent, such as `-1234.50` or `1.5E-3`; no currency sign, digit separator or `+`)";
+    const REST: &str = r#""product":"KAFKA","line_type":"KafkaStorage","start_date":"2026-04-01","end_date":"2026-05-01""#;
+    // (item, its rejection as (line, column, reason), None if accepted);
+    // line 1 is `{"data":[`, the first item is on line 2
+    let cases: [(String, Option<Rejection>); 11] = [
+        (
+            format!(r#"{{"id":"a","amount":1,{REST},"resource":{{"id":"lkc-1"}}}}"#),
+            None,
+        ),
+        (
+            format!(r#"{{"id":null,"amount":1,{REST},"resource":null}}"#),
+            None,
+        ),
+        (
+            format!(r#"{{"id":true,"amount":1,{REST}}}"#),
+            Some((
+                4,
+                "data[2].id",
+                "expected a string or a number, found a boolean",
+            )),
+        ),
+        (
+            format!(r#"{{"amount":1,{REST},"resource":{{"id":{{"x":1}}}}}}"#),
+            Some((
+                5,
+                "data[3].resource.id",
+                "expected a string or a number, found an object",
+            )),
+        ),
+        (
+            format!(r#"{{"amount":1,{REST},"resource":"lkc-1"}}"#),
+            Some((6, "data[4].resource", "expected an object, found a string")),
+        ),
+        (
+            format!(r#"{{"amount":[1],{REST}}}"#),
+            Some((
+                7,
+                "data[5].amount",
+                "expected a string or a number, found an array",
+            )),
+        ),
+        (
+            format!(r#"{{"amount":1,{REST},"resource":{{"environment":{{"id":false}}}}}}"#),
+            Some((
+                8,
+                "data[6].resource.environment.id",
+                "expected a string or a number, found a boolean",
+            )),
+        ),
+        (
+            "7".to_string(),
+            Some((9, "data[7]", "expected an object, found a number")),
+        ),
+        // Items over several lines: the error's own line.
+        (
+            format!("{{\"id\":\"m\",\n\"amount\":\"twelve\",\n{REST}}}"),
+            Some((11, "data[8].amount", TWELVE)),
+        ),
+        (
+            format!("{{\"id\":\"m\",\n{REST},\n\"unit\":\n{{\"a\":1}}}}"),
+            Some((
+                16,
+                "data[9].unit",
+                "expected a string or a number, found an object",
+            )),
+        ),
+        (
+            format!("{{\"id\":\"m\",\n\"amount\":1.,\n{REST}}}"),
+            Some((18, "data[10]", "invalid JSON number: no digit after `.`")),
+        ),
+    ];
+    let mut json = String::from("{\"data\":[\n");
+    let mut want = Vec::new();
+    for (i, (item, rejection)) in cases.iter().enumerate() {
+        json.push_str(item);
+        json.push_str(if i + 1 < cases.len() { ",\n" } else { "\n" });
+        want.extend(*rejection);
+    }
+    json.push_str("]}");
+    for chunk in [1, 4096] {
+        let (_, files) = run_bytes(
+            Options::default(),
+            &[("costs.json", json.clone().into_bytes())],
+            chunk,
+        );
+        let f = &files[0];
+        assert_eq!((f.rows_read, f.rows_accepted), (11, 2), "chunk {chunk}");
+        assert_eq!(rejections_of(f), want, "chunk {chunk}");
+        assert_eq!(f.rejections[0].file, "costs.json");
+    }
 }
 
 #[test]

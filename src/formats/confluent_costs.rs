@@ -10,11 +10,22 @@
 //!
 //! The JSON reader is streaming too: [`JsonItems`] splits the `data` array into
 //! its items, so only one item (bounded by the record limit; a longer one is
-//! refused and skipped) is held at a time; each is parsed with `serde_json`. A
-//! bad item is rejected with the line it starts on and its field as the column
-//! (`data[3].amount`).
+//! refused and skipped) is held at a time; each is parsed with
+//! [`super::exact_json`], so a number keeps every digit it was written with
+//! (`"quantity": 12345678901234567.891` is that quantity, not the nearest
+//! `f64`) and goes through the readers' one spelling of numbers. A field may
+//! be a string or a number; absent or `null` it is empty; of any other JSON
+//! type (`true`, an object, an array) the item is refused, naming the field.
+//! Of duplicate keys the first is read, as in the other JSON readers.
+//!
+//! A bad item is rejected alone, with its field as the column
+//! (`data[3].amount`, `data[3].resource.id`; `data[3]` for invalid JSON) and the
+//! line of the error: where the JSON breaks, or the line of the field's value
+//! (the item's first line when the field is absent). The cost line's own
+//! line is the item's first.
 
 use super::csv::{ColumnMap, ColumnSpec, CsvReader, ParseRow, Record};
+use super::exact_json::{self, Kind, Value};
 use super::json_items::{Event, JsonItems, Step};
 use super::{parse_decimal, parse_time, set, Reader, Sink};
 use crate::error::Error;
@@ -281,12 +292,75 @@ impl JsonReader {
     }
 }
 
-/// The text of a JSON value that is a string or a number ("" otherwise).
-fn text(value: Option<&serde_json::Value>) -> String {
-    match value {
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(serde_json::Value::Number(n)) => n.to_string(),
-        _ => String::new(),
+/// Where each field of [`LineFields`] is in a Billing API item, in its order.
+const ITEM_FIELDS: [&[&str]; 16] = [
+    &["id"],
+    &["amount"],
+    &["original_amount"],
+    &["price"],
+    &["quantity"],
+    &["unit"],
+    &["product"],
+    &["line_type"],
+    &["resource", "id"],
+    &["resource", "environment", "id"],
+    &["start_date"],
+    &["end_date"],
+    &["owner_of_record"],
+    &["active_fraction"],
+    &["currency"],
+    &["org_id"],
+];
+
+/// `data[3].resource.id`: the field at `path` in item `index`.
+fn item_column(index: u64, path: &[&str]) -> String {
+    let mut column = format!("data[{index}]");
+    for key in path {
+        column.push('.');
+        column.push_str(key);
+    }
+    column
+}
+
+/// The text of the field at `path` in `item` (element `index` of `data`): a
+/// string as it is, a number as written, every digit kept; "" when the field,
+/// or an object on its way, is absent or null. Any other JSON type is refused,
+/// naming the field and the line of its value: a `true` or an object where a
+/// string or number belongs is no empty field.
+fn field_text<'v>(
+    file: &str,
+    index: u64,
+    item: &'v Value,
+    path: &[&str],
+) -> Result<&'v str, Error> {
+    let mut value = item;
+    for (depth, key) in path.iter().enumerate() {
+        match &value.kind {
+            Kind::Object(_) => {}
+            Kind::Null => return Ok(""),
+            other => {
+                return Err(Error::input(
+                    file,
+                    value.line,
+                    &item_column(index, path.get(..depth).unwrap_or_default()),
+                    format!("expected an object, found {}", other.name()),
+                ))
+            }
+        }
+        match value.get(key) {
+            Some(member) => value = member,
+            None => return Ok(""),
+        }
+    }
+    match &value.kind {
+        Kind::Null => Ok(""),
+        Kind::String(text) | Kind::Number(text) => Ok(text),
+        other => Err(Error::input(
+            file,
+            value.line,
+            &item_column(index, path),
+            format!("expected a string or a number, found {}", other.name()),
+        )),
     }
 }
 
@@ -299,43 +373,27 @@ fn parse_item(
     item: &str,
 ) -> Result<(), Error> {
     let file = scratch.source.file.clone();
-    let value: serde_json::Value = serde_json::from_str(item).map_err(|e| {
-        // serde_json counts lines from the item's first.
-        let at = line.saturating_add(e.line().saturating_sub(1) as u64);
-        Error::input(
-            &file,
-            at,
-            &format!("data[{index}]"),
-            format!("invalid JSON: {e}"),
-        )
-    })?;
-    let get = |path: &[&str]| {
-        let mut v = Some(&value);
-        for key in path {
-            v = v.and_then(|v| v.get(key));
+    let value = exact_json::parse_at(item, &file, line).map_err(|mut e| {
+        // The error names its line; the item is the column.
+        if let Error::Input { at, .. } = &mut e {
+            at.column = item_column(index, &[]);
         }
-        text(v)
-    };
-    let owned = [
-        get(&["id"]),
-        get(&["amount"]),
-        get(&["original_amount"]),
-        get(&["price"]),
-        get(&["quantity"]),
-        get(&["unit"]),
-        get(&["product"]),
-        get(&["line_type"]),
-        get(&["resource", "id"]),
-        get(&["resource", "environment", "id"]),
-        get(&["start_date"]),
-        get(&["end_date"]),
-        get(&["owner_of_record"]),
-        get(&["active_fraction"]),
-        get(&["currency"]),
-        get(&["org_id"]),
-    ];
+        e
+    })?;
+    if !matches!(value.kind, Kind::Object(_)) {
+        return Err(Error::input(
+            &file,
+            line,
+            &item_column(index, &[]),
+            format!("expected an object, found {}", value.kind.name()),
+        ));
+    }
+    let mut texts = [""; ITEM_FIELDS.len()];
+    for (text, path) in texts.iter_mut().zip(ITEM_FIELDS) {
+        *text = field_text(&file, index, &value, path)?;
+    }
     let [id, amount, original_amount, price, quantity, unit, product, line_type, resource_id, environment_id, start, end, owner_of_record, active_fraction, currency, org_id] =
-        &owned;
+        texts;
     let fields = LineFields {
         id,
         amount,
@@ -354,8 +412,24 @@ fn parse_item(
         currency,
         org_id,
     };
+    let prefix = item_column(index, &[]);
     fill_line(scratch, org, line, &fields, &|name| {
-        format!("data[{index}].{name}")
+        format!("{prefix}.{name}")
+    })
+    .map_err(|mut e| {
+        // The fields `fill_line` names are top-level members: the error takes
+        // the line of the member's value (the item's first when it is absent).
+        if let Error::Input { at, .. } = &mut e {
+            let member = at
+                .column
+                .strip_prefix(prefix.as_str())
+                .and_then(|rest| rest.strip_prefix('.'))
+                .and_then(|key| value.get(key));
+            if let Some(member) = member {
+                at.line = member.line;
+            }
+        }
+        e
     })
 }
 

@@ -732,9 +732,10 @@ fn json_tags(pairs: &[(&str, &str)]) -> String {
 /// The written `Tags`: tally's `pairs`, then the bill's own tags when they are
 /// a JSON object (written as the bill wrote them; a key of both is the bill's).
 fn with_bill_tags(pairs: &[(&str, &str)], bill: Option<&str>) -> String {
+    // Parsed with `exact_json`, which takes every JSON number (serde_json
+    // refused `1e400`, past an f64, and the bill's tags were lost).
     let bill = bill.map(str::trim).and_then(|text| {
-        let object =
-            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text).ok()?;
+        let object = super::exact_json::parse(text, "").ok()?;
         let inner = text.strip_prefix('{')?.strip_suffix('}')?.trim();
         (!inner.is_empty()).then_some((object, inner))
     });
@@ -743,7 +744,7 @@ fn with_bill_tags(pairs: &[(&str, &str)], bill: Option<&str>) -> String {
     };
     let own: Vec<(&str, &str)> = pairs
         .iter()
-        .filter(|(key, _)| !object.contains_key(*key))
+        .filter(|(key, _)| object.get(key).is_none())
         .copied()
         .collect();
     let mut tags = json_tags(&own);
@@ -1393,6 +1394,11 @@ mod tests {
             (
                 Some(r#" {"Owner": "team-data", "Size":500} "#),
                 format!(r#"{tally},"Owner": "team-data", "Size":500}}"#),
+            ),
+            // A number past f64's range is a JSON number all the same.
+            (
+                Some(r#"{"Size":1e400}"#),
+                format!(r#"{tally},"Size":1e400}}"#),
             ),
             // A key of both is the bill's alone.
             (
