@@ -95,7 +95,7 @@ use crate::model::{
 };
 use crate::time::Timestamp;
 use rust_decimal::Decimal;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The name [`sniff`] returns.
 pub const FORMAT_NAME: &str = "warpstream_chargebacks";
@@ -1076,6 +1076,9 @@ fn read_entity(f: &Fields, ent: &Value, epath: &str) -> Result<Entity, Error> {
     let total = f.decimal(ent, "total", epath)?;
     let items = f.array(ent, "chargebacks", epath)?;
     let mut chargebacks = Vec::with_capacity(items.len());
+    // The products seen, in a set as the cluster's entity names are: a scan
+    // of the line items before each was quadratic in an entity's items.
+    let mut products = BTreeSet::new();
     let mut sum = Decimal::ZERO;
     for (i, item) in items.iter().enumerate() {
         let ipath = format!("{epath}.chargebacks[{i}]");
@@ -1086,10 +1089,7 @@ fn read_entity(f: &Fields, ent: &Value, epath: &str) -> Result<Entity, Error> {
             total: f.decimal(item, "total", &ipath)?,
             line: item.line,
         };
-        if chargebacks
-            .iter()
-            .any(|x: &LineChargeback| x.product == c.product)
-        {
+        if !products.insert(c.product.clone()) {
             return Err(f.err(
                 item,
                 &join(&ipath, "product"),
