@@ -15,7 +15,8 @@
 //!    replay, per GB of request+response bytes), and memory per connection
 //!    (Envoy's `server.memory_allocated` with 200 open connections that each did
 //!    a few requests, minus before, divided by 200). Each figure is the median of
-//!    `--rounds` interleaved rounds (default 3). Prints a Markdown table and ratios.
+//!    `--rounds` interleaved rounds (default 6, so that with three variants
+//!    each comes first, second and last in two rounds). Prints a Markdown table and ratios.
 //!
 //! Usage: `bench-envoy [--reps-large N] [--reps-small N] [--rounds N] [--tally-wasm PATH]
 //! [--compare-wasm PATH]` (a second tally build in the same rounds, e.g. the one
@@ -411,7 +412,7 @@ fn main() {
         "{} is missing: run scripts/build",
         noop.display()
     );
-    let rounds = arg("--rounds", 3);
+    let rounds = arg("--rounds", 6);
     let scenarios = [
         (
             "large batches (64 KiB of 1 KiB records)",
@@ -483,7 +484,12 @@ fn main() {
         let sink = start_sink(Arc::new(responses.clone()));
         let mut results: BTreeMap<&str, Results> = BTreeMap::new();
         for round in 0..rounds {
-            for &variant in &variants {
+            // Each round starts with the next variant: on this shared VM the
+            // first Envoy of a round tends to meet a different machine than
+            // the last, and a fixed order would charge that to one variant.
+            let mut order = variants.clone();
+            order.rotate_left(round % variants.len());
+            for &variant in &order {
                 let (admin, port) = (free_port(), free_port());
                 let plugin = match variant {
                     "tally" | "tally (compare)" => {
