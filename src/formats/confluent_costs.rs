@@ -130,59 +130,50 @@ pub struct LineFields<'a> {
     pub org_id: &'a str,
 }
 
-/// Fills `s` from `f`; errors name `column(field)`.
-pub fn fill_line(
-    s: &mut CostLine,
-    org: &str,
-    line: u64,
-    f: &LineFields<'_>,
-    column: &dyn Fn(&str) -> String,
-) -> Result<(), Error> {
-    let file = s.source.file.clone();
+/// Fills `s` from `f`; an error names the field as [`LineFields`] does (the
+/// JSON reader makes it the item's member path): nothing is built per field
+/// unless it fails.
+pub fn fill_line(s: &mut CostLine, org: &str, line: u64, f: &LineFields<'_>) -> Result<(), Error> {
+    let file = s.source.file.as_str();
     let opt = |name: &str, text: &str| -> Result<Decimal, Error> {
         if text.is_empty() {
             Ok(Decimal::ZERO)
         } else {
-            parse_decimal(&file, line, &column(name), text)
+            parse_decimal(file, line, name, text)
         }
     };
-    let amount = parse_decimal(&file, line, &column("amount"), f.amount)?;
+    let amount = parse_decimal(file, line, "amount", f.amount)?;
     let original = if f.original_amount.is_empty() {
         amount
     } else {
         opt("original_amount", f.original_amount)?
     };
-    let start = parse_time(&file, line, &column("start_date"), f.start)?;
+    let start = parse_time(file, line, "start_date", f.start)?;
     let end = if f.end.is_empty() {
         Timestamp(start.0.saturating_add(86_400))
     } else {
-        parse_time(&file, line, &column("end_date"), f.end)?
+        parse_time(file, line, "end_date", f.end)?
     };
     if end <= start {
         return Err(Error::input(
-            &file,
+            file,
             line,
-            &column("end_date"),
+            "end_date",
             "end_date is not after start_date",
         ));
     }
     if f.product.is_empty() {
-        return Err(Error::input(
-            &file,
-            line,
-            &column("product"),
-            "empty; required",
-        ));
+        return Err(Error::input(file, line, "product", "empty; required"));
     }
     let active_fraction = if f.active_fraction.is_empty() {
         None
     } else {
-        let v = parse_decimal(&file, line, &column("active_fraction"), f.active_fraction)?;
+        let v = parse_decimal(file, line, "active_fraction", f.active_fraction)?;
         if v.is_sign_negative() || v > Decimal::ONE {
             return Err(Error::input(
-                &file,
+                file,
                 line,
-                &column("active_fraction"),
+                "active_fraction",
                 format!("{v} is not between 0 and 1"),
             ));
         }
@@ -266,9 +257,7 @@ impl ParseRow for CostRows {
             currency: g(CURRENCY),
             org_id: g(ORG),
         };
-        fill_line(&mut self.scratch, &self.org_id, r.line, &fields, &|name| {
-            name.to_string()
-        })?;
+        fill_line(&mut self.scratch, &self.org_id, r.line, &fields)?;
         sink.cost_line(&self.scratch);
         Ok(())
     }
@@ -412,22 +401,15 @@ fn parse_item(
         currency,
         org_id,
     };
-    let prefix = item_column(index, &[]);
-    fill_line(scratch, org, line, &fields, &|name| {
-        format!("{prefix}.{name}")
-    })
-    .map_err(|mut e| {
+    fill_line(scratch, org, line, &fields).map_err(|mut e| {
         // The fields `fill_line` names are top-level members: the error takes
-        // the line of the member's value (the item's first when it is absent).
+        // the line of the member's value (the item's first when it is absent)
+        // and its path in the document.
         if let Error::Input { at, .. } = &mut e {
-            let member = at
-                .column
-                .strip_prefix(prefix.as_str())
-                .and_then(|rest| rest.strip_prefix('.'))
-                .and_then(|key| value.get(key));
-            if let Some(member) = member {
+            if let Some(member) = value.get(&at.column) {
                 at.line = member.line;
             }
+            at.column = format!("{}.{}", item_column(index, &[]), at.column);
         }
         e
     })
