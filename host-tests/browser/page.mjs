@@ -122,6 +122,19 @@ async function play(scenario, dir) {
       progressSeen: window.tally.lastProgress,
       entityNotes: text('#entity-notes p'),
       principals: window.tally.view?.principals ?? [],
+      chart: (() => {
+        // The columns over time: each segment's tooltip and whether it is drawn below zero.
+        const svg = document.querySelector('#chart-time svg');
+        if (!svg) return null;
+        const zeroY = Number(svg.querySelector('line.zero')?.getAttribute('y1'));
+        return {
+          segments: [...svg.querySelectorAll('rect.segment')].map((r) => ({
+            title: r.querySelector('title').textContent,
+            below: Number(r.getAttribute('y')) >= zeroY - 0.01,
+          })),
+          nets: [...svg.querySelectorAll('line.net title')].map((t) => t.textContent),
+        };
+      })(),
     };
   });
   seen.downloads = {};

@@ -496,6 +496,15 @@ fn page_downloads_are_byte_identical_to_the_command_line_files() {
         }
     }
     assert_filtered_round(&seen["rounds"][FILTERED_ROUND]);
+    // Pro-rated, the credit is no team's in April's column: the chart draws it
+    // in a column of its own, below zero, and the month's net is the bill.
+    let chart = &seen["rounds"]["export_and_crosswalk"]["chart"];
+    assert_eq!(
+        chart["segments"].as_array().unwrap().last().unwrap(),
+        &json!({"title": "unallocated (pro-rated in the team totals), 2026-04: -$3.00", "below": true}),
+        "{chart}"
+    );
+    assert_eq!(chart["nets"], json!(["net, 2026-04: $30.00"]), "{chart}");
     let teams = |round: &str| {
         std::fs::read_to_string(download(&seen["rounds"][round], "team_summary_csv")).unwrap()
     };
@@ -644,6 +653,22 @@ fn confluent_export_and_crosswalk_give_team_totals_with_the_credit_unallocated()
     );
     assert_reconciliation_shows(&seen, "Bill total (usage charges)", "$30.00");
     assert_reconciliation_shows(&seen, "Unallocated (credits included)", "-$3.00");
+    // The chart draws the credit below zero in the shared cost center's
+    // column, and marks the month's net: the bill.
+    assert_eq!(
+        seen["chart"],
+        json!({
+            "segments": [
+                {"title": "analytics, 2026-04: $16.81", "below": false},
+                {"title": "payments, 2026-04: $6.91", "below": false},
+                {"title": "platform, 2026-04: $6.19", "below": false},
+                {"title": "data, 2026-04: $3.09", "below": false},
+                {"title": "shared, 2026-04: -$3.00", "below": true},
+            ],
+            "nets": ["net, 2026-04: $30.00"],
+        }),
+        "{seen}"
+    );
     assert_reconciliation_shows(&seen, "Invoice − bill", "$1.25");
     let explain = seen["explain"].to_string();
     assert!(

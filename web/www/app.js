@@ -6,7 +6,7 @@
 import init, { version, default_rules_toml, rules_toml_to_json } from './pkg/tally_web.js';
 import { formatMoney, formatBytes, formatCount, subDecimal, isZeroDecimal, sumDecimals, sortByDecimal } from './decimal.js';
 import { DataTable } from './table.js';
-import { stackedColumns, horizontalBars, PALETTE, OTHER_COLOR } from './charts.js';
+import { stackedColumns, horizontalBars, PALETTE, OTHER_COLOR, UNALLOCATED_COLOR } from './charts.js';
 import { RulesEditor, rulesToToml } from './rules-editor.js';
 
 const $ = (id) => document.getElementById(id);
@@ -969,7 +969,12 @@ function renderCharts(v) {
     const sums = v.bucketLabels.map((b) => sumDecimals(rest.map((t) => v.teamByBucket[t]?.[b] ?? '0')));
     series.push({ name: `${rest.length} other teams`, color: OTHER_COLOR, values: sums.map(num), labels: sums.map((s) => formatMoney(s, v.currency)) });
   }
-  stackedColumns($('chart-time'), { buckets: v.bucketLabels, series, currency: v.currency });
+  if (v.unallocatedSeries) {
+    const amounts = v.bucketLabels.map((b) => v.teamByBucket[v.unallocatedSeries]?.[b] ?? '0');
+    series.push({ name: v.unallocatedSeries, color: UNALLOCATED_COLOR, values: amounts.map(num), labels: amounts.map((s) => formatMoney(s, v.currency)) });
+  }
+  const nets = v.bucketNets.map((s) => formatMoney(s, v.currency));
+  stackedColumns($('chart-time'), { buckets: v.bucketLabels, series, netLabels: nets, currency: v.currency });
   const top = (rows, key) => sortByDecimal(rows, 'total').slice(0, 10)
     .map((r, i) => ({ name: r[key], value: num(r.total), label: formatMoney(r.total, v.currency), color: PALETTE[i % PALETTE.length] }));
   horizontalBars($('chart-principals'), { items: top(v.principals, 'owner_id'), emptyText: 'No principals' });

@@ -4,6 +4,8 @@
 import { addDecimal, sumDecimals, isZeroDecimal, toUnits, fromUnits } from './decimal.js';
 
 const UNALLOCATED = 'unallocated';
+/** The chart's column of unallocated amounts when no single team received them. */
+export const UNALLOCATED_SERIES = 'unallocated (pro-rated in the team totals)';
 
 function bucketLabel(start, end) {
   const s = String(start);
@@ -118,8 +120,24 @@ export function viewOf(report) {
       delete e.units;
     }
   }
+  // The unallocated rows per bucket, so that a bucket's column adds up to its
+  // bill: in the shared cost center's column when one team received them all;
+  // else in a column of their own, since pro-rated teams receive them over the
+  // whole period, in proportion to their totals, not bucket by bucket.
+  const receivers = teams.filter((t) => t.unallocated !== undefined && !isZeroDecimal(t.unallocated));
+  const unallocatedSeries = unallocRows.length && receivers.length !== 1 ? UNALLOCATED_SERIES : null;
+  const unallocatedTo = receivers.length === 1 ? receivers[0].team : unallocatedSeries;
+  for (const r of unallocRows) {
+    if (unallocatedTo === null) break;
+    const perBucket = (teamByBucket[unallocatedTo] ??= {});
+    perBucket[r.bucket] = (perBucket[r.bucket] ?? 0n) + toUnits(r.amount, scale);
+  }
+  const netUnits = {};
   for (const perBucket of Object.values(teamByBucket)) {
-    for (const [label, units] of Object.entries(perBucket)) perBucket[label] = fromUnits(units, scale);
+    for (const [label, units] of Object.entries(perBucket)) {
+      netUnits[label] = (netUnits[label] ?? 0n) + units;
+      perBucket[label] = fromUnits(units, scale);
+    }
   }
   const bucketLabels = [...bucketSet.entries()].sort((a, b) => a[0].localeCompare(b[0])).map(([, l]) => l);
 
@@ -197,6 +215,8 @@ export function viewOf(report) {
     linesTotal: rows.length,
     bucketLabels,
     teamByBucket,
+    unallocatedSeries,
+    bucketNets: bucketLabels.map((b) => fromUnits(netUnits[b] ?? 0n, scale)),
     unallocated: { total: rec.unallocated_total ?? sumDecimals(unallocRows.map((r) => r.amount)), rows: unallocRows, distribution, policyText },
     unmatched: (report.unmatched_owners ?? []).map((o) => ({ owner_id: o, org_id: '' })),
     // The files' summaries as the allocation left them: crosswalk rows it
