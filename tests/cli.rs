@@ -79,6 +79,116 @@ fn warpstream_output_without_topic_rows_is_empty_over_the_period() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The WarpStream output's filters are checked before any file is read:
+/// `--entity-kind principal` (no principal is a WarpStream entity) and a
+/// limit outside WarpStream's 1 to 5000 are refused as a bad flag value is
+/// (exit 2, nothing written, no file read), and only with
+/// `--out-warpstream`: the entity view takes them. `principal` wrote the
+/// file `topic` writes (exit 0); 5001 was refused after the allocation,
+/// exit 1, with the writer's message after the files' summaries.
+#[test]
+fn warpstream_output_filters_are_refused_before_anything_is_read() {
+    let dir = std::env::temp_dir().join(format!("tally-cli-ws-filters-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ws, json) = (dir.join("ws.json"), dir.join("report.json"));
+    let path = |p: &std::path::Path| p.display().to_string();
+    let usage_error = |reason: &str| {
+        format!(
+            "tally: --out-warpstream: invalid configuration: {reason}\n\
+             (run `tally --help` for the options)\n"
+        )
+    };
+    let principal = usage_error(
+        "entity_kind principal has no WarpStream output: WarpStream chargebacks hold \
+         topic-level results (topics, subjects, tables); ask for entity_kind topic, or none",
+    );
+    let limit = |n: &str| {
+        usage_error(&format!(
+            "max_entities_per_cluster must be between 1 and 5000 for the WarpStream output \
+             (WarpStream's own maximum), not {n}"
+        ))
+    };
+    // (flags, --out-warpstream?, exit code, standard error when refused)
+    let cases: [(&[&str], bool, i32, Option<String>); 8] = [
+        (
+            &["--entity-kind", "principal"],
+            true,
+            2,
+            Some(principal.clone()),
+        ),
+        (
+            &[
+                "--entity-kind",
+                "principal",
+                "--max-entities-per-cluster",
+                "9",
+            ],
+            true,
+            2,
+            Some(principal),
+        ),
+        (
+            &["--max-entities-per-cluster", "5001"],
+            true,
+            2,
+            Some(limit("5001")),
+        ),
+        (
+            &["--max-entities-per-cluster", "0"],
+            true,
+            2,
+            Some(limit("0")),
+        ),
+        (&["--entity-kind", "topic"], true, 0, None),
+        (&["--max-entities-per-cluster", "5000"], true, 0, None),
+        (&["--entity-kind", "principal"], false, 0, None),
+        (&["--max-entities-per-cluster", "5001"], false, 0, None),
+    ];
+    for (flags, warpstream, code, refused) in cases {
+        let _ = std::fs::remove_file(&ws);
+        let _ = std::fs::remove_file(&json);
+        let mut args = vec!["allocate".to_string(), "-q".to_string()];
+        args.extend(flags.iter().map(|f| f.to_string()));
+        args.extend(["--out-json".to_string(), path(&json)]);
+        if warpstream {
+            args.extend(["--out-warpstream".to_string(), path(&ws)]);
+        }
+        args.push(
+            testdata("warpstream/example_get_past.json")
+                .display()
+                .to_string(),
+        );
+        let out = tally(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{flags:?}: {stderr}");
+        match refused {
+            Some(message) => {
+                assert_eq!(stderr, message, "{flags:?}");
+                assert!(!ws.exists() && !json.exists(), "{flags:?}: written");
+            }
+            None => {
+                assert!(json.exists(), "{flags:?}");
+                assert_eq!(ws.exists(), warpstream, "{flags:?}");
+            }
+        }
+    }
+    // `topic` writes what no kind writes.
+    let written = |flags: &[&str]| {
+        let mut args = vec!["allocate".to_string(), "-q".to_string()];
+        args.extend(flags.iter().map(|f| f.to_string()));
+        args.extend(["--out-warpstream".to_string(), path(&ws)]);
+        args.push(
+            testdata("warpstream/example_get_past.json")
+                .display()
+                .to_string(),
+        );
+        tally_ok(&args);
+        std::fs::read_to_string(&ws).unwrap()
+    };
+    assert_eq!(written(&["--entity-kind", "topic"]), written(&[]));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn help_documents_every_flag() {
     let out = tally_ok(&["--help"]);

@@ -211,24 +211,42 @@ fn entity_filters_min_total_and_truncation() {
 }
 
 /// The WarpStream writer's request filters from the entity view's, for the
-/// page and the command line alike: WarpStream's entities are topics.
+/// page and the command line alike. WarpStream's chargebacks are topic-level
+/// results (topics, subjects, tables): the level `topic` keeps them all, as
+/// no kind does, and `principal` is refused, as is a limit WarpStream's API
+/// refuses. Before, any level became WarpStream's kind `topic` (principal
+/// gave topic's file; topic dropped subjects and tables), and a limit over
+/// 5000 went through to fail when the file was written.
 #[test]
 fn entity_filters_as_warpstream_request_filters() {
     use tally::report::Filters;
-    // (entity kind, min total, max per cluster) → (entity_kind, min_total, max)
+    const PRINCIPAL: &str = "invalid configuration: entity_kind principal has no WarpStream \
+        output: WarpStream chargebacks hold topic-level results (topics, subjects, tables); \
+        ask for entity_kind topic, or none";
+    let limit = |n: &str| {
+        format!(
+            "invalid configuration: max_entities_per_cluster must be between 1 and 5000 for \
+             the WarpStream output (WarpStream's own maximum), not {n}"
+        )
+    };
+    // (entity kind, min total, max per cluster) → (entity_kind, min_total, max) or the error
     type Given = (Option<EntityLevel>, Option<&'static str>, usize);
-    type Written = (Option<&'static str>, Option<&'static str>, u32);
-    let cases: [(Given, Written); 4] = [
-        ((None, None, 500), (None, None, 500)),
+    type Written = Result<(Option<&'static str>, Option<&'static str>, u32), String>;
+    let topic = Some(EntityLevel::Topic);
+    let principal = Some(EntityLevel::Principal);
+    let cases: [(Given, Written); 9] = [
+        ((None, None, 500), Ok((None, None, 500))),
+        ((topic, Some("0.10"), 2), Ok((None, Some("0.10"), 2))),
+        ((topic, None, 5000), Ok((None, None, 5000))),
+        ((None, None, 1), Ok((None, None, 1))),
+        ((principal, None, 500), Err(PRINCIPAL.to_string())),
+        ((principal, None, 5001), Err(PRINCIPAL.to_string())),
+        ((topic, None, 5001), Err(limit("5001"))),
+        ((None, None, 0), Err(limit("0"))),
         (
-            (Some(EntityLevel::Topic), Some("0.10"), 2),
-            (Some("topic"), Some("0.10"), 2),
+            (None, None, usize::MAX),
+            Err(limit(&usize::MAX.to_string())),
         ),
-        (
-            (Some(EntityLevel::Principal), None, 5000),
-            (Some("topic"), None, 5000),
-        ),
-        ((None, None, usize::MAX), (None, None, u32::MAX)),
     ];
     for ((kind, min_total, max), expected) in cases {
         let filters = Filters {
@@ -236,17 +254,22 @@ fn entity_filters_as_warpstream_request_filters() {
             min_total: min_total.map(d),
             max_entities_per_cluster: max,
         };
-        let options = filters.warpstream_options();
-        let min_total = options.min_total.map(|m| m.to_string());
-        assert_eq!(
-            (
-                options.entity_kind.as_deref(),
-                min_total.as_deref(),
-                options.max_entities_per_cluster
-            ),
-            expected,
-            "{filters:?}"
-        );
+        let written = filters.warpstream_options().map_err(|e| e.to_string());
+        let min_total = written
+            .as_ref()
+            .ok()
+            .and_then(|o| o.min_total.map(|m| m.to_string()));
+        let got = written
+            .as_ref()
+            .map(|o| {
+                (
+                    o.entity_kind.as_deref(),
+                    min_total.as_deref(),
+                    o.max_entities_per_cluster,
+                )
+            })
+            .map_err(String::clone);
+        assert_eq!(got, expected, "{filters:?}");
     }
 }
 

@@ -7,7 +7,9 @@
 //   SCENARIO_JSON: {"steps": [{"files": [paths], "org": "org-a"}, ...],
 //                   "invoice": "33.00", "downloads": ["confluent_csv", ...],
 //                   "screenshot": "results.png", "crosswalk": [{"owner_id":..,"team":..}],
-//                   "options": {"opt-focus-cost": "effective"}}   (set before any file)
+//                   "options": {"opt-focus-cost": "effective"},   (set before any file)
+//                   "refusedDownloads": ["warpstream_json"]}   (clicked after the downloads:
+//                   each must show an error, reported as seen.refused[kind])
 //   or {"rounds": [{"name": "seed33", ...a scenario...}, ...]}: each round on a freshly
 //   loaded page in the same browser, its downloads under OUTDIR/<name>/; the
 //   JSON line then has {"rounds": {"seed33": seen, ...}, "requests": [...]}.
@@ -146,6 +148,15 @@ async function play(scenario, dir) {
     const path = join(dir, download.suggestedFilename());
     await download.saveAs(path);
     seen.downloads[kind] = path;
+  }
+  // Downloads the page must refuse: what each click adds to the alert region.
+  seen.refused = {};
+  for (const kind of scenario.refusedDownloads ?? []) {
+    const before = await page.locator('#errors p').count();
+    await page.click(`#downloads button[data-output="${kind}"]`);
+    await page.waitForFunction((n) => document.querySelectorAll('#errors p').length > n, before,
+      { timeout: 20000, polling: 50 });
+    seen.refused[kind] = (await page.locator('#errors p').last().textContent()).trim();
   }
   if (scenario.screenshot) {
     await page.locator('#results').screenshot({ path: join(dir, scenario.screenshot) });

@@ -590,6 +590,92 @@ fn assert_filtered_round(page: &Value) {
     );
 }
 
+/// What the WarpStream output refuses, the page's download refuses with the
+/// command line's message, and only that download: the entity kind
+/// *principals* (no principal is a WarpStream entity; it gave the topics'
+/// file) and a per-cluster limit over WarpStream's 5000 (the command line
+/// failed only after the allocation, exit 1). The entity view takes both,
+/// and the page's report download is the command line's `--out-json`.
+#[test]
+fn the_warpstream_download_refuses_what_the_command_line_refuses() {
+    let dir = Workdir::new("browser_warpstream_refused");
+    let example = testdata("warpstream/example_get_past.json");
+    let core = |reason: &str| format!("invalid configuration: {reason}");
+    // (round, page option, the command line's flags, the refusal's reason)
+    let cases = [
+        (
+            "principal",
+            ("opt-entity-kind", "principal"),
+            ["--entity-kind", "principal"],
+            core(
+                "entity_kind principal has no WarpStream output: WarpStream chargebacks hold \
+                 topic-level results (topics, subjects, tables); ask for entity_kind topic, \
+                 or none",
+            ),
+        ),
+        (
+            "over_5000",
+            ("opt-max-per-cluster", "5001"),
+            ["--max-entities-per-cluster", "5001"],
+            core(
+                "max_entities_per_cluster must be between 1 and 5000 for the WarpStream \
+                 output (WarpStream's own maximum), not 5001",
+            ),
+        ),
+    ];
+    let rounds: Vec<Value> = cases
+        .iter()
+        .map(|(name, (id, value), _, _)| {
+            let mut options = serde_json::Map::new();
+            options.insert(id.to_string(), json!(value));
+            json!({
+                "name": name,
+                "options": options,
+                "steps": [{"files": [example]}],
+                "downloads": ["report_json"],
+                "refusedDownloads": ["warpstream_json"],
+            })
+        })
+        .collect();
+    let seen = run_page(&dir, json!({ "rounds": rounds }));
+    for (name, _, flags, reason) in &cases {
+        let page = &seen["rounds"][*name];
+        assert_eq!(page["errors"], json!([]), "{name}: {page}");
+        assert_eq!(
+            page["refused"]["warpstream_json"],
+            format!("tally-chargebacks.json: {reason}"),
+            "{name}"
+        );
+        let report: Value =
+            serde_json::from_str(&std::fs::read_to_string(download(page, "report_json")).unwrap())
+                .unwrap();
+        assert_eq!(report["reconciliation"]["bill_total"], "6.52", "{name}");
+        let out = dir.join(&format!("cli-{name}.json"));
+        let mut args: Vec<String> = vec!["allocate".into()];
+        args.extend(flags.iter().map(|f| f.to_string()));
+        args.extend([
+            "--out-warpstream".into(),
+            out.display().to_string(),
+            example.clone(),
+        ]);
+        let (ok, _, err) = run_with_timeout(
+            &dir,
+            &format!("cli_{name}"),
+            Command::new(tally_cli()).args(&args),
+            Duration::from_secs(60),
+        );
+        assert!(
+            !ok && !out.exists(),
+            "{name}: tally {args:?} wrote its output"
+        );
+        assert_eq!(
+            err,
+            format!("tally: --out-warpstream: {reason}\n(run `tally --help` for the options)\n"),
+            "{name}"
+        );
+    }
+}
+
 /// The first line where `page` and `cli` differ, for the failure message.
 fn first_difference(page: &str, cli: &str) -> String {
     let page: Vec<&str> = page.lines().collect();

@@ -12,6 +12,7 @@ use rust_decimal::Decimal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::str::FromStr;
+use tally::formats::warpstream::WriteOptions;
 use tally::model::EntityLevel;
 use tally::report::{Report, UnallocatedPolicy};
 use tally::session::parallel::Split;
@@ -48,13 +49,16 @@ OPTIONS:
                             same bill
     --shared-cost-center T  the shared cost center's team name (default shared)
     --invoice-subtotal N    the invoice's usage subtotal to reconcile against
-    --entity-kind K         entity view / WarpStream output: principal | topic (the FOCUS
-                            output has every row, each at its own level)
+    --entity-kind K         entity view: principal | topic (the FOCUS output has every
+                            row, each at its own level); the WarpStream output holds
+                            topic-level results only (topics, subjects, tables), so it
+                            takes topic (the same as no kind) and refuses principal
     --min-total N           entity view / WarpStream output: omit entities whose total
                             is below N
     --max-entities-per-cluster N   entity view / WarpStream output: at most N per
                             cluster, largest first (default 500; `truncated` set when
-                            cut; the WarpStream output takes 1 to 5000)
+                            cut); with --out-warpstream, N over 5000 (WarpStream's own
+                            maximum) or 0 is refused before any file is read
     --max-rejections N      rejections kept (and printed) per file (default 100)
     --chunk-bytes N         read files in chunks of N bytes (default 1 MiB)
     --threads N             read a big CSV file in up to N parts at once, and allocate
@@ -63,7 +67,8 @@ OPTIONS:
     --out-confluent FILE    write the allocation as a Confluent-style export CSV
     --out-team-summary FILE write the per-team summary CSV
     --out-json FILE         write the whole report as JSON (what the page shows)
-    --out-warpstream FILE   write topic-level rows as WarpStream chargebacks JSON
+    --out-warpstream FILE   write topic-level rows as WarpStream chargebacks JSON (a
+                            cluster read from a WarpStream response keeps its tenant_id)
     --out-focus FILE        write FOCUS 1.3 CSV with split cost allocation columns
     -q, --quiet             do not print the summary to stdout
 
@@ -83,7 +88,8 @@ struct Args {
     out_confluent: Option<String>,
     out_team_summary: Option<String>,
     out_json: Option<String>,
-    out_warpstream: Option<String>,
+    /// The WarpStream output's path and its filters, checked before any file is read.
+    out_warpstream: Option<(String, WriteOptions)>,
     out_focus: Option<String>,
     chunk_bytes: usize,
     threads: usize,
@@ -174,6 +180,7 @@ fn parse_args(argv: &[String]) -> Result<Args, Failure> {
         threads: std::thread::available_parallelism().map_or(1, usize::from),
         ..Args::default()
     };
+    let mut out_warpstream = None;
     let mut rest = argv.iter();
     while let Some(arg) = rest.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -251,7 +258,7 @@ fn parse_args(argv: &[String]) -> Result<Args, Failure> {
             "--out-confluent" => args.out_confluent = Some(take()?),
             "--out-team-summary" => args.out_team_summary = Some(take()?),
             "--out-json" => args.out_json = Some(take()?),
-            "--out-warpstream" => args.out_warpstream = Some(take()?),
+            "--out-warpstream" => out_warpstream = Some(take()?),
             "--out-focus" => args.out_focus = Some(take()?),
             "-q" | "--quiet" => args.quiet = true,
             "-h" | "--help" => return Err(Failure(HELP.to_string(), 0)),
@@ -263,6 +270,17 @@ fn parse_args(argv: &[String]) -> Result<Args, Failure> {
     }
     if args.inputs.is_empty() {
         return Err(usage("no input files"));
+    }
+    // Refused here, not after the allocation: a filter the WarpStream output
+    // cannot take (a principal kind, a limit over WarpStream's 5000) fails
+    // the run before a file is read, as a bad flag value does.
+    if let Some(path) = out_warpstream {
+        let options = args
+            .options
+            .filters
+            .warpstream_options()
+            .map_err(|e| usage(format!("--out-warpstream: {e}")))?;
+        args.out_warpstream = Some((path, options));
     }
     Ok(args)
 }
@@ -362,9 +380,9 @@ fn write_outputs(args: &Args, report: &Report) -> Result<(), Failure> {
     if let Some(path) = &args.out_json {
         outputs.push((path, report.to_json()));
     }
-    if let Some(path) = &args.out_warpstream {
-        let filters = args.options.filters.warpstream_options();
-        outputs.push((path, report.warpstream_json(filters).map_err(fatal)?));
+    if let Some((path, options)) = &args.out_warpstream {
+        let json = report.warpstream_json(options.clone()).map_err(fatal)?;
+        outputs.push((path, json));
     }
     if let Some(path) = &args.out_focus {
         outputs.push((path, report.focus_csv().map_err(fatal)?));

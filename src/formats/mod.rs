@@ -63,7 +63,7 @@ pub trait Sink {
     /// A refused row; reading goes on.
     fn reject(&mut self, error: Error);
     /// Something about the input that its rows do not show (a WarpStream
-    /// cluster truncated or excluded, a reader's warning). Sinks that make no
+    /// cluster truncated or excluded, or its tenant; a reader's warning). Sinks that make no
     /// report ignore it.
     fn note(&mut self, note: InputNote) {
         let _ = note;
@@ -79,6 +79,9 @@ pub enum InputNote {
     /// A WarpStream cluster with an `excluded_reason`: its charges were not
     /// apportioned, so none of its rows are in the totals.
     Excluded(warpstream::ExcludedCluster),
+    /// The tenant a WarpStream cluster's rows were read under (the rows carry
+    /// the file's `org_id`), for the WarpStream writer.
+    Tenant(warpstream::ClusterTenant),
     /// Something read that deserves a look (`file:line: what`).
     Warning(String),
 }

@@ -76,15 +76,23 @@
 //! ## The writer
 //!
 //! [`write_chargebacks`] turns tally's topic-level [`AllocationRow`]s back into the
-//! same hierarchy (tenant = `org_id`, workspace = `environment_id`, cluster =
-//! `resource_id`, entity = `owner_id`), summing buckets over the period, with the
+//! same hierarchy (workspace = `environment_id`, cluster = `resource_id`,
+//! entity = `owner_id`; tenant = the `tenant_id` the cluster was read under
+//! when it came from a WarpStream response, else `org_id`, else
+//! [`WriteOptions::default_tenant_id`]), summing buckets over the period, with the
 //! apportioned quantity and unit price taken from the rows' [`CostLine`]s, and
 //! honours WarpStream's request filters `entity_kind`, `min_total` and
-//! `max_entities_per_cluster`, setting `truncated` when that filter cuts a
+//! `max_entities_per_cluster` (1 to [`MAX_ENTITIES_PER_CLUSTER`], as WarpStream's
+//! API takes it), setting `truncated` when that filter cuts a
 //! cluster or when the input's response had truncated it
 //! ([`WriteOptions::truncated_clusters`]; [`crate::report::Report::warpstream_json`]
-//! passes the input's, and its excluded clusters). What it writes, this reader
-//! reads back with the same totals.
+//! passes the input's, its excluded clusters and its tenants). What it writes,
+//! this reader reads back with the same totals and tenants.
+//!
+//! Rows keep the file's `org_id` (the user's `--org`, for the organization
+//! roll-ups), not the response's `tenant_id`: the reader notes each cluster's
+//! tenant ([`ClusterTenant`], through [`Sink::note`]) beside its rows, and the
+//! writer puts a cluster's rows back under it.
 
 use super::exact_json::{self, number, v, Kind, Value};
 use super::json_items::{path_is, path_text, Drained, Event, JsonItems, Step, ANY_INDEX};
@@ -113,6 +121,22 @@ pub const COVERED_PRODUCTS: [&str; 5] = [
 pub const DEFAULT_MAX_ENTITIES_PER_CLUSTER: u32 = 500;
 /// The largest `max_entities_per_cluster` WarpStream allows.
 pub const MAX_ENTITIES_PER_CLUSTER: u32 = 5000;
+
+/// `max_entities_per_cluster` as the writer takes it: 1 to
+/// [`MAX_ENTITIES_PER_CLUSTER`], as WarpStream's API does. The one check of
+/// the limit, for the writer and for [`crate::report::Filters::warpstream_options`]
+/// (whose limit is the entity view's, which takes any).
+pub fn entities_per_cluster(max: usize) -> Result<u32, Error> {
+    u32::try_from(max)
+        .ok()
+        .filter(|m| (1..=MAX_ENTITIES_PER_CLUSTER).contains(m))
+        .ok_or_else(|| {
+            Error::config(format!(
+                "max_entities_per_cluster must be between 1 and {MAX_ENTITIES_PER_CLUSTER} \
+                 for the WarpStream output (WarpStream's own maximum), not {max}"
+            ))
+        })
+}
 
 /// Whether the first bytes (up to a KiB or so) look like a WarpStream chargebacks
 /// response; returns [`FORMAT_NAME`] if so.
@@ -214,6 +238,21 @@ impl ExcludedCluster {
             self.reason
         )
     }
+}
+
+/// The tenant a cluster of a WarpStream response was read under. Its rows
+/// carry the file's `org_id` (the organization roll-ups are the user's), so
+/// the tenant goes beside them, for the writer ([`WriteOptions::tenants`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ClusterTenant {
+    /// The `org_id` of the cluster's rows (the file's).
+    pub org_id: String,
+    /// Workspace id (the rows' `environment_id`).
+    pub workspace_id: String,
+    /// Virtual cluster id (the rows' `resource_id`).
+    pub virtual_cluster_id: String,
+    /// The response's `tenant_id`.
+    pub tenant_id: String,
 }
 
 /// A cluster with `truncated: true`: more entities matched than the response returned.
@@ -1295,8 +1334,8 @@ fn derive_cluster(
 /// stops the file with a clear error (holding every cluster until the end of
 /// its workspace would be holding the file).
 ///
-/// Refused items go to [`Sink::reject`]; truncated and excluded clusters and
-/// the warnings to [`Sink::note`], for the report. The cluster totals
+/// Refused items go to [`Sink::reject`]; truncated and excluded clusters, the
+/// clusters' tenants and the warnings to [`Sink::note`], for the report. The cluster totals
 /// ([`Chargebacks::cost_lines`]) are not sent as cost lines, which the session
 /// would allocate a second time; use [`read_chargebacks`] to get them.
 pub struct ChargebacksReader {
@@ -1351,7 +1390,7 @@ impl Drained for ChargebacksReader {
 
     /// Hands what was read to `sink`, keeping nothing of it.
     fn drain(&mut self, sink: &mut dyn Sink) {
-        let file = &self.stream.file;
+        let (file, org_id) = (&self.stream.file, &self.stream.org_id);
         let out = &mut self.stream.out;
         for row in out.rows.drain(..) {
             sink.allocated(&row);
@@ -1360,8 +1399,19 @@ impl Drained for ChargebacksReader {
             sink.reject(error);
         }
         for cluster in out.clusters.drain(..) {
-            if cluster.truncated && cluster.excluded_reason.is_none() {
+            if cluster.excluded_reason.is_some() {
+                continue;
+            }
+            if cluster.truncated {
                 sink.note(InputNote::Truncated(TruncatedCluster::of(&cluster, file)));
+            }
+            if !cluster.tenant_id.is_empty() {
+                sink.note(InputNote::Tenant(ClusterTenant {
+                    org_id: org_id.clone(),
+                    workspace_id: cluster.workspace_id,
+                    virtual_cluster_id: cluster.virtual_cluster_id,
+                    tenant_id: cluster.tenant_id,
+                }));
             }
         }
         for excluded in out.excluded.drain(..) {
@@ -1412,12 +1462,18 @@ pub struct WriteOptions {
     pub entity_kind: Option<String>,
     /// Omit entities whose total is below this (USD).
     pub min_total: Option<Decimal>,
-    /// At most this many entities per cluster (largest totals first); 1..=5000.
+    /// At most this many entities per cluster (largest totals first); 1..=5000
+    /// ([`entities_per_cluster`]).
     pub max_entities_per_cluster: u32,
     /// The billing period; default: the rows' earliest bucket start and latest end.
     pub period: Option<(Timestamp, Timestamp)>,
-    /// `tenant_id` for rows with an empty `org_id`.
+    /// `tenant_id` for rows with an empty `org_id` and no tenant in `tenants`.
     pub default_tenant_id: String,
+    /// The tenants the clusters of WarpStream inputs were read under: the rows
+    /// of a listed (`org_id`, workspace, cluster) are written under its
+    /// `tenant_id` rather than their `org_id` (one listed under two tenants
+    /// takes the first by name).
+    pub tenants: Vec<ClusterTenant>,
     /// Names, regions and types by `virtual_cluster_id`.
     pub clusters: BTreeMap<String, ClusterInfo>,
     /// Clusters to list with their `excluded_reason` (an empty `tenant_id`
@@ -1436,6 +1492,7 @@ impl Default for WriteOptions {
             max_entities_per_cluster: DEFAULT_MAX_ENTITIES_PER_CLUSTER,
             period: None,
             default_tenant_id: String::new(),
+            tenants: Vec::new(),
             clusters: BTreeMap::new(),
             excluded: Vec::new(),
             truncated_clusters: Vec::new(),
@@ -1474,14 +1531,8 @@ pub fn write_chargebacks(
     lines: &[CostLine],
     options: &WriteOptions,
 ) -> Result<String, Error> {
-    if options.max_entities_per_cluster == 0
-        || options.max_entities_per_cluster > MAX_ENTITIES_PER_CLUSTER
-    {
-        return Err(Error::config(format!(
-            "max_entities_per_cluster must be between 1 and {MAX_ENTITIES_PER_CLUSTER}, not {}",
-            options.max_entities_per_cluster
-        )));
-    }
+    // u32 → usize is lossless on every target tally builds for (32 and 64 bits).
+    let max_entities = entities_per_cluster(options.max_entities_per_cluster as usize)? as usize;
     if let Some(kind) = &options.entity_kind {
         if !matches!(kind.as_str(), "topic" | "subject" | "table") {
             return Err(Error::config(format!(
@@ -1490,6 +1541,16 @@ pub fn write_chargebacks(
         }
     }
     let cost_lines = super::origins::CostLines::new(lines);
+    let mut tenants: BTreeMap<(&str, &str, &str), &str> = BTreeMap::new();
+    for t in &options.tenants {
+        let key = (
+            t.org_id.as_str(),
+            t.workspace_id.as_str(),
+            t.virtual_cluster_id.as_str(),
+        );
+        let tenant = tenants.entry(key).or_insert(t.tenant_id.as_str());
+        *tenant = (*tenant).min(t.tenant_id.as_str());
+    }
 
     let mut period: Option<(Timestamp, Timestamp)> = options.period;
     let mut kinds: BTreeMap<String, &'static str> = BTreeMap::new();
@@ -1539,10 +1600,15 @@ pub fn write_chargebacks(
                 .ok_or_else(|| Error::overflow("WarpStream apportioned quantity"))?,
             None => Decimal::ZERO,
         };
-        let tenant = if row.line.org_id.is_empty() {
-            options.default_tenant_id.clone()
-        } else {
-            row.line.org_id.to_string()
+        let read_under = tenants.get(&(
+            row.line.org_id.as_str(),
+            row.line.environment_id.as_str(),
+            row.line.resource_id.as_str(),
+        ));
+        let tenant = match read_under {
+            Some(tenant) => tenant.to_string(),
+            None if row.line.org_id.is_empty() => options.default_tenant_id.clone(),
+            None => row.line.org_id.to_string(),
         };
         let key = (
             tenant,
@@ -1681,10 +1747,9 @@ pub fn write_chargebacks(
                     entities.retain(|(_, total, _)| *total >= min);
                 }
                 entities.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-                let max = options.max_entities_per_cluster as usize;
                 let truncated =
-                    entities.len() > max || options.truncated_clusters.contains(&cluster);
-                entities.truncate(max);
+                    entities.len() > max_entities || options.truncated_clusters.contains(&cluster);
+                entities.truncate(max_entities);
                 let mut ent_values = Vec::with_capacity(entities.len());
                 for (name, total, items) in entities {
                     let mut cbs = Vec::with_capacity(items.len());

@@ -80,18 +80,34 @@ impl Default for Filters {
 
 impl Filters {
     /// WarpStream's request filters that say what these say, for
-    /// [`Report::warpstream_json`] (the page and the command line both write
-    /// it so). The writer writes topic-level rows only, so any entity kind
-    /// asked for becomes WarpStream's `topic` (its subjects and tables are
-    /// left out); a limit past `u32` is refused by the writer as out of range.
-    pub fn warpstream_options(&self) -> crate::formats::warpstream::WriteOptions {
-        crate::formats::warpstream::WriteOptions {
-            entity_kind: self.entity_kind.map(|_| "topic".to_string()),
-            min_total: self.min_total,
-            max_entities_per_cluster: u32::try_from(self.max_entities_per_cluster)
-                .unwrap_or(u32::MAX),
-            ..crate::formats::warpstream::WriteOptions::default()
+    /// [`Report::warpstream_json`]; the page and the command line both take
+    /// them from here, so both refuse the same filters with the same message
+    /// (the command line before it reads a file). The entity view takes
+    /// what is refused here.
+    ///
+    /// WarpStream's chargebacks are topic-level results: topics, subjects
+    /// and tables, each written with its own `entity_kind`. So the level
+    /// `topic` keeps them all, as no kind does and as the entity view's
+    /// `topic` does; `principal` is refused, since no principal is a
+    /// WarpStream entity (the writer writes topic-level rows only, so it gave
+    /// the file `topic` gives). A limit outside 1 to 5000 is refused, as
+    /// WarpStream's API refuses it ([`crate::formats::warpstream::entities_per_cluster`]).
+    pub fn warpstream_options(&self) -> Result<crate::formats::warpstream::WriteOptions, Error> {
+        if self.entity_kind == Some(EntityLevel::Principal) {
+            return Err(Error::config(
+                "entity_kind principal has no WarpStream output: WarpStream chargebacks \
+                 hold topic-level results (topics, subjects, tables); ask for entity_kind \
+                 topic, or none",
+            ));
         }
+        Ok(crate::formats::warpstream::WriteOptions {
+            entity_kind: None,
+            min_total: self.min_total,
+            max_entities_per_cluster: crate::formats::warpstream::entities_per_cluster(
+                self.max_entities_per_cluster,
+            )?,
+            ..crate::formats::warpstream::WriteOptions::default()
+        })
     }
 }
 
@@ -699,9 +715,11 @@ impl Report {
     /// The topic-level rows as a WarpStream chargebacks response (`options`
     /// filter them), with the input's excluded clusters listed and its
     /// truncated ones marked `truncated` (besides those
-    /// `options.max_entities_per_cluster` cuts). An excluded cluster is
-    /// written under its file's organization, the tenant of that file's rows.
-    /// Its period is the report's, its buckets' first start to last end,
+    /// `options.max_entities_per_cluster` cuts). A cluster read from a
+    /// WarpStream response is written under the `tenant_id` it was read
+    /// under, its rows and, when excluded, the cluster itself; other rows
+    /// under their organization (the file's, for an excluded cluster without
+    /// a tenant). Its period is the report's, its buckets' first start to last end,
     /// unless `options` names one: a run without topic rows writes an empty
     /// response for its period rather than failing (the page and the command
     /// line both write this).
@@ -714,9 +732,14 @@ impl Report {
                 .excluded
                 .extend(file.excluded_clusters.iter().map(|c| {
                     let mut c = c.clone();
-                    c.tenant_id.clone_from(&file.org_id);
+                    if c.tenant_id.is_empty() {
+                        c.tenant_id.clone_from(&file.org_id);
+                    }
                     c
                 }));
+            options
+                .tenants
+                .extend(file.warpstream_tenants.iter().cloned());
             options.truncated_clusters.extend(
                 file.truncated_clusters
                     .iter()

@@ -18,7 +18,9 @@
 //! "max_entities_per_cluster":2}`; default: every kind, no minimum, 500) are
 //! the command line's `--entity-kind`, `--min-total` and
 //! `--max-entities-per-cluster`: they filter the report's entity view and the
-//! `warpstream_json` output, as they do there.
+//! `warpstream_json` output, as they do there; that output refuses
+//! `entity_kind` principal and a limit outside 1 to 5000 with the command
+//! line's message (the entity view takes them).
 //!
 //! Errors are thrown as JS `Error`s whose message is the core's message (it names
 //! the file, line, column and reason). Results cross as JSON strings. Nothing
@@ -179,9 +181,15 @@ impl WebSession {
             "confluent_csv" => Ok(report.confluent_csv()),
             "team_summary_csv" => Ok(report.team_summary_csv()),
             "focus_csv" => report.focus_csv().map_err(js),
-            // Filtered as the command line filters it: by the session's options.
-            "warpstream_json" => report
-                .warpstream_json(self.inner.options().filters.warpstream_options())
+            // Filtered as the command line filters it: by the session's
+            // options, refused with its message when it refuses them (a
+            // principal kind, a limit over 5000), for this download only.
+            "warpstream_json" => self
+                .inner
+                .options()
+                .filters
+                .warpstream_options()
+                .and_then(|options| report.warpstream_json(options))
                 .map_err(js),
             "report_json" => Ok(report.to_json()),
             other => Err(js(format!(
