@@ -329,7 +329,15 @@ fn focus_output_is_the_pages_and_sums_to_the_bill_whatever_the_levels() {
             "6.52",
             &["topic"],
         ),
-        (&mixed[..2], Some(topic), None, "33.00", &["topic"]),
+        // At topic level, the lines charged to their resource, environment
+        // or owner of record (Connect, Flink, …) stay principal-level.
+        (
+            &mixed[..2],
+            Some(topic),
+            None,
+            "33.00",
+            &["principal", "topic"],
+        ),
     ];
     for (files, level, kind, bill, levels) in cases {
         let focus = dir.join("focus.csv");

@@ -83,10 +83,43 @@ fn topic_level_splits_the_same_bill_over_topics() {
             ("payments.refunds".into(), "2.50".into())
         ]
     );
-    assert!(report
+    // The rows of the steps that charge the line's resource, environment or
+    // owner of record are principal-level (their owner is no topic), and
+    // Support, allocated last, follows each owner's level.
+    let (p, t) = ("principal", "topic");
+    let levels: Vec<(&str, &str, &str)> = report
         .rows
         .iter()
-        .all(|r| r.line.level == EntityLevel::Topic));
+        .map(|r| {
+            let level = match r.line.level {
+                EntityLevel::Principal => p,
+                EntityLevel::Topic => t,
+            };
+            (&*r.owner_id, &*r.line.method, level)
+        })
+        .collect();
+    assert_eq!(
+        levels,
+        [
+            ("lkc-123", "owner_of_record", p),
+            ("lkc-123", "owner_of_record", p),
+            ("env-xxx", "environment", p),
+            ("orders.events", "usage_ratio", t),
+            ("payments.orders", "usage_ratio", t),
+            ("orders.events", "usage_ratio", t),
+            ("payments.orders", "usage_ratio", t),
+            ("payments.refunds", "usage_ratio", t),
+            ("orders.events", "weighted", t),
+            ("payments.orders", "weighted", t),
+            ("payments.refunds", "weighted", t),
+            ("lkc-123", "owner_of_record", p),
+            ("env-xxx", "allocated_last", p),
+            ("lkc-123", "allocated_last", p),
+            ("orders.events", "allocated_last", t),
+            ("payments.orders", "allocated_last", t),
+            ("payments.refunds", "allocated_last", t),
+        ]
+    );
     let total: Decimal = report.rows.iter().map(|r| r.chargeback_cost).sum();
     assert_eq!(total, Decimal::from(33));
 }

@@ -18,11 +18,14 @@
 //!    the first step that can split the line does, and each row records the
 //!    method, the chain step and a reason code (why that step applied). A chain
 //!    that runs out ends in `unallocated`; credits (negative lines) go there
-//!    directly unless the rules say otherwise.
+//!    directly unless the rules say otherwise. Rows are at the rule's level,
+//!    except those of the steps that charge a resource, an environment or an
+//!    owner of record, which are principal-level (`step_level`).
 //! 4. **Allocated last.** Lines whose chain holds `allocated_last` (Support) are
 //!    split after all others, in proportion to each entity's total in the bucket
 //!    on the same bill ([`BillColumns::bill_key`]: a FOCUS charge's issuer,
-//!    invoice and billing account; lines without them are one bill).
+//!    invoice and billing account; lines without them are one bill), each
+//!    entity's part at the level it was charged at.
 //! 5. **Unallocated.** Everything unallocated in a bucket becomes one
 //!    `unallocated` row (`chargeback_cost = original_amount`, `usage_share = 0`)
 //!    per bill: Confluent's and WarpStream's lines are one bill, so one row per
@@ -485,9 +488,10 @@ struct Ctx<'a> {
     /// owner. Exact, not rounded: in an hour where a line rounds to 0.00 its
     /// users still weigh what they used.
     parts: Vec<(Owner<'a>, Decimal)>,
-    /// The bill ([`BillColumns::bill_key`]) of the parts from each index on,
-    /// noted when it changes (once per line at most, not per part).
-    part_bills: Vec<(usize, &'a str)>,
+    /// The bill ([`BillColumns::bill_key`]) and the entity level of the parts
+    /// from each index on, noted when either changes (once per line at most,
+    /// not per part).
+    part_bills: Vec<(usize, &'a str, EntityLevel)>,
 }
 
 impl<'a> Ctx<'a> {
@@ -497,28 +501,60 @@ impl<'a> Ctx<'a> {
         BillColumns::bill_key(self.store.strings.name(bill_columns))
     }
 
-    /// Keeps `line`'s exact parts for the allocated-last lines of its bill.
-    fn keep_exact(&mut self, line: &BucketLine, exact: Vec<(Owner<'a>, Decimal)>) {
+    /// Keeps `line`'s exact parts, given at `level`, for the allocated-last
+    /// lines of its bill.
+    fn keep_exact(
+        &mut self,
+        line: &BucketLine,
+        exact: Vec<(Owner<'a>, Decimal)>,
+        level: EntityLevel,
+    ) {
         if exact.is_empty() {
             return;
         }
         let bill = self.bill_of(line.key.bill_columns);
-        if self.part_bills.last().is_none_or(|(_, last)| *last != bill) {
-            self.part_bills.push((self.parts.len(), bill));
+        if self
+            .part_bills
+            .last()
+            .is_none_or(|(_, last, at)| *last != bill || *at != level)
+        {
+            self.part_bills.push((self.parts.len(), bill, level));
         }
         self.parts.extend(exact);
     }
 
-    /// The parts given so far on `bill`.
-    fn parts_on<'s>(&'s self, bill: &'s str) -> impl Iterator<Item = (Owner<'a>, Decimal)> + 's {
-        let ends = self.part_bills.iter().skip(1).map(|(start, _)| *start);
+    /// The runs of parts given so far on `bill`, each with its level.
+    fn runs_on<'s>(
+        &'s self,
+        bill: &'s str,
+    ) -> impl Iterator<Item = (&'s [(Owner<'a>, Decimal)], EntityLevel)> + 's {
+        let ends = self.part_bills.iter().skip(1).map(|(start, _, _)| *start);
         let ends = ends.chain(std::iter::once(self.parts.len()));
         self.part_bills
             .iter()
             .zip(ends)
-            .filter(move |((_, b), _)| *b == bill)
-            .flat_map(|((start, _), end)| self.parts.get(*start..end).unwrap_or_default())
-            .copied()
+            .filter(move |((_, b, _), _)| *b == bill)
+            .map(|((start, _, level), end)| {
+                (self.parts.get(*start..end).unwrap_or_default(), *level)
+            })
+    }
+
+    /// The parts given so far on `bill`.
+    fn parts_on<'s>(&'s self, bill: &'s str) -> impl Iterator<Item = (Owner<'a>, Decimal)> + 's {
+        self.runs_on(bill).flat_map(|(parts, _)| parts).copied()
+    }
+
+    /// The level at which each owner was given its parts on `bill` (the
+    /// first, for a name given parts at both levels): an allocated-last line's
+    /// rows follow their owners' levels, as its weights follow their totals.
+    fn levels_on(&self, bill: &str) -> BTreeMap<Owner<'a>, EntityLevel> {
+        let mut levels = BTreeMap::new();
+        for (parts, level) in self.runs_on(bill) {
+            for (owner, _) in parts {
+                levels.entry(*owner).or_insert(level);
+            }
+        }
+        levels
     }
 
     /// The interned string `id` as an owner.
@@ -1098,8 +1134,8 @@ fn allocate_bucket<'a>(
                 }
                 // What it would have been split by still weighs.
                 if ctx.weighs && !line.exact.is_zero() {
-                    if let ChainEnd::Split(parts, _) = run_chain(ctx, line, chain, *level)? {
-                        ctx.keep_exact(line, parts.exact);
+                    if let ChainEnd::Split(parts, _, at) = run_chain(ctx, line, chain, *level)? {
+                        ctx.keep_exact(line, parts.exact, at);
                     }
                 }
                 continue;
@@ -1191,16 +1227,34 @@ fn allocate_line<'a>(
                 reason,
             })
         }
-        ChainEnd::Split(parts, method) => {
+        ChainEnd::Split(parts, method, at) => {
             // Once per line, not per row: what its rows share.
-            let shared = Arc::new(allocated_line(ctx, line, method, level));
-            ctx.keep_exact(line, parts.exact);
+            let shared = Arc::new(allocated_line(ctx, line, method, at));
+            // Allocated last, each row is at the level its owner was charged at.
+            let levels = if method.0 == method_name(&Step::AllocatedLast) {
+                ctx.levels_on(ctx.bill_of(line.key.bill_columns))
+            } else {
+                BTreeMap::new()
+            };
+            let mut at_other_level: Option<Arc<AllocatedLine>> = None;
+            ctx.keep_exact(line, parts.exact, at);
             for (owner, cost, share) in parts.rounded {
                 if cost.is_zero() {
                     continue;
                 }
+                let row_line = match levels.get(&owner) {
+                    Some(other) if *other != at => at_other_level
+                        .get_or_insert_with(|| {
+                            Arc::new(AllocatedLine {
+                                level: *other,
+                                ..AllocatedLine::clone(&shared)
+                            })
+                        })
+                        .clone(),
+                    _ => shared.clone(),
+                };
                 rows.push(AllocationRow {
-                    line: shared.clone(),
+                    line: row_line,
                     owner_id: ctx.names.owner(&owner),
                     chargeback_cost: cost,
                     usage_share: share,
@@ -1213,8 +1267,9 @@ fn allocate_line<'a>(
 
 /// Where a line's chain ended.
 enum ChainEnd<'a> {
-    /// A step split it, recorded as (method, chain step, reason).
-    Split(Parts<'a>, (&'static str, u32, &'static str)),
+    /// A step split it, recorded as (method, chain step, reason), with the
+    /// level of its rows ([`step_level`]).
+    Split(Parts<'a>, (&'static str, u32, &'static str), EntityLevel),
     /// No step took it: all of it is unallocated, for `reason`, at chain
     /// step `step`.
     Unallocated { step: u32, reason: &'static str },
@@ -1257,7 +1312,8 @@ fn run_chain<'a>(
             Outcome::Fail(reason) => last_failure = reason,
             Outcome::Split(parts, success) => {
                 let reason = if index == 0 { success } else { last_failure };
-                return Ok(ChainEnd::Split(parts, (method_name(step), step_no, reason)));
+                let method = (method_name(step), step_no, reason);
+                return Ok(ChainEnd::Split(parts, method, step_level(step, level)));
             }
         }
     }
@@ -1266,6 +1322,17 @@ fn run_chain<'a>(
         step: u32::try_from(chain.len()).unwrap_or(u32::MAX),
         reason: last_failure,
     })
+}
+
+/// The level of the rows `step` makes in a chain run at `level`: the line's
+/// resource, environment or owner of record is no topic, so those steps make
+/// principal-level rows (the level of resource ids, as of service accounts)
+/// even in a topic-level chain.
+fn step_level(step: &Step, level: EntityLevel) -> EntityLevel {
+    match step {
+        Step::OwnerOfRecord | Step::Environment | Step::ResourceOwner => EntityLevel::Principal,
+        _ => level,
+    }
 }
 
 /// The name a step is recorded under.
