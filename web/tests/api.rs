@@ -136,7 +136,7 @@ fn errors_are_thrown_with_the_core_message() {
             .err()
             .unwrap()
     )
-    .contains("invalid options"));
+    .contains("invalid option granularity (Time buckets): unknown variant `fortnightly`"));
     assert!(message(
         s.set_rules("[[rule]]\nchain = [{ method = \"nope\" }]")
             .unwrap_err()
