@@ -140,10 +140,7 @@ fn optional_amount(path: &str, value: &Value) -> Result<Option<Decimal>, Error> 
     if value.is_null() {
         return Ok(None);
     }
-    let text = scalar(path, value, "an amount")?;
-    exact_json::decimal_from_number(text.trim())
-        .map(Some)
-        .ok_or_else(|| Error::invalid_value(path, format!("`{text}` is not a decimal number")))
+    crate::money::parse_amount(path, scalar(path, value, "an amount")?).map(Some)
 }
 
 /// `["2026-04-01", "2026-05-01"]`, or null for none.

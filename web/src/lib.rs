@@ -68,7 +68,7 @@ fn js(e: impl std::fmt::Display) -> JsError {
 /// The label of the page's control for each option the page sets
 /// (`web/www/index.html`), so that a refused option is named as the user sees
 /// it; the options the page has no control for are named by their path only.
-const OPTION_LABELS: [(&str, &str); 10] = [
+const OPTION_LABELS: [(&str, &str); 11] = [
     ("granularity", "Time buckets"),
     ("entity_level", "Entities"),
     ("unallocated_policy", "Unallocated cost"),
@@ -82,6 +82,8 @@ const OPTION_LABELS: [(&str, &str); 10] = [
         "filters.max_entities_per_cluster",
         "At most entities per cluster",
     ),
+    // Set by `set_invoice_subtotal`, read as the options' `invoice_subtotal`.
+    ("invoice_subtotal", "Invoice usage subtotal for the period"),
 ];
 
 /// Reads the options JSON (blank: the defaults). A refused option is named
@@ -178,16 +180,11 @@ impl WebSession {
     /// Sets the invoice's usage subtotal the next report reconciles against
     /// (empty: none), read as the command line's `--invoice-subtotal` is.
     pub fn set_invoice_subtotal(&mut self, text: &str) -> Result<(), JsError> {
-        let text = text.trim();
-        let subtotal = if text.is_empty() {
+        let subtotal = if text.trim().is_empty() {
             None
         } else {
-            let amount = tally::formats::exact_json::decimal_from_number(text);
-            Some(amount.ok_or_else(|| {
-                js(format!(
-                    "invoice subtotal: `{text}` is not a decimal number"
-                ))
-            })?)
+            let amount = tally::money::parse_amount("invoice_subtotal", text);
+            Some(amount.map_err(|e| js(option_error(e)))?)
         };
         self.inner.set_invoice_subtotal(subtotal);
         self.report = None;
