@@ -73,6 +73,15 @@ pub enum Error {
         /// What is wrong, naming the key.
         reason: String,
     },
+    /// A value given for one setting is refused: an option of the page's
+    /// options JSON, named by its path there (`filters.min_total`), so that
+    /// the page can name its control.
+    InvalidValue {
+        /// What was being read: the option's path.
+        what: String,
+        /// Why it is refused, e.g. "`abc` is not a decimal number".
+        reason: String,
+    },
     /// An arithmetic result does not fit: amounts or counters overflowed.
     Overflow {
         /// Which computation overflowed.
@@ -106,6 +115,14 @@ impl Error {
         }
     }
 
+    /// Shorthand for an [`Error::InvalidValue`].
+    pub fn invalid_value(what: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidValue {
+            what: what.into(),
+            reason: reason.into(),
+        }
+    }
+
     /// Shorthand for an [`Error::Overflow`].
     pub fn overflow(what: impl Into<String>) -> Self {
         Error::Overflow { what: what.into() }
@@ -132,6 +149,7 @@ impl fmt::Display for Error {
                 write!(f, "{at}: longer than the {limit}-byte limit; refused")
             }
             Error::Config { reason } => write!(f, "invalid configuration: {reason}"),
+            Error::InvalidValue { what, reason } => write!(f, "{what}: {reason}"),
             Error::Overflow { what } => write!(f, "arithmetic overflow in {what}"),
             Error::Reconciliation { reason } => write!(f, "does not reconcile: {reason}"),
         }

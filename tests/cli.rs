@@ -229,12 +229,15 @@ fn rejections_go_to_stderr_and_fatal_errors_exit_non_zero() {
     );
     assert_eq!(tally(&["allocate"]).status.code(), Some(2));
     // Flag amounts have the readers' one spelling too.
-    for subtotal in ["1_000", "+5", "$5.00", "5."] {
+    for subtotal in ["1_000", "+5", "$5.00", "5.", " 1,000 "] {
         let out = tally(&["allocate", "--invoice-subtotal", subtotal, "x"]);
         assert_eq!(out.status.code(), Some(2), "{subtotal}");
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains("is not a decimal amount"),
-            "{subtotal}"
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!(
+                "tally: --invoice-subtotal: `{subtotal}` is not a decimal number\n\
+                 (run `tally --help` for the options)\n"
+            ),
         );
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -303,7 +303,7 @@ fn the_pages_amounts_take_the_command_lines_spelling() {
     for (name, template, field) in fields {
         for (given, expected) in cases {
             let json = template.replace('X', given);
-            let read = serde_json::from_str::<Options>(&json)
+            let read = Options::from_json(&json)
                 .ok()
                 .map(|o| field(&o).map(|m| m.to_string()));
             assert_eq!(
@@ -391,7 +391,7 @@ fn options_come_from_the_page_as_json() {
         "unallocated_policy":"pro_rata","invoice_subtotal":"12.5","entity_level":"topic",
         "filters":{"entity_kind":"topic","min_total":"1","max_entities_per_cluster":10},
         "focus_cost":"effective"}"#;
-    let options: Options = serde_json::from_str(json).unwrap();
+    let options = Options::from_json(json).unwrap();
     assert_eq!(options.granularity, Granularity::Weekly);
     assert_eq!(options.precision, 4);
     assert_eq!(options.invoice_subtotal, Some(d("12.5")));
@@ -400,10 +400,10 @@ fn options_come_from_the_page_as_json() {
         options.focus_cost,
         tally::formats::focus::CostColumn::Effective
     );
-    assert!(serde_json::from_str::<Options>(r#"{"focus_cost":"amortized"}"#).is_err());
-    assert!(serde_json::from_str::<Options>(r#"{"range":["2026-05-01","2026-04-01"]}"#).is_err());
-    assert!(serde_json::from_str::<Options>(r#"{"bogus":1}"#).is_err());
-    let defaults: Options = serde_json::from_str("{}").unwrap();
+    assert!(Options::from_json(r#"{"focus_cost":"amortized"}"#).is_err());
+    assert!(Options::from_json(r#"{"range":["2026-05-01","2026-04-01"]}"#).is_err());
+    assert!(Options::from_json(r#"{"bogus":1}"#).is_err());
+    let defaults = Options::from_json("{}").unwrap();
     assert_eq!(defaults, Options::default());
 }
 

@@ -174,8 +174,7 @@ pub(crate) fn de_decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::
         Num::Int(i) => i.to_string(),
         Num::Float(f) => f.to_string(),
     };
-    crate::formats::exact_json::decimal_from_number(text.trim())
-        .ok_or_else(|| serde::de::Error::custom(format!("`{text}` is not a decimal number")))
+    crate::money::parse_amount("weight", &text).map_err(serde::de::Error::custom)
 }
 
 fn de_decimal_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Decimal>, D::Error> {
@@ -421,9 +420,10 @@ chain = [{ method = "fixed", shares = { a = 60, b = "30" } }]
         for good in ["50", "50.0", "\"50\"", "\"5e1\"", "\" 50 \""] {
             assert!(Rules::from_toml(&fixed(good)).is_ok(), "{good}");
         }
-        for bad in ["\"5_0\"", "\"+50\"", "\"$50\"", "\"50.\"", "\"50%\""] {
-            let err = Rules::from_toml(&fixed(bad)).unwrap_err().to_string();
-            assert!(err.contains("is not a decimal number"), "{bad}: {err}");
+        for bad in ["5_0", "+50", "$50", "50.", "50%"] {
+            let err = Rules::from_toml(&fixed(&format!("\"{bad}\""))).unwrap_err();
+            let reason = format!("\nweight: `{bad}` is not a decimal number\n");
+            assert!(err.to_string().ends_with(&reason), "{bad}: {err}");
         }
     }
 

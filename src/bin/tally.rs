@@ -162,8 +162,7 @@ fn number<T: FromStr>(flag: &str, text: &str) -> Result<T, Failure> {
 /// A decimal flag value, in the one spelling the readers take (no `$`, `_`,
 /// `+` or digit separator: an invoice subtotal is not guessed at).
 fn decimal(flag: &str, text: &str) -> Result<Decimal, Failure> {
-    tally::formats::exact_json::decimal_from_number(text.trim())
-        .ok_or_else(|| usage(format!("{flag}: `{text}` is not a decimal amount")))
+    tally::money::parse_amount(flag, text).map_err(|e| usage(e.to_string()))
 }
 
 fn level(flag: &str, text: &str) -> Result<EntityLevel, Failure> {

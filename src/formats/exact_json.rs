@@ -14,9 +14,10 @@
 //! exhaustion on `[[[[…`), each value tagged with the 1-based line it starts on, so
 //! an error can name the file, the line and the field path. Strings are decoded per
 //! RFC 8259 (escapes, surrogate pairs); duplicate object keys keep the first value
-//! and are otherwise ignored. What is parsed is held in memory whole: the readers
-//! parse one item at a time ([`super::json_items`]), each bounded by the record
-//! limit, never a whole document.
+//! and are otherwise ignored ([`last_member`] takes the last, for a JWT's
+//! claims). What is parsed is held in memory whole: the readers parse one item
+//! at a time ([`super::json_items`]), each bounded by the record limit, never a
+//! whole document.
 
 use crate::error::Error;
 use rust_decimal::Decimal;
@@ -140,20 +141,21 @@ pub fn parse(text: &str, file: &str) -> Result<Value, Error> {
 /// [`parse`] of a text that starts on line `first_line` of `file` (an item cut
 /// out of a document): values and errors carry the file's lines.
 pub fn parse_at(text: &str, file: &str, first_line: u64) -> Result<Value, Error> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut p = Parser {
-        bytes: text.as_bytes(),
-        pos: 0,
-        line: first_line,
-        file,
-    };
-    p.skip_ws();
-    let value = p.value(0)?;
-    p.skip_ws();
-    if p.pos < p.bytes.len() {
-        return Err(p.err("unexpected text after the JSON document"));
-    }
-    Ok(value)
+    Parser::new(text, file, first_line).document(|p| p.value(0))
+}
+
+/// The member `key` of the object that the JSON document `text` is, the
+/// last one when the key repeats (as RFC 7519 reads a JWT's repeated claim);
+/// `None` when the document is not an object or has no such member. The
+/// whole document is checked as [`parse`] checks it.
+pub fn last_member(text: &str, file: &str, key: &str) -> Result<Option<Value>, Error> {
+    let members = Parser::new(text, file, 1).document(|p| match p.peek() {
+        Some(b'{') => p.members(0).map(Some),
+        _ => p.value(0).map(|_| None),
+    })?;
+    Ok(members
+        .and_then(|members| members.into_iter().rev().find(|(name, _)| name == key))
+        .map(|(_, value)| value))
 }
 
 struct Parser<'a> {
@@ -163,7 +165,31 @@ struct Parser<'a> {
     file: &'a str,
 }
 
-impl Parser<'_> {
+impl<'a> Parser<'a> {
+    fn new(text: &'a str, file: &'a str, first_line: u64) -> Self {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        Parser {
+            bytes: text.as_bytes(),
+            pos: 0,
+            line: first_line,
+            file,
+        }
+    }
+
+    /// One whole document read by `read`: whitespace around it, nothing after.
+    fn document<T>(
+        &mut self,
+        read: impl FnOnce(&mut Self) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        self.skip_ws();
+        let read = read(self)?;
+        self.skip_ws();
+        if self.pos < self.bytes.len() {
+            return Err(self.err("unexpected text after the JSON document"));
+        }
+        Ok(read)
+    }
+
     fn err(&self, reason: impl Into<String>) -> Error {
         Error::input(self.file, self.line, "", reason)
     }
@@ -237,40 +263,7 @@ impl Parser<'_> {
                 }
                 Kind::Array(items)
             }
-            Some(b'{') => {
-                self.pos += 1;
-                let mut members: Vec<(String, Value)> = Vec::new();
-                self.skip_ws();
-                if self.peek() == Some(b'}') {
-                    self.pos += 1;
-                } else {
-                    loop {
-                        self.skip_ws();
-                        if self.peek() != Some(b'"') {
-                            return Err(self.err("invalid JSON: expected a member name"));
-                        }
-                        let key = self.string()?;
-                        self.skip_ws();
-                        if self.peek() != Some(b':') {
-                            return Err(self.err("invalid JSON: expected `:`"));
-                        }
-                        self.pos += 1;
-                        self.skip_ws();
-                        let v = self.value(depth + 1)?;
-                        members.push((key, v));
-                        self.skip_ws();
-                        match self.peek() {
-                            Some(b',') => self.pos += 1,
-                            Some(b'}') => {
-                                self.pos += 1;
-                                break;
-                            }
-                            _ => return Err(self.err("invalid JSON: expected `,` or `}`")),
-                        }
-                    }
-                }
-                Kind::Object(without_repeated_keys(members))
-            }
+            Some(b'{') => Kind::Object(without_repeated_keys(self.members(depth)?)),
             Some(other) => {
                 return Err(self.err(format!(
                     "invalid JSON: unexpected character `{}`",
@@ -279,6 +272,41 @@ impl Parser<'_> {
             }
         };
         Ok(Value { line, kind })
+    }
+
+    /// An object's members in document order, repeated keys and all (at `{`).
+    fn members(&mut self, depth: usize) -> Result<Vec<(String, Value)>, Error> {
+        self.pos += 1;
+        let mut members: Vec<(String, Value)> = Vec::new();
+        self.skip_ws();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(members);
+        }
+        loop {
+            self.skip_ws();
+            if self.peek() != Some(b'"') {
+                return Err(self.err("invalid JSON: expected a member name"));
+            }
+            let key = self.string()?;
+            self.skip_ws();
+            if self.peek() != Some(b':') {
+                return Err(self.err("invalid JSON: expected `:`"));
+            }
+            self.pos += 1;
+            self.skip_ws();
+            let v = self.value(depth + 1)?;
+            members.push((key, v));
+            self.skip_ws();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(members);
+                }
+                _ => return Err(self.err("invalid JSON: expected `,` or `}`")),
+            }
+        }
     }
 
     fn digits(&mut self) -> usize {

@@ -11,13 +11,17 @@
 //!   payload only — capture stops at the second `.`, so the signature, without
 //!   which the token cannot be replayed, is never held. The `sub` claim is taken
 //!   **unverified**: the broker verifies the token, and tally only attributes the
-//!   principal after the broker answered success.
+//!   principal after the broker answered success. The claims are read with
+//!   [`crate::formats::exact_json`], which keeps numbers as text, so a claim
+//!   such as `"exp":1e400` does not hide `sub` (serde_json refused the whole
+//!   payload); a repeated `sub` counts by its last value, as RFC 7519 says.
 //!
 //! After the client's message only the candidate principal name is kept (the
 //! capture buffer is zeroed), until the broker's answer decides: success reports
 //! `Sink::authenticated`, failure `Sink::authentication_failed`.
 
 use super::{Mechanism, Sink};
+use crate::formats::exact_json::{self, Kind};
 
 /// Most bytes of a client SASL message kept while looking for the principal.
 pub(crate) const MAX_EXTRACT_BYTES: usize = 2048;
@@ -184,9 +188,11 @@ fn oauth_subject(message: &[u8]) -> Option<Vec<u8>> {
     }
     let payload = token.split(|&b| b == b'.').nth(1)?;
     let json = base64url_decode(payload)?;
-    let claims: serde_json::Value = serde_json::from_slice(&json).ok()?;
-    let sub = claims.get("sub")?.as_str()?;
-    Some(sub.as_bytes().to_vec())
+    let claims = std::str::from_utf8(&json).ok()?;
+    match exact_json::last_member(claims, "", "sub").ok()??.kind {
+        Kind::String(sub) => Some(sub.into_bytes()),
+        _ => None,
+    }
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

@@ -567,6 +567,17 @@ pub fn checked_sum<I: IntoIterator<Item = Decimal>>(
         .ok_or_else(|| Error::overflow(what.to_string()))
 }
 
+/// Reads an amount a person or a configuration gives as text: a command-line
+/// flag, the page's invoice subtotal or an option of the page, a rules
+/// weight. Spaces around it are ignored; the rest must be a number in the
+/// readers' one spelling ([`crate::formats::exact_json::is_number`]) that a
+/// `Decimal` holds exactly. `what` names what is read (the flag, the option)
+/// in the error, an [`Error::InvalidValue`].
+pub fn parse_amount(what: &str, text: &str) -> Result<Decimal, Error> {
+    crate::formats::exact_json::decimal_from_number(text.trim())
+        .ok_or_else(|| Error::invalid_value(what, format!("`{text}` is not a decimal number")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -848,6 +859,48 @@ mod tests {
                 Ok(None) => prop_assert!(weights.iter().all(|(m, _)| *m == 0)),
                 Err(e) => prop_assert!(false, "{amount} at {scale}: {e}"),
             }
+        }
+    }
+
+    /// One reading of a typed amount for the command line, the page and the
+    /// rules: what each took before, it takes now.
+    #[test]
+    fn typed_amounts() {
+        // Decimal's largest is 79228162514264337593543950335 (29 digits).
+        let too_many_digits = "123456789012345678901234567890";
+        let cases: [(&str, Result<&str, String>); 14] = [
+            ("12.5", Ok("12.5")),
+            (" 12.5 ", Ok("12.5")),
+            ("\t12.50\n", Ok("12.50")),
+            ("1e3", Ok("1000")),
+            ("-0.5", Ok("-0.5")),
+            (
+                "0.000000000000000000000000001",
+                Ok("0.000000000000000000000000001"),
+            ),
+            (
+                "12345678901234567890123456789",
+                Ok("12345678901234567890123456789"),
+            ),
+            ("+1", Err("`+1`".into())),
+            ("1,000", Err("`1,000`".into())),
+            ("", Err("``".into())),
+            ("NaN", Err("`NaN`".into())),
+            ("1e400", Err("`1e400`".into())),
+            (
+                "0.00000000000000000000000000001",
+                Err("`0.00000000000000000000000000001`".into()),
+            ),
+            (too_many_digits, Err(format!("`{too_many_digits}`"))),
+        ];
+        for (text, want) in cases {
+            let read = parse_amount("--min-total", text)
+                .map(|amount| amount.to_string())
+                .map_err(|e| e.to_string());
+            let want = want
+                .map(str::to_string)
+                .map_err(|shown| format!("--min-total: {shown} is not a decimal number"));
+            assert_eq!(read, want, "{text:?}");
         }
     }
 }

@@ -55,14 +55,12 @@ pub enum UnallocatedPolicy {
 }
 
 /// WarpStream-like filters of the entity view.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Filters {
     /// Only entities of this level.
     pub entity_kind: Option<EntityLevel>,
     /// Omit entities whose total is below this (JSON: a number or its text,
     /// in the readers' one spelling of numbers, as the command line's flag).
-    #[serde(deserialize_with = "de_optional_amount")]
     pub min_total: Option<Decimal>,
     /// At most this many entities per cluster (largest first); `truncated` set when cut.
     pub max_entities_per_cluster: usize,
@@ -109,17 +107,6 @@ impl Filters {
             ..crate::formats::warpstream::WriteOptions::default()
         })
     }
-}
-
-/// Reads an optional amount of the options ([`Filters::min_total`], the
-/// invoice subtotal) as rules weights are read: `+5` or `1_000` are refused
-/// rather than taken for 5 or 1000.
-pub(crate) fn de_optional_amount<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Decimal>, D::Error> {
-    #[derive(Deserialize)]
-    struct Amount(#[serde(deserialize_with = "crate::allocate::rules::de_decimal")] Decimal);
-    Ok(Option::<Amount>::deserialize(d)?.map(|Amount(amount)| amount))
 }
 
 /// A compiled crosswalk (see the module docs for its precedence).

@@ -34,18 +34,18 @@ use crate::model::{
 use crate::report::{Crosswalk, Filters, Report, ReportSettings, UnallocatedPolicy};
 use crate::time::{Granularity, Timestamp};
 use rust_decimal::Decimal;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
+mod options_json;
 pub mod parallel;
 
-/// Options of a session (the page sends them as JSON; every field has a default).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// Options of a session (the page sends them as JSON, read by
+/// [`Options::from_json`]; every field has a default).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     /// Bucket size (default monthly).
     pub granularity: Granularity,
     /// A custom range `[start, end)` (JSON: two date strings); boundary buckets are partial.
-    #[serde(deserialize_with = "de_range")]
     pub range: Option<(Timestamp, Timestamp)>,
     /// Decimal places of the output amounts (default 2).
     pub precision: u32,
@@ -54,7 +54,6 @@ pub struct Options {
     /// The team name of the shared cost center (default `shared`).
     pub shared_cost_center: String,
     /// The invoice's usage subtotal to reconcile against.
-    #[serde(deserialize_with = "crate::report::de_optional_amount")]
     pub invoice_subtotal: Option<Decimal>,
     /// Principal- or topic-level entities (rules may pin their own).
     pub entity_level: EntityLevel,
@@ -88,26 +87,14 @@ impl Default for Options {
     }
 }
 
-/// Reads `["2026-04-01", "2026-05-01"]` (or null) as a range.
-fn de_range<'de, D: Deserializer<'de>>(d: D) -> Result<Option<(Timestamp, Timestamp)>, D::Error> {
-    let Some((from, to)) = Option::<(String, String)>::deserialize(d)? else {
-        return Ok(None);
-    };
-    parse_range(&from, &to)
-        .map(Some)
-        .map_err(serde::de::Error::custom)
-}
-
 /// Parses a range from two timestamps; the end must be after the start.
 pub fn parse_range(from: &str, to: &str) -> Result<(Timestamp, Timestamp), Error> {
-    let start = Timestamp::parse(from)
-        .ok_or_else(|| Error::config(format!("range start `{from}` is not a date")))?;
-    let end = Timestamp::parse(to)
-        .ok_or_else(|| Error::config(format!("range end `{to}` is not a date")))?;
+    let refused = |reason: String| Error::invalid_value("range", reason);
+    let start =
+        Timestamp::parse(from).ok_or_else(|| refused(format!("start `{from}` is not a date")))?;
+    let end = Timestamp::parse(to).ok_or_else(|| refused(format!("end `{to}` is not a date")))?;
     if end <= start {
-        return Err(Error::config(format!(
-            "range end {end} is not after its start {start}"
-        )));
+        return Err(refused(format!("end {end} is not after its start {start}")));
     }
     Ok((start, end))
 }

@@ -67,6 +67,51 @@ fn js(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
 }
 
+/// The label of the page's control for each option the page sets
+/// (`web/www/index.html`), so that a refused option is named as the user sees
+/// it; the options the page has no control for are named by their path only.
+const OPTION_LABELS: [(&str, &str); 11] = [
+    ("granularity", "Time buckets"),
+    ("entity_level", "Entities"),
+    ("unallocated_policy", "Unallocated cost"),
+    ("focus_cost", "FOCUS bills by"),
+    ("precision", "Decimal places of amounts"),
+    ("range", "Custom range"),
+    ("shared_cost_center", "Shared cost center"),
+    ("filters.entity_kind", "Entity kind"),
+    ("filters.min_total", "Minimum total per entity"),
+    (
+        "filters.max_entities_per_cluster",
+        "At most entities per cluster",
+    ),
+    // Set by `set_invoice_subtotal`, read as the options' `invoice_subtotal`.
+    ("invoice_subtotal", "Invoice usage subtotal for the period"),
+];
+
+/// Reads the options JSON (blank: the defaults). A refused option is named
+/// by its path in the options JSON and its control's label, e.g.
+/// ``invalid option filters.min_total (Minimum total per entity): `abc` is not a decimal number``.
+fn read_options(options_json: &str) -> Result<Options, String> {
+    let text = if options_json.trim().is_empty() {
+        "{}"
+    } else {
+        options_json
+    };
+    Options::from_json(text).map_err(option_error)
+}
+
+fn option_error(error: tally::error::Error) -> String {
+    match error {
+        tally::error::Error::InvalidValue { what, reason } => {
+            match OPTION_LABELS.iter().find(|(path, _)| *path == what) {
+                Some((_, label)) => format!("invalid option {what} ({label}): {reason}"),
+                None => format!("invalid option {what}: {reason}"),
+            }
+        }
+        other => format!("invalid options: {other}"),
+    }
+}
+
 /// One allocation session: files in, report and outputs out.
 #[wasm_bindgen]
 pub struct WebSession {
@@ -81,15 +126,8 @@ impl WebSession {
     /// the defaults: monthly buckets, principals, cents).
     #[wasm_bindgen(constructor)]
     pub fn new(options_json: &str) -> Result<WebSession, JsError> {
-        let text = if options_json.trim().is_empty() {
-            "{}"
-        } else {
-            options_json
-        };
-        let options: Options =
-            serde_json::from_str(text).map_err(|e| js(format!("invalid options: {e}")))?;
         Ok(WebSession {
-            inner: Session::new(options),
+            inner: Session::new(read_options(options_json).map_err(js)?),
             files: Vec::new(),
             report: None,
         })
@@ -144,16 +182,11 @@ impl WebSession {
     /// Sets the invoice's usage subtotal the next report reconciles against
     /// (empty: none), read as the command line's `--invoice-subtotal` is.
     pub fn set_invoice_subtotal(&mut self, text: &str) -> Result<(), JsError> {
-        let text = text.trim();
-        let subtotal = if text.is_empty() {
+        let subtotal = if text.trim().is_empty() {
             None
         } else {
-            let amount = tally::formats::exact_json::decimal_from_number(text);
-            Some(amount.ok_or_else(|| {
-                js(format!(
-                    "invoice subtotal: `{text}` is not a decimal amount"
-                ))
-            })?)
+            let amount = tally::money::parse_amount("invoice_subtotal", text);
+            Some(amount.map_err(|e| js(option_error(e)))?)
         };
         self.inner.set_invoice_subtotal(subtotal);
         self.report = None;
@@ -195,6 +228,59 @@ impl WebSession {
             other => Err(js(format!(
                 "unknown output `{other}` (confluent_csv, focus_csv, warpstream_json, team_summary_csv, report_json)"
             ))),
+        }
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    /// One refused option of each kind, with the message the page shows.
+    #[test]
+    fn a_refused_option_is_named_with_its_control() {
+        let cases = [
+            (
+                r#"{"filters":{"min_total":"abc"}}"#,
+                "invalid option filters.min_total (Minimum total per entity): `abc` is not a decimal number",
+            ),
+            (
+                r#"{"filters":{"max_entities_per_cluster":"ten"}}"#,
+                "invalid option filters.max_entities_per_cluster (At most entities per cluster): `ten` is not a whole number",
+            ),
+            (
+                r#"{"precision":-1}"#,
+                "invalid option precision (Decimal places of amounts): `-1` is not a whole number",
+            ),
+            (
+                r#"{"granularity":"fortnightly"}"#,
+                "invalid option granularity (Time buckets): unknown variant `fortnightly`, expected one of `hourly`, `daily`, `weekly`, `monthly`",
+            ),
+            (
+                r#"{"range":["2026-04-01","someday"]}"#,
+                "invalid option range (Custom range): end `someday` is not a date",
+            ),
+            (
+                r#"{"max_rejections":true}"#,
+                "invalid option max_rejections: expected a whole number, found a boolean",
+            ),
+            (
+                r#"{"granularity":"weekly",}"#,
+                "invalid options: options:1: invalid JSON: expected a member name",
+            ),
+        ];
+        for (json, want) in cases {
+            assert_eq!(read_options(json).unwrap_err(), want, "{json}");
+        }
+    }
+
+    /// Each label is that of a control of the page.
+    #[test]
+    fn option_labels_are_the_pages() {
+        let page = include_str!("../www/index.html");
+        for (path, label) in OPTION_LABELS {
+            assert!(page.contains(&format!("\">{label}")), "{path}: {label}");
         }
     }
 }

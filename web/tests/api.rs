@@ -136,12 +136,17 @@ fn errors_are_thrown_with_the_core_message() {
             .err()
             .unwrap()
     )
-    .contains("invalid options"));
+    .contains("invalid option granularity (Time buckets): unknown variant `fortnightly`"));
     assert!(message(
         s.set_rules("[[rule]]\nchain = [{ method = \"nope\" }]")
             .unwrap_err()
     )
     .contains("rules file"));
     assert!(message(s.feed(99, b"x").unwrap_err()).contains("no file with handle 99"));
+    assert_eq!(
+        message(s.set_invoice_subtotal(" 1,000 ").unwrap_err()),
+        "invalid option invoice_subtotal (Invoice usage subtotal for the period): \
+         ` 1,000 ` is not a decimal number"
+    );
     assert!(rules_toml_to_json("not = [toml").is_err());
 }

@@ -207,3 +207,77 @@ fn malformed_sasl_messages_name_no_one() {
         );
     }
 }
+
+/// Base64url without padding, as a JWT's parts are written.
+fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+        }
+    }
+    out
+}
+
+/// The principal taken from a bearer token whose JWT payload is `payload`:
+/// any JSON object whose `sub` is a string, whatever its other members hold
+/// (numbers past f64's range included); the last `sub` of a repeated claim,
+/// as RFC 7519 reads one (and serde_json did). No principal otherwise: the
+/// connection falls to the next principal source.
+#[test]
+fn oauthbearer_subject_from_any_json_object() {
+    let digits_400 = "9".repeat(400);
+    let cases: [(String, Option<&str>); 19] = [
+        (r#"{"sub":"team-a","exp":1e400}"#.into(), Some("team-a")),
+        (r#"{"exp":-1e400,"sub":"team-a"}"#.into(), Some("team-a")),
+        (
+            r#"{"iat":1E+400,"nbf":1e-400,"sub":"team-a"}"#.into(),
+            Some("team-a"),
+        ),
+        (
+            format!(r#"{{"sub":"team-a","n":{digits_400}}}"#),
+            Some("team-a"),
+        ),
+        (
+            format!(r#"{{"n":-{digits_400}.5e3,"sub":"team-a"}}"#),
+            Some("team-a"),
+        ),
+        (
+            r#"{"a":{"sub":"inner","b":[1,{"sub":"deeper"},[1e400]]},"sub":"outer"}"#.into(),
+            Some("outer"),
+        ),
+        (
+            r#"{"sub":"a\u00e9\"b\\c\/d"}"#.into(),
+            Some("a\u{e9}\"b\\c/d"),
+        ),
+        (r#"{"sub":"\ud83d\ude00"}"#.into(), Some("\u{1f600}")),
+        (" {\n\t\"sub\" : \"spaced\" }\r\n".into(), Some("spaced")),
+        (r#"{"sub":"first","sub":"last"}"#.into(), Some("last")),
+        (r#"{"sub":"first","sub":7}"#.into(), None),
+        (r#"{"sub":7}"#.into(), None),
+        (r#"{"sub":null}"#.into(), None),
+        (r#"{"sub":""}"#.into(), None),
+        (r#"{"iss":"idp"}"#.into(), None),
+        (r#"["sub","team-a"]"#.into(), None),
+        (r#""team-a""#.into(), None),
+        (r#"{"sub":"team-a",}"#.into(), None),
+        (r#"{"sub":"team-a"} x"#.into(), None),
+    ];
+    for (payload, want) in &cases {
+        let token = format!(
+            "n,,\x01auth=Bearer eyJhbGciOiJSUzI1NiJ9.{}.c2ln\x01\x01",
+            base64url(payload.as_bytes())
+        );
+        let ok = authenticate(2, "OAUTHBEARER", &[(token.as_bytes(), 0, b"")]);
+        let expected: Vec<Event> = want
+            .iter()
+            .map(|p| Event::Authenticated(Mechanism::OAuthBearer, p.to_string()))
+            .collect();
+        assert_eq!(auth_events(&ok), expected, "{payload}");
+    }
+}
