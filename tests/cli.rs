@@ -79,6 +79,54 @@ fn warpstream_output_without_topic_rows_is_empty_over_the_period() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `tally allocate --out-warpstream` writes WarpStream responses back as
+/// they were read (`common::warpstream_exactly`: every tenant, workspace,
+/// cluster, entity and line item, field by field, exact decimals; truncated
+/// and excluded clusters as they were), files read in small chunks, one of
+/// them under an organization. It wrote `unit_price` 0 and `quantity` 0 on
+/// every line item, left out those with a zero total, and named clusters by
+/// their ids without regions, type or workspace name.
+#[test]
+fn warpstream_output_writes_the_responses_read_back_as_they_were() {
+    let dir = std::env::temp_dir().join(format!("tally-cli-ws-back-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("ws.json");
+    let (example, two_tenants) = (
+        "warpstream/example_get_past.json",
+        "warpstream/two_tenants_get_past.json",
+    );
+    let file = |f: &str| testdata(f).display().to_string();
+    // (inputs as arguments) → the responses written
+    let cases: [(Vec<String>, Vec<&str>); 3] = [
+        (vec![file(example)], vec![example]),
+        (vec![file(two_tenants)], vec![two_tenants]),
+        (
+            vec![
+                "--org".to_string(),
+                format!("acme={}", file(example)),
+                file(two_tenants),
+            ],
+            vec![example, two_tenants],
+        ),
+    ];
+    for (inputs, expected) in cases {
+        let mut args = vec!["allocate".to_string(), "--quiet".to_string()];
+        args.extend(["--chunk-bytes", "11", "--out-warpstream"].map(String::from));
+        args.push(out.display().to_string());
+        args.extend(inputs.iter().cloned());
+        tally_ok(&args);
+        let written = std::fs::read_to_string(&out).unwrap();
+        let expected: Vec<String> = expected.iter().map(|f| read(f)).collect();
+        let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+        assert_eq!(
+            common::warpstream_exactly(&[&written]),
+            common::warpstream_exactly(&expected),
+            "{inputs:?}\n{written}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The WarpStream output's filters are checked before any file is read:
 /// `--entity-kind principal` (no principal is a WarpStream entity) and a
 /// limit outside WarpStream's 1 to 5000 are refused as a bad flag value is

@@ -310,12 +310,7 @@ fn price_times_quantity_mismatch_and_uncovered_product_are_warnings() {
 fn writer_round_trips_totals_and_structure() {
     let first = read_chargebacks(&testdata("mixed_get_pending.json"), "mixed.json", "").unwrap();
     let options = WriteOptions {
-        default_tenant_id: "ti_acme".into(),
-        clusters: first
-            .clusters
-            .iter()
-            .map(|c| (c.virtual_cluster_id.clone(), c.into()))
-            .collect(),
+        read: first.read_clusters(""),
         excluded: first.excluded.clone(),
         ..WriteOptions::default()
     };
@@ -350,15 +345,13 @@ fn writer_round_trips_totals_and_structure() {
     a.sort();
     b.sort();
     assert_eq!(a, b);
-    // Prices survive; quantities are re-apportioned by cost (WarpStream's rounded
-    // totals are not exactly proportional to its quantities), so each line's
-    // quantity comes back to within the writer's 12 decimal places per entity.
+    // Prices and quantities survive exactly: the line items' own, read.
     let strip = |l: &tally::model::CostLine| {
         (
             l.resource_id.clone(),
             l.line_type.clone(),
             l.amount,
-            l.quantity.round_dp(9),
+            l.quantity,
             l.price,
         )
     };
@@ -1070,15 +1063,22 @@ fn the_entity_kind_topic_writes_every_topic_level_entity_with_its_kind() {
 /// its organization; else `default_tenant_id`.
 #[test]
 fn the_writer_puts_rows_under_the_tenant_they_were_read_under() {
-    use tally::formats::warpstream::ClusterTenant;
-    let read_under = |org: &str, tenant: &str| ClusterTenant {
-        org_id: org.into(),
-        workspace_id: "wi_xxx".into(),
-        virtual_cluster_id: "vci_xxx".into(),
-        tenant_id: tenant.into(),
+    use std::sync::Arc;
+    use warpstream::ReadCluster;
+    let read_under = |org: &str, tenant: &str| {
+        Arc::new(ReadCluster {
+            org_id: org.into(),
+            cluster: warpstream::Cluster {
+                workspace_id: "wi_xxx".into(),
+                virtual_cluster_id: "vci_xxx".into(),
+                tenant_id: tenant.into(),
+                ..warpstream::Cluster::default()
+            },
+            ..ReadCluster::default()
+        })
     };
-    // (rows' organization, tenants listed) → the tenant written
-    let cases: [(&str, Vec<ClusterTenant>, &str); 5] = [
+    // (rows' organization, clusters read) → the tenant written
+    let cases: [(&str, Vec<Arc<ReadCluster>>, &str); 5] = [
         ("", vec![], "ti_default"),
         ("org-a", vec![], "org-a"),
         ("org-a", vec![read_under("org-a", "ti_xxx")], "ti_xxx"),
@@ -1089,16 +1089,83 @@ fn the_writer_puts_rows_under_the_tenant_they_were_read_under() {
             "ti_a",
         ),
     ];
-    for (org, tenants, expected) in cases {
+    for (org, read, expected) in cases {
         let r = read_chargebacks(&testdata("example_get_past.json"), "example.json", org).unwrap();
         let options = WriteOptions {
             default_tenant_id: "ti_default".into(),
-            tenants,
+            read,
             ..WriteOptions::default()
         };
         let json = write_chargebacks(&r.rows, &r.cost_lines, &options).unwrap();
         let back = read_chargebacks(json.as_bytes(), "w.json", "").unwrap();
         let got: Vec<&str> = back.clusters.iter().map(|c| c.tenant_id.as_str()).collect();
-        assert_eq!(got, [expected], "{org} {:?}", options.tenants);
+        assert_eq!(got, [expected], "{org} {:?}", options.read);
+    }
+}
+
+/// A WarpStream response read through the session (as the page and the
+/// command line read it, fed in chunks) and written back
+/// (`Report::warpstream_json`) is the response: every tenant, workspace
+/// (with its name), cluster (name, regions, type, `entity_kind`,
+/// `storage_attribution_method`, `truncated`, `excluded_reason`), entity and
+/// line item (`unit_price`, `quantity` and `total` exactly, those with a zero
+/// total included), whatever organization its file is read under and
+/// whatever else the session read. The session wrote `unit_price` 0 and
+/// `quantity` 0 on every line item, dropped the zero-total ones (and with
+/// them `covers_products` entries and the storage attribution), named each
+/// cluster by its id, with no regions, type or workspace name, and wrote
+/// no `entity_kind` on an excluded cluster.
+#[test]
+fn a_response_read_through_the_session_is_written_back_as_it_was() {
+    let example = text("warpstream/example_get_past.json");
+    let two_tenants = text("warpstream/two_tenants_get_past.json");
+    // (files: name, organization, text; chunk bytes) → the responses written
+    type Case<'a> = (Vec<(&'a str, &'a str, &'a str)>, usize, Vec<&'a str>);
+    let cases: Vec<Case> = vec![
+        (
+            vec![("example.json", "", &example)],
+            1 << 20,
+            vec![&example],
+        ),
+        (vec![("example.json", "acme", &example)], 7, vec![&example]),
+        (
+            vec![("two_tenants.json", "", &two_tenants)],
+            1 << 20,
+            vec![&two_tenants],
+        ),
+        (
+            vec![("two_tenants.json", "", &two_tenants)],
+            13,
+            vec![&two_tenants],
+        ),
+        (
+            vec![
+                ("example.json", "org-a", &example),
+                ("two_tenants.json", "org-b", &two_tenants),
+            ],
+            64,
+            vec![&example, &two_tenants],
+        ),
+    ];
+    for (files, chunk, expected) in cases {
+        let mut session = tally::session::Session::new(tally::session::Options::default());
+        for (name, org, text) in &files {
+            let id = session.begin_file(name, org);
+            for part in text.as_bytes().chunks(chunk) {
+                session.feed(id, part).unwrap();
+            }
+            session.end_file(id).unwrap();
+        }
+        let report = session.allocate().unwrap();
+        let options = tally::report::Filters::default()
+            .warpstream_options()
+            .unwrap();
+        let json = report.warpstream_json(options).unwrap();
+        let names: Vec<&str> = files.iter().map(|f| f.0).collect();
+        assert_eq!(
+            common::warpstream_exactly(&[&json]),
+            common::warpstream_exactly(&expected),
+            "{names:?} in chunks of {chunk}\n{json}"
+        );
     }
 }

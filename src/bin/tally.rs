@@ -68,7 +68,9 @@ OPTIONS:
     --out-team-summary FILE write the per-team summary CSV
     --out-json FILE         write the whole report as JSON (what the page shows)
     --out-warpstream FILE   write topic-level rows as WarpStream chargebacks JSON (a
-                            cluster read from a WarpStream response keeps its tenant_id)
+                            cluster read from a WarpStream response is written as read:
+                            its tenant_id, names, regions, type, and its line items'
+                            quantities and unit prices)
     --out-focus FILE        write FOCUS 1.3 CSV with split cost allocation columns
     -q, --quiet             do not print the summary to stdout
 

@@ -63,8 +63,8 @@ pub trait Sink {
     /// A refused row; reading goes on.
     fn reject(&mut self, error: Error);
     /// Something about the input that its rows do not show (a WarpStream
-    /// cluster truncated or excluded, or its tenant; a reader's warning). Sinks that make no
-    /// report ignore it.
+    /// cluster truncated or excluded, or as read; a reader's warning). Sinks
+    /// that make no report ignore it.
     fn note(&mut self, note: InputNote) {
         let _ = note;
     }
@@ -79,9 +79,10 @@ pub enum InputNote {
     /// A WarpStream cluster with an `excluded_reason`: its charges were not
     /// apportioned, so none of its rows are in the totals.
     Excluded(warpstream::ExcludedCluster),
-    /// The tenant a WarpStream cluster's rows were read under (the rows carry
-    /// the file's `org_id`), for the WarpStream writer.
-    Tenant(warpstream::ClusterTenant),
+    /// A WarpStream cluster as read: what its rows do not carry (its tenant,
+    /// names, and line items' quantities and unit prices), for the
+    /// WarpStream writer.
+    Cluster(std::sync::Arc<warpstream::ReadCluster>),
     /// Something read that deserves a look (`file:line: what`).
     Warning(String),
 }

@@ -79,20 +79,36 @@
 //! same hierarchy (workspace = `environment_id`, cluster = `resource_id`,
 //! entity = `owner_id`; tenant = the `tenant_id` the cluster was read under
 //! when it came from a WarpStream response, else `org_id`, else
-//! [`WriteOptions::default_tenant_id`]), summing buckets over the period, with the
-//! apportioned quantity and unit price taken from the rows' [`CostLine`]s, and
+//! [`WriteOptions::default_tenant_id`]), summing buckets over the period, and
 //! honours WarpStream's request filters `entity_kind`, `min_total` and
 //! `max_entities_per_cluster` (1 to [`MAX_ENTITIES_PER_CLUSTER`], as WarpStream's
 //! API takes it), setting `truncated` when that filter cuts a
 //! cluster or when the input's response had truncated it
 //! ([`WriteOptions::truncated_clusters`]; [`crate::report::Report::warpstream_json`]
-//! passes the input's, its excluded clusters and its tenants). What it writes,
-//! this reader reads back with the same totals and tenants.
+//! passes the input's, its excluded clusters and the clusters as read).
+//!
+//! A cluster read from a response ([`WriteOptions::read`]) is written as it
+//! was read: its name, regions, type, workspace name, `entity_kind` and
+//! `storage_attribution_method` (an excluded one too), and each entity's
+//! line items with the `quantity` and `unit_price` WarpStream wrote, those
+//! whose total is zero (which make no row: tally drops zero rows) included,
+//! and `covers_products` lists what the responses covered. So a response
+//! read through the session (`tally allocate --out-warpstream`, the page's
+//! download) and written back is the response, field by field and exactly
+//! (its entities ordered by total, its line items in `covers_products`' order,
+//! and less the entities the reader refused), at any output precision that
+//! keeps its totals' places (and at monthly granularity, the default: the
+//! period written is the run's buckets', so a finer one gives the bucket
+//! holding `date_from`). Entities tally allocated itself (a bill + usage
+//! at topic level) get quantities apportioned from their rows' [`CostLine`]s
+//! and the lines' unit prices.
 //!
 //! Rows keep the file's `org_id` (the user's `--org`, for the organization
-//! roll-ups), not the response's `tenant_id`: the reader notes each cluster's
-//! tenant ([`ClusterTenant`], through [`Sink::note`]) beside its rows, and the
-//! writer puts a cluster's rows back under it.
+//! roll-ups) and, of a line item, its total only: the reader notes each
+//! cluster as read ([`ReadCluster`], through [`Sink::note`]; the session keeps
+//! it beside its rows, one line item per row it already holds), and the
+//! writer puts a cluster's rows back under its tenant, with its fields and
+//! its line items' quantities and prices.
 
 use super::exact_json::{self, number, v, Kind, Value};
 use super::json_items::{path_is, path_text, Drained, Event, JsonItems, Step, ANY_INDEX};
@@ -104,6 +120,7 @@ use crate::model::{
 use crate::time::Timestamp;
 use rust_decimal::Decimal;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// The name [`sniff`] returns.
 pub const FORMAT_NAME: &str = "warpstream_chargebacks";
@@ -240,19 +257,41 @@ impl ExcludedCluster {
     }
 }
 
-/// The tenant a cluster of a WarpStream response was read under. Its rows
-/// carry the file's `org_id` (the organization roll-ups are the user's), so
-/// the tenant goes beside them, for the writer ([`WriteOptions::tenants`]).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct ClusterTenant {
+/// A cluster of a WarpStream response as it was read, for the writer
+/// ([`WriteOptions::read`]). Its rows carry the file's `org_id` (the
+/// organization roll-ups are the user's) and, of each line item, only its
+/// total, so what else the response said of the cluster goes beside them:
+/// its tenant, names, regions and type, and each entity's line items with
+/// the quantity and unit price WarpStream wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReadCluster {
     /// The `org_id` of the cluster's rows (the file's).
     pub org_id: String,
-    /// Workspace id (the rows' `environment_id`).
-    pub workspace_id: String,
-    /// Virtual cluster id (the rows' `resource_id`).
-    pub virtual_cluster_id: String,
-    /// The response's `tenant_id`.
-    pub tenant_id: String,
+    /// The response's `date_from`: its rows' bucket is the one holding it.
+    pub date_from: Timestamp,
+    /// The response's `covers_products`.
+    pub covers_products: Vec<String>,
+    /// The cluster as read: tenant, workspace, its own fields, and the
+    /// entities accepted (none when it is excluded).
+    pub cluster: Cluster,
+}
+
+impl ReadCluster {
+    /// `cluster` of a response of `date_from` covering `covers_products`,
+    /// its rows read with `org_id`.
+    pub fn new(
+        org_id: &str,
+        date_from: Timestamp,
+        covers_products: &[String],
+        cluster: Cluster,
+    ) -> Arc<Self> {
+        Arc::new(ReadCluster {
+            org_id: org_id.to_string(),
+            date_from,
+            covers_products: covers_products.to_vec(),
+            cluster,
+        })
+    }
 }
 
 /// A cluster with `truncated: true`: more entities matched than the response returned.
@@ -347,6 +386,16 @@ impl Chargebacks {
             acc.checked_add(r.chargeback_cost)
                 .ok_or_else(|| Error::overflow("WarpStream allocated total"))
         })
+    }
+
+    /// Its clusters as the writer takes them ([`WriteOptions::read`]), for
+    /// its rows read with `org_id`: what [`ChargebacksReader`] notes of each
+    /// for the session.
+    pub fn read_clusters(&self, org_id: &str) -> Vec<Arc<ReadCluster>> {
+        self.clusters
+            .iter()
+            .map(|c| ReadCluster::new(org_id, self.date_from, &self.covers_products, c.clone()))
+            .collect()
     }
 }
 
@@ -1334,10 +1383,14 @@ fn derive_cluster(
 /// stops the file with a clear error (holding every cluster until the end of
 /// its workspace would be holding the file).
 ///
-/// Refused items go to [`Sink::reject`]; truncated and excluded clusters, the
-/// clusters' tenants and the warnings to [`Sink::note`], for the report. The cluster totals
-/// ([`Chargebacks::cost_lines`]) are not sent as cost lines, which the session
-/// would allocate a second time; use [`read_chargebacks`] to get them.
+/// Refused items go to [`Sink::reject`]; truncated and excluded clusters, each
+/// cluster as read ([`ReadCluster`]: its tenant, names and line items'
+/// quantities and unit prices, which its rows do not carry) and the warnings
+/// to [`Sink::note`], for the report and the writer. A sink that keeps the
+/// read clusters keeps each line item's quantity and price beside its row.
+/// The cluster totals ([`Chargebacks::cost_lines`]) are not sent as cost
+/// lines, which the session would allocate a second time; the writer takes
+/// the line items' own quantities and prices from the read clusters instead.
 pub struct ChargebacksReader {
     items: JsonItems,
     stream: Stream,
@@ -1399,20 +1452,15 @@ impl Drained for ChargebacksReader {
             sink.reject(error);
         }
         for cluster in out.clusters.drain(..) {
-            if cluster.excluded_reason.is_some() {
-                continue;
-            }
-            if cluster.truncated {
+            if cluster.truncated && cluster.excluded_reason.is_none() {
                 sink.note(InputNote::Truncated(TruncatedCluster::of(&cluster, file)));
             }
-            if !cluster.tenant_id.is_empty() {
-                sink.note(InputNote::Tenant(ClusterTenant {
-                    org_id: org_id.clone(),
-                    workspace_id: cluster.workspace_id,
-                    virtual_cluster_id: cluster.virtual_cluster_id,
-                    tenant_id: cluster.tenant_id,
-                }));
-            }
+            sink.note(InputNote::Cluster(ReadCluster::new(
+                org_id,
+                out.date_from,
+                &out.covers_products,
+                cluster,
+            )));
         }
         for excluded in out.excluded.drain(..) {
             sink.note(InputNote::Excluded(excluded));
@@ -1431,30 +1479,6 @@ impl Drained for ChargebacksReader {
 
 // ---------------------------------------------------------------- writing
 
-/// Display details of a cluster for the writer (tally's rows only know ids).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ClusterInfo {
-    /// The cluster's name (default: its id).
-    pub cluster_name: String,
-    /// Its regions.
-    pub cluster_regions: Vec<String>,
-    /// `byoc`, `serverless`, ... (omitted when empty).
-    pub cluster_type: String,
-    /// The workspace's display name (omitted when empty).
-    pub workspace_name: String,
-}
-
-impl From<&Cluster> for ClusterInfo {
-    fn from(c: &Cluster) -> Self {
-        ClusterInfo {
-            cluster_name: c.cluster_name.clone(),
-            cluster_regions: c.cluster_regions.clone(),
-            cluster_type: c.cluster_type.clone(),
-            workspace_name: c.workspace_name.clone(),
-        }
-    }
-}
-
 /// Options of [`write_chargebacks`]: WarpStream's request filters plus metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteOptions {
@@ -1467,15 +1491,20 @@ pub struct WriteOptions {
     pub max_entities_per_cluster: u32,
     /// The billing period; default: the rows' earliest bucket start and latest end.
     pub period: Option<(Timestamp, Timestamp)>,
-    /// `tenant_id` for rows with an empty `org_id` and no tenant in `tenants`.
+    /// `tenant_id` for rows with an empty `org_id` and no tenant in `read`.
     pub default_tenant_id: String,
-    /// The tenants the clusters of WarpStream inputs were read under: the rows
-    /// of a listed (`org_id`, workspace, cluster) are written under its
+    /// The clusters of WarpStream responses the rows were read from
+    /// ([`Chargebacks::read_clusters`]; the session notes them). The rows of
+    /// a listed (`org_id`, workspace, cluster) are written under its
     /// `tenant_id` rather than their `org_id` (one listed under two tenants
-    /// takes the first by name).
-    pub tenants: Vec<ClusterTenant>,
-    /// Names, regions and types by `virtual_cluster_id`.
-    pub clusters: BTreeMap<String, ClusterInfo>,
+    /// takes the first by name); the cluster is written with its name,
+    /// regions, type, workspace name, `entity_kind` and
+    /// `storage_attribution_method` as read; and an entity's line items in
+    /// the bucket holding the response's `date_from` are written with the
+    /// quantity and unit price read, those with a zero total (which make no
+    /// row) included. Other clusters are written with their id as name and
+    /// no regions or type.
+    pub read: Vec<Arc<ReadCluster>>,
     /// Clusters to list with their `excluded_reason` (an empty `tenant_id`
     /// is `default_tenant_id`, as for rows).
     pub excluded: Vec<ExcludedCluster>,
@@ -1492,8 +1521,7 @@ impl Default for WriteOptions {
             max_entities_per_cluster: DEFAULT_MAX_ENTITIES_PER_CLUSTER,
             period: None,
             default_tenant_id: String::new(),
-            tenants: Vec::new(),
-            clusters: BTreeMap::new(),
+            read: Vec::new(),
             excluded: Vec::new(),
             truncated_clusters: Vec::new(),
         }
@@ -1505,18 +1533,111 @@ struct Acc {
     total: Decimal,
     quantity: Decimal,
     prices: Vec<Decimal>,
+    /// Some of `quantity` was apportioned from a cost line (then rounded to
+    /// 12 places when written), not read as WarpStream wrote it.
+    apportioned: bool,
+}
+
+impl Acc {
+    /// Adds a quantity and its unit price in cents.
+    fn add_quantity(
+        &mut self,
+        quantity: Decimal,
+        unit_price: Option<Decimal>,
+    ) -> Result<(), Error> {
+        self.quantity = add(self.quantity, quantity, "WarpStream entity quantity")?;
+        if let Some(price) = unit_price {
+            if !self.prices.contains(&price) {
+                self.prices.push(price);
+            }
+        }
+        Ok(())
+    }
 }
 
 type EntityKey = (String, String, String, String); // tenant, workspace, cluster, entity
 
+/// An entity of a read cluster in one response: (`org_id`, workspace,
+/// cluster, entity, the response's `date_from`).
+type ReadEntityKey<'a> = (&'a str, &'a str, &'a str, &'a str, Timestamp);
+
+/// [`WriteOptions::read`], indexed for the writer.
+struct ReadIndex<'a> {
+    /// (`org_id`, workspace, cluster) → the tenant read, the first by name.
+    tenants: BTreeMap<(&'a str, &'a str, &'a str), &'a str>,
+    /// (written tenant, workspace, cluster) → the cluster as read (one with
+    /// entities before an excluded one, else the first listed).
+    clusters: BTreeMap<(&'a str, &'a str, &'a str), &'a Cluster>,
+    /// Each entity's line items as read, those of a response read twice
+    /// both (as its rows are summed).
+    entities: BTreeMap<ReadEntityKey<'a>, Vec<&'a LineChargeback>>,
+    default_tenant_id: &'a str,
+}
+
+impl<'a> ReadIndex<'a> {
+    fn new(options: &'a WriteOptions) -> Self {
+        let mut index = ReadIndex {
+            tenants: BTreeMap::new(),
+            clusters: BTreeMap::new(),
+            entities: BTreeMap::new(),
+            default_tenant_id: &options.default_tenant_id,
+        };
+        for read in &options.read {
+            let c = &read.cluster;
+            if !c.tenant_id.is_empty() {
+                let key = (
+                    read.org_id.as_str(),
+                    c.workspace_id.as_str(),
+                    c.virtual_cluster_id.as_str(),
+                );
+                let tenant = index.tenants.entry(key).or_insert(&c.tenant_id);
+                *tenant = (*tenant).min(&c.tenant_id);
+            }
+        }
+        for read in &options.read {
+            let c = &read.cluster;
+            let (ws, id) = (c.workspace_id.as_str(), c.virtual_cluster_id.as_str());
+            let tenant = index.tenant_of(&read.org_id, ws, id);
+            let kept = index.clusters.entry((tenant, ws, id)).or_insert(c);
+            if kept.excluded_reason.is_some() && c.excluded_reason.is_none() {
+                *kept = c;
+            }
+            for entity in &c.entities {
+                index
+                    .entities
+                    .entry((&read.org_id, ws, id, &entity.name, read.date_from))
+                    .or_default()
+                    .extend(&entity.chargebacks);
+            }
+        }
+        index
+    }
+
+    /// The tenant the rows of (`org_id`, workspace, cluster) are written
+    /// under: the one they were read under, else `org_id`, else the default.
+    fn tenant_of<'s>(&self, org_id: &'s str, workspace: &str, cluster: &str) -> &'s str
+    where
+        'a: 's,
+    {
+        match self.tenants.get(&(org_id, workspace, cluster)) {
+            Some(tenant) => tenant,
+            None if org_id.is_empty() => self.default_tenant_id,
+            None => org_id,
+        }
+    }
+}
+
 /// Writes topic-level allocation rows as a WarpStream-shaped chargebacks response.
 ///
-/// Only rows at [`EntityLevel::Topic`] are written (others are skipped). Each
-/// row's apportioned quantity is its cost line's quantity × `chargeback_cost` /
-/// line amount (or × `usage_share` for a zero-amount line); `unit_price` is the
-/// line's price in US cents, as WarpStream writes it. Rows whose cost line is not
-/// among `lines` (matched by [`Source`], then by resource and line type) get
-/// quantity 0 and unit price 0. Entity totals are exact sums of their line totals.
+/// Only rows at [`EntityLevel::Topic`] are written (others are skipped). A
+/// row of an entity of a read cluster ([`WriteOptions::read`]) takes its
+/// line item's quantity and `unit_price` as read. Any other row's quantity is
+/// apportioned: its cost line's quantity × `chargeback_cost` / line amount
+/// (or × `usage_share` for a zero-amount line); its `unit_price` is the
+/// line's price in US cents, as WarpStream writes it. Rows whose cost line is
+/// not among `lines` (matched by [`Source`], then by resource and line type)
+/// get quantity 0 and unit price 0. Entity totals are exact sums of their
+/// line totals.
 ///
 /// The engine's one `unallocated` row per bucket (WarpStream's lines are one
 /// bill) is split back over the cluster
@@ -1526,6 +1647,9 @@ type EntityKey = (String, String, String, String); // tenant, workspace, cluster
 /// invoice lines. What is left of it (credits, products with no topic usage) is
 /// not tied to a cluster and is not written, as WarpStream's own chargebacks
 /// cover only the cluster line items in `covers_products`.
+///
+/// Memory: one accumulator per entity × product written, and an index of
+/// the read clusters' line items (as many as their rows), not the rows.
 pub fn write_chargebacks(
     rows: &[AllocationRow],
     lines: &[CostLine],
@@ -1541,21 +1665,20 @@ pub fn write_chargebacks(
         }
     }
     let cost_lines = super::origins::CostLines::new(lines);
-    let mut tenants: BTreeMap<(&str, &str, &str), &str> = BTreeMap::new();
-    for t in &options.tenants {
-        let key = (
-            t.org_id.as_str(),
-            t.workspace_id.as_str(),
-            t.virtual_cluster_id.as_str(),
-        );
-        let tenant = tenants.entry(key).or_insert(t.tenant_id.as_str());
-        *tenant = (*tenant).min(t.tenant_id.as_str());
-    }
+    let read = ReadIndex::new(options);
+    // The read entities whose line items are in the output already: an
+    // entity's first row in a bucket takes them all, its zero-total items
+    // (which make no row) included.
+    let mut taken: BTreeSet<ReadEntityKey<'_>> = BTreeSet::new();
 
     let mut period: Option<(Timestamp, Timestamp)> = options.period;
     let mut kinds: BTreeMap<String, &'static str> = BTreeMap::new();
     let mut storage: BTreeMap<String, String> = BTreeMap::new();
-    let mut products: Vec<String> = Vec::new();
+    let mut products: Vec<String> = options
+        .read
+        .iter()
+        .flat_map(|r| r.covers_products.iter().cloned())
+        .collect();
     let mut acc: BTreeMap<EntityKey, BTreeMap<String, Acc>> = BTreeMap::new();
 
     // The engine's per-bucket unallocated row goes back into the clusters it
@@ -1584,51 +1707,64 @@ pub fn write_chargebacks(
             };
             storage.insert(row.line.resource_id.to_string(), m.to_string());
         }
-        if !products.iter().any(|p| *p == row.line.line_type) {
-            products.push(row.line.line_type.to_string());
-        }
-        let line = cost_lines.of(&row.line);
-        let quantity = match line {
-            Some(l) if !l.amount.is_zero() => l
-                .quantity
-                .checked_mul(row.chargeback_cost)
-                .and_then(|x| x.checked_div(l.amount))
-                .ok_or_else(|| Error::overflow("WarpStream apportioned quantity"))?,
-            Some(l) => l
-                .quantity
-                .checked_mul(row.usage_share)
-                .ok_or_else(|| Error::overflow("WarpStream apportioned quantity"))?,
-            None => Decimal::ZERO,
-        };
-        let read_under = tenants.get(&(
+        let (org, ws, cluster, entity) = (
             row.line.org_id.as_str(),
             row.line.environment_id.as_str(),
             row.line.resource_id.as_str(),
-        ));
-        let tenant = match read_under {
-            Some(tenant) => tenant.to_string(),
-            None if row.line.org_id.is_empty() => options.default_tenant_id.clone(),
-            None => row.line.org_id.to_string(),
-        };
-        let key = (
-            tenant,
-            row.line.environment_id.to_string(),
-            row.line.resource_id.to_string(),
-            row.owner_id.to_string(),
+            row.owner_id.as_str(),
         );
-        let a = acc
-            .entry(key)
-            .or_default()
+        let key = (
+            read.tenant_of(org, ws, cluster).to_string(),
+            ws.to_string(),
+            cluster.to_string(),
+            entity.to_string(),
+        );
+        let per_product = acc.entry(key).or_default();
+        // The entity's line items read in this row's bucket: quantities and
+        // prices as WarpStream wrote them, once per response.
+        let mut read_here = false;
+        let bucket = (org, ws, cluster, entity, row.line.bucket_start)
+            ..(org, ws, cluster, entity, row.line.bucket_end);
+        for (read_key, items) in read.entities.range(bucket) {
+            let first = taken.insert(*read_key);
+            for item in items {
+                read_here |= item.product == row.line.line_type.as_str();
+                if first {
+                    per_product
+                        .entry(item.product.clone())
+                        .or_default()
+                        .add_quantity(item.quantity, Some(item.unit_price))?;
+                }
+            }
+        }
+        let a = per_product
             .entry(row.line.line_type.to_string())
             .or_default();
         a.total = add(a.total, row.chargeback_cost, "WarpStream entity total")?;
-        a.quantity = add(a.quantity, quantity, "WarpStream entity quantity")?;
-        if let Some(price) = line.and_then(|l| l.price.checked_mul(HUNDRED)) {
-            if !a.prices.contains(&price) {
-                a.prices.push(price);
-            }
+        if !read_here {
+            let line = cost_lines.of(&row.line);
+            let quantity = match line {
+                Some(l) if !l.amount.is_zero() => l
+                    .quantity
+                    .checked_mul(row.chargeback_cost)
+                    .and_then(|x| x.checked_div(l.amount))
+                    .ok_or_else(|| Error::overflow("WarpStream apportioned quantity"))?,
+                Some(l) => l
+                    .quantity
+                    .checked_mul(row.usage_share)
+                    .ok_or_else(|| Error::overflow("WarpStream apportioned quantity"))?,
+                None => Decimal::ZERO,
+            };
+            a.apportioned = true;
+            a.add_quantity(quantity, line.and_then(|l| l.price.checked_mul(HUNDRED)))?;
         }
     }
+    products.extend(
+        acc.values()
+            .flat_map(|per_product| per_product.keys().cloned()),
+    );
+    products.sort();
+    products.dedup();
     let Some((date_from, date_to)) = period else {
         return Err(Error::config(
             "no topic-level rows to write and no period given for the WarpStream chargebacks",
@@ -1689,7 +1825,11 @@ pub fn write_chargebacks(
             let mut cl_values = Vec::new();
             let mut ws_name = String::new();
             for (cluster, mut entities) in clusters {
-                let info = options.clusters.get(&cluster);
+                // The cluster as read, when it was: its own fields.
+                let info = read
+                    .clusters
+                    .get(&(tenant.as_str(), ws.as_str(), cluster.as_str()))
+                    .copied();
                 if let Some(i) = info {
                     if ws_name.is_empty() {
                         ws_name.clone_from(&i.workspace_name);
@@ -1722,12 +1862,20 @@ pub fn write_chargebacks(
                 if let Some(t) = info.map(|i| &i.cluster_type).filter(|t| !t.is_empty()) {
                     members.push(("cluster_type".to_string(), v(Kind::String(t.clone()))));
                 }
+                // Its kind as read; else the kind of its rows' product.
+                let kind = match info {
+                    Some(i) => i.entity_kind.clone(),
+                    None => kinds.get(&cluster).copied().unwrap_or("topic").to_string(),
+                };
                 let excluded = options.excluded.iter().find(|e| {
                     e.virtual_cluster_id == cluster
                         && tenant_of(e) == tenant
                         && e.workspace_id == ws
                 });
                 if let (Some(ex), true) = (excluded, entities.is_empty()) {
+                    if info.is_some() {
+                        members.push(("entity_kind".to_string(), v(Kind::String(kind))));
+                    }
                     members.push((
                         "excluded_reason".to_string(),
                         v(Kind::String(ex.reason.clone())),
@@ -1735,9 +1883,14 @@ pub fn write_chargebacks(
                     cl_values.push(v(Kind::Object(members)));
                     continue;
                 }
-                let kind = kinds.get(&cluster).copied().unwrap_or("topic");
-                members.push(("entity_kind".to_string(), v(Kind::String(kind.to_string()))));
-                if let Some(m) = storage.get(&cluster) {
+                members.push(("entity_kind".to_string(), v(Kind::String(kind))));
+                // Its storage attribution as read (none when WarpStream
+                // apportioned no storage); else as its rows' method says.
+                let storage = match info {
+                    Some(i) => i.storage_attribution_method.as_ref(),
+                    None => storage.get(&cluster),
+                };
+                if let Some(m) = storage {
                     members.push((
                         "storage_attribution_method".to_string(),
                         v(Kind::String(m.clone())),
@@ -1754,6 +1907,13 @@ pub fn write_chargebacks(
                 for (name, total, items) in entities {
                     let mut cbs = Vec::with_capacity(items.len());
                     for (product, a) in items {
+                        // Apportioned quantities hold up to 28 places;
+                        // quantities read are written as they were.
+                        let quantity = if a.apportioned {
+                            a.quantity.round_dp(12)
+                        } else {
+                            a.quantity
+                        };
                         let unit_price = match a.prices.as_slice() {
                             [one] => *one,
                             _ if !a.quantity.is_zero() => a
@@ -1767,7 +1927,7 @@ pub fn write_chargebacks(
                         cbs.push(v(Kind::Object(vec![
                             ("product".to_string(), v(Kind::String(product))),
                             ("unit_price".to_string(), v(number(unit_price))),
-                            ("quantity".to_string(), v(number(a.quantity.round_dp(12)))),
+                            ("quantity".to_string(), v(number(quantity))),
                             ("total".to_string(), v(number(a.total))),
                         ])));
                     }

@@ -706,7 +706,11 @@ impl Report {
     /// WarpStream response is written under the `tenant_id` it was read
     /// under, its rows and, when excluded, the cluster itself; other rows
     /// under their organization (the file's, for an excluded cluster without
-    /// a tenant). Its period is the report's, its buckets' first start to last end,
+    /// a tenant); it keeps its name, regions, type, workspace name,
+    /// `entity_kind` and `storage_attribution_method`, and its line items
+    /// their quantities and unit prices as read (those with a zero total, which
+    /// make no row, too: [`crate::formats::warpstream::WriteOptions::read`]).
+    /// Its period is the report's, its buckets' first start to last end,
     /// unless `options` names one: a run without topic rows writes an empty
     /// response for its period rather than failing (the page and the command
     /// line both write this).
@@ -725,8 +729,8 @@ impl Report {
                     c
                 }));
             options
-                .tenants
-                .extend(file.warpstream_tenants.iter().cloned());
+                .read
+                .extend(file.warpstream_clusters.iter().cloned());
             options.truncated_clusters.extend(
                 file.truncated_clusters
                     .iter()

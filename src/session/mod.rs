@@ -25,7 +25,7 @@ use crate::allocate::store::{Store, PAST_96_BITS};
 use crate::allocate::{allocate, Settings};
 use crate::error::Error;
 use crate::formats::focus::CostColumn;
-use crate::formats::warpstream::{ClusterTenant, ExcludedCluster, TruncatedCluster};
+use crate::formats::warpstream::{ExcludedCluster, ReadCluster, TruncatedCluster};
 use crate::formats::{detect, Format, InputNote, Reader, Sink, DETECT_BYTES};
 use crate::model::{
     AllocatedRef, AllocationRow, CostLine, CrosswalkEntry, EntityLevel, Rejection, UsageRef,
@@ -138,10 +138,13 @@ pub struct FileSummary {
     pub truncated_clusters: Vec<TruncatedCluster>,
     /// WarpStream clusters whose charges were not apportioned.
     pub excluded_clusters: Vec<ExcludedCluster>,
-    /// The tenants of the WarpStream clusters read, for the WarpStream writer
-    /// (not in the report's JSON, which shows the rows, not where they came from).
+    /// The WarpStream clusters read, for the WarpStream writer: their
+    /// tenants, names, and line items' quantities and unit prices (not in
+    /// the report's JSON, which shows the rows, not where they came from).
+    /// Shared, since summaries are copied: one line item per row of the
+    /// file, as many as the store keeps of them.
     #[serde(skip)]
-    pub warpstream_tenants: Vec<ClusterTenant>,
+    pub warpstream_clusters: Vec<std::sync::Arc<ReadCluster>>,
     /// The first warnings of the reader (up to `max_rejections`).
     pub warnings: Vec<String>,
     /// All its warnings.
@@ -350,11 +353,11 @@ impl Sink for Ingest<'_> {
     fn note(&mut self, note: InputNote) {
         let summary = &mut *self.summary;
         match note {
-            // Clusters are few and all kept: the WarpStream writer marks each
-            // and writes its rows under its tenant.
+            // Clusters are few and all kept: the WarpStream writer marks each,
+            // and writes a read one back as it was read.
             InputNote::Truncated(cluster) => summary.truncated_clusters.push(cluster),
             InputNote::Excluded(cluster) => summary.excluded_clusters.push(cluster),
-            InputNote::Tenant(tenant) => summary.warpstream_tenants.push(tenant),
+            InputNote::Cluster(cluster) => summary.warpstream_clusters.push(cluster),
             InputNote::Warning(warning) => {
                 summary.warnings_count += 1;
                 if summary.warnings.len() < self.max_rejections {

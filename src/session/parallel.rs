@@ -524,13 +524,13 @@ fn absorb_summary(
         error: _,
         truncated_clusters,
         excluded_clusters,
-        warpstream_tenants,
+        warpstream_clusters,
         warnings,
         warnings_count,
     } = part;
     whole.truncated_clusters.extend(truncated_clusters);
     whole.excluded_clusters.extend(excluded_clusters);
-    whole.warpstream_tenants.extend(warpstream_tenants);
+    whole.warpstream_clusters.extend(warpstream_clusters);
     let room = max_rejections.saturating_sub(whole.warnings.len());
     whole.warnings.extend(warnings.into_iter().take(room));
     whole.warnings_count = whole.warnings_count.saturating_add(warnings_count);

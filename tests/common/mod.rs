@@ -122,3 +122,64 @@ pub fn peak_kib() -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
+
+/// WarpStream chargebacks JSON documents, exactly, as one comparable text:
+/// every number as the exact decimal it holds (`1.00` and `1.10` as `1`
+/// and `1.1`), each object's members by name (the writer puts `truncated`
+/// after `entities`; member order means nothing in JSON), arrays in their
+/// order. The tenants of all `documents` are put together, by `tenant_id`
+/// (which must differ), as one session writes the responses it read; the
+/// other members are the first document's.
+pub fn warpstream_exactly(documents: &[&str]) -> String {
+    use tally::formats::exact_json::{self, Kind, Value};
+    fn canonical(value: Value) -> Value {
+        let kind = match value.kind {
+            Kind::Number(text) => {
+                let exact = exact_json::decimal_from_number(&text).unwrap();
+                exact_json::number(exact)
+            }
+            Kind::Array(items) => Kind::Array(items.into_iter().map(canonical).collect()),
+            Kind::Object(members) => {
+                let mut members: Vec<(String, Value)> = members
+                    .into_iter()
+                    .map(|(k, v)| (k, canonical(v)))
+                    .collect();
+                members.sort_by(|a, b| a.0.cmp(&b.0));
+                Kind::Object(members)
+            }
+            other => other,
+        };
+        Value { line: 0, kind }
+    }
+    let mut parsed: Vec<Value> = documents
+        .iter()
+        .map(|d| canonical(exact_json::parse(d, "document.json").unwrap()))
+        .collect();
+    let mut tenants: Vec<Value> = Vec::new();
+    for document in &mut parsed {
+        let Kind::Object(members) = &mut document.kind else {
+            panic!("not an object: {document:?}")
+        };
+        let (_, list) = members.iter_mut().find(|(k, _)| k == "tenants").unwrap();
+        let Kind::Array(list) = std::mem::replace(&mut list.kind, Kind::Null) else {
+            panic!("tenants is not an array")
+        };
+        tenants.extend(list);
+    }
+    let id = |t: &Value| format!("{:?}", t.get("tenant_id").unwrap().kind);
+    tenants.sort_by_key(id);
+    let ids: Vec<String> = tenants.iter().map(id).collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] != w[1]),
+        "tenants twice: {ids:?}"
+    );
+    let mut whole = parsed.swap_remove(0);
+    if let Kind::Object(members) = &mut whole.kind {
+        if let Some((_, list)) = members.iter_mut().find(|(k, _)| k == "tenants") {
+            list.kind = Kind::Array(tenants);
+        }
+    }
+    let mut out = String::new();
+    exact_json::push_pretty(&mut out, &whole.kind, 0);
+    out
+}
