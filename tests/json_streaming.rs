@@ -181,13 +181,6 @@ fn oversized_malformed_and_cut_json_gives_lines_and_reads_the_rest_at_any_chunki
             Expect::Fatal("w.json:4: the JSON document is truncated"),
         ),
         (
-            "Prometheus status after the series",
-            prometheus("fine")
-                .replace("\"status\": \"success\", ", "")
-                .replace("]}}", "]}, \"status\": \"success\"}"),
-            Expect::Fatal("missing `status` before `data.result`"),
-        ),
-        (
             "Billing API bad amount",
             confluent("abc"),
             Expect::Read(2, "15.50", (3, "data[1].amount", "not a number")),
@@ -352,6 +345,53 @@ fn the_writer_marks_clusters_the_input_truncated() {
         let back = read_chargebacks(written.as_bytes(), "back.json", "").unwrap();
         assert_eq!(back.truncated_clusters, truncated, "{max} {from_input}");
     }
+}
+
+/// `prometheus("fine")` with its keys sorted, as `jq -S` writes it: `data`
+/// before `status`, `result` before `resultType`.
+fn prometheus_key_sorted(status: &str, result_type: &str) -> String {
+    let original = prometheus("fine");
+    let series = &original[original.find('[').unwrap()..original.rfind(']').unwrap() + 1];
+    format!(
+        "{{\"data\": {{\"result\": {series},\n\"resultType\": \"{result_type}\"}},\n\"status\": \"{status}\"}}"
+    )
+}
+
+#[test]
+fn a_key_sorted_query_range_reads_as_prometheus_wrote_it_and_its_status_is_checked_at_the_end() {
+    let original = read("w.json", prometheus("fine").as_bytes(), 1 << 16).unwrap();
+    assert_eq!((original.rows_accepted, original.rows_rejected), (3, 0));
+    let cases = [
+        ("success", "matrix", None),
+        ("error", "matrix", Some("w.json:7 column `status`: the query failed (error, unknown): no error message")),
+        ("success", "vector", Some("w.json:6 column `data.resultType`: `vector` result: a query_range (matrix) of a counter is needed")),
+    ];
+    for (status, result_type, refusal) in cases {
+        let sorted = prometheus_key_sorted(status, result_type);
+        for chunk in [1, 7, 1 << 16] {
+            let read = read("w.json", sorted.as_bytes(), chunk);
+            match refusal {
+                None => assert_eq!(read.as_ref(), Ok(&original), "chunks of {chunk}"),
+                Some(reason) => {
+                    let error = read.unwrap_err();
+                    assert!(error.starts_with(reason), "{status} {result_type}: {error}");
+                }
+            }
+        }
+    }
+    // Found failed at its end, the response's series were already read:
+    // nothing is allocated.
+    let mut session = Session::new(Options::default());
+    let id = session.begin_file("w.json", "");
+    session
+        .feed(id, prometheus_key_sorted("error", "matrix").as_bytes())
+        .unwrap();
+    assert!(session.end_file(id).is_err());
+    assert!(session
+        .allocate()
+        .unwrap_err()
+        .to_string()
+        .starts_with("w.json: the file was refused after 3 of its rows were read"));
 }
 
 #[test]

@@ -72,9 +72,12 @@
 //!
 //! Each series is read on its own as it streams by ([`QueryRangeReader`]): a
 //! series over the record limit is refused at the line it starts on, and the
-//! others are read. `status` and `data.resultType` must therefore come before
-//! `data.result`, as Prometheus writes them; a response that has them after
-//! is refused (checking them at the end would mean holding every series).
+//! others are read. `status` and `data.resultType` are checked when the series
+//! begin if they came first, as Prometheus writes them, and at the end of the
+//! document otherwise (a `jq -S` key-sorted copy has `data` before `status`
+//! and `result` before `resultType`): a response found at its end not to be a
+//! successful matrix refuses the file, and the session then allocates nothing
+//! from the series already read.
 
 use super::exact_json::{self, Kind, Value};
 use super::json_items::{path_is, path_text, Drained, Event, JsonItems, Step};
@@ -256,27 +259,19 @@ impl Head {
     }
 
     /// Whether the response is a successful matrix, checked when its series
-    /// begin (`before_result`) or at its end: `status` and `resultType` come
-    /// before the series in Prometheus' responses, and the series are read as
-    /// they stream by, not held until the end.
+    /// begin (`before_result`: only what came before them, since the series
+    /// are read as they stream by, not held) and at its end (everything).
     fn check(&self, file: &str, before_result: bool) -> Result<(), Error> {
         let text = |v: &Option<Value>| match v.as_ref().map(|v| &v.kind) {
             Some(Kind::String(s)) => Some(s.clone()),
             _ => None,
         };
-        let not_yet = if before_result {
-            " before `data.result` (a query_range response gives it first; the series are \
-             read as they stream by)"
-        } else {
-            ""
-        };
+        if before_result && self.status.is_none() {
+            // `status` may come after `data`, as in a key-sorted copy.
+            return self.check_result_type(file, true);
+        }
         let Some(status) = text(&self.status) else {
-            return Err(Error::input(
-                file,
-                1,
-                "status",
-                format!("missing `status`{not_yet}"),
-            ));
+            return Err(Error::input(file, 1, "status", "missing `status`"));
         };
         if status != "success" {
             let why = text(&self.error).unwrap_or_else(|| "no error message".into());
@@ -288,6 +283,22 @@ impl Head {
                 format!("the query failed ({status}, {kind}): {why}"),
             ));
         }
+        self.check_result_type(file, before_result)?;
+        if !before_result && !self.result_began {
+            let line = self.data_line.unwrap_or(1);
+            return Err(Error::input(
+                file,
+                line,
+                "data.result",
+                "missing `result` array",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether `data.resultType` is `matrix`; when the series begin, only if
+    /// it came before them.
+    fn check_result_type(&self, file: &str, before_result: bool) -> Result<(), Error> {
         let Some(data_line) = self.data_line else {
             return Err(Error::input(file, 1, "data", "missing `data`"));
         };
@@ -304,22 +315,15 @@ impl Head {
                     ),
                 ))
             }
+            None if before_result => {}
             _ => {
                 return Err(Error::input(
                     file,
                     data_line,
                     "data.resultType",
-                    format!("missing `resultType`{not_yet}"),
+                    "missing `resultType`",
                 ))
             }
-        }
-        if !before_result && !self.result_began {
-            return Err(Error::input(
-                file,
-                data_line,
-                "data.result",
-                "missing `result` array",
-            ));
         }
         Ok(())
     }
