@@ -18,8 +18,7 @@ use tally::session::Options;
 
 #[test]
 fn cli_and_session_give_identical_outputs() {
-    let dir = std::env::temp_dir().join(format!("tally-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch_dir("cli");
     let (confluent, team) = (dir.join("c.csv"), dir.join("t.csv"));
     let p = |f: &str| testdata(f).display().to_string();
     let out = tally_ok(&[
@@ -62,8 +61,7 @@ fn cli_and_session_give_identical_outputs() {
 /// with exit 1: "no topic-level rows to write and no period given").
 #[test]
 fn warpstream_output_without_topic_rows_is_empty_over_the_period() {
-    let dir = std::env::temp_dir().join(format!("tally-cli-ws-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch_dir("cli-ws");
     let out = dir.join("ws.json");
     tally_ok(&[
         "allocate".to_string(),
@@ -88,8 +86,7 @@ fn warpstream_output_without_topic_rows_is_empty_over_the_period() {
 /// their ids without regions, type or workspace name.
 #[test]
 fn warpstream_output_writes_the_responses_read_back_as_they_were() {
-    let dir = std::env::temp_dir().join(format!("tally-cli-ws-back-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch_dir("cli-ws-back");
     let out = dir.join("ws.json");
     let (example, two_tenants) = (
         "warpstream/example_get_past.json",
@@ -136,8 +133,7 @@ fn warpstream_output_writes_the_responses_read_back_as_they_were() {
 /// exit 1, with the writer's message after the files' summaries.
 #[test]
 fn warpstream_output_filters_are_refused_before_anything_is_read() {
-    let dir = std::env::temp_dir().join(format!("tally-cli-ws-filters-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch_dir("cli-ws-filters");
     let (ws, json) = (dir.join("ws.json"), dir.join("report.json"));
     let path = |p: &std::path::Path| p.display().to_string();
     let usage_error = |reason: &str| {
@@ -252,8 +248,7 @@ fn help_documents_every_flag() {
 
 #[test]
 fn rejections_go_to_stderr_and_fatal_errors_exit_non_zero() {
-    let dir = std::env::temp_dir().join(format!("tally-cli-bad-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch_dir("cli-bad");
     let bad = dir.join("bill.csv");
     std::fs::write(&bad, "start_date,end_date,product,line_type,resource_id,amount\n2026-04-01,2026-05-01,kafka,KafkaBase,lkc-1,x\n").unwrap();
     let out = tally(&["allocate", &bad.display().to_string()]);
@@ -293,8 +288,7 @@ fn rejections_go_to_stderr_and_fatal_errors_exit_non_zero() {
 
 #[test]
 fn threads_give_the_serial_outputs_byte_for_byte() {
-    let dir = std::env::temp_dir().join(format!("tally-cli-threads-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch_dir("cli-threads");
     // Big enough to be cut in parts (over 2 × MIN_PART_BYTES), with bad rows and
     // quoted line breaks throughout.
     let export = dir.join("export.csv");
@@ -353,8 +347,7 @@ fn focus_output_is_the_pages_and_sums_to_the_bill_whatever_the_levels() {
     // the session's level (or --entity-kind's): 33.00 and 19.00 of a 52.00
     // bill, and a header without rows for a WarpStream response alone. The
     // page writes the same file (Report::focus_csv), which once held both.
-    let dir = std::env::temp_dir().join(format!("tally-cli-focus-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch_dir("cli-focus");
     let mixed = [
         "seed33/bill.csv",
         "seed33/usage.csv",
@@ -454,8 +447,7 @@ fn focus_output_is_the_pages_and_sums_to_the_bill_whatever_the_levels() {
 
 #[test]
 fn outputs_are_written_all_or_none() {
-    let dir = std::env::temp_dir().join(format!("tally-cli-outputs-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch_dir("cli-outputs");
     let bill = testdata("seed33/bill.csv").display().to_string();
     let usage = testdata("seed33/usage.csv").display().to_string();
     let team = dir.join("teams.csv");
@@ -511,8 +503,7 @@ fn rows_after_an_oversized_quoted_field_are_all_read_and_counted() {
     // reader once refused the record and went on at the first line break
     // after the limit, inside the field: 43,391 rows read, 43,388 accepted,
     // 3 rejected, and a bill of 43,386,005.25 instead of 11.00.
-    let dir = std::env::temp_dir().join(format!("tally-cli-huge-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch_dir("cli-huge");
     let export = dir.join("export.csv");
     let row = |owner: &str, cost: &str, reason: &str| {
         format!(
@@ -564,8 +555,7 @@ fn outputs_through_symlinks_and_pipes_keep_them() {
     // renaming a finished file over them replaced them (as root, /dev/stdout
     // itself became a regular file).
     use std::os::unix::fs::FileTypeExt;
-    let dir = std::env::temp_dir().join(format!("tally-cli-targets-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch_dir("cli-targets");
     let bill = testdata("seed33/bill.csv").display().to_string();
     let (pipe, real, link) = (dir.join("pipe"), dir.join("real.csv"), dir.join("link.csv"));
     let made = std::process::Command::new("mkfifo")

@@ -710,8 +710,7 @@ fn writer_ratios_sum_to_one_when_thirds_do_not_divide() {
 fn validate(csv: &str, name: &str) -> Option<(i32, String)> {
     let script = format!("{}/host-tests/focus/validate.sh", root());
     let required = std::env::var("TALLY_REQUIRE_HOST_TOOLS").is_ok_and(|v| v == "1");
-    let dir = std::env::temp_dir().join(format!("tally-focus-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch_dir(&format!("focus-{name}"));
     let file = dir.join(format!("{name}.csv"));
     std::fs::write(&file, csv).unwrap();
     let out = std::process::Command::new("bash")
@@ -829,8 +828,7 @@ fn provider_bills_come_back_as_valid_focus_that_reconciles() {
     // line, allocated and written back as FOCUS 1.3. The AWS sample's split
     // quantities have 28 significant digits: their apportionment once overflowed
     // 128 bits and the write failed.
-    let dir = std::env::temp_dir().join(format!("tally-focus-providers-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch_dir("focus-providers");
     let out_file = dir.join("providers.csv");
     let names = [
         "toolkit_1_3_aws.csv",
@@ -1163,8 +1161,7 @@ fn credits_left_unallocated_are_written_as_their_bills_say() {
         }
         text.push('\n');
     }
-    let dir = std::env::temp_dir().join(format!("tally-focus-credit-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch_dir("focus-credit");
     let (bill, out) = (dir.join("aws.csv"), dir.join("out.csv"));
     std::fs::write(&bill, text).unwrap();
     let run = tally_ok(&[
@@ -1241,8 +1238,7 @@ fn effective_cost_spreads_commitments_over_the_usage_they_cover() {
     // savings plan and the reservation carry their amortized cost (zero billed),
     // the commitments only what went unused; BilledCost charges the purchases.
     let aws = format!("{}/testdata/focus/toolkit_1_3_aws.csv", root());
-    let dir = std::env::temp_dir().join(format!("tally-focus-effective-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch_dir("focus-effective");
     let totals = |cost: &str| {
         let file = dir.join(format!("{cost}.csv"));
         tally_ok(&[

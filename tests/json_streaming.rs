@@ -424,8 +424,7 @@ fn a_file_refused_after_some_of_its_rows_stops_the_allocation() {
         .unwrap();
     assert_eq!(report.reconciliation.bill_total, d("17.50"));
     // The command line writes nothing and exits 1.
-    let dir = std::env::temp_dir().join(format!("tally-partly-read-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch_dir("partly-read");
     let (good_path, cut_path, out) = (
         dir.join("good.json"),
         dir.join("cut.json"),

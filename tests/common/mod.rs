@@ -17,6 +17,14 @@ use tally::session::{FileSummary, Options, Session};
 pub const USAGE_HEADER: &str =
     "version,bucket_start,bucket_end,cluster,principal,principal_source,topic,metric,value\n";
 
+/// A directory of this test process under the system's temporary directory
+/// (`tally-NAME-PID`), created; the test removes it when done.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tally-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// The path of a file under `testdata/`.
 pub fn testdata(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
