@@ -959,19 +959,19 @@ function renderCharts(v) {
   const topTeams = sortByDecimal(v.teams, 'total');
   const shown = topTeams.slice(0, 9).map((t) => t.team);
   const rest = topTeams.slice(9).map((t) => t.team);
-  const series = shown.map((team, i) => ({
-    name: team,
-    color: PALETTE[i % PALETTE.length],
-    values: v.bucketLabels.map((b) => num(v.teamByBucket[team]?.[b])),
-    labels: v.bucketLabels.map((b) => formatMoney(v.teamByBucket[team]?.[b] ?? '0', v.currency)),
-  }));
+  // One exact amount per bucket: drawn from its number, labelled with its text.
+  const seriesOf = (name, color, amounts) => ({
+    name, color, values: amounts.map(num), labels: amounts.map((s) => formatMoney(s, v.currency)),
+  });
+  const amountsOf = (team) => v.bucketLabels.map((b) => v.teamByBucket[team]?.[b] ?? '0');
+  const series = shown.map((team, i) => seriesOf(team, PALETTE[i % PALETTE.length], amountsOf(team)));
   if (rest.length) {
-    const sums = v.bucketLabels.map((b) => sumDecimals(rest.map((t) => v.teamByBucket[t]?.[b] ?? '0')));
-    series.push({ name: `${rest.length} other teams`, color: OTHER_COLOR, values: sums.map(num), labels: sums.map((s) => formatMoney(s, v.currency)) });
+    const restAmounts = rest.map(amountsOf);
+    const sums = v.bucketLabels.map((_, k) => sumDecimals(restAmounts.map((a) => a[k])));
+    series.push(seriesOf(`${rest.length} other teams`, OTHER_COLOR, sums));
   }
   if (v.unallocatedSeries) {
-    const amounts = v.bucketLabels.map((b) => v.teamByBucket[v.unallocatedSeries]?.[b] ?? '0');
-    series.push({ name: v.unallocatedSeries, color: UNALLOCATED_COLOR, values: amounts.map(num), labels: amounts.map((s) => formatMoney(s, v.currency)) });
+    series.push(seriesOf(v.unallocatedSeries, UNALLOCATED_COLOR, amountsOf(v.unallocatedSeries)));
   }
   const nets = v.bucketNets.map((s) => formatMoney(s, v.currency));
   stackedColumns($('chart-time'), { buckets: v.bucketLabels, series, netLabels: nets, currency: v.currency });

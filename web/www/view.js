@@ -163,8 +163,7 @@ export function viewOf(report) {
     org_id: o.org_id || '(none)', allocated: o.allocated, unallocated: o.unallocated, total: o.total,
   }));
 
-  const distribution = teams.filter((t) => t.unallocated !== undefined && !isZeroDecimal(t.unallocated))
-    .map((t) => ({ team: t.team, amount: t.unallocated }));
+  const distribution = receivers.map((t) => ({ team: t.team, amount: t.unallocated }));
   const policyText = distribution.length > 1
     ? 'It was pro-rated over the teams in proportion to their totals (see below).'
     : distribution.length === 1
