@@ -547,8 +547,13 @@ impl<'a> Ctx<'a> {
     /// The level at which each owner was given its parts on `bill` (the
     /// first, for a name given parts at both levels): an allocated-last line's
     /// rows follow their owners' levels, as its weights follow their totals.
-    fn levels_on(&self, bill: &str) -> BTreeMap<Owner<'a>, EntityLevel> {
+    /// Empty when every part is at `level` (a run at one level), which then
+    /// holds for every owner.
+    fn levels_on(&self, bill: &str, level: EntityLevel) -> BTreeMap<Owner<'a>, EntityLevel> {
         let mut levels = BTreeMap::new();
+        if self.runs_on(bill).all(|(_, at)| at == level) {
+            return levels;
+        }
         for (parts, level) in self.runs_on(bill) {
             for (owner, _) in parts {
                 levels.entry(*owner).or_insert(level);
@@ -1232,7 +1237,7 @@ fn allocate_line<'a>(
             let shared = Arc::new(allocated_line(ctx, line, method, at));
             // Allocated last, each row is at the level its owner was charged at.
             let levels = if method.0 == method_name(&Step::AllocatedLast) {
-                ctx.levels_on(ctx.bill_of(line.key.bill_columns))
+                ctx.levels_on(ctx.bill_of(line.key.bill_columns), at)
             } else {
                 BTreeMap::new()
             };
